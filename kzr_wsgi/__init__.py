@@ -1,0 +1,29 @@
+"""kzr_wsgi: a safe receiver for Kazoo (2600Hz) call recordings.
+
+>>> from kzr_wsgi import KazooRecordings, DirectoryStore
+>>> app = KazooRecordings(app, DirectoryStore("/srv/recordings"))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from .errors import KzrError
+from .metadata import Metadata
+from .middleware import KazooRecordings
+from .recording import Handler, Kind, Name, ReadableStore, Recording, Stored, StoredFile
+from .stores import DirectoryStore
+
+__all__ = [
+    "DirectoryStore",
+    "Handler",
+    "KazooRecordings",
+    "Kind",
+    "KzrError",
+    "Metadata",
+    "Name",
+    "ReadableStore",
+    "Recording",
+    "Stored",
+    "StoredFile",
+]
+
+__version__ = "0.1.0"

@@ -1,0 +1,121 @@
+"""``kzr-wsgi``: the command line. ``kzr-wsgi serve`` runs the receiver on its own.
+
+Every option can also come from the environment as ``KZR_<OPTION>`` (``KZR_ROOT``,
+``KZR_PORT``, …), so secrets need not appear on a command line.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from .body import DEFAULT_MAX_SIZE
+from .middleware import KazooRecordings
+from .server import DEFAULT_THREADS, DEFAULT_WORKERS, gunicorn_options, run
+from .stores import DirectoryStore
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIEnvironment
+
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+class Size(click.ParamType):
+    """A byte count: ``1048576``, ``500M``, ``2G`` (binary units; a trailing ``B``/``iB`` is fine)."""
+
+    name = "size"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        text = str(value).strip().upper().removesuffix("IB").removesuffix("B")
+        unit = text[-1:] if text[-1:] in _UNITS else ""
+        number = text[: len(text) - len(unit)]
+        try:
+            size = int(float(number) * _UNITS[unit])
+        except ValueError:
+            self.fail(f"{value!r} is not a size such as 1048576, 500M or 2G", param, ctx)
+        if size <= 0:
+            self.fail("size must be positive", param, ctx)
+        return size
+
+
+def not_found(environ: WSGIEnvironment, start_response: StartResponse) -> list[bytes]:
+    """The app behind ``serve``: whatever is not a recording is ``404``."""
+    body = b"not a Kazoo recording URL\n"
+    start_response(
+        "404 Not Found",
+        [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))],
+    )
+    return [body]
+
+
+@click.group(context_settings={"auto_envvar_prefix": "KZR", "help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="kzr_wsgi")
+def main() -> None:
+    """kzr_wsgi: a safe receiver for Kazoo (2600Hz) call recordings."""
+
+
+@main.command()
+@click.option("--root", type=click.Path(file_okay=False), default="./recordings",
+              show_default=True, help="Directory recordings are stored under (created if missing).")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on. Kazoo will not upload to 127.0.0.1: use a routable one.")
+@click.option("--port", type=int, default=8080, show_default=True)
+@click.option("--prefix", default="/", show_default=True,
+              help="URL path Kazoo's `url` points at.")
+@click.option("--workers", type=click.IntRange(1, 64), default=DEFAULT_WORKERS,
+              show_default=True, help="Worker processes.")
+@click.option("--threads", type=click.IntRange(1, 256), default=DEFAULT_THREADS,
+              show_default=True, help="Concurrent uploads per worker.")
+@click.option("--max-size", type=Size(), default=DEFAULT_MAX_SIZE, show_default="2G",
+              help="Largest body accepted; larger ones get 413 and nothing is kept.")
+@click.option("--accept-caller/--no-accept-caller", default=True, show_default=True,
+              help="Take record_caller's bare <CALL_ID>.<EXT> names too.")
+@click.option("--attachments-prefix", default=None,
+              help="Serve a Kazoo storage plan (handler http) under this path, e.g. /store.")
+@click.option("--attachments-base64", is_flag=True,
+              help="The plan sets base64_encode_data: decode multipart file parts.")
+@click.option("--read-back", is_flag=True,
+              help="Serve GET/HEAD on a recording's own upload URL (Kazoo's recordings API).")
+def serve(
+    root: str,
+    host: str,
+    port: int,
+    prefix: str,
+    workers: int,
+    threads: int,
+    max_size: int,
+    accept_caller: bool,
+    attachments_prefix: str | None,
+    attachments_base64: bool,
+    read_back: bool,
+) -> None:
+    """Run the receiver: store every Kazoo upload under ROOT."""
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr,
+        format="%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        store = DirectoryStore(root)
+        app = KazooRecordings(
+            not_found,
+            store,
+            prefix=prefix,
+            accept_caller=accept_caller,
+            max_size=max_size,
+            attachments_prefix=attachments_prefix,
+            attachments_base64=attachments_base64,
+            read_back=read_back,
+        )
+    except (ValueError, OSError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    shown = f"[{host}]" if ":" in host else host
+    click.echo(f"kzr-wsgi: listening on http://{shown}:{port}{prefix}", err=True)
+    click.echo(f"kzr-wsgi: storing under {store.root}", err=True)
+    if attachments_prefix:
+        click.echo(f"kzr-wsgi: storage-plan attachments under {attachments_prefix}", err=True)
+    run(app, gunicorn_options(host, port, workers=workers, threads=threads))

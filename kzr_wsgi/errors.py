@@ -1,0 +1,63 @@
+"""The project's own errors.
+
+Every failure that can reach a client is one of these types. Parsing, bodies and
+stores raise them without knowing anything of HTTP; the WSGI edge
+(:mod:`kzr_wsgi.middleware`) maps each type to a status code in one table.
+"""
+
+from __future__ import annotations
+
+
+class KzrError(Exception):
+    """Base class of every error kzr_wsgi raises on purpose.
+
+    The message is short, plain text and safe to show to the client.
+    """
+
+
+class MalformedUpload(KzrError):
+    """The request is clearly meant for the receiver but cannot be a valid upload.
+
+    For example a ``call_recording_`` name with an extension outside the allowlist,
+    an empty call id, or a name longer than the configured limit.
+    """
+
+
+class LengthRequired(KzrError):
+    """The request has neither ``Content-Length`` nor a terminated chunked body."""
+
+
+class BodyTooLarge(KzrError):
+    """The body is, or grew, larger than the configured maximum size."""
+
+
+class BodyIncomplete(KzrError):
+    """The body ended (or the client went away) before all announced bytes arrived."""
+
+
+class MultipartError(KzrError):
+    """A ``multipart/form-data`` body does not have the framing Kazoo sends."""
+
+
+class StorageFull(KzrError):
+    """The store has no room left (``ENOSPC``, ``EDQUOT``): nothing was kept."""
+
+
+class StoreUnavailable(KzrError):
+    """The store could not be reached or refused the write: nothing was kept."""
+
+
+class NotFound(KzrError):
+    """No stored file answers the request."""
+
+
+class ReadNotSupported(KzrError):
+    """The handler cannot serve reads, but the mount was asked to serve them."""
+
+
+class Unauthorized(KzrError):
+    """No credential, or a wrong one, where HTTP Basic authentication is required."""
+
+
+class Forbidden(KzrError):
+    """The client is outside the allowlist, or the URL token is missing or wrong."""

@@ -1,0 +1,296 @@
+"""The WSGI edge: recognise Kazoo's uploads, own them, pass everything else on.
+
+>>> from kzr_wsgi import KazooRecordings, DirectoryStore
+>>> app = KazooRecordings(app, DirectoryStore("/srv/recordings"))  # doctest: +SKIP
+
+The flow of a request the receiver owns: URL (:mod:`kzr_wsgi.forms`) -> who may ask
+(:mod:`kzr_wsgi.auth`) -> the body as a counted stream (:mod:`kzr_wsgi.body`) ->
+:class:`~kzr_wsgi.recording.Recording` -> the handler -> the reply. Every other
+request goes to the wrapped app with the very same ``environ`` and
+``start_response``: no key added, no byte read.
+
+Errors are the project's own types; :data:`STATUS` maps them to replies in one place.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from werkzeug.exceptions import RequestedRangeNotSatisfiable
+from werkzeug.wrappers import Response
+from werkzeug.wsgi import wrap_file
+
+from . import errors
+from .body import DEFAULT_MAX_SIZE, Body
+from .forms import DEFAULT_EXTENSIONS, DEFAULT_MAX_NAME_BYTES, Action, Router, Target
+from .metadata import parse_metadata
+from .naming import utcnow
+from .recording import Handler, Recording, ReadableStore, Stored
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+    from .auth import Guard
+
+log = logging.getLogger("kzr_wsgi")
+
+#: Each error type's reply. The first matching class in the exception's MRO wins.
+STATUS: dict[type[errors.KzrError], int] = {
+    errors.MalformedUpload: 400,
+    errors.MultipartError: 400,
+    errors.BodyIncomplete: 400,
+    errors.Unauthorized: 401,
+    errors.Forbidden: 403,
+    errors.NotFound: 404,
+    errors.ReadNotSupported: 405,
+    errors.LengthRequired: 411,
+    errors.BodyTooLarge: 413,
+    errors.StoreUnavailable: 503,
+    errors.StorageFull: 507,
+}
+
+#: Called after a recording is committed: the recording (its stream already read) and
+#: what the handler returned.
+OnStored = Callable[[Recording, "Stored | None"], None]
+
+
+class KazooRecordings:
+    """WSGI middleware that receives Kazoo's call recordings.
+
+    :param app: the WSGI app to wrap; it sees every request that is not a recording.
+    :param handler: called with each :class:`~kzr_wsgi.recording.Recording`; see
+        :mod:`kzr_wsgi.recording` for the contract. A :class:`DirectoryStore` is one.
+    """
+
+    __slots__ = (
+        "app",
+        "handler",
+        "router",
+        "max_size",
+        "guard",
+        "on_stored",
+        "attachments_base64",
+    )
+
+    def __init__(
+        self,
+        app: WSGIApplication,
+        handler: Handler,
+        *,
+        # Where Kazoo's `url` points; the mount owns only recordings below it.
+        prefix: str = "/",
+        # record_caller's bare `<CALL_ID>.<EXT>` looks like any file route: opt in.
+        accept_caller: bool = False,
+        # Formats Kazoo records in; other `call_recording_` names are refused (400).
+        extensions: Iterable[str] = DEFAULT_EXTENSIONS,
+        # Larger bodies are refused (413) before a byte is stored.
+        max_size: int = DEFAULT_MAX_SIZE,
+        # Names longer than this (UTF-8 bytes) are refused (400).
+        max_name_bytes: int = DEFAULT_MAX_NAME_BYTES,
+        # Storage-plan attachments (handler "http") under this prefix; off when None.
+        attachments_prefix: str | None = None,
+        # Mirror the plan's `base64_encode_data`: nothing in the request says so.
+        attachments_base64: bool = False,
+        # Serve GET/HEAD on a recording's own upload URL (Kazoo's recordings API).
+        read_back: bool = False,
+        # Who may upload and read; None lets everyone (see kzr_wsgi.auth).
+        guard: Guard | None = None,
+        # Told once per newly stored recording, after the commit.
+        on_stored: Sequence[OnStored] = (),
+    ) -> None:
+        if isinstance(app, KazooRecordings) and _norm(app.router.prefix) == _norm(prefix):
+            raise ValueError(f"the app is already wrapped by KazooRecordings at {prefix!r}")
+        if (read_back or attachments_prefix is not None) and not isinstance(
+            handler, ReadableStore
+        ):
+            raise errors.ReadNotSupported(
+                f"{handler!r} cannot serve reads (no open()), but read_back or "
+                "attachments_prefix asks for them"
+            )
+        if max_size <= 0:
+            raise ValueError("max_size must be positive")
+        self.app = app
+        self.handler = handler
+        self.router = Router(
+            prefix,
+            attachments_prefix=attachments_prefix,
+            accept_caller=accept_caller,
+            extensions=extensions,
+            read_back=read_back,
+            max_name_bytes=max_name_bytes,
+        )
+        self.max_size = max_size
+        self.guard = guard
+        self.on_stored = tuple(on_stored)
+        self.attachments_base64 = attachments_base64
+
+    def __call__(
+        self, environ: WSGIEnvironment, start_response: StartResponse
+    ) -> Iterable[bytes]:
+        try:
+            target = self.router.route(environ)
+        except errors.KzrError as exc:
+            return _reply_error(exc, environ, start_response)
+        if target is None:
+            return self.app(environ, start_response)
+        return self._own(target, environ, start_response)
+
+    # -- requests we own --------------------------------------------------------------
+
+    def _own(
+        self, target: Target, environ: WSGIEnvironment, start_response: StartResponse
+    ) -> Iterable[bytes]:
+        try:
+            if self.guard is not None:
+                target = replace(target, name=self.guard.check(environ, target.name, target.pairs))
+            if target.action is Action.NOT_ALLOWED:
+                return _reply(environ, start_response, 405, "method not allowed\n",
+                              [("Allow", ", ".join(target.allow))])
+            if target.action is Action.READ:
+                return self._read(target, environ, start_response)
+            return self._upload(target, environ, start_response)
+        except errors.KzrError as exc:
+            return _reply_error(exc, environ, start_response)
+
+    def _upload(
+        self, target: Target, environ: WSGIEnvironment, start_response: StartResponse
+    ) -> Iterable[bytes]:
+        started = time.monotonic()
+        label = target.call_id if target.call_id is not None else "/".join(target.name.key[1:])
+        body: Body | None = None
+        try:
+            body = Body.from_environ(environ, self.max_size)
+            recording = Recording(
+                name=target.name,
+                call_id=target.call_id,
+                ext=target.ext,
+                content_type=environ.get("CONTENT_TYPE") or None,
+                content_length=body.content_length,
+                metadata=parse_metadata(target.pairs),
+                query=environ.get("QUERY_STRING", ""),
+                remote_addr=environ.get("REMOTE_ADDR"),
+                stream=body,
+                received_at=utcnow(),
+            )
+            recording = self._prepare(recording)
+            result = self.handler(recording)
+            _check_consumed(body)
+        except errors.KzrError as exc:
+            status = _status_of(exc)
+            _log_upload(label, body, started, f"refused {status}: {exc}")
+            return _reply_error(exc, environ, start_response)
+        except Exception:
+            log.exception("handler failed for %r", label)
+            _log_upload(label, body, started, "failed 500")
+            return _reply(environ, start_response, 500, "internal error: recording not stored\n")
+        created = result is None or result.created
+        _log_upload(label, body, started, "stored" if created else "duplicate",
+                    result.location if result else None)
+        if created:
+            self._notify(recording, result)
+        headers = [("ETag", f'"{result.sha256}"')] if result is not None else []
+        if created:
+            return _reply(environ, start_response, 201, "stored\n", headers)
+        return _reply(environ, start_response, 200, "already stored\n", headers)
+
+    def _prepare(self, recording: Recording) -> Recording:
+        """Hook for mounts that decode the body before the handler (multipart)."""
+        return recording
+
+    def _notify(self, recording: Recording, result: Stored | None) -> None:
+        for callback in self.on_stored:
+            try:
+                callback(recording, result)
+            except Exception:
+                # A notification must never turn a stored recording into a failure.
+                log.exception("on_stored callback %r failed", callback)
+
+    def _read(
+        self, target: Target, environ: WSGIEnvironment, start_response: StartResponse
+    ) -> Iterable[bytes]:
+        assert isinstance(self.handler, ReadableStore)
+        recording_id = next((v for k, v in target.pairs if k == "recording_id" and v), None)
+        stored = self.handler.open(target.name, recording_id)
+        response = Response(
+            wrap_file(environ, stored.fileobj),
+            mimetype=stored.content_type,
+            direct_passthrough=True,
+        )
+        response.content_length = stored.size
+        response.last_modified = stored.last_modified
+        response.set_etag(stored.etag)
+        try:
+            response = response.make_conditional(
+                environ, accept_ranges=True, complete_length=stored.size
+            )
+        except RequestedRangeNotSatisfiable as exc:
+            stored.close()
+            return exc.get_response(environ)(environ, start_response)
+        return response(environ, start_response)
+
+
+def _check_consumed(body: Body) -> None:
+    """After the handler returned: was the whole body read? A 2xx must mean all of it."""
+    if body.complete:
+        return
+    before = body.bytes_read
+    body.drain()  # raises BodyIncomplete when the client sent less than announced
+    if body.bytes_read != before:
+        raise RuntimeError(
+            f"handler returned after reading {before} of {body.bytes_read} bytes"
+        )
+
+
+def _status_of(exc: errors.KzrError) -> int:
+    for cls in type(exc).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]
+    return 500
+
+
+def _reply_error(
+    exc: errors.KzrError, environ: WSGIEnvironment, start_response: StartResponse
+) -> Iterable[bytes]:
+    status = _status_of(exc)
+    headers: list[tuple[str, str]] = []
+    if isinstance(exc, errors.Unauthorized):
+        headers.append(("WWW-Authenticate", 'Basic realm="kzr_wsgi", charset="UTF-8"'))
+    if status == 500:
+        log.error("unmapped error: %r", exc)
+        return _reply(environ, start_response, 500, "internal error\n")
+    return _reply(environ, start_response, status, f"{exc}\n", headers)
+
+
+def _reply(
+    environ: WSGIEnvironment,
+    start_response: StartResponse,
+    status: int,
+    text: str,
+    headers: Sequence[tuple[str, str]] = (),
+) -> Iterable[bytes]:
+    response = Response(text, status=status, mimetype="text/plain", headers=list(headers))
+    return response(environ, start_response)
+
+
+def _log_upload(
+    label: str, body: Body | None, started: float, outcome: str, location: str | None = None
+) -> None:
+    size = body.bytes_read if body is not None else 0
+    log.info(
+        "upload call_id=%r bytes=%d seconds=%.3f outcome=%s%s",
+        label,
+        size,
+        time.monotonic() - started,
+        outcome,
+        f" location={location}" if location else "",
+    )
+
+
+def _norm(prefix: Any) -> tuple[str, ...]:
+    if isinstance(prefix, tuple):
+        return prefix
+    return tuple(s for s in str(prefix).split("/") if s)

@@ -1,0 +1,138 @@
+"""Turning names that are data into path components and keys that cannot escape.
+
+Pure: no I/O. Used by every store, so that a call id like ``../../etc/passwd`` or
+``a/b%2Fc`` is always one harmless component, two different ids never share one,
+and what a layout template produces is a relative path made only of such components.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import mimetypes
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from urllib.parse import quote
+
+from .recording import Name, Recording
+
+#: Longest component a store writes (most filesystems allow 255 bytes; the rest is
+#: room for a ``~N`` suffix and the ``.kzr.json`` sidecar ending).
+MAX_COMPONENT = 200
+
+#: Sidecar files end with this; no stored data file ever does (see :func:`safe_component`).
+SIDECAR_SUFFIX = ".kzr.json"
+
+#: Default layout: bounded directories by kind, account and day (Kazoo's ``start`` when
+#: given, so a retry days later lands where the original did).
+DEFAULT_LAYOUT = "{kind}/{account_id}/{yyyy}/{mm}/{dd}"
+
+_CONTENT_TYPES = {"mp3": "audio/mpeg", "wav": "audio/x-wav", "mp4": "audio/mp4"}
+
+
+def safe_component(text: str) -> str:
+    """One path component that stands for ``text`` and nothing else.
+
+    Percent-encodes every byte but ``A-Z a-z 0-9 _ . - ~`` (so ``/``, ``\\``, ``%`` and
+    NUL are encoded and the mapping is one-to-one), never starts with a dot (no
+    ``.``, ``..`` or hidden files), never ends with :data:`SIDECAR_SUFFIX`, and is
+    hashed when too long.
+
+    >>> safe_component("../x/y")
+    '%2E.%2Fx%2Fy'
+    >>> safe_component("")
+    '%'
+    """
+    if text == "":
+        # "%" alone is never the output of quote(), so it stands only for "".
+        return "%"
+    out = quote(text.encode("utf-8", "surrogateescape"), safe="")
+    if out.startswith("."):
+        out = "%2E" + out[1:]
+    if out.endswith(SIDECAR_SUFFIX):
+        out = out[: -len(SIDECAR_SUFFIX)] + "%2Ekzr%2Ejson"
+    if len(out) > MAX_COMPONENT:
+        digest = hashlib.sha256(out.encode("ascii")).hexdigest()
+        # "#" is never produced by quote(), so hashed names cannot meet encoded ones.
+        out = out[:80] + "#" + digest
+    return out
+
+
+def with_suffix(component: str, n: int) -> str:
+    """``component`` with ``~n`` before its extension, for a second body under one name.
+
+    >>> with_suffix("call_recording_x.mp3", 2)
+    'call_recording_x~2.mp3'
+    """
+    if n <= 1:
+        return component
+    stem, dot, ext = component.rpartition(".")
+    if not dot or not stem:
+        return f"{component}~{n}"
+    return f"{stem}~{n}.{ext}"
+
+
+def name_digest(name: Name) -> str:
+    """A stable hex digest of a :class:`Name`: the key under which copies are indexed."""
+    blob = json.dumps(list(name.key), ensure_ascii=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode("ascii")).hexdigest()
+
+
+def layout_fields(recording: Recording) -> dict[str, str]:
+    """The values a layout template may use, each already a safe component.
+
+    ``{kind}``, ``{account_id}`` (``unknown`` when Kazoo did not send one),
+    ``{yyyy}``, ``{mm}``, ``{dd}`` (from Kazoo's ``start``, else the time received,
+    UTC), ``{owner_id}`` and ``{segments}`` (the path segments, each encoded, joined
+    by ``/``; ``_`` when there are none).
+    """
+    when = recording.metadata.start or recording.received_at
+    when = when.astimezone(timezone.utc)
+    meta = recording.metadata
+    segments = "/".join(safe_component(s) for s in recording.segments) or "_"
+    return {
+        "kind": recording.kind.value,
+        "account_id": safe_component(meta.account_id) if meta.account_id else "unknown",
+        "owner_id": safe_component(meta.owner_id) if meta.owner_id else "unknown",
+        "yyyy": f"{when.year:04d}",
+        "mm": f"{when.month:02d}",
+        "dd": f"{when.day:02d}",
+        "segments": segments,
+    }
+
+
+def render_layout(template: str, fields: Mapping[str, str]) -> str:
+    """Fill a layout template; the result is a relative path of safe components.
+
+    Raises ``ValueError`` for a template that names an unknown field or would climb
+    out (``..``) or start at ``/``.
+    """
+    try:
+        path = template.format_map(dict(fields))
+    except KeyError as exc:
+        raise ValueError(f"layout names an unknown field: {exc}") from None
+    parts = [p for p in path.split("/") if p]
+    if any(p in (".", "..") for p in parts):
+        raise ValueError(f"layout {template!r} climbs out of the store")
+    return "/".join(parts)
+
+
+def content_type_for(recording: Recording) -> str:
+    """The type to keep and serve: what the client sent, else one guessed from the name."""
+    sent = recording.content_type
+    if sent and not sent.lower().startswith("multipart/"):
+        return sent
+    return guess_type(recording.filename, recording.ext)
+
+
+def guess_type(filename: str, ext: str) -> str:
+    """A content type for a stored name (``audio/mpeg`` for ``.mp3``, …)."""
+    if ext.lower() in _CONTENT_TYPES:
+        return _CONTENT_TYPES[ext.lower()]
+    guessed, _enc = mimetypes.guess_type("x." + ext) if ext else (None, None)
+    return guessed or "application/octet-stream"
+
+
+def utcnow() -> datetime:
+    """The current time, aware UTC."""
+    return datetime.now(timezone.utc)

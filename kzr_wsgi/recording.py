@@ -1,0 +1,163 @@
+"""What a handler receives (:class:`Recording`) and what stores give back.
+
+The handler contract is one callable::
+
+    def handler(recording: Recording) -> Stored | None: ...
+
+It reads ``recording.stream`` to its end and keeps the bytes somewhere. Returning
+(with or without a :class:`Stored`) means "complete and durable": the receiver then
+answers ``201 Created``. Raising means "not kept": the receiver answers an error and
+Kazoo retries. The built-in stores are handlers themselves.
+
+A handler that can also serve the bytes back (for Kazoo's storage-plan reads and
+recording playback) implements :class:`ReadableStore`.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import IO, TYPE_CHECKING, Protocol, runtime_checkable
+
+from .metadata import Metadata
+
+if TYPE_CHECKING:
+    from .body import Body
+
+
+class Kind(str, enum.Enum):
+    """Which Kazoo feature sent the upload."""
+
+    #: ``record_call``: ``call_recording_<CALL_ID>.<EXT>``
+    CALL = "call"
+    #: ``record_caller``: bare ``<CALL_ID>.<EXT>``
+    CALLER = "caller"
+    #: A storage-plan attachment (``"handler": "http"``): any name.
+    ATTACHMENT = "attachment"
+
+
+@dataclass(frozen=True)
+class Name:
+    """Where an upload is addressed: the identity a store files it under.
+
+    Two uploads with equal ``Name`` and equal ``recording_id`` are the same recording
+    (a retry); a read of the same URL finds it again.
+    """
+
+    kind: Kind
+    #: Decoded path segments between the mount's prefix and the file name,
+    #: e.g. ``("{ACCOUNT_ID}", "{USER_ID}")``. Data, never interpreted as a path.
+    segments: tuple[str, ...]
+    #: The file name as Kazoo sent it, decoded once (``call_recording_<id>.mp3``).
+    #: Empty for a storage-plan PUT with no name at all (``field_list: []``).
+    filename: str
+
+    @property
+    def key(self) -> tuple[str, ...]:
+        """A flat tuple identifying this name; stores hash it, never use it as a path."""
+        group = "attachments" if self.kind is Kind.ATTACHMENT else "recordings"
+        return (group, *self.segments, self.filename)
+
+
+@dataclass
+class Recording:
+    """One upload, as the handler receives it.
+
+    ``stream`` yields exactly the body, then ``b""``; it raises
+    :class:`~kzr_wsgi.errors.BodyIncomplete` if the client stops early and
+    :class:`~kzr_wsgi.errors.BodyTooLarge` past the size limit. Read it in large
+    blocks (``stream.read(1 << 20)``).
+    """
+
+    name: Name
+    #: The SIP call id, decoded once; ``None`` for storage-plan attachments.
+    call_id: str | None
+    #: Lower-case extension (``mp3``, ``wav``, ``mp4``); for attachments whatever the name
+    #: ends in, possibly ``""``.
+    ext: str
+    content_type: str | None
+    #: ``None`` when the body is chunked.
+    content_length: int | None
+    metadata: Metadata
+    #: The raw query string as received (still percent-encoded).
+    query: str
+    #: The client address as the WSGI server saw it (``REMOTE_ADDR``).
+    remote_addr: str | None
+    stream: Body
+    #: When the receiver started taking the upload (aware UTC).
+    received_at: datetime
+    #: For multipart storage-plan uploads: the document JSON part, parsed.
+    document: dict[str, object] | None = None
+    #: Anything a mount adds (e.g. ``{"multipart": True, "base64": True}``).
+    extras: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def kind(self) -> Kind:
+        """Which Kazoo feature sent it."""
+        return self.name.kind
+
+    @property
+    def filename(self) -> str:
+        """The file name as sent, decoded once."""
+        return self.name.filename
+
+    @property
+    def segments(self) -> tuple[str, ...]:
+        """Path segments between the prefix and the file name."""
+        return self.name.segments
+
+    @property
+    def recording_id(self) -> str | None:
+        """Kazoo 4.x's recording document id, when sent."""
+        return self.metadata.recording_id
+
+
+@dataclass(frozen=True)
+class Stored:
+    """What a store reports after it committed an upload."""
+
+    #: Where it went: a filesystem path or an ``s3://bucket/key`` URL.
+    location: str
+    size: int
+    #: Hex sha256 of the stored bytes.
+    sha256: str
+    #: False when an identical copy was already stored (a de-duplicated retry).
+    created: bool = True
+    #: Further locations, for stores that write to several places.
+    also: tuple[str, ...] = ()
+
+
+@dataclass
+class StoredFile:
+    """A stored file opened for reading: what the edge needs to answer a GET."""
+
+    fileobj: IO[bytes]
+    size: int
+    content_type: str
+    #: Strong validator (the sha256).
+    etag: str
+    last_modified: datetime
+    location: str
+
+    def close(self) -> None:
+        """Close the underlying file object."""
+        self.fileobj.close()
+
+
+#: Anything that takes a :class:`Recording` and keeps its bytes.
+Handler = Callable[[Recording], "Stored | None"]
+
+
+@runtime_checkable
+class ReadableStore(Protocol):
+    """A handler that can also hand a stored file back.
+
+    ``open`` returns the copy filed under ``name`` whose ``recording_id`` matches (when
+    given), else the latest one; it raises :class:`~kzr_wsgi.errors.NotFound`.
+    """
+
+    def __call__(self, recording: Recording) -> Stored | None: ...
+
+    def open(self, name: Name, recording_id: str | None = None) -> StoredFile: ...

@@ -1,0 +1,79 @@
+"""Run a WSGI app under the production server ``kzr-wsgi serve`` embeds (gunicorn).
+
+Why gunicorn, with threaded workers (``gthread``):
+
+* it hands the request body to the app as it arrives (waitress buffers whole bodies
+  to its own disk first; a 691 MB WAV would be on the server's disk before the
+  receiver could refuse it);
+* a ``gthread`` worker's heartbeat runs in its own loop, so a three-hour recording
+  uploading slowly is never killed by the worker timeout (a ``sync`` worker would be);
+* it answers ``Expect: 100-continue`` (curl's and FreeSWITCH's default for PUT) and
+  decodes chunked bodies, marking them terminated;
+* it gives ``RAW_URI``, so an encoded ``%2F`` in a call id stays apart from ``/``.
+
+The app is built once in the master (``preload_app``), so the store sweeps dead
+writers' files once at start-up, before any worker takes an upload.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+from gunicorn.app.base import BaseApplication
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIApplication
+
+#: Default worker processes: two keep one upload's fsync from stalling the other's.
+DEFAULT_WORKERS = 2
+#: Threads per worker: concurrent uploads each worker takes (Kazoo ends many calls at once).
+DEFAULT_THREADS = 16
+
+
+class _Embedded(BaseApplication):  # type: ignore[misc]
+    def __init__(self, app: WSGIApplication, options: dict[str, Any]) -> None:
+        self._app = app
+        self._options = options
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self._options.items():
+            # Settings newer than the installed gunicorn (control_socket_disable came
+            # with 24) are skipped rather than fatal.
+            if key in self.cfg.settings:
+                self.cfg.set(key, value)
+
+    def load(self) -> WSGIApplication:
+        return self._app
+
+
+def gunicorn_options(
+    host: str, port: int, *, workers: int = DEFAULT_WORKERS, threads: int = DEFAULT_THREADS
+) -> dict[str, Any]:
+    """The gunicorn settings ``kzr-wsgi serve`` uses, also for a ``gunicorn.conf.py``."""
+    bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return {
+        "bind": [bind],
+        "workers": workers,
+        "worker_class": "gthread",
+        "threads": threads,
+        # Only a stuck worker loop trips this; an upload in progress does not.
+        "timeout": 60,
+        "graceful_timeout": 30,
+        "keepalive": 30,
+        # Room for a 1,000-character call id, percent-encoded, plus 4.x's metadata.
+        "limit_request_line": 8190,
+        "preload_app": True,
+        "accesslog": None,
+        "errorlog": "-",
+        "loglevel": os.environ.get("KZR_LOG_LEVEL", "info").lower(),
+        "proc_name": "kzr-wsgi",
+        # One shared control socket path would make two receivers on a host collide.
+        "control_socket_disable": True,
+    }
+
+
+def run(app: WSGIApplication, options: dict[str, Any]) -> None:
+    """Serve ``app`` with gunicorn until interrupted (Ctrl-C stops it cleanly)."""
+    _Embedded(app, options).run()

@@ -1,0 +1,350 @@
+"""The embedded default store: recordings as files under one directory.
+
+``KazooRecordings(app, DirectoryStore("/srv/recordings"))`` is the whole set-up.
+
+What it promises, and how:
+
+* **A visible file is always complete; a 2xx means durable.** The body goes to a
+  temporary file in ``ROOT/.kzr/tmp`` (same filesystem), is ``fsync``-ed, then
+  hard-linked into place under a name no other file has (``link`` fails rather than
+  overwrite), and the directory is ``fsync``-ed before the handler returns.
+* **Names are data.** Every path component comes from
+  :func:`~kzr_wsgi.naming.safe_component`: a call id can hold ``/``, ``..``, ``\\``
+  or ``%`` and still never leaves ``ROOT`` nor meets another id's file.
+* **Idempotent under Kazoo's retries.** Every stored copy is indexed by its
+  :class:`~kzr_wsgi.recording.Name`, ``recording_id`` and sha256 in
+  ``ROOT/.kzr/index``. The same recording with the same body again (a retry, days
+  later or racing the original) finds its entry and keeps one copy; a different body
+  under the same name is kept beside it (``…~2.mp3``), never overwriting. The check
+  and the commit run under a per-name ``flock``, so concurrent retries in several
+  processes sharing the root agree.
+* **Metadata beside the file**: ``<file>.kzr.json`` with the call id, Kazoo's fields,
+  size, sha256, content type and time received.
+* **Dead writers leave nothing.** A writer holds an exclusive ``flock`` on its
+  temporary file while it lives; at start-up, temporary files nobody holds are removed
+  (see :meth:`DirectoryStore.sweep`), and a live writer's are left alone.
+
+Layout: ``{kind}/{account_id}/{yyyy}/{mm}/{dd}`` by default (see
+:func:`~kzr_wsgi.naming.layout_fields`), so no directory grows without bound.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import IO, Any
+
+from ..body import BLOCK_SIZE
+from ..errors import NotFound, StorageFull
+from ..metadata import dumps
+from ..naming import (
+    DEFAULT_LAYOUT,
+    SIDECAR_SUFFIX,
+    content_type_for,
+    guess_type,
+    layout_fields,
+    name_digest,
+    render_layout,
+    safe_component,
+    with_suffix,
+)
+from ..recording import Name, Recording, Stored, StoredFile
+
+log = logging.getLogger("kzr_wsgi.store")
+
+_STATE = ".kzr"
+#: A temporary file younger than this is never swept, locked or not: it may belong to
+#: a writer between creating it and locking it.
+_SWEEP_MIN_AGE = 60.0
+_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+class DirectoryStore:
+    """Keep each upload as a file under ``root``; itself a handler and a reader.
+
+    >>> store = DirectoryStore("/srv/recordings")          # doctest: +SKIP
+    >>> app = KazooRecordings(app, store)                   # doctest: +SKIP
+    """
+
+    __slots__ = ("root", "layout", "_tmp", "_index")
+
+    def __init__(self, root: str | os.PathLike[str], *, layout: str = DEFAULT_LAYOUT) -> None:
+        #: The store's root directory, created when missing.
+        self.root = Path(root).absolute()
+        #: Template for the directory of each file (see :func:`~kzr_wsgi.naming.layout_fields`).
+        self.layout = layout
+        render_layout(layout, dict.fromkeys(
+            ("kind", "account_id", "owner_id", "yyyy", "mm", "dd", "segments"), "x"))
+        self._tmp = self.root / _STATE / "tmp"
+        self._index = self.root / _STATE / "index"
+        for directory in (self._tmp, self._index):
+            _makedirs(directory)
+        self.sweep()
+
+    def __repr__(self) -> str:
+        return f"DirectoryStore({str(self.root)!r})"
+
+    # -- writing ----------------------------------------------------------------------
+
+    def __call__(self, recording: Recording) -> Stored:
+        """Stream ``recording`` to disk and commit it; return where it is.
+
+        Raises :class:`~kzr_wsgi.errors.StorageFull` when the disk is full, and lets
+        the body's own errors through; in every error case nothing is left visible.
+        """
+        with self._temporary() as (tmp_path, fh):
+            try:
+                size, digest = _copy(recording.stream, fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+            except OSError as exc:
+                if exc.errno in _FULL:
+                    raise StorageFull("no space left on the store") from exc
+                raise
+            try:
+                return self._commit(recording, tmp_path, size, digest)
+            except OSError as exc:
+                if exc.errno in _FULL:
+                    raise StorageFull("no space left on the store") from exc
+                raise
+
+    def _commit(self, recording: Recording, tmp_path: Path, size: int, digest: str) -> Stored:
+        index_dir = self._index_dir(recording.name)
+        entry = index_dir / _entry_name(recording.recording_id, digest)
+        with _locked(index_dir / ".lock"):
+            existing = _read_json(entry)
+            if existing is not None:
+                path = self.root / existing["path"]
+                if path.is_file() and path.stat().st_size == existing["size"]:
+                    return Stored(str(path), size, digest, created=False)
+                # The indexed copy was removed by hand: store this one afresh.
+            directory = self.root / render_layout(self.layout, layout_fields(recording))
+            _makedirs(directory)
+            final = _link_unique(tmp_path, directory, safe_component(recording.filename))
+            relative = final.relative_to(self.root).as_posix()
+            record = self._record(recording, relative, size, digest)
+            self._write_small(final.with_name(final.name + SIDECAR_SUFFIX), dumps(record))
+            _fsync_dir(directory)
+            self._write_small(entry, dumps({
+                "path": relative,
+                "recording_id": recording.recording_id,
+                "sha256": digest,
+                "size": size,
+                "content_type": record["content_type"],
+                "received_at": record["received_at"],
+            }))
+            _fsync_dir(index_dir)
+        return Stored(str(final), size, digest, created=True)
+
+    def _record(self, recording: Recording, relative: str, size: int, digest: str) -> dict[str, Any]:
+        return {
+            "kind": recording.kind.value,
+            "call_id": recording.call_id,
+            "filename": recording.filename,
+            "segments": list(recording.segments),
+            "ext": recording.ext,
+            "recording_id": recording.recording_id,
+            "content_type": content_type_for(recording),
+            "size": size,
+            "sha256": digest,
+            "received_at": recording.received_at.isoformat(),
+            "remote_addr": recording.remote_addr,
+            "query": recording.query,
+            "metadata": recording.metadata.to_json(),
+            "document": recording.document,
+            "extras": recording.extras,
+            "path": relative,
+        }
+
+    def _index_dir(self, name: Name) -> Path:
+        digest = name_digest(name)
+        directory = self._index / digest[:2] / digest
+        if not directory.is_dir():
+            _makedirs(directory)
+            key_file = directory / "name.json"
+            if not key_file.exists():
+                self._write_small(key_file, dumps(list(name.key)))
+        return directory
+
+    @contextmanager
+    def _temporary(self) -> Iterator[tuple[Path, IO[bytes]]]:
+        """A locked temporary file in the store, removed on the way out whatever happens."""
+        path = self._tmp / f"{uuid.uuid4().hex}.part"
+        try:
+            fh = open(path, "xb", buffering=0)  # noqa: SIM115 - closed below
+        except OSError as exc:
+            if exc.errno in _FULL:
+                raise StorageFull("no space left on the store") from exc
+            raise
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+            yield path, fh
+        finally:
+            try:
+                path.unlink(missing_ok=True)
+            finally:
+                fh.close()
+
+    def _write_small(self, target: Path, text: str) -> None:
+        """Write a small file atomically and durably (temp, fsync, rename)."""
+        with self._temporary() as (tmp_path, fh):
+            fh.write(text.encode("utf-8"))
+            os.fsync(fh.fileno())
+            os.replace(tmp_path, target)
+
+    # -- reading ----------------------------------------------------------------------
+
+    def open(self, name: Name, recording_id: str | None = None) -> StoredFile:
+        """The copy stored under ``name`` (with ``recording_id`` when given, else the latest)."""
+        digest = name_digest(name)
+        directory = self._index / digest[:2] / digest
+        best: dict[str, Any] | None = None
+        try:
+            entries = list(directory.iterdir())
+        except (FileNotFoundError, NotADirectoryError):
+            raise NotFound("no such recording") from None
+        for path in entries:
+            if not path.name.endswith(".json") or path.name == "name.json":
+                continue
+            entry = _read_json(path)
+            if entry is None:
+                continue
+            if recording_id is not None and entry.get("recording_id") != recording_id:
+                continue
+            if best is None or entry.get("received_at", "") > best.get("received_at", ""):
+                best = entry
+        if best is None:
+            raise NotFound("no such recording")
+        file_path = self.root / best["path"]
+        try:
+            fh = open(file_path, "rb")  # noqa: SIM115 - StoredFile owns it
+        except FileNotFoundError:
+            raise NotFound("no such recording") from None
+        st = os.fstat(fh.fileno())
+        return StoredFile(
+            fileobj=fh,
+            size=st.st_size,
+            content_type=best.get("content_type")
+            or guess_type(name.filename, name.filename.rpartition(".")[2]),
+            etag=best["sha256"],
+            last_modified=datetime.fromtimestamp(int(st.st_mtime), tz=timezone.utc),
+            location=str(file_path),
+        )
+
+    # -- housekeeping -----------------------------------------------------------------
+
+    def sweep(self) -> int:
+        """Remove temporary files of writers that died; return how many were removed.
+
+        A file is removed only when no process holds its lock and it is older than a
+        minute: a live writer, in this process or another sharing the root, keeps its
+        file.
+        """
+        removed = 0
+        now = time.time()
+        for path in self._tmp.iterdir():
+            try:
+                with open(path, "rb") as fh:
+                    if now - os.fstat(fh.fileno()).st_mtime < _SWEEP_MIN_AGE:
+                        continue
+                    try:
+                        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    except BlockingIOError:
+                        continue
+                    path.unlink(missing_ok=True)
+                    removed += 1
+            except FileNotFoundError:
+                continue
+        if removed:
+            log.warning("removed %d temporary file(s) left by writers that died", removed)
+        return removed
+
+
+def _copy(stream: Any, fh: IO[bytes]) -> tuple[int, str]:
+    """Copy ``stream`` to ``fh`` in large blocks, hashing on the way."""
+    sha = hashlib.sha256()
+    size = 0
+    read, update, write = stream.read, sha.update, fh.write
+    while True:
+        block = read(BLOCK_SIZE)
+        if not block:
+            break
+        update(block)
+        write(block)
+        size += len(block)
+    return size, sha.hexdigest()
+
+
+def _entry_name(recording_id: str | None, digest: str) -> str:
+    rid = hashlib.sha256((recording_id or "").encode("utf-8", "surrogateescape")).hexdigest()
+    return f"{rid[:16]}-{digest}.json"
+
+
+def _link_unique(source: Path, directory: Path, component: str) -> Path:
+    """Hard-link ``source`` into ``directory`` under the first free ``component~N``."""
+    n = 1
+    while True:
+        target = directory / with_suffix(component, n)
+        try:
+            os.link(source, target)
+            return target
+        except FileExistsError:
+            n += 1
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except (FileNotFoundError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _makedirs(directory: Path) -> None:
+    """Create ``directory`` and its parents durably (each new entry's parent fsync-ed)."""
+    if directory.is_dir():
+        return
+    missing = []
+    d = directory
+    while not d.exists():
+        missing.append(d)
+        d = d.parent
+    for d in reversed(missing):
+        try:
+            d.mkdir()
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            if exc.errno in _FULL:
+                raise StorageFull("no space left on the store") from exc
+            raise
+        _fsync_dir(d.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
