@@ -1,0 +1,122 @@
+"""Real servers on loopback for the tests: each started by the test that needs it.
+
+``serve(...)`` runs ``kzr-wsgi serve`` itself. ``wsgi_server(kind, factory, ...)``
+runs an app, named as ``module:function`` (called with keyword arguments passed as
+JSON), under gunicorn, waitress or werkzeug's development server, each in its own
+process so a test can kill it. Every server is stopped when its ``with`` block ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SERVER_KINDS = ("gunicorn", "waitress", "werkzeug")
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def wait_listening(host: str, port: int, proc: subprocess.Popen[bytes], timeout: float = 20) -> None:
+    """Block until ``host:port`` accepts connections; fail if the process dies first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            out = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
+            raise RuntimeError(f"server exited with {proc.returncode}:\n{out}")
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on {host}:{port} after {timeout}s")
+
+
+@dataclass
+class Server:
+    """A running server: where it listens, and its process."""
+
+    host: str
+    port: int
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def log(self) -> str:
+        """Everything the server printed so far."""
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        """Stop the server and every process it started."""
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, sig)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=15)
+
+
+@contextlib.contextmanager
+def _spawn(args: Sequence[str], host: str, port: int, log_path: Path,
+           env: dict[str, str] | None = None) -> Iterator[Server]:
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    full_env["PYTHONPATH"] = os.pathsep.join(
+        [str(HERE), str(HERE.parent), full_env.get("PYTHONPATH", "")]
+    )
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            list(args), stdout=log, stderr=subprocess.STDOUT, env=full_env,
+            start_new_session=True,
+        )
+    server = Server(host, port, proc, log_path)
+    try:
+        try:
+            wait_listening(host, port, proc)
+        except Exception as exc:
+            raise RuntimeError(f"{exc}\n{server.log()}") from exc
+        yield server
+    finally:
+        server.stop()
+
+
+@contextlib.contextmanager
+def serve(tmp_path: Path, *args: str, root: Path | None = None, host: str = "127.0.0.1",
+          env: dict[str, str] | None = None) -> Iterator[Server]:
+    """Run ``kzr-wsgi serve --root ROOT --port P ARGS…`` (``python -m kzr_wsgi``)."""
+    port = free_port(host)
+    root = root if root is not None else tmp_path / "recordings"
+    cmd = [sys.executable, "-m", "kzr_wsgi", "serve", "--root", str(root),
+           "--host", host, "--port", str(port), *args]
+    with _spawn(cmd, host, port, tmp_path / f"serve-{port}.log", env) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def wsgi_server(kind: str, factory: str, tmp_path: Path, **kwargs: object) -> Iterator[Server]:
+    """Run the app ``factory(**kwargs)`` (``"module:function"``) under ``kind``."""
+    port = free_port()
+    cmd = [sys.executable, str(HERE / "_run_server.py"), kind, factory, "127.0.0.1", str(port),
+           json.dumps(kwargs)]
+    with _spawn(cmd, "127.0.0.1", port, tmp_path / f"{kind}-{port}.log") as server:
+        yield server
