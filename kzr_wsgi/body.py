@@ -35,7 +35,10 @@ class Body(io.RawIOBase):
     """
 
     def __init__(
-        self, wsgi_input: IO[bytes] | Any, content_length: int | None, max_size: int = DEFAULT_MAX_SIZE
+        self,
+        wsgi_input: IO[bytes] | Any,
+        content_length: int | None,
+        max_size: int = DEFAULT_MAX_SIZE,
     ) -> None:
         super().__init__()
         if content_length is not None and content_length > max_size:

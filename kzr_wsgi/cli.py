@@ -23,8 +23,8 @@ if TYPE_CHECKING:
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
 
-class Size(click.ParamType):
-    """A byte count: ``1048576``, ``500M``, ``2G`` (binary units; a trailing ``B``/``iB`` is fine)."""
+class Size(click.ParamType):  # type: ignore[type-arg]
+    """A byte count: ``1048576``, ``500M``, ``2G`` (binary units; ``B``/``iB`` may follow)."""
 
     name = "size"
 

@@ -29,7 +29,7 @@ from .body import DEFAULT_MAX_SIZE, Body
 from .forms import DEFAULT_EXTENSIONS, DEFAULT_MAX_NAME_BYTES, Action, Router, Target
 from .metadata import parse_metadata
 from .naming import utcnow
-from .recording import Handler, Recording, ReadableStore, Stored
+from .recording import Handler, ReadableStore, Recording, Stored
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -76,6 +76,14 @@ class KazooRecordings:
         "attachments_base64",
     )
 
+    app: WSGIApplication
+    handler: Handler
+    router: Router
+    max_size: int
+    guard: Guard | None
+    on_stored: tuple[OnStored, ...]
+    attachments_base64: bool
+
     def __init__(
         self,
         app: WSGIApplication,
@@ -102,7 +110,8 @@ class KazooRecordings:
         # Told once per newly stored recording, after the commit.
         on_stored: Sequence[OnStored] = (),
     ) -> None:
-        if isinstance(app, KazooRecordings) and _norm(app.router.prefix) == _norm(prefix):
+        inner: Any = app
+        if isinstance(inner, KazooRecordings) and inner.router.prefix == _norm(prefix):
             raise ValueError(f"the app is already wrapped by KazooRecordings at {prefix!r}")
         if (read_back or attachments_prefix is not None) and not isinstance(
             handler, ReadableStore
@@ -290,7 +299,5 @@ def _log_upload(
     )
 
 
-def _norm(prefix: Any) -> tuple[str, ...]:
-    if isinstance(prefix, tuple):
-        return prefix
-    return tuple(s for s in str(prefix).split("/") if s)
+def _norm(prefix: str) -> tuple[str, ...]:
+    return tuple(s for s in prefix.split("/") if s)

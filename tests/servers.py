@@ -31,7 +31,9 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
-def wait_listening(host: str, port: int, proc: subprocess.Popen[bytes], timeout: float = 20) -> None:
+def wait_listening(
+    host: str, port: int, proc: subprocess.Popen[bytes], timeout: float = 20
+) -> None:
     """Block until ``host:port`` accepts connections; fail if the process dies first."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

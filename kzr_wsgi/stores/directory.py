@@ -146,7 +146,9 @@ class DirectoryStore:
             _fsync_dir(index_dir)
         return Stored(str(final), size, digest, created=True)
 
-    def _record(self, recording: Recording, relative: str, size: int, digest: str) -> dict[str, Any]:
+    def _record(
+        self, recording: Recording, relative: str, size: int, digest: str
+    ) -> dict[str, Any]:
         return {
             "kind": recording.kind.value,
             "call_id": recording.call_id,

@@ -1,0 +1,104 @@
+"""Flask integration (extra ``flask``): mount the receiver in an existing Flask app.
+
+>>> from flask import Flask
+>>> from kzr_wsgi.flask import KazooFlask, recording_stored
+>>> app = Flask(__name__)
+>>> app.config["KZR_ROOT"] = "/srv/recordings"            # doctest: +SKIP
+>>> kazoo = KazooFlask(app)                                # doctest: +SKIP
+
+or, with an app factory, ``kazoo = KazooFlask(handler=my_handler)`` then
+``kazoo.init_app(app)``. The extension wraps ``app.wsgi_app`` with
+:class:`~kzr_wsgi.KazooRecordings`, so recordings never reach Flask's routing, request
+parsing or ``MAX_CONTENT_LENGTH``; every other request reaches the app unchanged.
+
+Config keys (all optional): ``KZR_ROOT`` (a :class:`~kzr_wsgi.DirectoryStore` root,
+when no handler is given), ``KZR_PREFIX``, ``KZR_MAX_SIZE``, ``KZR_ACCEPT_CALLER``,
+``KZR_READ_BACK``, ``KZR_ATTACHMENTS_PREFIX``, ``KZR_ATTACHMENTS_BASE64``.
+
+After each newly stored recording the :data:`recording_stored` signal is sent inside
+the app's context, with ``recording=`` and ``result=``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from blinker import Namespace
+from flask import Flask
+
+from .middleware import KazooRecordings, OnStored
+from .recording import Handler, Recording, Stored
+from .stores import DirectoryStore
+
+_signals = Namespace()
+
+#: Sent after a recording is committed (never for a de-duplicated retry), inside the
+#: app context: ``recording_stored.connect(fn)``; ``fn(app, recording=…, result=…)``.
+recording_stored = _signals.signal("recording-stored")
+
+_OPTIONS = {
+    "KZR_PREFIX": "prefix",
+    "KZR_MAX_SIZE": "max_size",
+    "KZR_ACCEPT_CALLER": "accept_caller",
+    "KZR_READ_BACK": "read_back",
+    "KZR_ATTACHMENTS_PREFIX": "attachments_prefix",
+    "KZR_ATTACHMENTS_BASE64": "attachments_base64",
+}
+
+
+@dataclass
+class _State:
+    handler: Handler
+    middleware: KazooRecordings
+
+
+class KazooFlask:
+    """The Flask extension: ``KazooFlask(app)`` or ``KazooFlask(...)`` + ``init_app(app)``.
+
+    :param handler: where recordings go; default a ``DirectoryStore(KZR_ROOT)``.
+    :param on_stored: extra callbacks, as on :class:`~kzr_wsgi.KazooRecordings`.
+    :param options: middleware keywords; they win over ``KZR_*`` config keys.
+    """
+
+    def __init__(
+        self,
+        app: Flask | None = None,
+        *,
+        handler: Handler | None = None,
+        on_stored: tuple[OnStored, ...] = (),
+        **options: Any,
+    ) -> None:
+        self.handler = handler
+        self.on_stored = on_stored
+        self.options = options
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> None:
+        """Wrap ``app.wsgi_app``; state goes to ``app.extensions["kzr_wsgi"]``."""
+        if "kzr_wsgi" in app.extensions:
+            raise RuntimeError("KazooFlask is already set up on this app")
+        handler = self.handler
+        if handler is None:
+            root = app.config.get("KZR_ROOT")
+            if not root:
+                raise RuntimeError("KazooFlask needs a handler= or the KZR_ROOT config key")
+            handler = DirectoryStore(root)
+        options = {
+            arg: app.config[key] for key, arg in _OPTIONS.items() if key in app.config
+        }
+        options.update(self.options)
+
+        def send_signal(recording: Recording, result: Stored | None) -> None:
+            with app.app_context():
+                recording_stored.send(app, recording=recording, result=result)
+
+        middleware = KazooRecordings(
+            app.wsgi_app,
+            handler,
+            on_stored=(*self.on_stored, send_signal),
+            **options,
+        )
+        app.wsgi_app = middleware  # type: ignore[method-assign]
+        app.extensions["kzr_wsgi"] = _State(handler, middleware)
