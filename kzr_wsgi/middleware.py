@@ -29,7 +29,8 @@ from .body import DEFAULT_MAX_SIZE, Body
 from .forms import DEFAULT_EXTENSIONS, DEFAULT_MAX_NAME_BYTES, Action, Router, Target
 from .metadata import parse_metadata
 from .naming import utcnow
-from .recording import Handler, ReadableStore, Recording, Stored
+from .multipart import MultipartUpload, boundary_from_content_type
+from .recording import Handler, Kind, ReadableStore, Recording, Stored
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -185,8 +186,10 @@ class KazooRecordings:
                 stream=body,
                 received_at=utcnow(),
             )
-            recording = self._prepare(recording)
+            upload = self._prepare(recording)
             result = self.handler(recording)
+            if upload is not None and not upload.complete:
+                raise RuntimeError("handler returned before reading the whole file part")
             _check_consumed(body)
         except errors.KzrError as exc:
             status = _status_of(exc)
@@ -206,9 +209,29 @@ class KazooRecordings:
             return _reply(environ, start_response, 201, "stored\n", headers)
         return _reply(environ, start_response, 200, "already stored\n", headers)
 
-    def _prepare(self, recording: Recording) -> Recording:
-        """Hook for mounts that decode the body before the handler (multipart)."""
-        return recording
+    def _prepare(self, recording: Recording) -> MultipartUpload | None:
+        """Decode a multipart storage-plan body: the handler gets the file part only.
+
+        Kazoo's ``send_multipart`` plans send the attachment's document as JSON, then
+        the file; the document is kept as ``recording.document``.
+        """
+        if recording.kind is not Kind.ATTACHMENT:
+            return None
+        boundary = boundary_from_content_type(recording.content_type)
+        if boundary is None:
+            return None
+        upload = MultipartUpload(recording.stream, boundary, base64=self.attachments_base64)
+        recording.stream = upload.file
+        recording.document = upload.document
+        recording.content_type = upload.part_content_type
+        recording.content_length = None
+        recording.extras.update(
+            multipart=True,
+            base64=self.attachments_base64,
+            document_name=upload.document_name,
+            part_name=upload.part_name,
+        )
+        return upload
 
     def _notify(self, recording: Recording, result: Stored | None) -> None:
         for callback in self.on_stored:

@@ -19,12 +19,17 @@ import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import IO, TYPE_CHECKING, Protocol, runtime_checkable
+from typing import IO, Protocol, runtime_checkable
 
 from .metadata import Metadata
 
-if TYPE_CHECKING:
-    from .body import Body
+
+class Stream(Protocol):
+    """What ``Recording.stream`` is: a read-only binary stream that ends with ``b""``."""
+
+    def read(self, size: int = -1, /) -> bytes:
+        """Up to ``size`` bytes (all that is left when negative); ``b""`` at the end."""
+        ...
 
 
 class Kind(str, enum.Enum):
@@ -85,7 +90,8 @@ class Recording:
     query: str
     #: The client address as the WSGI server saw it (``REMOTE_ADDR``).
     remote_addr: str | None
-    stream: Body
+    #: The body (for a multipart storage-plan upload: the file part, decoded).
+    stream: Stream
     #: When the receiver started taking the upload (aware UTC).
     received_at: datetime
     #: For multipart storage-plan uploads: the document JSON part, parsed.
