@@ -133,16 +133,15 @@ class DirectoryStore:
             final = _link_unique(tmp_path, directory, safe_component(recording.filename))
             relative = final.relative_to(self.root).as_posix()
             record = self._record(recording, relative, size, digest)
-            self._write_small(final.with_name(final.name + SIDECAR_SUFFIX), dumps(record))
-            _fsync_dir(directory)
-            self._write_small(entry, dumps({
-                "path": relative,
-                "recording_id": recording.recording_id,
-                "sha256": digest,
-                "size": size,
-                "content_type": record["content_type"],
-                "received_at": record["received_at"],
-            }))
+            # One file, written and synced once, is both the sidecar beside the
+            # recording and its index entry (two hard links).
+            with self._temporary() as (side_tmp, side_fh):
+                side_fh.write(dumps(record).encode("utf-8"))
+                os.fsync(side_fh.fileno())
+                os.replace(side_tmp, final.with_name(final.name + SIDECAR_SUFFIX))
+                _fsync_dir(directory)
+                entry.unlink(missing_ok=True)  # a stale entry whose file was removed
+                os.link(final.with_name(final.name + SIDECAR_SUFFIX), entry)
             _fsync_dir(index_dir)
         return Stored(str(final), size, digest, created=True)
 
