@@ -36,9 +36,11 @@ import hashlib
 import json
 import logging
 import os
+import queue
+import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -104,8 +106,7 @@ class DirectoryStore:
         """
         with self._temporary() as (tmp_path, fh):
             try:
-                size, digest = _copy(recording.stream, fh)
-                fh.flush()
+                size, digest = copy_to_disk(recording.stream, fh.fileno(), recording.content_length)
                 os.fsync(fh.fileno())
             except OSError as exc:
                 if exc.errno in _FULL:
@@ -133,16 +134,19 @@ class DirectoryStore:
             final = _link_unique(tmp_path, directory, safe_component(recording.filename))
             relative = final.relative_to(self.root).as_posix()
             record = self._record(recording, relative, size, digest)
-            # One file, written and synced once, is both the sidecar beside the
-            # recording and its index entry (two hard links).
+            sidecar = final.with_name(final.name + SIDECAR_SUFFIX)
+            # One file is both the sidecar beside the recording and its index entry
+            # (two hard links). All names are put in place first and synced after:
+            # on a journaling filesystem the first fsync commits them all at once, so
+            # the ones after it cost next to nothing.
             with self._temporary() as (side_tmp, side_fh):
                 side_fh.write(dumps(record).encode("utf-8"))
-                os.fsync(side_fh.fileno())
-                os.replace(side_tmp, final.with_name(final.name + SIDECAR_SUFFIX))
-                _fsync_dir(directory)
+                os.replace(side_tmp, sidecar)
                 entry.unlink(missing_ok=True)  # a stale entry whose file was removed
-                os.link(final.with_name(final.name + SIDECAR_SUFFIX), entry)
-            _fsync_dir(index_dir)
+                os.link(sidecar, entry)
+                os.fsync(side_fh.fileno())
+            for synced in (directory, index_dir, index_dir.parent):
+                _fsync_dir(synced)
         return Stored(str(final), size, digest, created=True)
 
     def _record(
@@ -170,11 +174,8 @@ class DirectoryStore:
     def _index_dir(self, name: Name) -> Path:
         digest = name_digest(name)
         directory = self._index / digest[:2] / digest
-        if not directory.is_dir():
-            _makedirs(directory)
-            key_file = directory / "name.json"
-            if not key_file.exists():
-                self._write_small(key_file, dumps(list(name.key)))
+        # Synced with the entry at commit (see _commit), not here.
+        directory.mkdir(parents=True, exist_ok=True)
         return directory
 
     @contextmanager
@@ -271,19 +272,100 @@ class DirectoryStore:
         return removed
 
 
-def _copy(stream: Any, fh: IO[bytes]) -> tuple[int, str]:
-    """Copy ``stream`` to ``fh`` in large blocks, hashing on the way."""
-    sha = hashlib.sha256()
-    size = 0
-    read, update, write = stream.read, sha.update, fh.write
-    while True:
-        block = read(BLOCK_SIZE)
-        if not block:
-            break
-        update(block)
-        write(block)
-        size += len(block)
-    return size, sha.hexdigest()
+def copy_to_disk(stream: Any, fd: int, length: int | None = None) -> tuple[int, str]:
+    """Copy ``stream`` to the file ``fd`` in large blocks; return its size and sha256.
+
+    Bodies over :data:`_PIPELINE_MIN` (or of unknown length) run as a pipeline: this
+    thread reads from the client while one thread hashes and another writes the
+    blocks already read (hashlib and ``os.write`` release the GIL on large buffers, so
+    the three overlap). Every :data:`_WRITEBACK_EVERY` bytes the writer asks the
+    kernel to start writing back what it has (``POSIX_FADV_DONTNEED`` starts writeback
+    without waiting for it), so the final ``fsync`` has little left to wait for. At
+    most :data:`_QUEUE_BLOCKS` blocks wait in each queue: memory stays bounded.
+    """
+    if length is not None and length <= _PIPELINE_MIN:
+        sha = hashlib.sha256()
+        size = 0
+        while block := stream.read(BLOCK_SIZE):
+            sha.update(block)
+            _write_all(fd, block)
+            size += len(block)
+        return size, sha.hexdigest()
+    return _Pipeline(fd).run(stream)
+
+
+#: Bodies up to this size are copied in the request's thread (threads cost more).
+_PIPELINE_MIN = 8 << 20
+#: How often the writer starts the disk's writeback.
+_WRITEBACK_EVERY = 16 << 20
+#: Blocks queued for each stage.
+_QUEUE_BLOCKS = 4
+
+
+class _Stage(threading.Thread):
+    """One consumer of the blocks the reader hands out; ``None`` ends it."""
+
+    def __init__(self, work: Callable[[bytes], None], pipeline: _Pipeline) -> None:
+        super().__init__(name="kzr-copy", daemon=True)
+        self.queue: queue.Queue[bytes | None] = queue.Queue(_QUEUE_BLOCKS)
+        self.work = work
+        self.pipeline = pipeline
+
+    def run(self) -> None:
+        try:
+            while (block := self.queue.get()) is not None:
+                if self.pipeline.error is None:
+                    self.work(block)
+        except BaseException as exc:  # handed to the reader, which raises it
+            self.pipeline.error = exc
+            while self.queue.get() is not None:  # keep the reader's puts from blocking
+                pass
+
+
+class _Pipeline:
+    """Reader (the calling thread) -> [hasher thread, writer thread]."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.error: BaseException | None = None
+        self.sha = hashlib.sha256()
+        self.size = 0
+        self.synced = 0
+
+    def run(self, stream: Any) -> tuple[int, str]:
+        stages = [_Stage(self.sha.update, self), _Stage(self._write, self)]
+        for stage in stages:
+            stage.start()
+        try:
+            while self.error is None:
+                block = stream.read(BLOCK_SIZE)
+                if not block:
+                    break
+                for stage in stages:
+                    stage.queue.put(block)
+        finally:
+            # Whatever happened to the reader, let both stages end before leaving.
+            for stage in stages:
+                stage.queue.put(None)
+            for stage in stages:
+                stage.join()
+        if self.error is not None:
+            raise self.error
+        return self.size, self.sha.hexdigest()
+
+    def _write(self, block: bytes) -> None:
+        _write_all(self.fd, block)
+        self.size += len(block)
+        if self.size - self.synced >= _WRITEBACK_EVERY:
+            os.posix_fadvise(self.fd, self.synced, self.size - self.synced, os.POSIX_FADV_DONTNEED)
+            self.synced = self.size
+
+
+def _write_all(fd: int, block: bytes) -> None:
+    view = memoryview(block)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
 
 
 def _entry_name(recording_id: str | None, digest: str) -> str:
