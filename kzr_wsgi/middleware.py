@@ -28,8 +28,8 @@ from . import errors
 from .body import DEFAULT_MAX_SIZE, Body
 from .forms import DEFAULT_EXTENSIONS, DEFAULT_MAX_NAME_BYTES, Action, Router, Target
 from .metadata import parse_metadata
-from .naming import utcnow
 from .multipart import MultipartUpload, boundary_from_content_type
+from .naming import utcnow
 from .recording import Handler, Kind, ReadableStore, Recording, Stored
 
 if TYPE_CHECKING:
@@ -170,7 +170,11 @@ class KazooRecordings:
         self, target: Target, environ: WSGIEnvironment, start_response: StartResponse
     ) -> Iterable[bytes]:
         started = time.monotonic()
-        label = target.call_id if target.call_id is not None else "/".join(target.name.key[1:])
+        label = (
+            f"call_id={target.call_id!r}"
+            if target.call_id is not None
+            else f"attachment={'/'.join(target.name.key[1:])!r}"
+        )
         body: Body | None = None
         try:
             body = Body.from_environ(environ, self.max_size)
@@ -313,7 +317,7 @@ def _log_upload(
 ) -> None:
     size = body.bytes_read if body is not None else 0
     log.info(
-        "upload call_id=%r bytes=%d seconds=%.3f outcome=%s%s",
+        "upload %s bytes=%d seconds=%.3f outcome=%s%s",
         label,
         size,
         time.monotonic() - started,

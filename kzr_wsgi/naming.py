@@ -81,7 +81,8 @@ def name_digest(name: Name) -> str:
 def layout_fields(recording: Recording) -> dict[str, str]:
     """The values a layout template may use, each already a safe component.
 
-    ``{kind}``, ``{account_id}`` (``unknown`` when Kazoo did not send one),
+    ``{kind}``, ``{account_id}`` (Kazoo's field; else the first path segment, which is
+    the account in storage-plan URLs and the documented per-user URLs; else ``unknown``),
     ``{yyyy}``, ``{mm}``, ``{dd}`` (from Kazoo's ``start``, else the time received,
     UTC), ``{owner_id}`` and ``{segments}`` (the path segments, each encoded, joined
     by ``/``; ``_`` when there are none).
@@ -92,7 +93,11 @@ def layout_fields(recording: Recording) -> dict[str, str]:
     segments = "/".join(safe_component(s) for s in recording.segments) or "_"
     return {
         "kind": recording.kind.value,
-        "account_id": safe_component(meta.account_id) if meta.account_id else "unknown",
+        "account_id": safe_component(meta.account_id)
+        if meta.account_id
+        else safe_component(recording.segments[0])
+        if recording.segments and recording.segments[0]
+        else "unknown",
         "owner_id": safe_component(meta.owner_id) if meta.owner_id else "unknown",
         "yyyy": f"{when.year:04d}",
         "mm": f"{when.month:02d}",
@@ -104,8 +109,9 @@ def layout_fields(recording: Recording) -> dict[str, str]:
 def render_layout(template: str, fields: Mapping[str, str]) -> str:
     """Fill a layout template; the result is a relative path of safe components.
 
+    Empty parts are dropped, so a leading ``/`` or ``//`` cannot make it absolute.
     Raises ``ValueError`` for a template that names an unknown field or would climb
-    out (``..``) or start at ``/``.
+    out (``..``).
     """
     try:
         path = template.format_map(dict(fields))
@@ -120,7 +126,8 @@ def render_layout(template: str, fields: Mapping[str, str]) -> str:
 def content_type_for(recording: Recording) -> str:
     """The type to keep and serve: what the client sent, else one guessed from the name."""
     sent = recording.content_type
-    if sent and not sent.lower().startswith("multipart/"):
+    # Form types are what a client sends when it names none (curl --data-binary).
+    if sent and not sent.lower().startswith(("multipart/", "application/x-www-form-urlencoded")):
         return sent
     return guess_type(recording.filename, recording.ext)
 
