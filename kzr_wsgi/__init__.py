@@ -9,11 +9,13 @@ from __future__ import annotations
 from .errors import KzrError
 from .metadata import Metadata
 from .middleware import KazooRecordings
+from .notify import WebhookNotifier
 from .recording import Handler, Kind, Name, ReadableStore, Recording, Stored, StoredFile
-from .stores import DirectoryStore
+from .stores import DirectoryStore, FanOut
 
 __all__ = [
     "DirectoryStore",
+    "FanOut",
     "Handler",
     "KazooRecordings",
     "Kind",
@@ -24,6 +26,7 @@ __all__ = [
     "Recording",
     "Stored",
     "StoredFile",
+    "WebhookNotifier",
 ]
 
 __version__ = "0.1.0"

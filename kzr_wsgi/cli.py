@@ -12,8 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from .auth import Guard, is_loopback_host, read_secrets
 from .body import DEFAULT_MAX_SIZE
 from .middleware import KazooRecordings
+from .notify import WebhookNotifier
 from .server import DEFAULT_THREADS, DEFAULT_WORKERS, gunicorn_options, run
 from .stores import DirectoryStore
 
@@ -81,6 +83,24 @@ def main() -> None:
               help="The plan sets base64_encode_data: decode multipart file parts.")
 @click.option("--read-back", is_flag=True,
               help="Serve GET/HEAD on a recording's own upload URL (Kazoo's recordings API).")
+@click.option("--basic-auth", multiple=True, metavar="USER:PASS",
+              help="Require HTTP Basic (Kazoo: http://USER:PASS@host/...). Repeatable. "
+                   "From KZR_BASIC_AUTH, several are split on whitespace.")
+@click.option("--basic-auth-file", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="File of USER:PASS lines (keeps secrets out of `ps`).")
+@click.option("--token", multiple=True, metavar="SECRET",
+              help="Require this secret as the first path segment after the prefix, or as a "
+                   "`token` query parameter (4.x). Repeatable.")
+@click.option("--token-file", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="File of URL tokens, one a line.")
+@click.option("--allow", multiple=True, metavar="CIDR",
+              help="Only accept clients in this network (403 otherwise). Repeatable.")
+@click.option("--trust-proxy", multiple=True, metavar="CIDR",
+              help="Believe X-Forwarded-For from proxies in this network (off by default). "
+                   "Repeatable.")
+@click.option("--notify-url", "notify_urls", multiple=True, metavar="URL",
+              help="POST a JSON notification here after each newly stored recording, off "
+                   "the request path (retried with backoff). Repeatable.")
 def serve(
     root: str,
     host: str,
@@ -93,6 +113,13 @@ def serve(
     attachments_prefix: str | None,
     attachments_base64: bool,
     read_back: bool,
+    basic_auth: tuple[str, ...],
+    basic_auth_file: str | None,
+    token: tuple[str, ...],
+    token_file: str | None,
+    allow: tuple[str, ...],
+    trust_proxy: tuple[str, ...],
+    notify_urls: tuple[str, ...],
 ) -> None:
     """Run the receiver: store every Kazoo upload under ROOT."""
     logging.basicConfig(
@@ -100,6 +127,12 @@ def serve(
         format="%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s",
     )
     try:
+        guard = Guard(
+            basic=[*basic_auth, *(read_secrets(basic_auth_file) if basic_auth_file else ())],
+            tokens=[*token, *(read_secrets(token_file) if token_file else ())],
+            allow=allow,
+            trusted_proxies=trust_proxy,
+        )
         store = DirectoryStore(root)
         app = KazooRecordings(
             not_found,
@@ -110,6 +143,9 @@ def serve(
             attachments_prefix=attachments_prefix,
             attachments_base64=attachments_base64,
             read_back=read_back,
+            guard=guard if guard.enabled else None,
+            # Built here, in the master: each worker starts its sender on first use.
+            on_stored=[WebhookNotifier(url) for url in notify_urls],
         )
     except (ValueError, OSError) as exc:
         raise click.ClickException(str(exc)) from exc
@@ -118,4 +154,15 @@ def serve(
     click.echo(f"kzr-wsgi: storing under {store.root}", err=True)
     if attachments_prefix:
         click.echo(f"kzr-wsgi: storage-plan attachments under {attachments_prefix}", err=True)
+    if guard.enabled:
+        # The Guard's repr counts secrets and never shows them.
+        click.echo(f"kzr-wsgi: access control: {guard!r}", err=True)
+    if not guard.authenticates and not is_loopback_host(host):
+        click.secho(
+            f"kzr-wsgi: WARNING: listening on {host} with no authentication: anyone who can "
+            "reach this port can store files"
+            + (" (only --allow limits who)" if guard.enabled else "")
+            + ". Set --basic-auth USER:PASS (Kazoo URL http://USER:PASS@host/...) or --token.",
+            err=True, fg="yellow",
+        )
     run(app, gunicorn_options(host, port, workers=workers, threads=threads))

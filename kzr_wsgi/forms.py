@@ -32,7 +32,7 @@ from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from .errors import MalformedUpload
-from .metadata import split_query
+from .metadata import KNOWN_FIELDS, split_query
 from .recording import Kind, Name
 
 CALL_PREFIX = "call_recording_"
@@ -84,7 +84,7 @@ class Router:
     """Recognise Kazoo uploads under a prefix; everything else is ``None``.
 
     >>> r = Router("/kzr")
-    >>> t = r.route({"REQUEST_METHOD": "PUT", "PATH_INFO": "/kzr/a/call_recording_x%2Fy.mp3",
+    >>> t = r.route({"REQUEST_METHOD": "PUT", "PATH_INFO": "/kzr/a/call_recording_x/y.mp3",
     ...              "QUERY_STRING": "", "RAW_URI": "/kzr/a/call_recording_x%2Fy.mp3"})
     >>> t.call_id, t.name.segments, t.ext
     ('x/y', ('a',), 'mp3')
@@ -181,9 +181,14 @@ class Router:
                 if "." not in filename[len(CALL_PREFIX) :]:
                     return None
                 return self._call_target(tuple(rest[:i]), filename, method, pairs)
-        # Form 2: the name travels in the query (recording=…, or the last URL parameter).
-        for _key, value in pairs:
-            if value and value.startswith(CALL_PREFIX) and "." in value[len(CALL_PREFIX) :]:
+        # Form 2: the name travels in the query: `recording=…`, or the configured URL's
+        # last parameter, which Kazoo's own fields follow (or nothing does). Any other
+        # parameter holding such a text is a host app's business (`?title=call_recording_…`).
+        for i, (key, value) in enumerate(pairs):
+            if not (value and value.startswith(CALL_PREFIX) and "." in value[len(CALL_PREFIX) :]):
+                continue
+            following = pairs[i + 1][0] if i + 1 < len(pairs) else None
+            if key == "recording" or following is None or following in KNOWN_FIELDS:
                 return self._call_target(tuple(rest), value, method, pairs)
         # Form 3: record_caller's bare <CALL_ID>.<EXT>, only when asked for.
         if self.accept_caller and rest:
@@ -286,7 +291,9 @@ def request_segments(environ: dict[str, Any]) -> list[str]:
     if raw is not None:
         raw_segments = raw.split("/")[1:]
         skip = len([s for s in script_name.split("/") if s]) if script_name else 0
-        decoded = [unquote_to_bytes(s) for s in raw_segments]
+        # The raw URI is latin-1 text of the request bytes, like PATH_INFO; unquoting
+        # the str itself would re-encode any raw non-ASCII byte as UTF-8 first.
+        decoded = [unquote_to_bytes(s.encode("latin-1", "replace")) for s in raw_segments]
         joined = b"/".join(decoded).decode("latin-1")
         if ("/" + joined) == script_name + path_info or (
             not raw_segments and not script_name and not path_info

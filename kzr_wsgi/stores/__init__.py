@@ -7,5 +7,6 @@
 from __future__ import annotations
 
 from .directory import DirectoryStore
+from .fanout import FanOut
 
-__all__ = ["DirectoryStore"]
+__all__ = ["DirectoryStore", "FanOut"]

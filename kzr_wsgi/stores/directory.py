@@ -60,7 +60,7 @@ from ..naming import (
     safe_component,
     with_suffix,
 )
-from ..recording import Name, Recording, Stored, StoredFile
+from ..recording import Kind, Name, Recording, Stored, StoredFile
 
 log = logging.getLogger("kzr_wsgi.store")
 
@@ -203,6 +203,29 @@ class DirectoryStore:
             fh.write(text.encode("utf-8"))
             os.fsync(fh.fileno())
             os.replace(tmp_path, target)
+
+    def discard(self, stored: Stored) -> None:
+        """Take back a copy this store committed (a fan-out whose other store failed).
+
+        Removes the index entry (only if it still points at this copy), then the file
+        and its sidecar; a copy already gone is not an error.
+        """
+        final = Path(stored.location)
+        sidecar = final.with_name(final.name + SIDECAR_SUFFIX)
+        record = _read_json(sidecar)
+        if record is None or not final.is_relative_to(self.root):
+            return
+        name = Name(Kind(record["kind"]), tuple(record["segments"]), record["filename"])
+        index_dir = self._index_dir(name)
+        entry = index_dir / _entry_name(record.get("recording_id"), record["sha256"])
+        with _locked(index_dir / ".lock"):
+            indexed = _read_json(entry)
+            if indexed is not None and indexed.get("path") == record["path"]:
+                entry.unlink(missing_ok=True)
+                _fsync_dir(index_dir)
+            final.unlink(missing_ok=True)
+            sidecar.unlink(missing_ok=True)
+            _fsync_dir(final.parent)
 
     # -- reading ----------------------------------------------------------------------
 
