@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from .auth import Guard
 from .errors import KzrError
 from .metadata import Metadata
 from .middleware import KazooRecordings
@@ -16,6 +17,7 @@ from .stores import DirectoryStore, FanOut
 __all__ = [
     "DirectoryStore",
     "FanOut",
+    "Guard",
     "Handler",
     "KazooRecordings",
     "Kind",

@@ -61,7 +61,7 @@ def main() -> None:
     """kzr_wsgi: a safe receiver for Kazoo (2600Hz) call recordings."""
 
 
-@main.command()
+@main.command(context_settings={"auto_envvar_prefix": "KZR"})
 @click.option("--root", type=click.Path(file_okay=False), default="./recordings",
               show_default=True, help="Directory recordings are stored under (created if missing).")
 @click.option("--host", default="127.0.0.1", show_default=True,

@@ -19,12 +19,14 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
 from werkzeug.exceptions import RequestedRangeNotSatisfiable
 from werkzeug.wrappers import Response
 from werkzeug.wsgi import wrap_file
 
 from . import errors
+from .auth import TOKEN_PARAM, Guard
 from .body import DEFAULT_MAX_SIZE, Body
 from .forms import DEFAULT_EXTENSIONS, DEFAULT_MAX_NAME_BYTES, Action, Router, Target
 from .metadata import parse_metadata
@@ -35,7 +37,6 @@ from .recording import Handler, Kind, ReadableStore, Recording, Stored
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
-    from .auth import Guard
 
 log = logging.getLogger("kzr_wsgi")
 
@@ -156,7 +157,11 @@ class KazooRecordings:
     ) -> Iterable[bytes]:
         try:
             if self.guard is not None:
-                target = replace(target, name=self.guard.check(environ, target.name, target.pairs))
+                name = self.guard.check(environ, target.name, target.pairs)
+                # A token in the query is a secret: it must not reach the handler,
+                # the sidecar or the logs.
+                pairs = tuple(p for p in target.pairs if p[0] != TOKEN_PARAM)
+                target = replace(target, name=name, pairs=pairs)
             if target.action is Action.NOT_ALLOWED:
                 return _reply(environ, start_response, 405, "method not allowed\n",
                               [("Allow", ", ".join(target.allow))])
@@ -185,7 +190,9 @@ class KazooRecordings:
                 content_type=environ.get("CONTENT_TYPE") or None,
                 content_length=body.content_length,
                 metadata=parse_metadata(target.pairs),
-                query=environ.get("QUERY_STRING", ""),
+                query=_without_token(environ.get("QUERY_STRING", ""))
+                if self.guard is not None
+                else environ.get("QUERY_STRING", ""),
                 remote_addr=environ.get("REMOTE_ADDR"),
                 stream=body,
                 received_at=utcnow(),
@@ -267,6 +274,13 @@ class KazooRecordings:
             stored.close()
             return exc.get_response(environ)(environ, start_response)
         return response(environ, start_response)
+
+
+def _without_token(query: str) -> str:
+    """The raw query minus any ``token`` parameter (however its name is encoded)."""
+    return "&".join(
+        item for item in query.split("&") if item and unquote(item.partition("=")[0]) != TOKEN_PARAM
+    )
 
 
 def _check_consumed(body: Body) -> None:

@@ -78,13 +78,21 @@ class DirectoryStore:
     >>> app = KazooRecordings(app, store)                   # doctest: +SKIP
     """
 
-    __slots__ = ("root", "layout", "_tmp", "_index")
+    __slots__ = ("root", "layout", "sweep_min_age", "_tmp", "_index")
 
-    def __init__(self, root: str | os.PathLike[str], *, layout: str = DEFAULT_LAYOUT) -> None:
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        *,
+        layout: str = DEFAULT_LAYOUT,
+        sweep_min_age: float = _SWEEP_MIN_AGE,
+    ) -> None:
         #: The store's root directory, created when missing.
         self.root = Path(root).absolute()
         #: Template for the directory of each file (see :func:`~kzr_wsgi.naming.layout_fields`).
         self.layout = layout
+        #: Seconds a temporary file must be old before a sweep may remove it.
+        self.sweep_min_age = sweep_min_age
         render_layout(layout, dict.fromkeys(
             ("kind", "account_id", "owner_id", "yyyy", "mm", "dd", "segments"), "x"))
         self._tmp = self.root / _STATE / "tmp"
@@ -280,7 +288,7 @@ class DirectoryStore:
         for path in self._tmp.iterdir():
             try:
                 with open(path, "rb") as fh:
-                    if now - os.fstat(fh.fileno()).st_mtime < _SWEEP_MIN_AGE:
+                    if now - os.fstat(fh.fileno()).st_mtime < self.sweep_min_age:
                         continue
                     try:
                         fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
