@@ -16,8 +16,9 @@ from .auth import Guard, is_loopback_host, read_secrets
 from .body import DEFAULT_MAX_SIZE
 from .middleware import KazooRecordings
 from .notify import WebhookNotifier
+from .recording import Handler
 from .server import DEFAULT_THREADS, DEFAULT_WORKERS, gunicorn_options, run
-from .stores import DirectoryStore
+from .stores import DirectoryStore, FanOut
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -53,6 +54,33 @@ def not_found(environ: WSGIEnvironment, start_response: StartResponse) -> list[b
         [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))],
     )
     return [body]
+
+
+def _build_store(
+    root: str, root_given: bool, s3_url: str | None, s3_endpoint: str | None
+) -> tuple[Handler, str]:
+    """The handler ``serve`` stores with, and a line saying where that is.
+
+    The disk by default; S3 with ``--s3``; both (a fan-out) with ``--s3`` and an
+    explicit ``--root``.
+    """
+    if s3_url is None:
+        if s3_endpoint is not None:
+            raise click.UsageError("--s3-endpoint needs --s3 s3://BUCKET/PREFIX")
+        disk = DirectoryStore(root)
+        return disk, f"under {disk.root}"
+    try:
+        from .stores.s3 import S3Store
+    except ImportError as exc:
+        raise click.ClickException(
+            f"--s3 needs boto3: pip install 'kzr_wsgi[s3]' ({exc})"
+        ) from exc
+    bucket = S3Store.from_url(s3_url, endpoint_url=s3_endpoint)
+    shown = s3_url + (f" at {s3_endpoint}" if s3_endpoint else "")
+    if not root_given:
+        return bucket, f"in {shown}"
+    disk = DirectoryStore(root)
+    return FanOut(disk, bucket), f"under {disk.root} and in {shown} (both must succeed)"
 
 
 @click.group(context_settings={"auto_envvar_prefix": "KZR", "help_option_names": ["-h", "--help"]})
@@ -98,6 +126,12 @@ def main() -> None:
 @click.option("--trust-proxy", multiple=True, metavar="CIDR",
               help="Believe X-Forwarded-For from proxies in this network (off by default). "
                    "Repeatable.")
+@click.option("--s3", "s3_url", default=None, metavar="s3://BUCKET/PREFIX",
+              help="Store in S3 (or MinIO, Ceph, …) instead of the disk; with an explicit "
+                   "--root too, both are written. Needs the s3 extra (boto3).")
+@click.option("--s3-endpoint", default=None, metavar="URL",
+              help="S3 API endpoint for S3-compatible servers, e.g. http://minio:9000. "
+                   "Credentials and region come from boto3's usual chain (AWS_* variables, ...).")
 @click.option("--notify-url", "notify_urls", multiple=True, metavar="URL",
               help="POST a JSON notification here after each newly stored recording, off "
                    "the request path (retried with backoff). Repeatable.")
@@ -119,9 +153,11 @@ def serve(
     token_file: str | None,
     allow: tuple[str, ...],
     trust_proxy: tuple[str, ...],
+    s3_url: str | None,
+    s3_endpoint: str | None,
     notify_urls: tuple[str, ...],
 ) -> None:
-    """Run the receiver: store every Kazoo upload under ROOT."""
+    """Run the receiver: store every Kazoo upload under ROOT (or in S3 with --s3)."""
     logging.basicConfig(
         level=logging.INFO, stream=sys.stderr,
         format="%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s",
@@ -133,7 +169,11 @@ def serve(
             allow=allow,
             trusted_proxies=trust_proxy,
         )
-        store = DirectoryStore(root)
+        root_given = click.get_current_context().get_parameter_source("root") not in (
+            click.core.ParameterSource.DEFAULT,
+            None,
+        )
+        store, where = _build_store(root, root_given, s3_url, s3_endpoint)
         app = KazooRecordings(
             not_found,
             store,
@@ -151,7 +191,7 @@ def serve(
         raise click.ClickException(str(exc)) from exc
     shown = f"[{host}]" if ":" in host else host
     click.echo(f"kzr-wsgi: listening on http://{shown}:{port}{prefix}", err=True)
-    click.echo(f"kzr-wsgi: storing under {store.root}", err=True)
+    click.echo(f"kzr-wsgi: storing {where}", err=True)
     if attachments_prefix:
         click.echo(f"kzr-wsgi: storage-plan attachments under {attachments_prefix}", err=True)
     if guard.enabled:
