@@ -129,7 +129,7 @@ class DirectoryStore:
 
     def _commit(self, recording: Recording, tmp_path: Path, size: int, digest: str) -> Stored:
         index_dir = self._index_dir(recording.name)
-        entry = index_dir / _entry_name(recording.recording_id, digest)
+        entry = index_dir / _entry_name(recording.name, recording.recording_id, digest)
         with _locked(index_dir / ".lock"):
             existing = _read_json(entry)
             if existing is not None:
@@ -153,7 +153,7 @@ class DirectoryStore:
                 entry.unlink(missing_ok=True)  # a stale entry whose file was removed
                 os.link(sidecar, entry)
                 os.fsync(side_fh.fileno())
-            for synced in (directory, index_dir, index_dir.parent):
+            for synced in (directory, index_dir):
                 _fsync_dir(synced)
         return Stored(str(final), size, digest, created=True)
 
@@ -180,10 +180,18 @@ class DirectoryStore:
         }
 
     def _index_dir(self, name: Name) -> Path:
+        """The shard of the index that holds ``name``'s entries (and their lock).
+
+        Entries sit flat in 256 shards rather than in a directory per name: every
+        inode created costs a journal update, and the shards exist after the first
+        few hundred uploads. The shard's lock is shared by the names in it; commits
+        hold it for a few milliseconds.
+        """
         digest = name_digest(name)
-        directory = self._index / digest[:2] / digest
-        # Synced with the entry at commit (see _commit), not here.
-        directory.mkdir(parents=True, exist_ok=True)
+        directory = self._index / digest[:2]
+        if not directory.is_dir():
+            # Synced with the entry at commit (see _commit), not here.
+            directory.mkdir(parents=True, exist_ok=True)
         return directory
 
     @contextmanager
@@ -225,7 +233,7 @@ class DirectoryStore:
             return
         name = Name(Kind(record["kind"]), tuple(record["segments"]), record["filename"])
         index_dir = self._index_dir(name)
-        entry = index_dir / _entry_name(record.get("recording_id"), record["sha256"])
+        entry = index_dir / _entry_name(name, record.get("recording_id"), record["sha256"])
         with _locked(index_dir / ".lock"):
             indexed = _read_json(entry)
             if indexed is not None and indexed.get("path") == record["path"]:
@@ -240,14 +248,14 @@ class DirectoryStore:
     def open(self, name: Name, recording_id: str | None = None) -> StoredFile:
         """The copy stored under ``name`` (with ``recording_id`` when given, else the latest)."""
         digest = name_digest(name)
-        directory = self._index / digest[:2] / digest
+        directory = self._index / digest[:2]
         best: dict[str, Any] | None = None
         try:
             entries = list(directory.iterdir())
         except (FileNotFoundError, NotADirectoryError):
             raise NotFound("no such recording") from None
         for path in entries:
-            if not path.name.endswith(".json") or path.name == "name.json":
+            if not path.name.startswith(digest + "-"):
                 continue
             entry = _read_json(path)
             if entry is None:
@@ -330,7 +338,7 @@ _PIPELINE_MIN = 8 << 20
 #: How often the writer starts the disk's writeback.
 _WRITEBACK_EVERY = 16 << 20
 #: Blocks queued for each stage.
-_QUEUE_BLOCKS = 4
+_QUEUE_BLOCKS = 2
 
 
 class _Stage(threading.Thread):
@@ -399,9 +407,10 @@ def _write_all(fd: int, block: bytes) -> None:
         view = view[written:]
 
 
-def _entry_name(recording_id: str | None, digest: str) -> str:
+def _entry_name(name: Name, recording_id: str | None, digest: str) -> str:
+    """``<name digest>-<recording_id digest>-<body sha256>.json``: one per stored copy."""
     rid = hashlib.sha256((recording_id or "").encode("utf-8", "surrogateescape")).hexdigest()
-    return f"{rid[:16]}-{digest}.json"
+    return f"{name_digest(name)}-{rid[:16]}-{digest}.json"
 
 
 def _link_unique(source: Path, directory: Path, component: str) -> Path:
