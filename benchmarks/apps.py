@@ -68,6 +68,35 @@ def floor_app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterab
     return [b"ok\n"]
 
 
+def durable_floor_app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+    """The floor plus what durability costs: ``fsync`` of the file and its directory.
+
+    Not a reference the targets use: it shows how close the disk lets any receiver
+    that answers only once the bytes are on disk come to the floor.
+    """
+    raw = environ.get("CONTENT_LENGTH") or ""
+    length = int(raw) if raw.isdigit() else None
+    stream = environ["wsgi.input"]
+    done = 0
+    path = _target()
+    with open(path, "wb") as out:
+        while length is None or done < length:
+            block = stream.read(BLOCK if length is None else min(BLOCK, length - done))
+            if not block:
+                break
+            out.write(block)
+            done += len(block)
+        out.flush()
+        os.fsync(out.fileno())
+    fd = os.open(os.path.dirname(path), os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    start_response("201 Created", [("Content-Type", "text/plain"), ("Content-Length", "3")])
+    return [b"ok\n"]
+
+
 def probe_app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
     """The floor, logging one JSON line per request to ``KZR_BENCH_LOG``."""
     log: dict[str, Any] = {

@@ -85,7 +85,7 @@ class Row:
     """One server configuration and what it measured."""
 
     name: str
-    group: str  # kzr, floor, flask, nginx
+    group: str  # kzr, floor, durable, flask, nginx
     note: str = ""
     available: bool = True
     seconds_173: float | None = None
@@ -345,6 +345,12 @@ def server_rows(bench: Bench) -> str:
         )
     for i, (name, argv) in enumerate(floors):
         bench.add(Row(name, "floor"), wsgi(argv, f"floor{i}"), rss=full)
+    # Not a reference for the targets: what fsync alone costs on this disk.
+    bench.add(
+        Row("durable floor (floor + fsync), granian wsgi", "durable", note="fsync, no hash"),
+        wsgi(lambda p: granian_argv("apps:durable_floor_app", p), "durable"),
+        rss=False,
+    )
     bench.add(
         Row("flask route, gunicorn sync", "flask"),
         wsgi(lambda p: gunicorn_argv("apps:flask_app", p), "flask-sync"),
@@ -506,6 +512,13 @@ def ratios(rows: list[Row]) -> dict[str, float | None]:
         out["1MB vs flask/gunicorn"] = kzr.uploads_per_s / flask_sync.uploads_per_s
     if nginx1m:
         out["1MB vs nginx"] = kzr.uploads_per_s / nginx1m
+    # Informative, no target: kzr against a copy that also fsyncs (the disk's own bound).
+    durable173 = pick("durable", lambda r: r.seconds_173, min)
+    durable1m = pick("durable", lambda r: r.uploads_per_s, max)
+    if durable173:
+        out["173MB vs durable floor"] = durable173 / kzr.seconds_173
+    if durable1m:
+        out["1MB vs durable floor"] = kzr.uploads_per_s / durable1m
     return out
 
 
@@ -548,7 +561,10 @@ def chart(rows: list[Row], path: str) -> str | None:
     except ImportError:
         return None
     shown = [r for r in rows if r.available and r.seconds_173]
-    colors = {"kzr": "#d62728", "floor": "#7f7f7f", "flask": "#1f77b4", "nginx": "#2ca02c"}
+    colors = {
+        "kzr": "#d62728", "floor": "#7f7f7f", "durable": "#9467bd", "flask": "#1f77b4",
+        "nginx": "#2ca02c",
+    }
     fig, axes = plt.subplots(1, 2, figsize=(13, 0.55 * len(shown) + 1.8), sharey=True)
     names = [r.name for r in shown]
     mbs = [SIZE_173 / (r.seconds_173 or 1) / 1e6 for r in shown]
@@ -630,6 +646,10 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"  {name:<26} {'-' if v is None else f'{v:.2f}x':>7}  target >= {target}x  {verdict}"
         )
+    for name in ("173MB vs durable floor", "1MB vs durable floor"):
+        v = rat.get(name)
+        if v is not None:
+            print(f"  {name:<26} {v:.2f}x  (no target: the floor plus fsync, this disk's bound)")
     kzr = next((r for r in rows if r.group == "kzr" and r.available), None)
     if kzr and kzr.rss_growth_mb is not None:
         verdict = (

@@ -23,7 +23,9 @@ reachable bucket.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
+import sys
 from typing import TYPE_CHECKING
 
 from kzr_wsgi import KazooRecordings
@@ -58,6 +60,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8080)
     args = parser.parse_args(argv)
     from kzr_wsgi.server import gunicorn_options, run
+
+    # One line per upload (logger "kzr_wsgi": outcome, bytes, s3:// location), as
+    # `kzr-wsgi serve` prints; gunicorn's own errorlog covers only its own loggers.
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr,
+        format="%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s",
+    )
 
     run(create_app(), gunicorn_options(args.host, args.port))
 

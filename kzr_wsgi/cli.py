@@ -80,7 +80,8 @@ def _build_store(
     if not root_given:
         return bucket, f"in {shown}"
     disk = DirectoryStore(root)
-    return FanOut(disk, bucket), f"under {disk.root} and in {shown} (both must succeed)"
+    # The bucket first: every host shares it, so it decides what is a retry.
+    return FanOut(bucket, disk), f"in {shown} and under {disk.root} (both must succeed)"
 
 
 @click.group(context_settings={"auto_envvar_prefix": "KZR", "help_option_names": ["-h", "--help"]})
@@ -127,12 +128,14 @@ def main() -> None:
               help="Believe X-Forwarded-For from proxies in this network (off by default). "
                    "Repeatable.")
 @click.option("--s3", "s3_url", default=None, metavar="s3://BUCKET/PREFIX",
+              envvar=["KZR_S3", "KZR_S3_URL"],
               help="Store in S3 (or MinIO, Ceph, …) instead of the disk; with an explicit "
                    "--root too, both are written. Needs the s3 extra (boto3).")
 @click.option("--s3-endpoint", default=None, metavar="URL",
               help="S3 API endpoint for S3-compatible servers, e.g. http://minio:9000. "
                    "Credentials and region come from boto3's usual chain (AWS_* variables, ...).")
 @click.option("--notify-url", "notify_urls", multiple=True, metavar="URL",
+              envvar=["KZR_NOTIFY_URL", "KZR_NOTIFY_URLS"],
               help="POST a JSON notification here after each newly stored recording, off "
                    "the request path (retried with backoff). Repeatable.")
 def serve(

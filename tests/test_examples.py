@@ -25,6 +25,9 @@ from kzr_wsgi.server import gunicorn_options
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
+#: The moto server fixtures (``moto_endpoint``, ``s3_bucket``) for the S3 example.
+pytest_plugins = ["s3server"]
+
 
 def load_example(name: str) -> ModuleType:
     """Import ``examples/<name>.py`` as a module of its own."""
@@ -174,3 +177,32 @@ def test_s3_example_imports_without_boto3(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.delenv("KZR_S3_URL", raising=False)
     with pytest.raises(RuntimeError, match="KZR_S3_URL"):
         load_example("s3_app").create_app()
+
+
+def test_s3_example_against_a_real_s3_api(
+    s3_bucket: tuple[Any, str], moto_endpoint: str, tmp_path: Path,
+) -> None:
+    """``python examples/s3_app.py`` as its docstring says, against the moto server."""
+    client, bucket = s3_bucket
+    port = free_port()
+    cmd = [sys.executable, str(EXAMPLES / "s3_app.py"), "--port", str(port)]
+    # The s3_bucket fixture put dummy AWS credentials in os.environ; _spawn passes them on.
+    env = {"KZR_S3_URL": f"s3://{bucket}/example", "KZR_S3_ENDPOINT": moto_endpoint}
+    body = os.urandom(300_000)
+    url = "/call_recording_s3-1%40pbx.mp3?account_id=a1&recording_id=r1&start=63871234567"
+    with _spawn(cmd, "127.0.0.1", port, tmp_path / "s3_app.log", env) as srv:
+        assert put(port, url, body) == (201, b"stored\n")
+        assert put(port, url, body) == (200, b"already stored\n")  # a retry keeps one copy
+        assert get(port, url) == (200, body)  # read_back: Kazoo 4.x plays it from here
+        assert get(port, "/elsewhere")[0] == 404
+        log = srv.log()
+    keys = sorted(item["Key"] for item in client.list_objects_v2(Bucket=bucket)["Contents"])
+    [data_key] = [k for k in keys if k.endswith(".mp3")]
+    # The layout: kind, account, Kazoo's start date; the name encoded, made unique.
+    assert data_key.startswith("example/call/a1/2023/12/31/call_recording_s3-1%40pbx~")
+    assert f"outcome=stored location=s3://{bucket}/{data_key}" in log
+    assert "outcome=duplicate" in log
+    assert keys == sorted([data_key, data_key + ".kzr.json", *(
+        k for k in keys if k.startswith("example/.kzr/index/"))]) and len(keys) == 3
+    assert client.get_object(Bucket=bucket, Key=data_key)["Body"].read() == body
+    assert client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []

@@ -182,10 +182,11 @@ def test_failure_at_commit_names_the_store_that_kept_a_copy(
     assert any(str(kept) in r.getMessage() for r in caplog.records)
 
     # Kazoo retries: the copy already in A is not the retry's to remove, and B now works.
+    # B, the primary here, stores it afresh: the retry is new.
     b = MemoryStore()
-    result = FanOut(a, b)(make_recording(io.BytesIO(data), len(data)))
-    assert result is not None and result.created  # B stored it afresh
-    assert result.location == str(kept) and result.also == ("mem://call_recording_c1.mp3",)
+    result = FanOut(b, a)(make_recording(io.BytesIO(data), len(data)))
+    assert result is not None and result.created
+    assert result.location == "mem://call_recording_c1.mp3" and result.also == (str(kept),)
     assert stored_files(a.root) == [kept]
 
 

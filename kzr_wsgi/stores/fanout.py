@@ -88,9 +88,11 @@ class FanOut:
     def __call__(self, recording: Recording) -> Stored | None:
         """Stream ``recording`` to every store at once; return the combined result.
 
-        ``created`` is True when any store stored it afresh (so a retry that completes
-        an earlier, partly failed upload still counts as new). Raises when the body or
-        any store fails, after rolling back what it can (see the module docstring).
+        ``created`` is the first store's: put the store every receiver shares first
+        (S3 before a local disk), so a retry that lands on another host, whose own disk
+        has never seen it, is still a retry (no second 201, no second notification).
+        Raises when the body or any store fails, after rolling back what it can (see
+        the module docstring).
         """
         branches = [_Branch(store, recording, i) for i, store in enumerate(self.stores)]
         for branch in branches:
@@ -324,7 +326,7 @@ def _pipe_broken_in(exc: BaseException) -> _PipeBroken | None:
 
 
 def _combine(results: list[Stored | None]) -> Stored | None:
-    """One :class:`Stored` for all: the first location, the others in ``also``."""
+    """One :class:`Stored` for all: the first location and ``created``, the others in ``also``."""
     stored = [r for r in results if r is not None]
     if not stored:
         return None
@@ -332,7 +334,7 @@ def _combine(results: list[Stored | None]) -> Stored | None:
     also = [*first.also]
     for other in stored[1:]:
         also += [other.location, *other.also]
-    return replace(first, also=tuple(also), created=any(r.created for r in stored))
+    return replace(first, also=tuple(also))
 
 
 def _brief(exc: BaseException | None) -> str:
