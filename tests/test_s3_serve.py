@@ -7,7 +7,7 @@ group and in a scratch working directory (so a stray ``./recordings`` would show
 clients that send the bytes Kazoo sends (tests/kazoo.py, tests/plan_clients.py).
 
 Numbers measured here (memory, the two-host race) are printed; run with ``-s`` to see
-them. docs/scaling.md quotes them.
+them. The README's "Scaling out" quotes them.
 """
 
 from __future__ import annotations
@@ -496,11 +496,11 @@ def test_host_killed_mid_upload_leaves_an_orphan_the_sweep_removes(
     [orphan] = uploads(rec)
     assert orphan["Key"].startswith("kazoo/call/acc5/2023/12/31/call_recording_")
     store = S3Store.from_url(S3_URL, endpoint_url=moto_endpoint)
-    # What docs/scaling.md tells operators to run (or a lifecycle rule does for them);
+    # What the README's "Scaling out" tells operators to run (or a lifecycle rule does for them);
     # moto dates every upload to 2010, so "older than one day" covers this one.
     assert store.sweep_incomplete(older_than=timedelta(days=1)) == 1
     assert uploads(rec) == []
-    # The rule docs/scaling.md gives is one the S3 API takes.
+    # The rule the README gives is one the S3 API takes.
     rule = store.lifecycle_rule(days=1)
     rec.put_bucket_lifecycle_configuration(Bucket=BUCKET,
                                            LifecycleConfiguration={"Rules": [rule]})
