@@ -100,19 +100,7 @@ def notification(recording: Recording, result: Stored | None) -> dict[str, Any]:
     return {
         "event": "recording.stored",
         "id": hashlib.sha256(blob.encode("ascii")).hexdigest()[:32],
-        "recording": {
-            "kind": recording.kind.value,
-            "call_id": recording.call_id,
-            "filename": recording.filename,
-            "segments": list(recording.segments),
-            "ext": recording.ext,
-            "recording_id": recording.recording_id,
-            "content_type": recording.content_type,
-            "content_length": recording.content_length,
-            "metadata": recording.metadata.to_json(),
-            "received_at": received_at,
-            "remote_addr": recording.remote_addr,
-        },
+        "recording": recording.describe(),
         "result": None if result is None else {
             "location": result.location,
             "size": result.size,

@@ -19,7 +19,7 @@ import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import IO, Protocol, runtime_checkable
+from typing import IO, Any, Protocol, runtime_checkable
 
 from .metadata import Metadata
 
@@ -118,6 +118,28 @@ class Recording:
     def recording_id(self) -> str | None:
         """Kazoo 4.x's recording document id, when sent."""
         return self.metadata.recording_id
+
+    def describe(self) -> dict[str, Any]:
+        """Everything known about the upload but its bytes, JSON-ready.
+
+        What sidecars and notifications start from; stores add size, sha256 and where.
+        """
+        return {
+            "kind": self.kind.value,
+            "call_id": self.call_id,
+            "filename": self.filename,
+            "segments": list(self.segments),
+            "ext": self.ext,
+            "recording_id": self.recording_id,
+            "content_type": self.content_type,
+            "content_length": self.content_length,
+            "received_at": self.received_at.isoformat(),
+            "remote_addr": self.remote_addr,
+            "query": self.query,
+            "metadata": self.metadata.to_json(),
+            "document": self.document,
+            "extras": self.extras,
+        }
 
 
 @dataclass(frozen=True)

@@ -161,21 +161,10 @@ class DirectoryStore:
         self, recording: Recording, relative: str, size: int, digest: str
     ) -> dict[str, Any]:
         return {
-            "kind": recording.kind.value,
-            "call_id": recording.call_id,
-            "filename": recording.filename,
-            "segments": list(recording.segments),
-            "ext": recording.ext,
-            "recording_id": recording.recording_id,
+            **recording.describe(),
             "content_type": content_type_for(recording),
             "size": size,
             "sha256": digest,
-            "received_at": recording.received_at.isoformat(),
-            "remote_addr": recording.remote_addr,
-            "query": recording.query,
-            "metadata": recording.metadata.to_json(),
-            "document": recording.document,
-            "extras": recording.extras,
             "path": relative,
         }
 

@@ -748,22 +748,11 @@ def _record(
     recording: Recording, location: str, key: str, size: int, digest: str, content_type: str
 ) -> dict[str, Any]:
     return {
-        "kind": recording.kind.value,
-        "call_id": recording.call_id,
-        "filename": recording.filename,
-        "segments": list(recording.segments),
-        "ext": recording.ext,
-        "recording_id": recording.recording_id,
+        **recording.describe(),
         "content_type": content_type,
         "size": size,
         "sha256": digest,
-        "received_at": recording.received_at.isoformat(),
         "stored_at": utcnow().isoformat(),
-        "remote_addr": recording.remote_addr,
-        "query": recording.query,
-        "metadata": recording.metadata.to_json(),
-        "document": recording.document,
-        "extras": recording.extras,
         "location": location,
         "key": key,
     }
