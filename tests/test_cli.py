@@ -1,0 +1,114 @@
+"""`kzr-wsgi serve`'s settings, short of starting gunicorn, and the middleware's own guards."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from kzr_wsgi import DirectoryStore, FanOut, KazooRecordings, cli
+from kzr_wsgi.errors import ReadNotSupported
+from kzr_wsgi.recording import Recording
+
+
+def start(monkeypatch: pytest.MonkeyPatch, args: list[str], env: dict[str, str] | None = None
+          ) -> tuple[click.testing.Result, list[tuple[Any, dict[str, Any]]]]:
+    """Invoke ``serve`` with gunicorn replaced by a recorder of what it would have run."""
+    started: list[tuple[Any, dict[str, Any]]] = []
+    monkeypatch.setattr(cli, "run", lambda app, options: started.append((app, options)))
+    result = CliRunner().invoke(cli.main, ["serve", *args], env=env)
+    return result, started
+
+
+@pytest.mark.parametrize(
+    "text, size",
+    [("1048576", 1 << 20), ("500M", 500 << 20), ("2G", 2 << 30), ("2GiB", 2 << 30),
+     ("1.5k", 1536), ("64KB", 64 << 10)],
+)
+def test_size_parses_binary_units(text: str, size: int) -> None:
+    assert cli.Size().convert(text, None, None) == size
+
+
+@pytest.mark.parametrize("text", ["", "-1", "0", "lots", "2X"])
+def test_size_refuses_nonsense(text: str) -> None:
+    with pytest.raises(click.BadParameter):
+        cli.Size().convert(text, None, None)
+
+
+def test_serve_wires_its_options(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = tmp_path / "new" / "root"  # need not exist
+    result, started = start(monkeypatch, [
+        "--root", str(root), "--port", "9999", "--prefix", "/kzr", "--workers", "3",
+        "--threads", "4", "--max-size", "10M", "--read-back", "--attachments-prefix", "/store",
+    ])
+    assert result.exit_code == 0, result.output
+    [(app, options)] = started
+    assert isinstance(app, KazooRecordings)
+    assert isinstance(app.handler, DirectoryStore) and app.handler.root == root
+    assert root.is_dir()
+    assert app.router.prefix == ("kzr",) and app.router.attachments_prefix == ("store",)
+    assert app.router.read_back and app.router.accept_caller
+    assert app.max_size == 10 << 20
+    assert options["bind"] == ["127.0.0.1:9999"]
+    assert (options["workers"], options["threads"], options["worker_class"]) == (3, 4, "gthread")
+    assert f"storing under {root}" in result.output
+    assert "listening on http://127.0.0.1:9999/kzr" in result.output
+
+
+def test_serve_reads_kzr_environment_variables(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "from-env"
+    result, started = start(monkeypatch, [], env={"KZR_ROOT": str(root), "KZR_PORT": "8123",
+                                                  "KZR_MAX_SIZE": "1M"})
+    assert result.exit_code == 0, result.output
+    [(app, options)] = started
+    assert app.handler.root == root and app.max_size == 1 << 20
+    assert options["bind"] == ["127.0.0.1:8123"]
+
+
+def test_s3_endpoint_without_s3_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    result, started = start(monkeypatch, ["--root", str(tmp_path), "--s3-endpoint", "http://x"])
+    assert result.exit_code != 0 and "--s3-endpoint needs --s3" in result.output
+    assert started == []
+
+
+def test_s3_with_an_explicit_root_fans_out_bucket_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    args = ["--s3", "s3://rec/kazoo", "--s3-endpoint", "http://127.0.0.1:9"]
+    result, started = start(monkeypatch, ["--root", str(tmp_path / "d"), *args])
+    assert result.exit_code == 0, result.output
+    handler = started[0][0].handler
+    assert isinstance(handler, FanOut)
+    assert [type(s).__name__ for s in handler.stores] == ["S3Store", "DirectoryStore"]
+    # Without --root, S3 alone, and nothing made on the local disk.
+    monkeypatch.chdir(tmp_path)
+    result, started = start(monkeypatch, args)
+    assert result.exit_code == 0, result.output
+    assert type(started[0][0].handler).__name__ == "S3Store"
+    assert not (tmp_path / "recordings").exists()
+
+
+def test_a_mount_that_must_read_refuses_a_handler_that_cannot(tmp_path: Path) -> None:
+    def write_only(recording: Recording) -> None:
+        recording.stream.read()
+
+    with pytest.raises(ReadNotSupported):
+        KazooRecordings(lambda e, s: [], write_only, read_back=True)
+    with pytest.raises(ReadNotSupported):
+        KazooRecordings(lambda e, s: [], write_only, attachments_prefix="/store")
+    KazooRecordings(lambda e, s: [], write_only)  # uploads only: fine
+
+
+def test_wrapping_twice_at_one_prefix_is_refused(tmp_path: Path) -> None:
+    once = KazooRecordings(lambda e, s: [], DirectoryStore(tmp_path), prefix="/kzr")
+    with pytest.raises(ValueError, match="already wrapped"):
+        KazooRecordings(once, DirectoryStore(tmp_path), prefix="/kzr/")
+    KazooRecordings(once, DirectoryStore(tmp_path), prefix="/other")  # a second mount: fine
