@@ -190,6 +190,7 @@ def put_cut_short(
     body: bytes,
     announced: int,
     *,
+    content_type: str = "audio/mpeg",
     headers: Sequence[tuple[str, str]] = (),
 ) -> Reply | None:
     """Announce ``announced`` bytes, send only ``body`` (fewer), then stop sending.
@@ -198,7 +199,7 @@ def put_cut_short(
     reply is returned if the server gives one, ``None`` if it just hangs up.
     """
     assert len(body) < announced
-    all_headers = [("Host", f"{host}:{port}"), ("Content-Type", "audio/mpeg"),
+    all_headers = [("Host", f"{host}:{port}"), ("Content-Type", content_type),
                    ("Content-Length", str(announced)), *headers]
     with _connect(host, port) as sock:
         sock.sendall(request_head("PUT", target, all_headers) + body)

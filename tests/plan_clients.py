@@ -16,16 +16,22 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import http.client
 import json
 import os
-import socket
 import subprocess
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from urllib.parse import quote
 
-from kazoo import TIMEOUT, Reply, _connect, _read_reply, httpc_headers, request_head
+from kazoo import (
+    TIMEOUT,
+    Reply,
+    _connect,
+    _read_reply,
+    httpc_headers,
+    put_cut_short,
+    request_head,
+)
 
 #: The document part's type, as kz_att_http sends it.
 DOCUMENT_TYPE = "application/json"
@@ -164,15 +170,7 @@ def cut_short(host: str, port: int, target: str, body: bytes, announced: int, *,
     The write side is shut down, as a Kazoo node that died mid-upload leaves it; the
     reply is returned if the server gives one, ``None`` if it just hangs up.
     """
-    assert len(body) < announced
-    headers = httpc_headers(host, port, announced, content_type=content_type)
-    with _connect(host, port) as sock:
-        sock.sendall(request_head("PUT", target, headers) + body)
-        sock.shutdown(socket.SHUT_WR)
-        try:
-            return _read_reply(sock, "PUT")
-        except (http.client.RemoteDisconnected, ConnectionResetError):
-            return None
+    return put_cut_short(host, port, target, body, announced, content_type=content_type)
 
 
 @dataclass(frozen=True)

@@ -414,32 +414,24 @@ class S3Store:
         An entry whose object was deleted (by hand) is stale: with ``replace_stale`` it is
         overwritten, on condition that it is still that stale entry (``If-Match``).
         """
-        try:
-            response = self.client.get_object(Bucket=self.bucket, Key=entry_key)
-        except ClientError as exc:
-            if _missing(exc):
-                return None
-            raise
-        with response["Body"] as body:
-            try:
-                entry = json.loads(body.read())
-            except ValueError:
-                entry = None
-        stale = not isinstance(entry, dict) or "key" not in entry
-        if not stale:
+        found = self._get_entry(entry_key)
+        if found is None:
+            return None
+        entry, s3_etag = found
+        if entry is not None:
             try:
                 self.client.head_object(Bucket=self.bucket, Key=entry["key"])
             except ClientError as exc:
                 if not _missing(exc):
                     raise
-                stale = True
-        if not stale:
-            return Stored(entry["location"], int(entry["size"]), entry["sha256"], created=False)
+            else:
+                return Stored(entry["location"], int(entry["size"]), entry["sha256"],
+                              created=False)
         if replace_stale is not None:
             try:
                 self.client.put_object(Bucket=self.bucket, Key=entry_key, Body=replace_stale,
                                        ContentType="application/json",
-                                       IfMatch=response["ETag"])
+                                       IfMatch=s3_etag)
             except ClientError as exc:
                 if _status(exc) != 412:
                     raise
@@ -549,6 +541,11 @@ class S3Store:
         raise NotFound("no such recording")
 
     def _read_entry(self, key: str) -> dict[str, Any] | None:
+        found = self._get_entry(key)
+        return None if found is None else found[0]
+
+    def _get_entry(self, key: str) -> tuple[dict[str, Any] | None, str] | None:
+        """An index entry and its S3 ETag; ``None`` when absent, entry ``None`` when unreadable."""
         try:
             response = self.client.get_object(Bucket=self.bucket, Key=key)
         except ClientError as exc:
@@ -559,8 +556,9 @@ class S3Store:
             try:
                 entry = json.loads(body.read())
             except ValueError:
-                return None
-        return entry if isinstance(entry, dict) and "key" in entry else None
+                entry = None
+        usable = isinstance(entry, dict) and "key" in entry
+        return (entry if usable else None), response["ETag"]
 
     # -- housekeeping -----------------------------------------------------------------
 
