@@ -80,15 +80,21 @@ class Server:
 
 
 @contextlib.contextmanager
-def _spawn(args: Sequence[str], host: str, port: int, log_path: Path,
-           env: dict[str, str] | None = None) -> Iterator[Server]:
-    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+def spawn(args: Sequence[str], host: str, port: int, log_path: Path,
+          env: dict[str, str | None] | None = None, cwd: Path | None = None) -> Iterator[Server]:
+    """Run ``args`` in its own process group until it listens on ``host:port``; stop it after.
+
+    ``env`` is laid over this process's environment (a ``None`` value removes a variable);
+    the output goes to ``log_path``.
+    """
+    merged = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    full_env = {k: v for k, v in merged.items() if v is not None}
     full_env["PYTHONPATH"] = os.pathsep.join(
         [str(HERE), str(HERE.parent), full_env.get("PYTHONPATH", "")]
     )
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            list(args), stdout=log, stderr=subprocess.STDOUT, env=full_env,
+            list(args), stdout=log, stderr=subprocess.STDOUT, env=full_env, cwd=cwd,
             start_new_session=True,
         )
     server = Server(host, port, proc, log_path)
@@ -104,13 +110,13 @@ def _spawn(args: Sequence[str], host: str, port: int, log_path: Path,
 
 @contextlib.contextmanager
 def serve(tmp_path: Path, *args: str, root: Path | None = None, host: str = "127.0.0.1",
-          env: dict[str, str] | None = None) -> Iterator[Server]:
+          env: dict[str, str | None] | None = None) -> Iterator[Server]:
     """Run ``kzr-wsgi serve --root ROOT --port P ARGS…`` (``python -m kzr_wsgi``)."""
     port = free_port(host)
     root = root if root is not None else tmp_path / "recordings"
     cmd = [sys.executable, "-m", "kzr_wsgi", "serve", "--root", str(root),
            "--host", host, "--port", str(port), *args]
-    with _spawn(cmd, host, port, tmp_path / f"serve-{port}.log", env) as server:
+    with spawn(cmd, host, port, tmp_path / f"serve-{port}.log", env) as server:
         yield server
 
 
@@ -120,5 +126,5 @@ def wsgi_server(kind: str, factory: str, tmp_path: Path, **kwargs: object) -> It
     port = free_port()
     cmd = [sys.executable, str(HERE / "_run_server.py"), kind, factory, "127.0.0.1", str(port),
            json.dumps(kwargs)]
-    with _spawn(cmd, "127.0.0.1", port, tmp_path / f"{kind}-{port}.log") as server:
+    with spawn(cmd, "127.0.0.1", port, tmp_path / f"{kind}-{port}.log") as server:
         yield server

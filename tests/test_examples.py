@@ -18,7 +18,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from servers import _spawn, free_port, wsgi_server
+from servers import free_port, spawn, wsgi_server
 from werkzeug.test import Client
 
 from kzr_wsgi.server import gunicorn_options
@@ -106,7 +106,7 @@ def test_gunicorn_conf_loaded_by_a_real_gunicorn(tmp_path: Path) -> None:
     cmd = [sys.executable, "-m", "gunicorn", "-c", str(EXAMPLES / "gunicorn.conf.py"),
            "-b", f"127.0.0.1:{port}", "--workers", "1",
            f"apps:recordings_app(root={str(root)!r})"]
-    with _spawn(cmd, "127.0.0.1", port, tmp_path / "gunicorn.log") as srv:
+    with spawn(cmd, "127.0.0.1", port, tmp_path / "gunicorn.log") as srv:
         body = os.urandom(200_000)
         assert put(port, "/call_recording_g1.mp3", body) == (201, b"stored\n")
         assert put(port, "/call_recording_g1.mp3", body) == (200, b"already stored\n")
@@ -186,11 +186,11 @@ def test_s3_example_against_a_real_s3_api(
     client, bucket = s3_bucket
     port = free_port()
     cmd = [sys.executable, str(EXAMPLES / "s3_app.py"), "--port", str(port)]
-    # The s3_bucket fixture put dummy AWS credentials in os.environ; _spawn passes them on.
+    # The s3_bucket fixture put dummy AWS credentials in os.environ; spawn passes them on.
     env = {"KZR_S3_URL": f"s3://{bucket}/example", "KZR_S3_ENDPOINT": moto_endpoint}
     body = os.urandom(300_000)
     url = "/call_recording_s3-1%40pbx.mp3?account_id=a1&recording_id=r1&start=63871234567"
-    with _spawn(cmd, "127.0.0.1", port, tmp_path / "s3_app.log", env) as srv:
+    with spawn(cmd, "127.0.0.1", port, tmp_path / "s3_app.log", env) as srv:
         assert put(port, url, body) == (201, b"stored\n")
         assert put(port, url, body) == (200, b"already stored\n")  # a retry keeps one copy
         assert get(port, url) == (200, body)  # read_back: Kazoo 4.x plays it from here

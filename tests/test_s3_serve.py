@@ -21,7 +21,6 @@ import json
 import os
 import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -36,7 +35,7 @@ import psutil
 import pytest
 from kazoo import Reply, freeswitch_put, httpc_headers, httpc_put, request_head
 from plan_clients import get, plan_put, pseudo_audio, stream_upload
-from servers import Server, free_port, wait_listening
+from servers import Server, free_port, spawn
 
 from kzr_wsgi.naming import SIDECAR_SUFFIX
 from kzr_wsgi.stores.s3 import S3Store
@@ -185,22 +184,9 @@ def serve_s3(tmp_path: Path, endpoint: str, *args: str, workers: int = 1,
     cmd = [sys.executable, "-m", "kzr_wsgi", "serve", "--host", H, "--port", str(port),
            "--workers", str(workers), "--s3", S3_URL, "--s3-endpoint", endpoint, *args]
     # No KZR_* from the developer's shell: KZR_ROOT would turn on the fan-out.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KZR_")}
-    env["PYTHONUNBUFFERED"] = "1"
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
-    log_path = tmp_path / f"{name}-{port}.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd,
-                                start_new_session=True)
-    server = Server(H, port, proc, log_path)
-    try:
-        try:
-            wait_listening(H, port, proc)
-        except Exception as exc:
-            raise RuntimeError(f"{exc}\n{server.log()}") from exc
+    env: dict[str, str | None] = {k: None for k in os.environ if k.startswith("KZR_")}
+    with spawn(cmd, H, port, tmp_path / f"{name}-{port}.log", env, cwd) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def timed(call: Callable[[], Reply]) -> tuple[Reply, float]:
