@@ -179,8 +179,7 @@ class DirectoryStore:
         digest = name_digest(name)
         directory = self._index / digest[:2]
         if not directory.is_dir():
-            # Synced with the entry at commit (see _commit), not here.
-            directory.mkdir(parents=True, exist_ok=True)
+            _makedirs(directory)  # once per shard: the first few hundred uploads
         return directory
 
     @contextmanager
