@@ -35,12 +35,15 @@ def _target() -> str:
     return os.path.join(os.environ["KZR_BENCH_DIR"], uuid.uuid4().hex)
 
 
-def _copy(environ: WSGIEnvironment, log: dict[str, Any] | None) -> tuple[int, int | None]:
+def _copy(
+    environ: WSGIEnvironment, log: dict[str, Any] | None, sync: bool = False
+) -> tuple[int, int | None]:
     raw = environ.get("CONTENT_LENGTH") or ""
     length = int(raw) if raw.isdigit() else None
     stream = environ["wsgi.input"]
     done = 0
-    with open(_target(), "wb") as out:
+    path = _target()
+    with open(path, "wb") as out:
         try:
             while length is None or done < length:
                 want = BLOCK if length is None else min(BLOCK, length - done)
@@ -53,6 +56,15 @@ def _copy(environ: WSGIEnvironment, log: dict[str, Any] | None) -> tuple[int, in
             if log is None:
                 raise
             log["exception"] = f"{type(exc).__name__}: {exc}"
+        if sync:
+            out.flush()
+            os.fsync(out.fileno())
+    if sync:
+        fd = os.open(os.path.dirname(path), os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
     return done, length
 
 
@@ -74,25 +86,7 @@ def durable_floor_app(environ: WSGIEnvironment, start_response: StartResponse) -
     Not a reference the targets use: it shows how close the disk lets any receiver
     that answers only once the bytes are on disk come to the floor.
     """
-    raw = environ.get("CONTENT_LENGTH") or ""
-    length = int(raw) if raw.isdigit() else None
-    stream = environ["wsgi.input"]
-    done = 0
-    path = _target()
-    with open(path, "wb") as out:
-        while length is None or done < length:
-            block = stream.read(BLOCK if length is None else min(BLOCK, length - done))
-            if not block:
-                break
-            out.write(block)
-            done += len(block)
-        out.flush()
-        os.fsync(out.fileno())
-    fd = os.open(os.path.dirname(path), os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    _copy(environ, None, sync=True)
     start_response("201 Created", [("Content-Type", "text/plain"), ("Content-Length", "3")])
     return [b"ok\n"]
 

@@ -23,6 +23,16 @@ HOST = "127.0.0.1"
 BLOCK = 1 << 20
 
 
+def make_file(path: str, size: int) -> str:
+    """A file of ``size`` random bytes (1 MiB of randomness repeated, then cut)."""
+    block = os.urandom(1 << 20)
+    with open(path, "wb") as f:
+        for _ in range(size // len(block)):
+            f.write(block)
+        f.write(block[: size % len(block)])
+    return path
+
+
 def put_file(port: int, path: str, file_path: str, *, timeout: float = 120.0) -> tuple[int, float]:
     """PUT the file at ``file_path`` with a Content-Length; (status, seconds to the reply)."""
     size = os.path.getsize(file_path)

@@ -50,7 +50,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from client import LoadResult, load, put_file  # noqa: E402
+from client import LoadResult, load, make_file, put_file  # noqa: E402
 from servers import (  # noqa: E402
     HERE,
     Nginx,
@@ -119,16 +119,6 @@ def kzr_style_gunicorn(app: str, port: int, opts: dict[str, Any]) -> list[str]:
         threads=int(opts.get("threads", 16)),
         timeout=opts.get("timeout"),
     )
-
-
-def make_file(path: str, size: int) -> str:
-    """A file of ``size`` random bytes (1 MiB of randomness repeated, then cut)."""
-    block = os.urandom(1 << 20)
-    with open(path, "wb") as f:
-        for _ in range(size // len(block)):
-            f.write(block)
-        f.write(block[: size % len(block)])
-    return path
 
 
 def wrk_load(port: int, seconds: float) -> LoadResult:

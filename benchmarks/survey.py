@@ -27,7 +27,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from client import load, put_file, raw_request  # noqa: E402
+from client import load, make_file, put_file, raw_request  # noqa: E402
 from servers import (  # noqa: E402
     HERE,
     RssPeak,
@@ -77,15 +77,6 @@ class Run:
             os.remove(self.log)
         shutil.rmtree(self.out)
         os.mkdir(self.out)
-
-
-def make_file(path: str, size: int) -> str:
-    block = os.urandom(1 << 20)
-    with open(path, "wb") as f:
-        for _ in range(size // len(block)):
-            f.write(block)
-        f.write(block[: size % len(block)])
-    return path
 
 
 def streaming(run: Run, big: str) -> dict[str, Any]:

@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -46,6 +47,56 @@ def wait_listening(
         except OSError:
             time.sleep(0.05)
     raise TimeoutError(f"nothing listening on {host}:{port} after {timeout}s")
+
+
+def tree_rss(pid: int) -> int:
+    """Resident memory of process ``pid`` and all its descendants, in bytes."""
+    import psutil
+
+    root = psutil.Process(pid)
+    total = 0
+    for proc in [root, *root.children(recursive=True)]:
+        try:
+            total += proc.memory_info().rss
+        except psutil.NoSuchProcess:
+            continue
+    return total
+
+
+@dataclass
+class RssPeak:
+    """The memory of a process tree before, at its peak during, and after a ``with`` block."""
+
+    before: int = 0
+    peak: int = 0
+    after: int = 0
+
+    @property
+    def growth(self) -> int:
+        """How far the peak rose above the start."""
+        return self.peak - self.before
+
+
+@contextlib.contextmanager
+def rss_peak(pid: int, interval: float = 0.01) -> Iterator[RssPeak]:
+    """Sample ``pid``'s tree every ``interval`` seconds while the block runs."""
+    result = RssPeak(before=tree_rss(pid))
+    result.peak = result.before
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            result.peak = max(result.peak, tree_rss(pid))
+            done.wait(interval)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        yield result
+    finally:
+        done.set()
+        sampler.join(timeout=10)
+        result.after = tree_rss(pid)
 
 
 @dataclass

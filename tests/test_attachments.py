@@ -13,7 +13,6 @@ import base64
 import hashlib
 import json
 import os
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,7 +33,7 @@ from plan_clients import (
     pseudo_audio,
     stream_upload,
 )
-from servers import Server, serve
+from servers import Server, rss_peak, serve
 
 H = "127.0.0.1"
 PREFIX = "/store"
@@ -500,15 +499,6 @@ def test_recordings_prefix_keeps_working_beside_the_attachments(server: Server) 
 # -- memory ----------------------------------------------------------------------------
 
 
-def _tree_rss(proc: psutil.Process) -> int:
-    total = 0
-    for p in [proc, *proc.children(recursive=True)]:
-        try:
-            total += p.memory_info().rss
-        except psutil.NoSuchProcess:
-            continue
-    return total
-
 
 def test_200_mib_multipart_upload_keeps_memory_flat(server: Server) -> None:
     ids = Ids("wav")
@@ -517,29 +507,13 @@ def test_200_mib_multipart_upload_keeps_memory_flat(server: Server) -> None:
     boundary = kazoo_boundary()
     head = multipart_head(boundary, ids.doc, _document(ids.doc, ids.att), ids.att, "audio/wav")
     tail = multipart_tail(boundary)
-    proc = psutil.Process(server.proc.pid)
-    before = _tree_rss(proc)
-    peak = before
-    done = threading.Event()
-
-    def sample() -> None:
-        nonlocal peak
-        while not done.is_set():
-            peak = max(peak, _tree_rss(proc))
-            time.sleep(0.01)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
     started = time.monotonic()
-    try:
+    with rss_peak(server.proc.pid) as rss:
         sent = stream_upload(H, server.port, target, head, pseudo_audio(size), tail,
                              content_type=multipart_content_type(boundary),
                              content_length=len(head) + size + len(tail))
-    finally:
-        done.set()
-        sampler.join(timeout=5)
     seconds = time.monotonic() - started
-    after = _tree_rss(proc)
+    before, peak, after = rss.before, rss.peak, rss.after
     mib = 1 << 20
     print(f"\n200 MiB multipart upload: {seconds:.2f} s; server tree RSS before "
           f"{before / mib:.1f} MiB, peak {peak / mib:.1f} MiB (+{(peak - before) / mib:.1f}),"

@@ -31,11 +31,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import psutil
 import pytest
 from kazoo import Reply, freeswitch_put, httpc_headers, httpc_put, request_head
 from plan_clients import get, plan_put, pseudo_audio, stream_upload
-from servers import Server, free_port, spawn
+from servers import Server, free_port, rss_peak, spawn, tree_rss
 
 from kzr_wsgi.naming import SIDECAR_SUFFIX
 from kzr_wsgi.stores.s3 import S3Store
@@ -349,15 +348,6 @@ def test_upload_forms_land_whole_with_metadata_beside(
 # -- memory --------------------------------------------------------------------------------
 
 
-def tree_rss(root: psutil.Process) -> int:
-    """Resident memory of ``root`` and all its descendants (gunicorn's master and workers)."""
-    total = 0
-    for proc in [root, *root.children(recursive=True)]:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            total += proc.memory_info().rss
-    return total
-
-
 def test_300_mib_upload_keeps_the_serve_process_tree_bounded(
     rec: Any, moto_endpoint: str, tmp_path: Path,
 ) -> None:
@@ -368,30 +358,14 @@ def test_300_mib_upload_keeps_the_serve_process_tree_bounded(
         # One small upload first, so the worker has built what every upload uses (its
         # threads, boto3's connection pool) before the baseline is taken.
         assert httpc_put(H, srv.port, f"/call_recording_warm{cid}.mp3", b"w" * 1000).status == 201
-        tree = psutil.Process(srv.proc.pid)
-        before = tree_rss(tree)
-        peak = before
-        done = threading.Event()
-
-        def sample() -> None:
-            nonlocal peak
-            while not done.is_set():
-                peak = max(peak, tree_rss(tree))
-                done.wait(0.02)
-
-        sampler = threading.Thread(target=sample, daemon=True)
-        sampler.start()
         started = time.monotonic()
-        try:
+        with rss_peak(srv.proc.pid, interval=0.02) as rss:
             # Made 1 MiB at a time and sent as made: the client never holds it whole.
             result = stream_upload(H, srv.port, target, b"", pseudo_audio(size), b"",
                                    content_type="audio/wav", content_length=size)
-        finally:
-            took = time.monotonic() - started
-            done.set()
-            sampler.join(timeout=10)
+        took = time.monotonic() - started
         time.sleep(0.5)
-        after = tree_rss(tree)
+        before, peak, after = rss.before, rss.peak, tree_rss(srv.proc.pid)
     print(f"\n300 MiB through serve --s3 in {took:.1f}s: serve tree RSS before "
           f"{before / MiB:.1f} MiB, peak {peak / MiB:.1f} MiB (+{(peak - before) / MiB:.1f}), "
           f"after {after / MiB:.1f} MiB")
