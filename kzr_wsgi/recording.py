@@ -21,7 +21,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import IO, Any, Protocol, runtime_checkable
 
+from .audio import AudioInfo
 from .metadata import Metadata
+
+#: Call ids of ``kzr-wsgi check``'s own uploads start with this.
+SELF_TEST_PREFIX = "kzr-check-"
 
 
 class Stream(Protocol):
@@ -98,6 +102,9 @@ class Recording:
     document: dict[str, object] | None = None
     #: Anything a mount adds (e.g. ``{"multipart": True, "base64": True}``).
     extras: dict[str, object] = field(default_factory=dict)
+    #: What the audio turned out to be; set once the stream has been read to its end.
+    #: ``None`` when not inspected (inspection off, or not MP3/WAV by name, type or bytes).
+    audio: AudioInfo | None = None
 
     @property
     def kind(self) -> Kind:
@@ -119,6 +126,11 @@ class Recording:
         """Kazoo 4.x's recording document id, when sent."""
         return self.metadata.recording_id
 
+    @property
+    def self_test(self) -> bool:
+        """True for ``kzr-wsgi check``'s own uploads (call ids ``kzr-check-…``)."""
+        return self.call_id is not None and self.call_id.startswith(SELF_TEST_PREFIX)
+
     def describe(self) -> dict[str, Any]:
         """Everything known about the upload but its bytes, JSON-ready.
 
@@ -139,6 +151,8 @@ class Recording:
             "metadata": self.metadata.to_json(),
             "document": self.document,
             "extras": self.extras,
+            "audio": self.audio.to_json() if self.audio is not None else None,
+            "self_test": self.self_test,
         }
 
 

@@ -1,10 +1,15 @@
 #!/bin/sh
-# System tools the tests drive as real clients: curl (libcurl, as FreeSWITCH uses) and
-# Erlang/OTP (httpc, as Kazoo 4.x uses). Installed only when missing; needs root or sudo.
+# System tools the tests drive as real parts, installed only when missing (needs root or sudo):
+# curl (libcurl, as FreeSWITCH uses), Erlang/OTP (httpc, as Kazoo 4.x uses), LAME (the
+# encoder FreeSWITCH's MP3s come from), PostgreSQL (the shared catalog), Chromium (the
+# search page, driven headless by Playwright at /usr/bin/chromium: no browser download).
 set -e
 need=""
 command -v curl >/dev/null 2>&1 || need="$need curl"
 command -v erl >/dev/null 2>&1 || need="$need erlang-nox"
+command -v lame >/dev/null 2>&1 || need="$need lame"
+ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need="$need postgresql"
+command -v chromium >/dev/null 2>&1 || need="$need chromium"
 [ -z "$need" ] && exit 0
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
