@@ -132,7 +132,8 @@ def test_notification_document() -> None:
         "segments": ["seg"], "ext": "mp3", "recording_id": "r1", "content_type": "audio/mpeg",
         "content_length": 3, "received_at": "2024-01-27T10:16:07+00:00",
         "remote_addr": "10.0.0.5", "metadata": make_recording().metadata.to_json(),
-        "query": "account_id=acc", "document": None, "extras": {},
+        "query": "account_id=acc", "document": None, "extras": {}, "audio": None,
+        "self_test": False,
     }
     assert doc["recording"]["metadata"]["fields"]["owner_id"] is None
     assert doc["recording"]["metadata"]["duration_ms"] == 1500
