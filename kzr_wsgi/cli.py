@@ -14,11 +14,10 @@ import click
 
 from .auth import Guard, is_loopback_host, read_secrets
 from .body import DEFAULT_MAX_SIZE
+from .commands import build_store
 from .middleware import KazooRecordings
 from .notify import WebhookNotifier
-from .recording import Handler
 from .server import DEFAULT_THREADS, DEFAULT_WORKERS, gunicorn_options, run
-from .stores import DirectoryStore, FanOut
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -54,34 +53,6 @@ def not_found(environ: WSGIEnvironment, start_response: StartResponse) -> list[b
         [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))],
     )
     return [body]
-
-
-def _build_store(
-    root: str, root_given: bool, s3_url: str | None, s3_endpoint: str | None
-) -> tuple[Handler, str]:
-    """The handler ``serve`` stores with, and a line saying where that is.
-
-    The disk by default; S3 with ``--s3``; both (a fan-out) with ``--s3`` and an
-    explicit ``--root``.
-    """
-    if s3_url is None:
-        if s3_endpoint is not None:
-            raise click.UsageError("--s3-endpoint needs --s3 s3://BUCKET/PREFIX")
-        disk = DirectoryStore(root)
-        return disk, f"under {disk.root}"
-    try:
-        from .stores.s3 import S3Store
-    except ImportError as exc:
-        raise click.ClickException(
-            f"--s3 needs boto3: pip install 'kzr_wsgi[s3]' ({exc})"
-        ) from exc
-    bucket = S3Store.from_url(s3_url, endpoint_url=s3_endpoint)
-    shown = s3_url + (f" at {s3_endpoint}" if s3_endpoint else "")
-    if not root_given:
-        return bucket, f"in {shown}"
-    disk = DirectoryStore(root)
-    # The bucket first: every host shares it, so it decides what is a retry.
-    return FanOut(bucket, disk), f"in {shown} and under {disk.root} (both must succeed)"
 
 
 @click.group(context_settings={"auto_envvar_prefix": "KZR", "help_option_names": ["-h", "--help"]})
@@ -176,7 +147,7 @@ def serve(
             click.core.ParameterSource.DEFAULT,
             None,
         )
-        store, where = _build_store(root, root_given, s3_url, s3_endpoint)
+        store, where = build_store(root, root_given, s3_url, s3_endpoint)
         app = KazooRecordings(
             not_found,
             store,
