@@ -109,6 +109,11 @@ def main() -> None:
               envvar=["KZR_NOTIFY_URL", "KZR_NOTIFY_URLS"],
               help="POST a JSON notification here after each newly stored recording, off "
                    "the request path (retried with backoff). Repeatable.")
+@click.option("--inspect/--no-inspect", default=True, show_default=True,
+              help="Inspect each MP3/WAV upload's audio as it streams in (format, duration, "
+                   "flags such as empty, truncated, silent) and keep it in the sidecar under "
+                   "`audio`; flagged recordings are logged at WARNING and still stored. "
+                   "--no-inspect leaves `audio` null.")
 def serve(
     root: str,
     host: str,
@@ -130,6 +135,7 @@ def serve(
     s3_url: str | None,
     s3_endpoint: str | None,
     notify_urls: tuple[str, ...],
+    inspect: bool,
 ) -> None:
     """Run the receiver: store every Kazoo upload under ROOT (or in S3 with --s3)."""
     logging.basicConfig(
@@ -160,6 +166,7 @@ def serve(
             guard=guard if guard.enabled else None,
             # Built here, in the master: each worker starts its sender on first use.
             on_stored=[WebhookNotifier(url) for url in notify_urls],
+            inspect=inspect,
         )
     except (ValueError, OSError) as exc:
         raise click.ClickException(str(exc)) from exc
@@ -168,6 +175,8 @@ def serve(
     click.echo(f"kzr-wsgi: storing {where}", err=True)
     if attachments_prefix:
         click.echo(f"kzr-wsgi: storage-plan attachments under {attachments_prefix}", err=True)
+    if not inspect:
+        click.echo("kzr-wsgi: audio inspection off (--no-inspect): `audio` is null", err=True)
     if guard.enabled:
         # The Guard's repr counts secrets and never shows them.
         click.echo(f"kzr-wsgi: access control: {guard!r}", err=True)

@@ -13,7 +13,9 @@ parsing or ``MAX_CONTENT_LENGTH``; every other request reaches the app unchanged
 
 Config keys (all optional): ``KZR_ROOT`` (a :class:`~kzr_wsgi.DirectoryStore` root,
 when no handler is given), ``KZR_PREFIX``, ``KZR_MAX_SIZE``, ``KZR_ACCEPT_CALLER``,
-``KZR_READ_BACK``, ``KZR_ATTACHMENTS_PREFIX``, ``KZR_ATTACHMENTS_BASE64``.
+``KZR_READ_BACK``, ``KZR_ATTACHMENTS_PREFIX``, ``KZR_ATTACHMENTS_BASE64``, ``KZR_INSPECT``
+(default true: inspect MP3/WAV audio into ``recording.audio``; ``KazooFlask(app,
+inspect=False)`` does the same).
 
 After each newly stored recording the :data:`recording_stored` signal is sent inside
 the app's context, with ``recording=`` and ``result=``.
@@ -44,6 +46,7 @@ _OPTIONS = {
     "KZR_READ_BACK": "read_back",
     "KZR_ATTACHMENTS_PREFIX": "attachments_prefix",
     "KZR_ATTACHMENTS_BASE64": "attachments_base64",
+    "KZR_INSPECT": "inspect",
 }
 
 

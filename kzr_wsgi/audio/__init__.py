@@ -178,8 +178,9 @@ class Inspector:
         """The audio found; None when the upload is neither claimed nor found to be audio."""
         if self._parser is None and not self._ignored:
             head, self._head = self._head, b""
-            if self._choose(head) is not None:
-                self._parser.feed(head)  # type: ignore[union-attr]
+            parser = self._choose(head)
+            if parser is not None:
+                parser.feed(head)
         if self._ignored:
             return None
         if self.size == 0:
@@ -246,9 +247,9 @@ def _mp3_info(found: Mp3Result) -> AudioInfo:
         if not found.locked and (found.junk or not found.tags):
             return AudioInfo(None, flags=("not_audio",))  # no frame anywhere: not MP3
         # Tags only, or a summary frame only: an MP3 with no audio in it.
-        flags = ("empty", "truncated") if found.truncated else ("empty",)
-        return AudioInfo("mp3", 0, found.sample_rate, found.channels, None, flags)
-    flags = ("truncated",) if found.truncated else ()
+        empty: tuple[str, ...] = ("empty", "truncated") if found.truncated else ("empty",)
+        return AudioInfo("mp3", 0, found.sample_rate, found.channels, None, empty)
+    flags: tuple[str, ...] = ("truncated",) if found.truncated else ()
     bitrate = next(iter(found.bitrates)) if len(found.bitrates) == 1 else None
     return AudioInfo(
         "mp3", found.duration_ms, found.sample_rate, found.channels, bitrate, flags

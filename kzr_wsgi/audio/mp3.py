@@ -350,5 +350,6 @@ class Mp3Parser:
         audio = run - summaries
         if audio:
             result.frames += audio
-            result.samples[header.rate] = result.samples.get(header.rate, 0) + audio * header.samples
+            rate = header.rate
+            result.samples[rate] = result.samples.get(rate, 0) + audio * header.samples
             result.bitrates.add(header.bitrate)
