@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kzr_wsgi.audio import FLAGS, AudioInfo, Inspector, claimed_format, inspect_audio
-from kzr_wsgi.audio.mp3 import Mp3Parser
+from kzr_wsgi.audio.mp3 import MAX_JUNK, Mp3Parser
 
 # -- helpers ------------------------------------------------------------------------------
 
@@ -164,6 +164,27 @@ def test_no_false_sync_in_junk_or_tag_data() -> None:
     assert whole(fake + clean, ext="mp3") == base
     assert whole(tag + clean, ext="mp3") == base
     assert whole(tag + tag + clean, ext="mp3") == base  # stacked tags
+
+
+@pytest.mark.parametrize("junk,found", [(MAX_JUNK - 3000, True), (MAX_JUNK + 3000, False)])
+def test_junk_before_the_first_frame_is_searched_up_to_a_limit(junk: int, found: bool) -> None:
+    clean = samples.mp3(3.0, info=False, id3=False)
+    data = samples.random_bytes(junk).replace(b"\xff", b"\x00") + clean
+    expected = whole(clean, ext="mp3") if found else AudioInfo(None, flags=("not_audio",))
+    assert whole(data, ext="mp3") == expected
+    for size in (1000, 4096, 65536):
+        blocks = [data[i : i + size] for i in range(0, len(data), size)]
+        assert inspect_audio(blocks, ext="mp3") == expected
+
+
+def test_junk_between_frames_is_searched_past() -> None:
+    # Once locked, a damaged stretch of any length is searched through for frames again.
+    a, b = samples.mp3(3.0, info=False, id3=False), samples.freeswitch_mp3(2.0)
+    junk = samples.random_bytes(1 << 20)
+    info = must(a + junk + b, ext="mp3")
+    first, second = must(a, ext="mp3"), must(b, ext="mp3")
+    assert first.duration_ms and second.duration_ms
+    assert info.duration_ms == first.duration_ms + second.duration_ms
 
 
 def test_vbr_bitrate_is_null() -> None:
@@ -383,6 +404,7 @@ SPLIT_CASES = {
     "wav-not-final": lambda: samples.unfinalised(samples.wav(1.0), 0xFFFFFFFF),
     "html": lambda: samples.HTML_PAGE,
     "random": lambda: samples.random_bytes(40_000),
+    "junk-at-the-limit": lambda: samples.random_bytes(MAX_JUNK - 100) + samples.mp3(1.0),
 }
 
 

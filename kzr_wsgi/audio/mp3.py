@@ -75,18 +75,32 @@ def _header_table() -> dict[int, Header]:
 
 
 _HEADERS = _header_table()
-#: Where a frame might start in junk: a Layer III header's first three bytes, or a tag.
-_CANDIDATE = re.compile(
-    b"ID3|\xff["
+#: Where a frame might start in junk: a Layer III header's first three bytes. (Tags are
+#: looked for with ``bytes.find``: one regex with both alternatives is ten times slower.)
+_SYNC = re.compile(
+    b"\xff["
     + b"".join(re.escape(bytes((b1,))) for b1 in sorted({k >> 8 for k in _HEADERS}))
     + b"]["
     + b"".join(re.escape(bytes((b2,))) for b2 in sorted({k & 0xFF for k in _HEADERS}))
     + b"]"
 )
+#: Junk bytes allowed before the first lock. An encoder puts frames right after its
+#: tags; past this much junk the body is not MP3 and the rest is not searched, so an
+#: upload of noise named .mp3 costs a few milliseconds, not a search of all of it.
+MAX_JUNK = 64 << 10
 _BYTE = [bytes((i,)) for i in range(256)]
 #: Bytes of a new block decided together with the undecided rest of the last one: more
 #: than any decision needs (a lock check spans LOCK_FRAMES frames of at most 1441 bytes).
 _JOIN = 16384
+
+
+def _candidate(data: bytes, start: int, stop: int) -> int:
+    """Where in ``data[start:stop]`` a frame header or an ID3v2 tag may start; -1: nowhere."""
+    sync = _SYNC.search(data, start, stop)
+    tag = data.find(b"ID3", start, sync.start() + 3 if sync else stop)
+    if sync is None:
+        return tag
+    return sync.start() if tag < 0 else min(tag, sync.start())
 
 
 def header_at(data: bytes, pos: int) -> Header | None:
@@ -154,7 +168,7 @@ class Mp3Result:
 class Mp3Parser:
     """Counts Layer III frames in blocks fed one after another; :meth:`finish` at the end."""
 
-    __slots__ = ("result", "_pending", "_skip", "_lock")
+    __slots__ = ("result", "_pending", "_skip", "_lock", "_gave_up")
 
     def __init__(self) -> None:
         self.result = Mp3Result()
@@ -164,9 +178,13 @@ class Mp3Parser:
         self._skip = 0
         #: The key of the stream locked onto, or None while searching.
         self._lock: int | None = None
+        #: MAX_JUNK was reached before any frame: the rest is not looked at.
+        self._gave_up = False
 
     def feed(self, block: bytes) -> None:
         """Take the next bytes of the stream."""
+        if self._gave_up:
+            return
         if self._skip:
             if len(block) <= self._skip:
                 self._skip -= len(block)
@@ -197,8 +215,8 @@ class Mp3Parser:
     def finish(self) -> Mp3Result:
         """The stream has ended: decide what is left and return the counts."""
         data, self._pending = self._pending, b""
-        if self._skip:
-            return self.result  # the stream ended inside a tag
+        if self._skip or self._gave_up:
+            return self.result  # the stream ended inside a tag, or was given up on
         if len(data) >= 128 and data[-128:-125] == b"TAG":
             data = data[:-128]  # ID3v1, which a cut-short last frame may stand before
             self.result.tags += 1
@@ -259,14 +277,24 @@ class Mp3Parser:
                     continue
             # Junk: look for the next place a frame or a tag could start, and lock again.
             self._lock = None
-            found = _CANDIDATE.search(data, pos + 1)
-            if found is None:
+            stop, capped = n, False
+            if not result.locked:
+                # A candidate may start at most MAX_JUNK junk bytes in (+3: its length).
+                cap = pos + max(MAX_JUNK - result.junk, 1) + 3
+                if cap <= n:
+                    stop, capped = cap, True
+            found = _candidate(data, pos + 1, stop)
+            if found < 0:
+                if capped:
+                    result.junk += stop - pos
+                    self._gave_up = True
+                    return n
                 # Keep the last two bytes: a header or "ID3" may continue in the next block.
                 end = n if final else max(pos + 1, n - 2)
                 result.junk += end - pos
                 return end
-            result.junk += found.start() - pos
-            pos = found.start()
+            result.junk += found - pos
+            pos = found
         return pos
 
     def _try_lock(self, data: bytes, pos: int, header: Header, final: bool) -> bool | None:
