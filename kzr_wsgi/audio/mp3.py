@@ -84,6 +84,8 @@ _SYNC = re.compile(
     + b"".join(re.escape(bytes((b2,))) for b2 in sorted({k & 0xFF for k in _HEADERS}))
     + b"]"
 )
+#: Frames a run is first checked over before the rest of the block is.
+_PROBE = 16
 #: Junk bytes allowed before the first lock. An encoder puts frames right after its
 #: tags; past this much junk the body is not MP3 and the rest is not searched, so an
 #: upload of noise named .mp3 costs a few milliseconds, not a search of all of it.
@@ -328,14 +330,14 @@ class Mp3Parser:
                 self.result.truncated = True
                 return n - pos
             return 0
-        end = pos + whole * size
-        run = whole
-        if whole > 1:
-            run = min(
-                _lead(data[pos:end:size], 0xFF),
-                _lead(data[pos + 1 : end : size], data[pos + 1]),
-                _lead(data[pos + 2 : end : size], data[pos + 2]),
-            )
+        run = 1
+        # Strided slices only for a run (the next header identical), first over a few
+        # frames, then over the rest: VBR and padded frames come in short runs, and
+        # slicing a whole block for each would cost more than the frames are worth.
+        if whole > 1 and data[pos + size : pos + size + 3] == data[pos : pos + 3]:
+            run = self._run(data, pos, size, min(whole, _PROBE))
+            if run == _PROBE and whole > _PROBE:
+                run = self._run(data, pos, size, whole)
         # The run's frames are vouched for by the header after each; the last one's
         # follower is checked here.
         after = pos + run * size
@@ -354,6 +356,16 @@ class Mp3Parser:
             return 0
         self._count(data, pos, header, run)
         return run * size
+
+    @staticmethod
+    def _run(data: bytes, pos: int, size: int, frames: int) -> int:
+        """How many of ``frames`` frames from ``pos`` start with the same 3 header bytes."""
+        end = pos + frames * size
+        return min(
+            _lead(data[pos:end:size], 0xFF),
+            _lead(data[pos + 1 : end : size], data[pos + 1]),
+            _lead(data[pos + 2 : end : size], data[pos + 2]),
+        )
 
     def _count(self, data: bytes, pos: int, header: Header, run: int) -> None:
         """Add ``run`` frames of ``header`` at ``pos``, less any summary frame among them."""
