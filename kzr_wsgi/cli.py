@@ -16,6 +16,7 @@ import click
 from .auth import Guard, is_loopback_host, read_secrets
 from .body import DEFAULT_MAX_SIZE
 from .commands import build_store
+from .commands.check import check as check_command
 from .metrics import LOOPBACK, MultiprocessDir
 from .middleware import KazooRecordings
 from .notify import WebhookNotifier
@@ -226,3 +227,5 @@ def _metrics(allow: tuple[str, ...], trusted_proxies: tuple[str, ...]) -> Metric
         raise click.ClickException(
             f"--metrics needs prometheus_client: pip install 'kzr_wsgi[metrics]' ({exc})"
         ) from exc
+
+main.add_command(check_command)
