@@ -15,6 +15,7 @@ import click
 from .auth import Guard, is_loopback_host, read_secrets
 from .body import DEFAULT_MAX_SIZE
 from .commands import build_store
+from .config import Config, config_option
 from .middleware import KazooRecordings
 from .notify import WebhookNotifier
 from .server import DEFAULT_THREADS, DEFAULT_WORKERS, gunicorn_options, run
@@ -62,6 +63,7 @@ def main() -> None:
 
 
 @main.command(context_settings={"auto_envvar_prefix": "KZR"})
+@config_option()
 @click.option("--root", type=click.Path(file_okay=False), default="./recordings",
               show_default=True, help="Directory recordings are stored under (created if missing).")
 @click.option("--host", default="127.0.0.1", show_default=True,
@@ -130,6 +132,7 @@ def serve(
     s3_url: str | None,
     s3_endpoint: str | None,
     notify_urls: tuple[str, ...],
+    config: Config | None,
 ) -> None:
     """Run the receiver: store every Kazoo upload under ROOT (or in S3 with --s3)."""
     logging.basicConfig(
