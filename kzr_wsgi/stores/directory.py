@@ -446,6 +446,12 @@ class _Housekeeper:
                 every = store.sweep_every
                 if every is None or time.monotonic() - store._last_sweep < every:
                     continue
+                if not store._pending.parent.is_dir():
+                    # The store's directory was removed (a test's temporary root, an
+                    # unmounted disk): nothing of it is left to sweep.
+                    with self.lock:
+                        self.stores.discard(store)
+                    continue
                 with self.busy:
                     try:
                         store.housekeep()
