@@ -123,6 +123,11 @@ def main() -> None:
               help="Who may read /metrics (403 otherwise; upload credentials do not apply). "
                    "Repeatable. Default: loopback only. The client address is found as for "
                    "--allow, --trust-proxy included.")
+@click.option("--inspect/--no-inspect", default=True, show_default=True,
+              help="Inspect each MP3/WAV upload's audio as it streams in (format, duration, "
+                   "flags such as empty, truncated, silent) and keep it in the sidecar under "
+                   "`audio`; flagged recordings are logged at WARNING and still stored. "
+                   "--no-inspect leaves `audio` null.")
 def serve(
     root: str,
     host: str,
@@ -147,6 +152,7 @@ def serve(
     metrics_on: bool,
     metrics_allow: tuple[str, ...],
     config: Config | None,
+    inspect: bool,
 ) -> None:
     """Run the receiver: store every Kazoo upload under ROOT (or in S3 with --s3)."""
     logging.basicConfig(
@@ -182,6 +188,7 @@ def serve(
             # Built here, in the master: each worker starts its sender on first use.
             on_stored=[WebhookNotifier(url) for url in notify_urls],
             metrics=_metrics(metrics_allow, trust_proxy) if metrics_on else None,
+            inspect=inspect,
         )
     except (ValueError, OSError) as exc:
         raise click.ClickException(str(exc)) from exc
@@ -190,6 +197,8 @@ def serve(
     click.echo(f"kzr-wsgi: storing {where}", err=True)
     if attachments_prefix:
         click.echo(f"kzr-wsgi: storage-plan attachments under {attachments_prefix}", err=True)
+    if not inspect:
+        click.echo("kzr-wsgi: audio inspection off (--no-inspect): `audio` is null", err=True)
     if guard.enabled:
         # The Guard's repr counts secrets and never shows them.
         click.echo(f"kzr-wsgi: access control: {guard!r}", err=True)
