@@ -14,7 +14,7 @@ import click
 
 from .auth import Guard, is_loopback_host, read_secrets
 from .body import DEFAULT_MAX_SIZE
-from .commands import build_store
+from .commands import build_store, catalog_notices
 from .middleware import KazooRecordings
 from .notify import WebhookNotifier
 from .server import DEFAULT_THREADS, DEFAULT_WORKERS, gunicorn_options, run
@@ -109,6 +109,11 @@ def main() -> None:
               envvar=["KZR_NOTIFY_URL", "KZR_NOTIFY_URLS"],
               help="POST a JSON notification here after each newly stored recording, off "
                    "the request path (retried with backoff). Repeatable.")
+@click.option("--catalog", "catalog_url", default=None, metavar="URL", envvar="KZR_CATALOG",
+              help="Keep the catalog (the searchable index of what is stored) here: "
+                   "postgresql://USER:PASS@HOST/DB (one shared by every host on a bucket; "
+                   "extra postgres) or sqlite:///PATH. Default: SQLite at "
+                   "ROOT/.kzr/catalog.sqlite3 when there is a root; none with --s3 alone.")
 def serve(
     root: str,
     host: str,
@@ -130,6 +135,7 @@ def serve(
     s3_url: str | None,
     s3_endpoint: str | None,
     notify_urls: tuple[str, ...],
+    catalog_url: str | None,
 ) -> None:
     """Run the receiver: store every Kazoo upload under ROOT (or in S3 with --s3)."""
     logging.basicConfig(
@@ -147,7 +153,7 @@ def serve(
             click.core.ParameterSource.DEFAULT,
             None,
         )
-        store, where = build_store(root, root_given, s3_url, s3_endpoint)
+        store, where = build_store(root, root_given, s3_url, s3_endpoint, catalog_url)
         app = KazooRecordings(
             not_found,
             store,
@@ -166,6 +172,8 @@ def serve(
     shown = f"[{host}]" if ":" in host else host
     click.echo(f"kzr-wsgi: listening on http://{shown}:{port}{prefix}", err=True)
     click.echo(f"kzr-wsgi: storing {where}", err=True)
+    for line in catalog_notices(store):
+        click.echo(f"kzr-wsgi: {line}", err=True)
     if attachments_prefix:
         click.echo(f"kzr-wsgi: storage-plan attachments under {attachments_prefix}", err=True)
     if guard.enabled:

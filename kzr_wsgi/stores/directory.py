@@ -20,6 +20,13 @@ What it promises, and how:
   processes sharing the root agree.
 * **Metadata beside the file**: ``<file>.kzr.json`` with the call id, Kazoo's fields,
   size, sha256, content type and time received.
+* **Catalogued before the reply.** Each newly stored copy becomes a row in the store's
+  catalog (by default SQLite at ``ROOT/.kzr/catalog.sqlite3``; see
+  :mod:`kzr_wsgi.catalog`). A small marker in ``ROOT/.kzr/pending`` is written before
+  the commit and removed once the row is written; a process killed in between leaves
+  the marker, and the next start-up catalogues that copy (see
+  :meth:`DirectoryStore.repair_catalog`): the cost grows with what was in flight, not
+  with the size of the store. A failed catalog write never fails the upload.
 * **Dead writers leave nothing.** A writer holds an exclusive ``flock`` on its
   temporary file while it lives; at start-up, temporary files nobody holds are removed
   (see :meth:`DirectoryStore.sweep`), and a live writer's are left alone.
@@ -47,6 +54,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from ..body import BLOCK_SIZE
+from ..catalog import Catalog
 from ..errors import NotFound, StorageFull
 from ..metadata import dumps
 from ..naming import (
@@ -69,6 +77,8 @@ _STATE = ".kzr"
 #: a writer between creating it and locking it.
 _SWEEP_MIN_AGE = 60.0
 _FULL = (errno.ENOSPC, errno.EDQUOT)
+#: Stands for "the store's own SQLite catalog" as the ``catalog`` argument's default.
+DEFAULT_CATALOG: Any = object()
 
 
 class DirectoryStore:
@@ -78,7 +88,7 @@ class DirectoryStore:
     >>> app = KazooRecordings(app, store)                   # doctest: +SKIP
     """
 
-    __slots__ = ("root", "layout", "sweep_min_age", "_tmp", "_index")
+    __slots__ = ("root", "layout", "sweep_min_age", "catalog", "_tmp", "_index", "_pending")
 
     def __init__(
         self,
@@ -86,6 +96,7 @@ class DirectoryStore:
         *,
         layout: str = DEFAULT_LAYOUT,
         sweep_min_age: float = _SWEEP_MIN_AGE,
+        catalog: Catalog | None = DEFAULT_CATALOG,
     ) -> None:
         #: The store's root directory, created when missing.
         self.root = Path(root).absolute()
@@ -100,6 +111,12 @@ class DirectoryStore:
         for directory in (self._tmp, self._index):
             _makedirs(directory)
         self.sweep()
+        #: Where each new copy's row goes: the root's SQLite catalog unless told otherwise
+        #: (``None``: no catalog).
+        self.catalog: Catalog | None = (
+            Catalog.for_root(self.root) if catalog is DEFAULT_CATALOG else catalog)
+        self._pending = self.root / _STATE / "pending"
+        self.repair_catalog()
 
     def __repr__(self) -> str:
         return f"DirectoryStore({str(self.root)!r})"
@@ -121,7 +138,7 @@ class DirectoryStore:
                     raise StorageFull("no space left on the store") from exc
                 raise
             try:
-                return self._commit(recording, tmp_path, size, digest)
+                return self._commit_catalogued(recording, tmp_path, size, digest)
             except OSError as exc:
                 if exc.errno in _FULL:
                     raise StorageFull("no space left on the store") from exc
@@ -207,6 +224,114 @@ class DirectoryStore:
             fh.write(text.encode("utf-8"))
             os.fsync(fh.fileno())
             os.replace(tmp_path, target)
+
+    # -- the catalog --------------------------------------------------------------------
+
+    def _commit_catalogued(
+        self, recording: Recording, tmp_path: Path, size: int, digest: str
+    ) -> Stored:
+        """:meth:`_commit`, with the catalog's row written after it (marker around both)."""
+        if self.catalog is None:
+            return self._commit(recording, tmp_path, size, digest)
+        index_dir = self._index_dir(recording.name)
+        entry = index_dir / _entry_name(recording.name, recording.recording_id, digest)
+        with self._pending_marker(entry) as marker:
+            stored = self._commit(recording, tmp_path, size, digest)
+            if stored.created and not self._catalogue(Path(stored.location)):
+                marker["keep"] = True  # the next start-up tries again
+        return stored
+
+    @contextmanager
+    def _pending_marker(self, entry: Path) -> Iterator[dict[str, bool]]:
+        """A marker naming ``entry`` while the block runs; left behind if the process dies.
+
+        Held under ``flock`` so a start-up in another process leaves a live one alone.
+        Not synced: it guards against a killed process, and after a power cut the
+        catalog (not synced either) is repaired by ``reindex``. When the block raises,
+        it stays only if the entry exists (the commit happened; the next start-up
+        writes the row). The block sets ``["keep"]`` to keep it after success too.
+        """
+        _makedirs(self._pending)
+        marker = self._pending / f"{uuid.uuid4().hex}.json"
+        fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            _write_all(fd, entry.relative_to(self._index).as_posix().encode("utf-8"))
+            state = {"keep": False}
+            try:
+                yield state
+            except BaseException:
+                if not entry.exists():
+                    marker.unlink(missing_ok=True)
+                raise
+            if not state["keep"]:
+                marker.unlink(missing_ok=True)
+        finally:
+            os.close(fd)
+
+    def _catalogue(self, final: Path) -> bool:
+        """Write the row of the copy at ``final`` from its sidecar; ``False`` if that failed."""
+        assert self.catalog is not None
+        record = _read_json(final.with_name(final.name + SIDECAR_SUFFIX))
+        if record is None:
+            return False
+        return self.catalog.add_stored(record, str(final)) is not None
+
+    def repair_catalog(self) -> int:
+        """Catalogue the copies of uploads that died between their commit and their row.
+
+        Runs at construction (once, in gunicorn's master). Each marker left in
+        ``ROOT/.kzr/pending`` names an index entry: when it exists, its copy's row is
+        written; either way the marker goes (kept only when the catalog cannot be
+        written, for the next start). A marker still held by a live writer in another
+        process is left alone. Returns how many rows were written.
+        """
+        if self.catalog is None or not self._pending.is_dir():
+            return 0
+        repaired = 0
+        for marker in self._pending.iterdir():
+            try:
+                fd = os.open(marker, os.O_RDONLY)
+            except FileNotFoundError:
+                continue
+            try:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue  # a live writer's
+                entry = os.read(fd, 4096).decode("utf-8", "replace")
+                record = _read_json(self._index / entry) if entry else None
+                if record is not None and (self.root / record["path"]).is_file():
+                    if not self._catalogue(self.root / record["path"]):
+                        continue  # keep the marker: the catalog may be back next time
+                    repaired += 1
+                marker.unlink(missing_ok=True)
+            finally:
+                os.close(fd)
+        if repaired:
+            log.warning("catalogued %d upload(s) interrupted between commit and catalog",
+                        repaired)
+        # Nothing may be held open across gunicorn's fork.
+        self.catalog.release()
+        return repaired
+
+    def records(self) -> Iterator[dict[str, Any]]:
+        """Every committed copy's sidecar dict (from the index), with ``location`` added.
+
+        Includes entries whose file was removed by hand (``verify`` reports them). The
+        order is the index's, not time.
+        """
+        for shard in sorted(self._index.iterdir()):
+            if not shard.is_dir():
+                continue
+            for entry in sorted(shard.iterdir()):
+                if not entry.name.endswith(".json"):
+                    continue
+                record = _read_json(entry)
+                if record is None or "path" not in record:
+                    continue
+                record["location"] = str(self.root / record["path"])
+                yield record
 
     def discard(self, stored: Stored) -> None:
         """Take back a copy this store committed (a fan-out whose other store failed).
