@@ -31,7 +31,7 @@ def test_directory_store_catalogues_each_new_copy_once(tmp_path: Path) -> None:
     assert sorted(r.location for r in found) == sorted([first.location, other.location])
     row = store.catalog.search(Query(number="1001")).items[0]
     assert row.account_id == "acc1" and row.sha256 == first.sha256
-    assert not list((tmp_path / ".kzr" / "pending").iterdir())
+    assert not list((tmp_path / ".kzr" / "uncatalogued").iterdir())
     # records() yields the same sidecars, with their locations.
     records = list(store.records())
     assert sorted(r["location"] for r in records) == sorted([first.location, other.location])
@@ -54,7 +54,7 @@ def test_a_broken_catalog_never_fails_the_upload(tmp_path: Path) -> None:
     assert stored.created and Path(stored.location).read_bytes() == b"one"
     assert WRITE_FAILURES.count == before + 1
     # The marker stays: the next start-up writes the row once the catalog is back.
-    assert len(list((tmp_path / ".kzr" / "pending").iterdir())) == 1
+    assert len(list((tmp_path / ".kzr" / "uncatalogued").iterdir())) == 1
 
 
 class _DiesBeforeTheRow(DirectoryStore):
@@ -76,7 +76,7 @@ def test_a_kill_between_commit_and_row_is_repaired_at_start_up(tmp_path: Path) -
             os._exit(1)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
-    pending = tmp_path / ".kzr" / "pending"
+    pending = tmp_path / ".kzr" / "uncatalogued"
     assert len(list(pending.iterdir())) == 1
     assert Catalog.for_root(tmp_path).count() == 0
     # A marker for an upload that never committed is dropped; a live writer's is kept.

@@ -264,7 +264,13 @@ class Catalog:
                 log.debug("closing a catalog connection failed", exc_info=True)
         self._local = threading.local()
 
-    release = close
+    def release(self) -> None:
+        """Close the calling thread's connection, if it has one (it reopens on next use).
+
+        For code that runs once and must hold nothing afterwards: a start-up in
+        gunicorn's master before it forks, a housekeeping pass.
+        """
+        self._drop()
 
     def _connection(self) -> Any:
         if not self._migrated:
