@@ -16,6 +16,7 @@ import click
 from .auth import Guard, is_loopback_host, read_secrets
 from .body import DEFAULT_MAX_SIZE
 from .commands import build_store, catalog_notices
+from .commands import catalog as catalog_commands
 from .commands.check import check as check_command
 from .config import Config, config_option
 from .metrics import LOOPBACK, MultiprocessDir
@@ -240,3 +241,6 @@ def _metrics(allow: tuple[str, ...], trusted_proxies: tuple[str, ...]) -> Metric
         ) from exc
 
 main.add_command(check_command)
+main.add_command(catalog_commands.ls)
+main.add_command(catalog_commands.reindex)
+main.add_command(catalog_commands.verify)

@@ -77,7 +77,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from ..body import BLOCK_SIZE
 from ..catalog import Catalog
@@ -96,7 +96,7 @@ from ..naming import (
     with_suffix,
 )
 from ..recording import Kind, Name, Recording, Stored, StoredFile
-from .tempfiles import TempFile, supports_unnamed, sweep_named, temporary
+from .tempfiles import NAMED_SUFFIX, TempFile, supports_unnamed, sweep_named, temporary
 
 log = logging.getLogger("kzr_wsgi.store")
 
@@ -429,6 +429,49 @@ class DirectoryStore:
                     continue
                 record["location"] = str(self.root / record["path"])
                 yield record
+
+    def open_copy(self, record: dict[str, Any]) -> IO[bytes]:
+        """The stored bytes of the copy a record (from :meth:`records`) describes.
+
+        Raises :class:`~kzr_wsgi.errors.NotFound` when the file is gone.
+        """
+        path = self.root / record["path"]
+        try:
+            return open(path, "rb")  # noqa: SIM115 - the caller closes it
+        except FileNotFoundError:
+            raise NotFound(f"{path} is missing") from None
+
+    def rewrite_record(self, record: dict[str, Any]) -> bool:
+        """Replace a copy's sidecar and index entry with ``record`` (``reindex`` adds ``audio``).
+
+        The two are hard links of one file, so both are replaced, atomically each: a
+        new file is written and synced, linked twice under temporary names, and both
+        names are renamed into place (under the shard's lock, as a commit is). Returns
+        ``False`` when the entry no longer names this copy (removed meanwhile).
+        """
+        name = Name(Kind(record["kind"]), tuple(record["segments"]), record["filename"])
+        index_dir = self._index_dir(name)
+        entry = index_dir / _entry_name(name, record.get("recording_id"), record["sha256"])
+        final = self.root / record["path"]
+        sidecar = final.with_name(final.name + SIDECAR_SUFFIX)
+        body = dumps({k: v for k, v in record.items() if k != "location"}).encode("utf-8")
+        with _full_is_storage_full(), _locked(index_dir / ".lock"):
+            current = _read_json(entry)
+            if current is None or current.get("path") != record["path"]:
+                return False
+            with temporary(self._tmp, self.unnamed) as tmp:
+                tmp.write(body)
+                tmp.sync()
+                # Named like the store's temporaries, so a kill here leaves only what
+                # the sweep removes.
+                staged = [self._tmp / f"{uuid.uuid4().hex}{NAMED_SUFFIX}" for _ in "se"]
+                for path in staged:
+                    tmp.link(path)
+                os.replace(staged[0], sidecar)
+                os.replace(staged[1], entry)
+            for synced in (sidecar.parent, index_dir):
+                _fsync_dir(synced)
+        return True
 
     def discard(self, stored: Stored) -> None:
         """Take back a copy this store committed (a fan-out whose other store failed).

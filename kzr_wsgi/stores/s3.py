@@ -589,6 +589,39 @@ class S3Store:
                         if entry is not None and "location" in entry:
                             yield entry
 
+    def open_copy(self, record: dict[str, Any]) -> Any:
+        """The stored bytes of the copy a record (from :meth:`records`) describes, streamed.
+
+        A file-like object with ``read(n)`` and ``close()``. Raises
+        :class:`~kzr_wsgi.errors.NotFound` when the object is gone.
+        """
+        with _mapped_errors("read"):
+            return self.client.get_object(Bucket=self.bucket, Key=record["key"])["Body"]
+
+    def rewrite_record(self, record: dict[str, Any]) -> bool:
+        """Replace a copy's sidecar and index entry with ``record`` (``reindex`` adds ``audio``).
+
+        Each is one PUT (atomic in S3); the entry only if it still names this copy
+        (``If-Match`` on what was read). Returns ``False`` when it no longer does.
+        """
+        name = Name(Kind(record["kind"]), tuple(record["segments"]), record["filename"])
+        entry_key = self._entry_key(name, record.get("recording_id"), record["sha256"])
+        body = dumps(record).encode("ascii")
+        with _mapped_errors("store"):
+            found = self._get_entry(entry_key)
+            if found is None or found[0] is None or found[0].get("key") != record["key"]:
+                return False
+            self.client.put_object(Bucket=self.bucket, Key=record["key"] + SIDECAR_SUFFIX,
+                                   Body=body, ContentType="application/json")
+            try:
+                self.client.put_object(Bucket=self.bucket, Key=entry_key, Body=body,
+                                       ContentType="application/json", IfMatch=found[1])
+            except ClientError as exc:
+                if _status(exc) == 412:
+                    return False
+                raise
+        return True
+
     # -- housekeeping -----------------------------------------------------------------
 
     def sweep_incomplete(self, older_than: timedelta = timedelta(days=1)) -> int:
