@@ -380,7 +380,7 @@ def row_from_db(values: tuple[Any, ...] | list[Any]) -> Row:
         sha256=v["sha256"],
         content_type=v["content_type"],
         location=v["location"],
-        segments=tuple(json.loads(v["segments"])),
+        segments=() if v["segments"] == "[]" else tuple(json.loads(v["segments"])),
         filename=v["filename"],
         audio=AudioInfo.from_json(audio) if isinstance(audio, dict) else None,
         self_test=bool(v["self_test"]),

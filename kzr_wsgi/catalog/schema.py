@@ -85,7 +85,10 @@ _V1 = [
     f"CREATE INDEX kzr_rec_cid ON {TABLE} (cid_norm, sort_us, id)",
     f"CREATE INDEX kzr_rec_cname ON {TABLE} (cid_name_lower)",
     f"CREATE INDEX kzr_rec_account ON {TABLE} (account_id, sort_us, id)",
-    f"CREATE INDEX kzr_rec_flagged ON {TABLE} (flagged, sort_us, id)",
+    # Flagged rows are few: partial indexes hold only them (searches say "flagged = 1").
+    f"CREATE INDEX kzr_rec_flagged ON {TABLE} (sort_us, id) WHERE flagged = 1",
+    f"CREATE INDEX kzr_rec_account_flagged ON {TABLE} (account_id, sort_us, id)"
+    " WHERE flagged = 1",
     f"CREATE INDEX kzr_rec_received ON {TABLE} (received_us)",
 ]
 

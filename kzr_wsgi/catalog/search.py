@@ -13,7 +13,7 @@ parameter style where their drivers differ (see :mod:`kzr_wsgi.catalog.backend`)
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from ..audio import FLAGS
@@ -89,8 +89,7 @@ def micros(when: datetime) -> int:
 
 def from_micros(value: int) -> datetime:
     """The inverse of :func:`micros` (aware UTC)."""
-    return datetime.fromtimestamp(value // 1_000_000, tz=timezone.utc).replace(
-        microsecond=value % 1_000_000)
+    return _EPOCH + timedelta(microseconds=value)
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -135,7 +134,7 @@ def where_clause(query: Query, snapshot: int | None) -> tuple[str, dict[str, Any
         for flag in query.flags:
             mask |= FLAG_BITS[flag]
         params["mask"] = mask
-        # flagged = 1 first: the (flagged, sort_us, id) index walks only flagged rows.
+        # "flagged = 1" as written: it selects the partial indexes of flagged rows.
         terms.append("flagged = 1 AND (flag_bits & :mask) <> 0")
     elif query.flagged:
         terms.append("flagged = 1")

@@ -18,6 +18,8 @@ from .backend import Backend
 
 #: How long a writer waits for another's lock before failing, in milliseconds.
 BUSY_TIMEOUT_MS = 30_000
+#: Page cache per connection, in KiB.
+CACHE_KIB = 32_768
 
 
 class SQLiteBackend(Backend):
@@ -41,6 +43,8 @@ class SQLiteBackend(Backend):
         if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
             conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
+        # Index pages of a large catalog stay cached (allocated only as used).
+        conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
         return conn
 
     @contextmanager
