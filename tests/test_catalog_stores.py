@@ -113,3 +113,19 @@ def test_s3_store_catalogues_new_copies_and_lists_its_records(
     disk = DirectoryStore(tmp_path / "disk", catalog=None)
     FanOut(store, disk)(make(b"two", "c2"))
     assert sorted(r.call_id or "" for r in rows(catalog)) == ["c1", "c2"]
+
+
+def test_a_fan_out_rolled_back_leaves_no_row(tmp_path: Path) -> None:
+    from kzr_wsgi.errors import StoreUnavailable
+    from kzr_wsgi.recording import Recording, Stored
+
+    def refuses(recording: Recording) -> Stored:
+        while recording.stream.read(1 << 20):
+            pass
+        raise StoreUnavailable("refused at the end")
+
+    disk = DirectoryStore(tmp_path)
+    with pytest.raises(StoreUnavailable):
+        FanOut(disk, refuses)(make(b"one", "c1"))
+    assert disk.catalog is not None and rows(disk.catalog) == []
+    assert list(disk.records()) == []

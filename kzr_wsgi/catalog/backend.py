@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ..audio import AudioInfo
-from .rows import Row, normalise_number, row_from_record
+from .rows import Row, normalise_number, row_from_record, row_id
 from .schema import COLUMNS, MIGRATIONS, TABLE, VERSION_TABLE, WRITTEN, statements
 from .search import FLAG_BITS, Page, Query, from_micros, micros, select_count, select_page
 
@@ -190,6 +190,15 @@ class Catalog:
                       self.url, location or record.get("location") or record.get("path"),
                       exc)
             return None
+
+    def remove_stored(self, record: Mapping[str, Any]) -> None:
+        """Remove the row of a copy a store took back (a fan-out's rollback): never raises."""
+        try:
+            self.remove(row_id(record))
+        except Exception as exc:
+            WRITE_FAILURES.record(exc)
+            log.error("catalog %s: could not remove the row of %s (reindex repairs it): %s",
+                      self.url, record.get("location") or record.get("path"), exc)
 
     def remove(self, row_id: str) -> bool:
         """Remove a row; ``True`` when there was one."""

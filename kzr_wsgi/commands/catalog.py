@@ -99,7 +99,7 @@ def reindex(spec: StoreSpec, inspect: bool) -> None:
     Idempotent: run it as often as you like. Rows of copies no longer indexed are
     removed; sidecars written before audio inspection get their `audio`.
     """
-    store = _indexed_store(spec)
+    store = _indexed_store(spec, catalogued=True)
     catalog = spec.open_catalog(create=True)
     try:
         with _progress(store, "reindexing") as tick:
@@ -136,9 +136,14 @@ def verify(spec: StoreSpec, since: datetime | None) -> None:
     sys.exit(0 if result.ok else 1)
 
 
-def _indexed_store(spec: StoreSpec) -> IndexedStore:
-    """The store a command reads: the bucket with --s3, else the disk."""
-    if spec.s3_url is not None:
+def _indexed_store(spec: StoreSpec, *, catalogued: bool = False) -> IndexedStore:
+    """The store a command reads: the bucket with --s3, else the disk.
+
+    With ``catalogued``, the store whose rows the catalog holds (what ``serve`` does):
+    in a fan-out (--s3 and --root) without --catalog, that is the disk.
+    """
+    fan_out_to_disk = catalogued and spec.root_given and spec.catalog_url is None
+    if spec.s3_url is not None and not fan_out_to_disk:
         handler, _ = spec.open_store()
         if isinstance(handler, FanOut):
             handler = handler.stores[0]  # the bucket: what every host shares

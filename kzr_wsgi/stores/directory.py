@@ -492,6 +492,8 @@ class DirectoryStore:
             if indexed is not None and indexed.get("path") == record["path"]:
                 entry.unlink(missing_ok=True)
                 _fsync_dir(index_dir)
+                if self.catalog is not None:
+                    self.catalog.remove_stored(record)
             final.unlink(missing_ok=True)
             sidecar.unlink(missing_ok=True)
             _fsync_dir(final.parent)

@@ -478,6 +478,8 @@ class S3Store:
                 entry = self._read_entry(entry_key)
                 if entry is not None and entry.get("key") == key:
                     self.client.delete_object(Bucket=self.bucket, Key=entry_key)
+                    if self.catalog is not None:
+                        self.catalog.remove_stored(record)
             self.client.delete_object(Bucket=self.bucket, Key=key)
             self.client.delete_object(Bucket=self.bucket, Key=key + SIDECAR_SUFFIX)
 
