@@ -97,3 +97,26 @@ def test_serve_names_reindex_for_a_store_from_before_the_catalog(tmp_path: Path)
     assert "kzr-wsgi reindex" not in server.log()
     assert [json.loads(x)["call_id"] for x in kzr(
         "ls", "--json", "--root", str(root)).splitlines()] == ["from-last-year"]
+
+
+def test_two_serve_processes_on_one_root_catalogue_every_upload(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    root = tmp_path / "rec"
+    with serve(tmp_path, "--workers", "2", root=root) as a, \
+            serve(tmp_path, "--workers", "2", root=root) as b:
+        hosts = [a, b]
+
+        def send(i: int) -> int:
+            target = f"/call_recording_c{i}.mp3?from=10{i:02d}%40r&account_id=acc{i % 4}"
+            return httpc_put(H, hosts[i % 2].port, target, os.urandom(20_000)).status
+
+        with ThreadPoolExecutor(8) as pool:
+            statuses = list(pool.map(send, range(48)))
+        logs = a.log() + b.log()
+    assert statuses == [201] * 48
+    assert "could not add" not in logs and "database is locked" not in logs
+    listed = [json.loads(x)["call_id"] for x in kzr("ls", "--json", "--root", str(root))
+              .splitlines()]
+    assert sorted(listed) == sorted(f"c{i}" for i in range(48))
+    assert len(kzr("ls", "--root", str(root), "--account", "acc1").splitlines()) == 12
