@@ -15,7 +15,8 @@ import click
 
 from .auth import Guard, is_loopback_host, read_secrets
 from .body import DEFAULT_MAX_SIZE
-from .commands import build_store
+from .commands import build_store, catalog_notices
+from .commands import catalog as catalog_commands
 from .commands.check import check as check_command
 from .config import Config, config_option
 from .metrics import LOOPBACK, MultiprocessDir
@@ -116,6 +117,11 @@ def main() -> None:
               envvar=["KZR_NOTIFY_URL", "KZR_NOTIFY_URLS"],
               help="POST a JSON notification here after each newly stored recording, off "
                    "the request path (retried with backoff). Repeatable.")
+@click.option("--catalog", "catalog_url", default=None, metavar="URL", envvar="KZR_CATALOG",
+              help="Keep the catalog (the searchable index of what is stored) here: "
+                   "postgresql://USER:PASS@HOST/DB (one shared by every host on a bucket; "
+                   "extra postgres) or sqlite:///PATH. Default: SQLite at "
+                   "ROOT/.kzr/catalog.sqlite3 when there is a root; none with --s3 alone.")
 @click.option("--metrics", "metrics_on", is_flag=True,
               help="Serve Prometheus metrics at /metrics, summed over every worker. "
                    "Needs the metrics extra (prometheus_client).")
@@ -149,6 +155,7 @@ def serve(
     s3_url: str | None,
     s3_endpoint: str | None,
     notify_urls: tuple[str, ...],
+    catalog_url: str | None,
     metrics_on: bool,
     metrics_allow: tuple[str, ...],
     config: Config | None,
@@ -174,7 +181,7 @@ def serve(
             click.core.ParameterSource.DEFAULT,
             None,
         )
-        store, where = build_store(root, root_given, s3_url, s3_endpoint)
+        store, where = build_store(root, root_given, s3_url, s3_endpoint, catalog_url)
         app = KazooRecordings(
             not_found,
             store,
@@ -195,6 +202,8 @@ def serve(
     shown = f"[{host}]" if ":" in host else host
     click.echo(f"kzr-wsgi: listening on http://{shown}:{port}{prefix}", err=True)
     click.echo(f"kzr-wsgi: storing {where}", err=True)
+    for line in catalog_notices(store):
+        click.echo(f"kzr-wsgi: {line}", err=True)
     if attachments_prefix:
         click.echo(f"kzr-wsgi: storage-plan attachments under {attachments_prefix}", err=True)
     if not inspect:
@@ -241,3 +250,6 @@ def _metrics(allow: tuple[str, ...], trusted_proxies: tuple[str, ...]) -> Metric
         ) from exc
 
 main.add_command(check_command)
+main.add_command(catalog_commands.ls)
+main.add_command(catalog_commands.reindex)
+main.add_command(catalog_commands.verify)
