@@ -15,10 +15,9 @@ Config keys (all optional): ``KZR_ROOT`` (a :class:`~kzr_wsgi.DirectoryStore` ro
 when no handler is given), ``KZR_PREFIX``, ``KZR_MAX_SIZE``, ``KZR_ACCEPT_CALLER``,
 ``KZR_READ_BACK``, ``KZR_ATTACHMENTS_PREFIX``, ``KZR_ATTACHMENTS_BASE64``, ``KZR_INSPECT``
 (default true: inspect MP3/WAV audio into ``recording.audio``; ``KazooFlask(app,
-inspect=False)`` does the same), and
-``KZR_METRICS`` (true: Prometheus metrics at ``/metrics``, extra ``metrics``) with
-``KZR_METRICS_ALLOW`` (CIDRs that may scrape; default loopback). A ready
-:class:`~kzr_wsgi.metrics.Metrics` can be passed as ``metrics=`` instead.
+inspect=False)`` does the same), and ``KZR_METRICS`` (true: Prometheus metrics at
+``/metrics``, extra ``metrics``) with ``KZR_METRICS_ALLOW`` (CIDRs that may scrape; default
+loopback). A ready :class:`~kzr_wsgi.metrics.Metrics` can be passed as ``metrics=`` instead.
 
 After each newly stored recording the :data:`recording_stored` signal is sent inside
 the app's context, with ``recording=`` and ``result=``.

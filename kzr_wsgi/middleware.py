@@ -80,8 +80,8 @@ class KazooRecordings:
         "guard",
         "on_stored",
         "attachments_base64",
-        "inspect",
         "metrics",
+        "inspect",
     )
 
     app: WSGIApplication
@@ -91,8 +91,8 @@ class KazooRecordings:
     guard: Guard | None
     on_stored: tuple[OnStored, ...]
     attachments_base64: bool
-    inspect: bool
     metrics: Metrics | None
+    inspect: bool
 
     def __init__(
         self,
@@ -119,11 +119,11 @@ class KazooRecordings:
         guard: Guard | None = None,
         # Told once per newly stored recording, after the commit.
         on_stored: Sequence[OnStored] = (),
-        # Inspect MP3/WAV bodies as they stream by (recording.audio); off: audio is None.
-        inspect: bool = True,
         # Count uploads, reads and failures, and answer scrapes at `metrics.path`
         # (see kzr_wsgi.metrics; needs prometheus_client). Off when None.
         metrics: Metrics | None = None,
+        # Inspect MP3/WAV bodies as they stream by (recording.audio); off: audio is None.
+        inspect: bool = True,
     ) -> None:
         inner: Any = app
         if isinstance(inner, KazooRecordings) and inner.router.prefix == _norm(prefix):
@@ -151,7 +151,6 @@ class KazooRecordings:
         self.guard = guard
         self.on_stored = tuple(on_stored)
         self.attachments_base64 = attachments_base64
-        self.inspect = inspect
         self.metrics = metrics
         if metrics is not None:
             for callback in self.on_stored:
@@ -159,6 +158,7 @@ class KazooRecordings:
                 add_listener = getattr(callback, "add_listener", None)
                 if add_listener is not None:
                     add_listener(metrics.notification)
+        self.inspect = inspect
 
     def __call__(
         self, environ: WSGIEnvironment, start_response: StartResponse
