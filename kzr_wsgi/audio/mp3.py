@@ -203,6 +203,9 @@ class Mp3Parser:
             else:
                 head = self._pending + block[:_JOIN]
                 start = self._walk(head, 0, final=False)
+                if self._gave_up:
+                    self._pending = b""
+                    return
                 if start < cut:  # never: no decision needs _JOIN bytes; but stay correct
                     data = self._pending + block
                 else:
