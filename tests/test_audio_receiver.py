@@ -87,6 +87,7 @@ def test_fanout_gives_every_branch_the_audio(tmp_path: Path) -> None:
     assert only_sidecar(tmp_path / "b")["audio"] == expected
 
 
+@pytest.mark.slow
 def test_s3_and_disk_through_fanout(tmp_path: Path, s3_bucket: tuple[Any, str],
                                     moto_endpoint: str) -> None:
     client, bucket = s3_bucket
