@@ -376,16 +376,20 @@ class Mp3Parser:
         end = pos + run * size
         at = 4 + _side_info(header, data[pos + 3])
         summaries = 0
-        # One byte of every frame, where a summary tag would start; only the frames
-        # whose byte could begin one are looked at (real audio has a few per block).
-        for offset, first, tags in ((at, b"I", _SUMMARY_TAGS), (at, b"X", _SUMMARY_TAGS),
-                                    (36, b"V", (b"VBRI",))):  # Fraunhofer's sits at 36
-            marks = data[pos + offset : end : size]
-            i = marks.find(first)
-            while i >= 0:
-                start = pos + i * size + offset
-                summaries += data[start : start + 4] in tags
-                i = marks.find(first, i + 1)
+        if run == 1:  # VBR and padded frames come one at a time: no slices for them
+            summaries = int(data[pos + at : pos + at + 4] in _SUMMARY_TAGS
+                            or data[pos + 36 : pos + 40] == b"VBRI")
+        else:
+            # One byte of every frame, where a summary tag would start; only the frames
+            # whose byte could begin one are looked at (real audio has a few per block).
+            for offset, first, tags in ((at, b"I", _SUMMARY_TAGS), (at, b"X", _SUMMARY_TAGS),
+                                        (36, b"V", (b"VBRI",))):  # Fraunhofer's is at 36
+                marks = data[pos + offset : end : size]
+                i = marks.find(first)
+                while i >= 0:
+                    start = pos + i * size + offset
+                    summaries += data[start : start + 4] in tags
+                    i = marks.find(first, i + 1)
         result = self.result
         result.summary_frames += summaries
         audio = run - summaries
