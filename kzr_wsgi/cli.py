@@ -17,11 +17,15 @@ from .auth import Guard, is_loopback_host, read_secrets
 from .body import DEFAULT_MAX_SIZE
 from .commands import build_store
 from .commands.check import check as check_command
+from .commands.sweep import sweep_command
 from .config import Config, config_option
+from .errors import StoreUnavailable
 from .metrics import LOOPBACK, MultiprocessDir
 from .middleware import KazooRecordings
 from .notify import WebhookNotifier
+from .recording import Handler
 from .server import DEFAULT_THREADS, DEFAULT_WORKERS, gunicorn_options, run
+from .stores import FanOut
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -169,6 +173,7 @@ def serve(
             None,
         )
         store, where = build_store(root, root_given, s3_url, s3_endpoint)
+        warnings = _fail_fast(store)
         app = KazooRecordings(
             not_found,
             store,
@@ -188,6 +193,8 @@ def serve(
     shown = f"[{host}]" if ":" in host else host
     click.echo(f"kzr-wsgi: listening on http://{shown}:{port}{prefix}", err=True)
     click.echo(f"kzr-wsgi: storing {where}", err=True)
+    for warning in warnings:
+        click.secho(f"kzr-wsgi: WARNING: {warning}", err=True, fg="yellow")
     if attachments_prefix:
         click.echo(f"kzr-wsgi: storage-plan attachments under {attachments_prefix}", err=True)
     if guard.enabled:
@@ -207,6 +214,24 @@ def serve(
                    f"{', '.join(metrics_allow or LOOPBACK)}", err=True)
         options.update(metrics_dir.gunicorn_hooks())
     run(app, options)
+
+
+def _fail_fast(store: Handler) -> list[str]:
+    """Check every bucket ``store`` writes to before listening; its warnings.
+
+    A bucket that is missing, refuses writes or does not answer ends ``serve`` here,
+    saying which and why, rather than every upload being answered 503.
+    """
+    stores = store.stores if isinstance(store, FanOut) else (store,)
+    warnings: list[str] = []
+    for each in stores:
+        preflight = getattr(each, "preflight", None)
+        if preflight is not None:
+            try:
+                warnings += preflight()
+            except StoreUnavailable as exc:
+                raise click.ClickException(f"cannot store in {each!r}: {exc}") from exc
+    return warnings
 
 
 def _metrics_dir(root: str) -> MultiprocessDir:
@@ -232,3 +257,4 @@ def _metrics(allow: tuple[str, ...], trusted_proxies: tuple[str, ...]) -> Metric
         ) from exc
 
 main.add_command(check_command)
+main.add_command(sweep_command)

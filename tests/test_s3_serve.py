@@ -171,11 +171,12 @@ def assert_consistent(inv: Inventory) -> None:
 
 @contextlib.contextmanager
 def serve_s3(tmp_path: Path, endpoint: str, *args: str, workers: int = 1,
-             name: str = "serve") -> Iterator[Server]:
+             name: str = "serve", env: dict[str, str] | None = None) -> Iterator[Server]:
     """``python -m kzr_wsgi serve --s3 s3://rec/kazoo --s3-endpoint ENDPOINT ARGS…``.
 
     Run with ``tmp_path/<name>-cwd`` as its working directory and no ``--root`` (the
     disk store's default, ``./recordings``, would land there); its log beside it.
+    ``env`` is added to its environment (after every ``KZR_*`` of this one is removed).
     """
     port = free_port()
     cwd = tmp_path / f"{name}-cwd"
@@ -183,8 +184,9 @@ def serve_s3(tmp_path: Path, endpoint: str, *args: str, workers: int = 1,
     cmd = [sys.executable, "-m", "kzr_wsgi", "serve", "--host", H, "--port", str(port),
            "--workers", str(workers), "--s3", S3_URL, "--s3-endpoint", endpoint, *args]
     # No KZR_* from the developer's shell: KZR_ROOT would turn on the fan-out.
-    env: dict[str, str | None] = {k: None for k in os.environ if k.startswith("KZR_")}
-    with spawn(cmd, H, port, tmp_path / f"{name}-{port}.log", env, cwd) as server:
+    clean: dict[str, str | None] = {k: None for k in os.environ if k.startswith("KZR_")}
+    with spawn(cmd, H, port, tmp_path / f"{name}-{port}.log", {**clean, **(env or {})},
+               cwd) as server:
         yield server
 
 
