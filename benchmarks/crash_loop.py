@@ -15,10 +15,10 @@ Each round, against ``python -m kzr_wsgi serve`` on 127.0.0.1 (its own process g
 2. after a random delay (before, during or after the commits) the whole process group
    is SIGKILLed, and ``serve`` is started again at once on the same root and port;
 3. then the store is checked: every upload that got a 2xx is there, byte-identical,
-   with its sidecar and its index entry (and its catalog row, when the store keeps a
-   catalog); no visible file is partial or unindexed; no recording has a second copy;
-   no temporary file or pending marker is left 10 s after the restart; retries of
-   acknowledged uploads were answered 200 (duplicate).
+   with its sidecar, its index entry and its catalog row (naming that file and those
+   bytes); no visible file is partial or unindexed; no recording has a second copy; no
+   temporary file, pending marker or uncatalogued marker is left 10 s after the
+   restart; retries of acknowledged uploads were answered 200 (duplicate).
 
 At the end every upload still unanswered is retried until it is acknowledged, and the
 store is checked once more. It prints a line per round and the summary; the exit status
@@ -61,6 +61,7 @@ from plan_clients import (  # noqa: E402
 )
 from servers import store_temporaries  # noqa: E402
 
+from kzr_wsgi.catalog import Catalog, row_id  # noqa: E402
 from kzr_wsgi.naming import SIDECAR_SUFFIX  # noqa: E402
 
 HOST = "127.0.0.1"
@@ -318,7 +319,7 @@ class Checker:
                 and ".kzr" not in p.relative_to(self.root).parts
                 and not p.name.endswith(SIDECAR_SUFFIX)]
 
-    def check(self, uploads: Iterable[Upload], summary: Summary, catalog: Any) -> None:
+    def check(self, uploads: Iterable[Upload], summary: Summary, catalog: Catalog) -> None:
         """Count what is lost, partial or doubled; note each problem."""
         entries = self.entries()
         by_sha: dict[str, list[dict[str, Any]]] = {}
@@ -341,7 +342,7 @@ class Checker:
                     record.get("sha256") != upload.sha256):
                 summary.lost += 1
                 summary.notes.append(f"lost: {upload.key} at {path} differs or has no sidecar")
-            elif catalog is not None and not _in_catalog(catalog, record):
+            elif not _in_catalog(catalog, record, path):
                 summary.catalog_missing += 1
                 summary.notes.append(f"no catalog row: {upload.key}")
         copies: dict[str, int] = {}
@@ -360,11 +361,16 @@ class Checker:
                 summary.notes.append(f"{count} copies of sha256 {digest[:12]}")
 
     def debris(self, since: float) -> list[str]:
-        """Temporary files and pending markers still there; waits up to the bound."""
+        """Temporary files and markers still there; waits up to the bound.
+
+        Markers: ``pending`` (a commit in flight) and ``uncatalogued`` (a row not yet
+        written); with no upload in flight, any left belongs to a writer the kill took.
+        """
         while True:
-            pending = self.root / ".kzr" / "pending"
-            left = store_temporaries(self.root) + (
-                [str(p) for p in pending.iterdir()] if pending.is_dir() else [])
+            left = store_temporaries(self.root)
+            for markers in ("pending", "uncatalogued"):
+                directory = self.root / ".kzr" / markers
+                left += [str(p) for p in directory.iterdir()] if directory.is_dir() else []
             if not left or time.monotonic() - since >= DEBRIS_BOUND:
                 return left
             time.sleep(0.1)
@@ -378,19 +384,15 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def _open_catalog(root: Path) -> Any:
-    """The store's catalog through its Python API, when this version of kzr_wsgi has one."""
-    try:
-        from kzr_wsgi.catalog import Catalog  # type: ignore[attr-defined]
-    except ImportError:
-        return None
+def _open_catalog(root: Path) -> Catalog:
+    """The store's own SQLite catalog, through the catalog's Python API."""
     return Catalog.for_root(root)
 
 
-def _in_catalog(catalog: Any, record: dict[str, Any]) -> bool:
-    from kzr_wsgi.catalog import row_id  # type: ignore[attr-defined]
-
-    return catalog.get(row_id(record)) is not None
+def _in_catalog(catalog: Catalog, record: dict[str, Any], path: Path) -> bool:
+    """Whether the catalog has this copy's row, naming this file and these bytes."""
+    row = catalog.get(row_id(record))
+    return row is not None and row.sha256 == record["sha256"] and row.location == str(path)
 
 
 # -- the loop --------------------------------------------------------------------------------
@@ -471,8 +473,7 @@ def run(rounds: int, seed: int, workdir: Path, large_mb: tuple[int, int] = (20, 
             try:
                 checker.check(uploads, summary, catalog)
             finally:
-                if catalog is not None:
-                    catalog.close()
+                catalog.close()
             summary.rounds = n
             summary.acknowledged = sum(u.acknowledged for u in uploads)
             summary.seconds = time.monotonic() - started
@@ -488,8 +489,7 @@ def run(rounds: int, seed: int, workdir: Path, large_mb: tuple[int, int] = (20, 
         try:
             checker.check(uploads, final, catalog)
         finally:
-            if catalog is not None:
-                catalog.close()
+            catalog.close()
         for name in Summary.PROBLEMS:
             setattr(summary, name, max(getattr(summary, name), getattr(final, name)))
         summary.notes += final.notes

@@ -26,6 +26,7 @@ from kazoo import httpc_put
 from servers import Server, serve, store_temporaries, wsgi_server
 from test_directory_store import make
 
+from kzr_wsgi.catalog import Catalog, Query, row_id
 from kzr_wsgi.faults import CRASH_AT_ENV, CRASH_STATUS, POINTS
 from kzr_wsgi.naming import SIDECAR_SUFFIX
 from kzr_wsgi.stores import DirectoryStore
@@ -50,8 +51,15 @@ def index_entries(root: Path) -> list[dict[str, object]]:
 
 
 def pending(root: Path) -> list[Path]:
+    """Markers of commits in flight (or left by a writer that died in one)."""
     directory = root / ".kzr" / "pending"
     return sorted(directory.iterdir()) if directory.is_dir() else []
+
+
+def markers(root: Path) -> list[Path]:
+    """Every marker: commits in flight, and catalog rows not yet written."""
+    directory = root / ".kzr" / "uncatalogued"
+    return pending(root) + (sorted(directory.iterdir()) if directory.is_dir() else [])
 
 
 def assert_one_copy(root: Path, body: bytes) -> Path:
@@ -63,6 +71,13 @@ def assert_one_copy(root: Path, body: bytes) -> Path:
     assert sidecar["sha256"] == digest and sidecar["size"] == len(body)
     (entry,) = index_entries(root)
     assert entry["sha256"] == digest and root / str(entry["path"]) == only
+    # And one catalog row, naming that file.
+    catalog = Catalog.for_root(root)
+    try:
+        (row,) = catalog.search(Query(limit=10)).items
+    finally:
+        catalog.close()
+    assert (row.id, row.sha256, row.location) == (row_id(sidecar), digest, str(only))
     return only
 
 
@@ -112,7 +127,7 @@ def test_kill_at_each_commit_step_then_retry_keeps_one_copy(
     store.housekeep()  # what the serving process does every few seconds
     only = assert_one_copy(root, body)
     assert result.location == str(only)
-    assert pending(root) == [] and store_temporaries(root) == []
+    assert markers(root) == [] and store_temporaries(root) == []
     # And a retry of the now acknowledged upload is a duplicate.
     assert store(make(body)).created is False
     assert len(data_files(root)) == 1
@@ -192,7 +207,7 @@ def kill_group(server: Server) -> None:
 def wait_no_debris(root: Path, since: float) -> list[str]:
     """Poll until the store has no temporary file and no marker, or the bound passes."""
     while True:
-        left = store_temporaries(root) + [str(p) for p in pending(root)]
+        left = store_temporaries(root) + [str(p) for p in markers(root)]
         if not left or time.monotonic() - since > DEBRIS_BOUND:
             return left
         time.sleep(0.1)
