@@ -260,3 +260,15 @@ def test_preflight_warns_of_a_bucket_that_ignores_conditional_writes(
     assert all_keys(rec) == []  # the probe is gone
     with pytest.raises(StoreUnavailable, match="no such bucket: 'nope'"):
         S3Store("nope", PREFIX, endpoint_url=moto_endpoint).preflight()
+
+
+@pytest.mark.slow
+def test_serve_warns_of_an_unreachable_catalog_and_stores_all_the_same(tmp_path: Path) -> None:
+    from servers import serve
+
+    catalog = f"postgresql://kzr@127.0.0.1:{free_port()}/kzr"  # nobody listens there
+    with serve(tmp_path, "--catalog", catalog) as srv:
+        assert "WARNING: the catalog cannot be" in srv.log(), srv.log()
+        assert httpc_put(H, srv.port, "/call_recording_nocat.mp3", b"ID3" * 1000).status == 201
+    stored = [p for p in (tmp_path / "recordings").rglob("call_recording_nocat.mp3")]
+    assert len(stored) == 1 and stored[0].read_bytes() == b"ID3" * 1000
