@@ -18,11 +18,15 @@ from .body import DEFAULT_MAX_SIZE
 from .commands import build_store, catalog_notices
 from .commands import catalog as catalog_commands
 from .commands.check import check as check_command
+from .commands.sweep import sweep_command
 from .config import Config, config_option
+from .errors import StoreUnavailable
 from .metrics import LOOPBACK, MultiprocessDir
 from .middleware import KazooRecordings
 from .notify import WebhookNotifier
+from .recording import Handler
 from .server import DEFAULT_THREADS, DEFAULT_WORKERS, gunicorn_options, run
+from .stores import FanOut
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -182,6 +186,7 @@ def serve(
             None,
         )
         store, where = build_store(root, root_given, s3_url, s3_endpoint, catalog_url)
+        warnings = _fail_fast(store)
         app = KazooRecordings(
             not_found,
             store,
@@ -204,6 +209,8 @@ def serve(
     click.echo(f"kzr-wsgi: storing {where}", err=True)
     for line in catalog_notices(store):
         click.echo(f"kzr-wsgi: {line}", err=True)
+    for warning in warnings:
+        click.secho(f"kzr-wsgi: WARNING: {warning}", err=True, fg="yellow")
     if attachments_prefix:
         click.echo(f"kzr-wsgi: storage-plan attachments under {attachments_prefix}", err=True)
     if not inspect:
@@ -225,6 +232,24 @@ def serve(
                    f"{', '.join(metrics_allow or LOOPBACK)}", err=True)
         options.update(metrics_dir.gunicorn_hooks())
     run(app, options)
+
+
+def _fail_fast(store: Handler) -> list[str]:
+    """Check every bucket ``store`` writes to before listening; its warnings.
+
+    A bucket that is missing, refuses writes or does not answer ends ``serve`` here,
+    saying which and why, rather than every upload being answered 503.
+    """
+    stores = store.stores if isinstance(store, FanOut) else (store,)
+    warnings: list[str] = []
+    for each in stores:
+        preflight = getattr(each, "preflight", None)
+        if preflight is not None:
+            try:
+                warnings += preflight()
+            except StoreUnavailable as exc:
+                raise click.ClickException(f"cannot store in {each!r}: {exc}") from exc
+    return warnings
 
 
 def _metrics_dir(root: str) -> MultiprocessDir:
@@ -253,3 +278,4 @@ main.add_command(check_command)
 main.add_command(catalog_commands.ls)
 main.add_command(catalog_commands.reindex)
 main.add_command(catalog_commands.verify)
+main.add_command(sweep_command)
