@@ -200,8 +200,8 @@ def serve(
         )
     options = gunicorn_options(host, port, workers=workers, threads=threads)
     if metrics_dir is not None:
-        click.echo(f"kzr-wsgi: metrics at {shown}:{port}/metrics for "
-                   f"{', '.join(metrics_allow or LOOPBACK)}", err=True)
+        click.echo(f"kzr-wsgi: metrics at /metrics for {', '.join(metrics_allow or LOOPBACK)} "
+                   f"(worker files in {metrics_dir.path})", err=True)
         options.update(metrics_dir.gunicorn_hooks())
     run(app, options)
 
