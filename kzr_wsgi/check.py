@@ -180,15 +180,15 @@ def url_step(url: CheckURL) -> Step:
                     "escapes undecoded); use letters, digits and '-._~' only, in the URL "
                     "and in --basic-auth"
                 )
-    if problems:
-        return Step(1, "url", FAIL, "; ".join(problems))
     host = url.endpoint.host
     address = parse_address(host)
-    if is_loopback_host(host) or (address is not None and address.is_unspecified):
-        return Step(1, "url", WARN,
-                    f"{host} is this machine: fine for a local test, but Kazoo will not "
-                    "upload there (its HTTP client refuses localhost, 127.0.0.1 and 0.0.0.0); "
-                    "give Kazoo a routable address")
+    local = is_loopback_host(host) or (address is not None and address.is_unspecified)
+    if local:
+        problems.append(f"{host} is this machine: fine for a local test, but Kazoo will not "
+                        "upload there (its HTTP client refuses localhost, 127.0.0.1 and "
+                        "0.0.0.0); give Kazoo a routable address")
+    if problems:
+        return Step(1, "url", FAIL if len(problems) > local else WARN, "; ".join(problems))
     if url.endpoint.scheme == "http" and url.raw_userinfo is not None:
         return Step(1, "url", PASS, "credentials travel in clear over http://")
     return Step(1, "url", PASS)
@@ -319,15 +319,20 @@ class Checker:
             return
         for n, upload in enumerate((first, second), 1):
             got = self._get(upload.target)
-            if got.status != 200 or got.body != upload.body:
-                seen = ("the other recording's bytes" if got.body in (first.body, second.body)
-                        else f"{got.describe()}, {len(got.body)} bytes")
-                self._add(Step(4, "two-recordings", FAIL,
-                               f"recording {n} of one call read back as {seen}: the "
-                               "receiver keeps one file per name and a later recording "
-                               "overwrites an earlier one; key stored files on the name "
-                               "and recording_id"))
-                return
+            if got.status == 200 and got.body == upload.body:
+                continue
+            if got.status == 200 and got.body in (first.body, second.body):
+                hint = (f"recording {n} of one call read back as the other recording's "
+                        "bytes: the receiver keeps one file per name and a later recording "
+                        "overwrites an earlier one; key stored files on the name and "
+                        "recording_id")
+            else:
+                hint = (f"recording {n} of one call was answered {upload.answer.status}, "
+                        f"then read back as {got.describe()} with {len(got.body)} bytes "
+                        f"({len(upload.body)} were sent): the receiver did not keep it "
+                        "where its URL finds it")
+            self._add(Step(4, "two-recordings", FAIL, hint))
+            return
         self._add(Step(4, "two-recordings", PASS))
 
     def _cut_short(self) -> None:
@@ -343,9 +348,9 @@ class Checker:
         if answer.ok:
             self._add(Step(5, "cut-short", FAIL,
                            f"answered {answer.status} to a body cut short at {len(body) // 2} "
-                           f"of {len(body)} bytes: Kazoo then deletes its copy and the "
-                           "recording is lost half-written; compare the bytes received with "
-                           "Content-Length and answer 400 when they differ"))
+                           f"of {len(body)} bytes: Kazoo takes a 2xx as stored for good, so "
+                           "the recording is kept half-written; compare the bytes received "
+                           "with Content-Length and answer 400 when they differ"))
             return
         if self.read_back:
             got = self._get(target)
