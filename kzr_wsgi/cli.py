@@ -17,6 +17,7 @@ from .auth import Guard, is_loopback_host, read_secrets
 from .body import DEFAULT_MAX_SIZE
 from .commands import build_store
 from .commands.check import check as check_command
+from .config import Config, config_option
 from .metrics import LOOPBACK, MultiprocessDir
 from .middleware import KazooRecordings
 from .notify import WebhookNotifier
@@ -67,6 +68,7 @@ def main() -> None:
 
 
 @main.command(context_settings={"auto_envvar_prefix": "KZR"})
+@config_option()
 @click.option("--root", type=click.Path(file_okay=False), default="./recordings",
               show_default=True, help="Directory recordings are stored under (created if missing).")
 @click.option("--host", default="127.0.0.1", show_default=True,
@@ -144,6 +146,7 @@ def serve(
     notify_urls: tuple[str, ...],
     metrics_on: bool,
     metrics_allow: tuple[str, ...],
+    config: Config | None,
 ) -> None:
     """Run the receiver: store every Kazoo upload under ROOT (or in S3 with --s3)."""
     logging.basicConfig(
