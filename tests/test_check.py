@@ -20,8 +20,8 @@ import mutagen.mp3
 import pytest
 from servers import serve, wsgi_server
 
-from kzr_wsgi.check import FAIL, PASS, SKIP, WARN, CheckURL, Step, run_check, url_step
-from kzr_wsgi.wire import MP3_FRAME_BYTES, silent_mp3
+from kzr_wsgi.check import FAIL, PASS, SKIP, WARN, Step, run_check, url_step
+from kzr_wsgi.wire import MP3_FRAME_BYTES, KazooURL, silent_mp3
 
 # -- pure ---------------------------------------------------------------------------------
 
@@ -55,7 +55,7 @@ def test_silent_mp3_is_an_mp3_freeswitch_would_write() -> None:
          "localhost", "ipv6-loopback", "unspecified"],
 )
 def test_url_step(url: str, status: str, words: str | None) -> None:
-    step = url_step(CheckURL(url))
+    step = url_step(KazooURL(url))
     assert (step.step, step.name, step.status) == (1, "url", status)
     if words:
         assert step.hint and words in step.hint
@@ -63,25 +63,25 @@ def test_url_step(url: str, status: str, words: str | None) -> None:
 
 def test_url_forms_follow_kazoo() -> None:
     fields = [("call_id", "a b@c"), ("recording_id", "r1")]
-    plain = CheckURL("http://kazoo:p@h:81/kzr/")
+    plain = KazooURL("http://kazoo:p@h:81/kzr/")
     assert plain.endpoint.netloc == "h:81"
     assert plain.kazoo4("call_recording_x@y.mp3", fields) == (
         "/kzr/call_recording_x%40y.mp3?call_id=a%20b%40c&recording_id=r1")
     assert plain.freeswitch("call_recording_x@y.mp3") == "/kzr/call_recording_x@y.mp3"
     # The configured URL has a query: the name goes into it (kz_att_http check_url_param).
-    assert CheckURL("http://h/up?t=1").kazoo4("n.mp3", fields[1:]) == (
+    assert KazooURL("http://h/up?t=1").kazoo4("n.mp3", fields[1:]) == (
         "/up?t=1&recording=n.mp3&recording_id=r1")
-    assert CheckURL("http://h/up?file=").kazoo4("n.mp3", fields[1:]) == (
+    assert KazooURL("http://h/up?file=").kazoo4("n.mp3", fields[1:]) == (
         "/up?file=n.mp3&recording_id=r1")
-    assert CheckURL("http://h/up?file").kazoo4("n.mp3", fields[1:]) == (
+    assert KazooURL("http://h/up?file").kazoo4("n.mp3", fields[1:]) == (
         "/up?file=n.mp3&recording_id=r1")
-    assert CheckURL("http://h/up?t=1").freeswitch("n.mp3") is None
+    assert KazooURL("http://h/up?t=1").freeswitch("n.mp3") is None
     # httpc sends the userinfo as written, and none at all when the password holds ':'.
-    assert CheckURL("http://u:p%21@h/").httpc_userinfo == "u:p%21"
-    assert CheckURL("http://u:p%21@h/").curl_userinfo == "u:p!"
-    assert CheckURL("http://u:a:b@h/").httpc_userinfo is None
+    assert KazooURL("http://u:p%21@h/").httpc_userinfo == "u:p%21"
+    assert KazooURL("http://u:p%21@h/").curl_userinfo == "u:p!"
+    assert KazooURL("http://u:a:b@h/").httpc_userinfo is None
     with pytest.raises(ValueError):
-        CheckURL("ftp://h/")
+        KazooURL("ftp://h/")
 
 
 # -- the bytes on the wire ------------------------------------------------------------------
