@@ -230,5 +230,8 @@ def _metrics(allow: tuple[str, ...], trusted_proxies: tuple[str, ...]) -> Metric
         raise click.ClickException(
             f"--metrics needs prometheus_client: pip install 'kzr_wsgi[metrics]' ({exc})"
         ) from exc
+    except RuntimeError as exc:  # prometheus_client imported before its directory was set
+        raise click.ClickException(str(exc)) from exc
+
 
 main.add_command(check_command)
