@@ -385,3 +385,13 @@ def test_serve_metrics_allow_and_ipv6(tmp_path: Path) -> None:
     with serve(tmp_path, "--metrics", "--workers", "1", "--metrics-allow", "::1/128",
                host="::1") as server:
         assert _scrape(server.host, server.port)[0] == 200
+
+
+def test_metrics_allow_needs_metrics() -> None:
+    from click.testing import CliRunner
+
+    from kzr_wsgi.cli import main
+
+    result = CliRunner().invoke(main, ["serve", "--metrics-allow", "10.0.0.0/8"])
+    assert result.exit_code == 2 and "--metrics-allow needs --metrics" in result.output
+    assert "PROMETHEUS_MULTIPROC_DIR" not in os.environ
