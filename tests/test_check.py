@@ -213,6 +213,20 @@ def test_passes_against_kzr_wsgi(tmp_path: Path, auth: bool, read_back: bool) ->
     sidecars = [json.loads(p.read_text()) for p in root.rglob("*.kzr.json")]
     assert len(sidecars) == 4  # 4.x (once, despite the retry), 3.x, two recordings
     assert all(s["self_test"] and s["call_id"].startswith("kzr-check-") for s in sidecars)
+    # Real audio, as the receiver's own inspection sees it: nothing flagged.
+    for sidecar in sidecars:
+        audio = sidecar["audio"]
+        assert (audio["format"], audio["sample_rate"], audio["channels"]) == ("mp3", 16000, 2)
+        assert audio["flags"] == [] and audio["duration_ms"] > 1000
+    # Hidden from `ls` unless asked for.
+    def ls(*args: str) -> list[str]:
+        out = subprocess.run([sys.executable, "-m", "kzr_wsgi", "ls", "--json", "--root",
+                              str(root), *args], capture_output=True, text=True, timeout=60,
+                             check=True).stdout
+        return [json.loads(line)["call_id"] for line in out.splitlines()]
+
+    assert ls() == []
+    assert sorted(ls("--self-test")) == sorted(s["call_id"] for s in sidecars)
 
 
 @pytest.mark.slow

@@ -12,6 +12,7 @@ import json
 import os
 import re
 import signal
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -157,6 +158,28 @@ def test_audio_flags_once_per_stored_recording(tmp_path: Path) -> None:
     assert value(samples, "kzr_audio_flags_total", flag="truncated") == 1
     assert value(samples, "kzr_audio_flags_total", flag="shorter_than_reported") == 1
     assert value(samples, "kzr_audio_flags_total", flag="silent") == 0
+
+
+def _break_catalog(root: Path) -> None:
+    """Drop the catalog's table under a running store: a real SQLite error on the next write."""
+    with sqlite3.connect(root / ".kzr" / "catalog.sqlite3") as db:
+        tables = [r[0] for r in db.execute(
+            "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%'")]
+        for table in tables:
+            db.execute(f'DROP TABLE "{table}"')
+
+
+def test_catalog_write_failures_are_counted(tmp_path: Path) -> None:
+    metrics = Metrics()
+    client = Client(KazooRecordings(host_app, DirectoryStore(tmp_path), metrics=metrics))
+    assert client.put(mp3_url("ok"), data=b"1").status_code == 201
+    assert value(scrape(client), "kzr_catalog_errors_total") == 0
+    _break_catalog(tmp_path)
+    # The upload still succeeds: the sidecar is the truth, reindex repairs the catalog.
+    assert client.put(mp3_url("lost-row"), data=b"2").status_code == 201
+    samples = scrape(client)
+    assert value(samples, "kzr_catalog_errors_total") == 1
+    assert value(samples, "kzr_uploads_total", kind="call", outcome="stored") == 2
 
 
 def test_scrape_access_is_by_address_not_upload_credentials(tmp_path: Path) -> None:
@@ -348,8 +371,19 @@ def test_serve_two_workers_counts_exactly(tmp_path: Path) -> None:
             len(b) for b in bodies.values())
         assert value(samples, "kzr_upload_seconds_count", kind="call") == stored
         assert value(samples, "kzr_reads_total", outcome="ok") == 1
-        for flag, count in _sidecar_flags(root).items():
+        flags = _sidecar_flags(root)
+        assert flags["empty"] == 1 and flags["not_audio"] == 1, flags  # m-empty, m-html
+        for flag, count in flags.items():
             assert value(samples, "kzr_audio_flags_total", flag=flag) == count, flag
+
+        _break_catalog(root)
+        assert put("m3") == 200  # a retry writes no row
+        bodies["m-norow"] = silent_mp3(4)
+        assert put("m-norow") == 201
+        samples = parse(_scrape(host, port)[1])
+        assert value(samples, "kzr_catalog_errors_total") == 1
+        assert value(samples, "kzr_uploads_total", kind="call", outcome="stored") == stored + 1
+        stored += 1
 
         # From an address outside --metrics-allow (loopback): 403.
         status, _ = _scrape(host, port, [("X-Forwarded-For", "203.0.113.9")])
