@@ -93,6 +93,9 @@ class Metrics:
     :param path: where the mount answers scrapes.
     :raises RuntimeError: ``PROMETHEUS_MULTIPROC_DIR`` is set but prometheus_client was
         imported before it was (its multiprocess mode can no longer be chosen).
+
+    Build one per process: catalog write failures are process-wide, so every live
+    ``Metrics`` counts each, and in multiprocess mode two would write the same files.
     """
 
     def __init__(

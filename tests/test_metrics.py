@@ -429,3 +429,26 @@ def test_metrics_allow_needs_metrics() -> None:
     result = CliRunner().invoke(main, ["serve", "--metrics-allow", "10.0.0.0/8"])
     assert result.exit_code == 2 and "--metrics-allow needs --metrics" in result.output
     assert "PROMETHEUS_MULTIPROC_DIR" not in os.environ
+
+
+def test_flask_extension_serves_metrics(tmp_path: Path) -> None:
+    from flask import Flask
+
+    from kzr_wsgi.flask import KazooFlask
+
+    app = Flask("t")
+    app.config.update(KZR_ROOT=str(tmp_path), KZR_METRICS=True,
+                      KZR_METRICS_ALLOW=["192.0.2.0/24"])
+
+    @app.get("/hello")
+    def hello() -> str:
+        return "hi"
+
+    KazooFlask(app)
+    client = app.test_client()
+    assert client.put(mp3_url("f1"), data=b"x").status_code == 201
+    assert client.get("/hello").get_data(as_text=True) == "hi"
+    assert client.get("/metrics").status_code == 403  # 127.0.0.1 is not in the list
+    reply = client.get("/metrics", environ_base={"REMOTE_ADDR": "192.0.2.9"})
+    samples = parse(reply.get_data(as_text=True))
+    assert value(samples, "kzr_uploads_total", kind="call", outcome="stored") == 1
