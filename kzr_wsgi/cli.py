@@ -228,8 +228,8 @@ def serve(
         )
     options = gunicorn_options(host, port, workers=workers, threads=threads)
     if metrics_dir is not None:
-        click.echo(f"kzr-wsgi: metrics at {shown}:{port}/metrics for "
-                   f"{', '.join(metrics_allow or LOOPBACK)}", err=True)
+        click.echo(f"kzr-wsgi: metrics at /metrics for {', '.join(metrics_allow or LOOPBACK)} "
+                   f"(worker files in {metrics_dir.path})", err=True)
         options.update(metrics_dir.gunicorn_hooks())
     run(app, options)
 
@@ -273,6 +273,9 @@ def _metrics(allow: tuple[str, ...], trusted_proxies: tuple[str, ...]) -> Metric
         raise click.ClickException(
             f"--metrics needs prometheus_client: pip install 'kzr_wsgi[metrics]' ({exc})"
         ) from exc
+    except RuntimeError as exc:  # prometheus_client imported before its directory was set
+        raise click.ClickException(str(exc)) from exc
+
 
 main.add_command(check_command)
 main.add_command(catalog_commands.ls)

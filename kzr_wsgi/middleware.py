@@ -199,7 +199,7 @@ class KazooRecordings:
             return _reply_error(exc, environ, start_response)
 
     def _count_refusal(self, metrics: Metrics, target: Target, exc: errors.KzrError) -> None:
-        """Count a request refused before it reached the handler (or a read that failed)."""
+        """Count a request answered with one of the project's errors: 4xx refused, 5xx failed."""
         status = _status_of(exc)
         if target.action is Action.UPLOAD:
             metrics.upload(target.name.kind.value, "refused" if status < 500 else "failed",
