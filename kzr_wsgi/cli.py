@@ -15,6 +15,7 @@ import click
 from .auth import Guard, is_loopback_host, read_secrets
 from .body import DEFAULT_MAX_SIZE
 from .commands import build_store
+from .commands.retention import audit, hold, prune
 from .config import Config, config_option
 from .middleware import KazooRecordings
 from .notify import WebhookNotifier
@@ -183,3 +184,7 @@ def serve(
             err=True, fg="yellow",
         )
     run(app, gunicorn_options(host, port, workers=workers, threads=threads))
+
+main.add_command(prune)
+main.add_command(hold)
+main.add_command(audit)

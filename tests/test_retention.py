@@ -1,0 +1,412 @@
+"""Retention: prune by age and policy, legal holds, the audit trail; on disk and on S3.
+
+The data set: recordings whose Kazoo ``start`` lies 1 to 700 days back, in three
+accounts, of every kind, each labelled by hand with whether the policy below removes it
+(the test does not ask the code under test what to expect).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from kzr_wsgi import cli
+from kzr_wsgi.body import Body
+from kzr_wsgi.errors import NotFound
+from kzr_wsgi.housekeeping.audit import AuditTrail
+from kzr_wsgi.housekeeping.holds import Hold, HoldError, Holds, add_hold
+from kzr_wsgi.housekeeping.retention import Selection, deletion_id, prune, records_of
+from kzr_wsgi.housekeeping.state import state_for
+from kzr_wsgi.metadata import GREGORIAN_OFFSET, parse_metadata
+from kzr_wsgi.naming import SIDECAR_SUFFIX
+from kzr_wsgi.recording import Kind, Name, Recording
+from kzr_wsgi.stores import DirectoryStore
+
+NOW = datetime.now(timezone.utc)
+A, B, C = "a" * 32, "b" * 32, "c" * 32
+HELD_CALL = "held-call-c-400"
+
+POLICY = f"""\
+[retention]
+default = "90d"
+[retention.accounts]
+{A} = "1y"
+{B} = "30d"
+[retention.kinds]
+attachment = "1y"
+"""
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One recording of the data set, and whether the policy (with the holds) removes it."""
+
+    call_id: str
+    account: str
+    days: int
+    kind: Kind = Kind.CALL
+    #: False: no Kazoo start is sent; the age is from the time received.
+    with_start: bool = True
+    #: What prune does with it under POLICY and the holds (account A, call HELD_CALL).
+    pruned: bool = False
+    #: Due by the policy but kept for a hold.
+    held: bool = False
+
+
+def _dataset() -> list[Spec]:
+    specs = []
+    # Account A (1y; all on hold): nothing goes; the two over a year are kept for the hold.
+    for days in (1, 100, 364, 400, 700):
+        specs.append(Spec(f"call-a-{days}", A, days, held=days > 365))
+    # Account B (30d).
+    for days in (1, 29, 31, 200, 650):
+        specs.append(Spec(f"call-b-{days}", B, days, pruned=days > 30))
+    # Account C (the default, 90d), one call on hold.
+    for days in (1, 60, 89, 91, 300, 700):
+        specs.append(Spec(f"call-c-{days}", C, days, pruned=days > 90))
+    specs.append(Spec(HELD_CALL, C, 400, held=True))
+    specs.append(Spec("caller-c-120", C, 120, kind=Kind.CALLER, pruned=True))
+    specs.append(Spec("caller-b-10", B, 10, kind=Kind.CALLER))
+    specs.append(Spec("kzr-check-c-200", C, 200, pruned=True))  # self-tests: same rules
+    specs.append(Spec("nostart-c-100", C, 100, with_start=False, pruned=True))
+    specs.append(Spec("nostart-c-50", C, 50, with_start=False))
+    # Attachments: pruned only because [retention.kinds] names them (1y; B's 30d is shorter).
+    specs.append(Spec("att-c-100", C, 100, kind=Kind.ATTACHMENT))
+    specs.append(Spec("att-c-400", C, 400, kind=Kind.ATTACHMENT, pruned=True))
+    specs.append(Spec("att-b-200", B, 200, kind=Kind.ATTACHMENT))
+    return specs
+
+
+DATASET = _dataset()
+
+
+def body_of(spec: Spec) -> bytes:
+    """A distinct body per recording (its sha256 is checked in the audit trail)."""
+    return hashlib.sha256(spec.call_id.encode()).digest() * 64 + spec.call_id.encode()
+
+
+def recording(spec: Spec, body: bytes | None = None) -> Recording:
+    """The Recording as the middleware would build it for this spec."""
+    body = body_of(spec) if body is None else body
+    when = NOW - timedelta(days=spec.days, hours=1)
+    query: list[tuple[str, str | None]] = [("recording_id", f"rec-{spec.call_id}")]
+    document = None
+    if spec.kind is Kind.ATTACHMENT:
+        name = Name(Kind.ATTACHMENT, (spec.account, "vm"), f"{spec.call_id}.mp3")
+        document = {"account_id": spec.account}
+        query = []
+        call_id = None
+    else:
+        prefix = "call_recording_" if spec.kind is Kind.CALL else ""
+        name = Name(spec.kind, (), f"{prefix}{spec.call_id}.mp3")
+        query.append(("account_id", spec.account))
+        call_id = spec.call_id
+    if spec.with_start and spec.kind is not Kind.ATTACHMENT:
+        query.append(("start", str(int(when.timestamp()) + GREGORIAN_OFFSET)))
+    return Recording(
+        name=name, call_id=call_id, ext="mp3", content_type="audio/mpeg",
+        content_length=len(body), metadata=parse_metadata(query), query="",
+        remote_addr="127.0.0.1", stream=Body(io.BytesIO(body), len(body), 1 << 30),
+        # Kazoo's start when sent; else the time received is the age (uploads of old ones).
+        received_at=NOW if spec.with_start and spec.kind is not Kind.ATTACHMENT else when,
+        document=document,
+    )
+
+
+def fill(store: Any) -> dict[str, str]:
+    """Store the data set; return each call id's location."""
+    return {spec.call_id: store(recording(spec)).location for spec in DATASET}
+
+
+def place_holds(store: Any) -> list[Hold]:
+    state = state_for(store)
+    holds = [Hold.new("account_id", A, reason="case 1: account under investigation"),
+             Hold.new("call_id", HELD_CALL, reason="case 2: subpoena")]
+    for hold in holds:
+        add_hold(Holds(state), AuditTrail(state), hold)
+    return holds
+
+
+def expected_pruned() -> set[str]:
+    return {s.call_id for s in DATASET if s.pruned}
+
+
+def policy_selection(tmp_path: Path) -> Selection:
+    from kzr_wsgi.config import load_config
+
+    path = tmp_path / "policy.toml"
+    path.write_text(POLICY)
+    policy = load_config(path, cli.serve).retention
+    assert policy is not None
+    return Selection(policy=policy)
+
+
+def opens(store: Any, spec: Spec) -> bool:
+    """Read-back: can the store serve this recording?"""
+    rec = recording(spec)
+    try:
+        store.open(rec.name, rec.recording_id).close()
+    except NotFound:
+        return False
+    return True
+
+
+def call_ids(store: Any) -> set[str]:
+    """The recordings the store's index holds (attachments by their file name's stem)."""
+    out = set()
+    for record in records_of(store):
+        out.add(record["call_id"] or record["filename"].rsplit(".", 1)[0])
+    return out
+
+
+def deletions(store: Any) -> list[dict[str, Any]]:
+    return [e for e in AuditTrail(state_for(store)).read() if e["action"] == "delete"]
+
+
+def disk_consistent(root: Path) -> None:
+    """Every index entry has its file and sidecar, and every file its sidecar and entry."""
+    store = DirectoryStore(root)
+    indexed = {r["path"] for r in records_of(store)}
+    files = {p.relative_to(root).as_posix() for p in root.rglob("*")
+             if p.is_file() and ".kzr" not in p.relative_to(root).parts
+             and not p.name.endswith(SIDECAR_SUFFIX)}
+    sidecars = {p.relative_to(root).as_posix()[: -len(SIDECAR_SUFFIX)] for p in root.rglob(
+        "*" + SIDECAR_SUFFIX) if ".kzr" not in p.relative_to(root).parts}
+    assert indexed == files == sidecars
+    assert not list((root / ".kzr").glob("pruning/*.json")), "journal markers left"
+
+
+# -- on disk, in-process ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def disk(tmp_path: Path) -> Iterator[tuple[DirectoryStore, dict[str, str]]]:
+    store = DirectoryStore(tmp_path / "rec")
+    locations = fill(store)
+    place_holds(store)
+    yield store, locations
+
+
+def test_dry_run_lists_exactly_the_policy_and_removes_nothing(
+        disk: tuple[DirectoryStore, dict[str, str]], tmp_path: Path) -> None:
+    store, locations = disk
+    before = sorted(p for p in store.root.rglob("*"))
+    summary = prune(store, policy_selection(tmp_path), dry_run=True)
+    would = {i.location for i in summary.items if i.outcome == "would remove"}
+    assert would == {locations[c] for c in expected_pruned()}
+    held = {i.location for i in summary.items if i.outcome == "held"}
+    assert held == {locations[s.call_id] for s in DATASET if s.held}
+    assert summary.removed == len(expected_pruned())
+    assert summary.bytes == sum(len(body_of(s)) for s in DATASET if s.pruned)
+    assert summary.held == 3
+    assert sorted(p for p in store.root.rglob("*")) == before
+    assert deletions(store) == []
+
+
+def test_prune_removes_exactly_those_and_audits_each_once(
+        disk: tuple[DirectoryStore, dict[str, str]], tmp_path: Path) -> None:
+    store, locations = disk
+    summary = prune(store, policy_selection(tmp_path))
+    assert {i.location for i in summary.items if i.outcome == "removed"} == {
+        locations[c] for c in expected_pruned()}
+    assert call_ids(store) == {s.call_id for s in DATASET} - expected_pruned()
+    for spec in DATASET:
+        assert opens(store, spec) is not spec.pruned, spec
+        assert Path(locations[spec.call_id]).exists() is not spec.pruned, spec
+    disk_consistent(store.root)
+    trail = deletions(store)
+    assert sorted(e["location"] for e in trail) == sorted(locations[c] for c in expected_pruned())
+    by_location = {e["location"]: e for e in trail}
+    for spec in DATASET:
+        if spec.pruned:
+            event = by_location[locations[spec.call_id]]
+            assert event["sha256"] == hashlib.sha256(body_of(spec)).hexdigest()
+            assert event["size"] == len(body_of(spec))
+            assert event["account_id"] == spec.account
+            assert event["user"] and "age" in event["reason"]
+    # A second prune finds nothing more.
+    again = prune(store, policy_selection(tmp_path))
+    assert (again.removed, again.finished, again.held) == (0, 0, 3)
+    assert len(deletions(store)) == len(trail)
+
+
+def test_a_kazoo_retry_of_a_pruned_recording_is_stored_afresh(
+        disk: tuple[DirectoryStore, dict[str, str]], tmp_path: Path) -> None:
+    store, _ = disk
+    prune(store, policy_selection(tmp_path))
+    spec = next(s for s in DATASET if s.pruned)
+    assert not opens(store, spec)
+    stored = store(recording(spec))
+    assert stored.created
+    assert opens(store, spec)
+    disk_consistent(store.root)
+
+
+def test_older_than_with_account_and_kind(tmp_path: Path) -> None:
+    store = DirectoryStore(tmp_path / "rec")
+    locations = fill(store)
+    summary = prune(store, Selection(older_than=timedelta(days=100), accounts=(C,)))
+    gone = {i.location for i in summary.items}
+    assert gone == {locations[s.call_id] for s in DATASET if s.account == C and s.days >= 100
+                    and s.kind is not Kind.ATTACHMENT}
+    summary = prune(store, Selection(older_than=timedelta(days=101), kinds=("attachment",)))
+    assert {i.location for i in summary.items} == {locations["att-c-400"], locations["att-b-200"]}
+    summary = prune(store, Selection(older_than=timedelta(0)))
+    assert call_ids(store) == {"att-c-100"}
+
+
+def test_a_hold_covers_recordings_stored_later(tmp_path: Path) -> None:
+    store = DirectoryStore(tmp_path / "rec")
+    place_holds(store)
+    spec = Spec("call-a-999", A, 600)
+    store(recording(spec))
+    summary = prune(store, Selection(older_than=timedelta(days=1)))
+    assert [i.outcome for i in summary.items] == ["held"] and opens(store, spec)
+
+
+# -- crashes and concurrency, with the real command -------------------------------------------
+
+
+def run_prune(root: Path, config: Path, *args: str, env: dict[str, str] | None = None,
+              ) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "kzr_wsgi", "prune", "--root", str(root), "--config",
+         str(config), *args],
+        capture_output=True, text=True, timeout=120, env={**os.environ, **(env or {})},
+        cwd=Path(__file__).resolve().parent.parent)
+
+
+@pytest.mark.parametrize("step", ["journal", "audit", "index", "catalog", "file"])
+def test_prune_killed_half_way_and_rerun_gives_the_same_result(
+        disk: tuple[DirectoryStore, dict[str, str]], tmp_path: Path, step: str) -> None:
+    store, locations = disk
+    config = tmp_path / "policy.toml"
+    config.write_text(POLICY)
+    killed = run_prune(store.root, config, env={"KZR_TEST_PRUNE_KILL": f"{step}:3"})
+    assert killed.returncode == -9, killed.stderr
+    assert killed.stdout.count("removed ") == 2
+    assert list((store.root / ".kzr").glob("pruning/*.json")), "the third was cut short"
+    rerun = run_prune(store.root, config)
+    assert rerun.returncode == 0, rerun.stderr
+    assert call_ids(store) == {s.call_id for s in DATASET} - expected_pruned()
+    disk_consistent(store.root)
+    trail = deletions(store)
+    assert sorted(e["location"] for e in trail) == sorted(locations[c] for c in expected_pruned())
+    # Each reported once across both runs, as removed or as finished.
+    lines = [line for out in (killed.stdout, rerun.stdout) for line in out.splitlines()
+             if line.startswith(("removed", "finished"))]
+    assert len(lines) == len(expected_pruned())
+
+
+def test_two_prunes_at_once_delete_each_thing_once(
+        disk: tuple[DirectoryStore, dict[str, str]], tmp_path: Path) -> None:
+    store, locations = disk
+    config = tmp_path / "policy.toml"
+    config.write_text(POLICY)
+    results: list[subprocess.CompletedProcess[str]] = []
+    threads = [threading.Thread(target=lambda: results.append(run_prune(store.root, config)))
+               for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(r.returncode == 0 for r in results), [r.stderr for r in results]
+    removed = [line.split()[1] for r in results for line in r.stdout.splitlines()
+               if line.startswith("removed")]
+    assert sorted(removed) == sorted(locations[c] for c in expected_pruned())
+    trail = deletions(store)
+    assert sorted(e["location"] for e in trail) == sorted(removed)
+    disk_consistent(store.root)
+
+
+# -- the commands -------------------------------------------------------------------------------
+
+
+def invoke(*args: str, env: dict[str, str] | None = None) -> Any:
+    result = CliRunner().invoke(cli.main, list(args), env=env)
+    return result
+
+
+def test_prune_command_dry_run_then_prune(
+        disk: tuple[DirectoryStore, dict[str, str]], tmp_path: Path) -> None:
+    store, locations = disk
+    config = tmp_path / "kzr.toml"
+    config.write_text(f'root = "{store.root}"\n' + POLICY)
+    dry = invoke("prune", "--config", str(config), "--dry-run")
+    assert dry.exit_code == 0, dry.output
+    listed = {line.split()[2] for line in dry.stdout.splitlines()
+              if line.startswith("would remove")}
+    assert listed == {locations[c] for c in expected_pruned()}
+    total = sum(len(body_of(s)) for s in DATASET if s.pruned)
+    assert f"would remove {len(listed)} recording(s), {total} bytes; kept 3 for holds" \
+        in dry.stderr
+    done = invoke("prune", "--config", str(config))
+    assert done.exit_code == 0, done.output
+    assert f"removed {len(listed)} recording(s), {total} bytes; kept 3 for holds" in done.stderr
+    assert call_ids(store) == {s.call_id for s in DATASET} - expected_pruned()
+
+
+def test_prune_needs_an_age_or_a_policy(tmp_path: Path) -> None:
+    result = invoke("prune", "--root", str(tmp_path / "r"))
+    assert result.exit_code == 2 and "--older-than" in result.output
+    result = invoke("prune", "--root", str(tmp_path / "r"), "--older-than", "90 days")
+    assert result.exit_code == 2 and "not an age" in result.output
+    result = invoke("prune", "--root", str(tmp_path / "r"), "--account", A)
+    assert result.exit_code == 2
+
+
+def test_hold_and_audit_commands(tmp_path: Path) -> None:
+    root = str(tmp_path / "r")
+    added = invoke("hold", "add", "--root", root, "--call-id", "c1", "--reason", "court order 7")
+    assert added.exit_code == 0, added.output
+    hold_id = added.stdout.strip()
+    assert hold_id.startswith("h-")
+    assert invoke("hold", "add", "--root", root, "--call-id", "c1").exit_code == 2
+    assert invoke("hold", "add", "--root", root, "--call-id", "c1", "--account", "a",
+                  "--reason", "x").exit_code == 2
+    listed = invoke("hold", "ls", "--root", root)
+    assert hold_id in listed.stdout and "call_id=c1" in listed.stdout
+    assert "court order 7" in listed.stdout
+    [doc] = [json.loads(line) for line in invoke("hold", "ls", "--root", root,
+                                                 "--json").stdout.splitlines()]
+    assert doc["id"] == hold_id and doc["user"]
+    assert invoke("hold", "rm", "--root", root, hold_id).exit_code == 0
+    assert invoke("hold", "rm", "--root", root, hold_id).exit_code == 1
+    assert invoke("hold", "ls", "--root", root).stdout == ""
+    events = [json.loads(line) for line in invoke("audit", "--root", root,
+                                                  "--json").stdout.splitlines()]
+    assert [e["action"] for e in events] == ["hold_add", "hold_rm"]
+    assert all(e["call_id"] == "c1" and e["reason"] == "court order 7" for e in events)
+    assert set(events[0]) >= {"at", "action", "user", "call_id", "recording_id", "account_id",
+                              "location", "size", "sha256", "received_at", "reason"}
+    today = NOW.date().isoformat()
+    assert len(invoke("audit", "--root", root, "--since", today).stdout.splitlines()) == 2
+    assert invoke("audit", "--root", root, "--until", "2000-01-01").stdout == ""
+    assert invoke("audit", "--root", root, "--call-id", "c2").stdout == ""
+    assert "hold_add" in invoke("audit", "--root", root, "--call-id", "c1").stdout
+
+
+def test_hold_needs_a_reason() -> None:
+    with pytest.raises(HoldError):
+        Hold.new("call_id", "x", reason=" ")
+    with pytest.raises(HoldError):
+        Hold.new("number", "x", reason="r")
+
+
+def test_deletion_ids_differ_per_copy() -> None:
+    one = {"location": "/r/a.mp3", "sha256": "0" * 64, "received_at": "t1", "recording_id": "r"}
+    assert deletion_id(one) == deletion_id(dict(one))
+    assert deletion_id(one) != deletion_id({**one, "received_at": "t2"})
