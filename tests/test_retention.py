@@ -35,6 +35,9 @@ from kzr_wsgi.naming import SIDECAR_SUFFIX
 from kzr_wsgi.recording import Kind, Name, Recording
 from kzr_wsgi.stores import DirectoryStore
 
+#: The moto server fixtures (``moto_endpoint``, ``aws_env``, ``s3_bucket``) live there.
+pytest_plugins = ["s3server"]
+
 NOW = datetime.now(timezone.utc)
 A, B, C = "a" * 32, "b" * 32, "c" * 32
 HELD_CALL = "held-call-c-400"
@@ -410,3 +413,114 @@ def test_deletion_ids_differ_per_copy() -> None:
     one = {"location": "/r/a.mp3", "sha256": "0" * 64, "received_at": "t1", "recording_id": "r"}
     assert deletion_id(one) == deletion_id(dict(one))
     assert deletion_id(one) != deletion_id({**one, "received_at": "t2"})
+
+
+# -- on S3 (moto's server) -------------------------------------------------------------------
+
+
+def bucket_data(client: Any, bucket: str) -> set[str]:
+    """The keys of recordings and sidecars in the bucket (not the store's own state)."""
+    out = set()
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        out.update(i["Key"] for i in page.get("Contents", []) if "/.kzr/" not in i["Key"])
+    return out
+
+
+@pytest.fixture
+def s3(s3_bucket: tuple[Any, str], moto_endpoint: str) -> Iterator[tuple[Any, dict[str, str]]]:
+    from kzr_wsgi.stores.s3 import S3Store
+
+    _, bucket = s3_bucket
+    store = S3Store(bucket, "kazoo/", endpoint_url=moto_endpoint)
+    locations = fill(store)
+    place_holds(store)
+    yield store, locations
+
+
+def key_of(location: str) -> str:
+    return location.split("/", 3)[3]
+
+
+@pytest.mark.slow
+def test_s3_dry_run_then_prune(s3: tuple[Any, dict[str, str]], s3_bucket: tuple[Any, str],
+                               tmp_path: Path) -> None:
+    store, locations = s3
+    client, bucket = s3_bucket
+    before = bucket_data(client, bucket)
+    dry = prune(store, policy_selection(tmp_path), dry_run=True)
+    assert {i.location for i in dry.items if i.outcome == "would remove"} == {
+        locations[c] for c in expected_pruned()}
+    assert dry.held == 3 and bucket_data(client, bucket) == before
+    summary = prune(store, policy_selection(tmp_path))
+    assert {i.location for i in summary.items if i.outcome == "removed"} == {
+        locations[c] for c in expected_pruned()}
+    kept = {s.call_id for s in DATASET} - expected_pruned()
+    assert call_ids(store) == kept
+    # The bucket holds exactly the kept recordings and their sidecars.
+    assert bucket_data(client, bucket) == {
+        k for c in kept for k in (key_of(locations[c]), key_of(locations[c]) + SIDECAR_SUFFIX)}
+    for spec in DATASET:
+        assert opens(store, spec) is not spec.pruned, spec
+    trail = deletions(store)
+    assert sorted(e["location"] for e in trail) == sorted(locations[c] for c in expected_pruned())
+    for event in trail:
+        spec = next(s for s in DATASET if locations[s.call_id] == event["location"])
+        assert event["sha256"] == hashlib.sha256(body_of(spec)).hexdigest()
+    assert not list(state_for(store).list("pruning"))
+    # A retry of a pruned recording is stored afresh.
+    spec = next(s for s in DATASET if s.pruned)
+    assert store(recording(spec)).created and opens(store, spec)
+
+
+def run_s3_prune(bucket: str, endpoint: str, config: Path, *args: str,
+                 env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "kzr_wsgi", "prune", "--s3", f"s3://{bucket}/kazoo",
+         "--s3-endpoint", endpoint, "--config", str(config), *args],
+        capture_output=True, text=True, timeout=120, env={**os.environ, **(env or {})},
+        cwd=Path(__file__).resolve().parent.parent)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("step", ["audit", "index", "file"])
+def test_s3_prune_killed_and_rerun(s3: tuple[Any, dict[str, str]], s3_bucket: tuple[Any, str],
+                                   moto_endpoint: str, tmp_path: Path, step: str) -> None:
+    store, locations = s3
+    client, bucket = s3_bucket
+    config = tmp_path / "policy.toml"
+    config.write_text(POLICY)
+    killed = run_s3_prune(bucket, moto_endpoint, config, env={"KZR_TEST_PRUNE_KILL": f"{step}:4"})
+    assert killed.returncode == -9, killed.stderr
+    rerun = run_s3_prune(bucket, moto_endpoint, config)
+    assert rerun.returncode == 0, rerun.stderr
+    kept = {s.call_id for s in DATASET} - expected_pruned()
+    assert call_ids(store) == kept
+    assert bucket_data(client, bucket) == {
+        k for c in kept for k in (key_of(locations[c]), key_of(locations[c]) + SIDECAR_SUFFIX)}
+    assert sorted(e["location"] for e in deletions(store)) == sorted(
+        locations[c] for c in expected_pruned())
+    lines = [line for out in (killed.stdout, rerun.stdout) for line in out.splitlines()
+             if line.startswith(("removed", "finished"))]
+    assert len(lines) == len(expected_pruned())
+
+
+@pytest.mark.slow
+def test_s3_two_prunes_at_once(s3: tuple[Any, dict[str, str]], s3_bucket: tuple[Any, str],
+                               moto_endpoint: str, tmp_path: Path) -> None:
+    store, locations = s3
+    _, bucket = s3_bucket
+    config = tmp_path / "policy.toml"
+    config.write_text(POLICY)
+    results: list[subprocess.CompletedProcess[str]] = []
+    threads = [threading.Thread(target=lambda: results.append(
+        run_s3_prune(bucket, moto_endpoint, config))) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(r.returncode == 0 for r in results), [r.stderr for r in results]
+    removed = [line.split()[1] for r in results for line in r.stdout.splitlines()
+               if line.startswith("removed")]
+    assert sorted(removed) == sorted(locations[c] for c in expected_pruned())
+    assert sorted(e["location"] for e in deletions(store)) == sorted(removed)
+    assert call_ids(store) == {s.call_id for s in DATASET} - expected_pruned()
