@@ -13,12 +13,14 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from .ages import format_age
 from .auth import Guard, is_loopback_host, read_secrets
 from .body import DEFAULT_MAX_SIZE
 from .commands import build_store
 from .commands.check import check as check_command
 from .commands.retention import audit, hold, prune
-from .config import Config, config_option
+from .config import Config, RetentionPolicy, config_option
+from .errors import KzrError
 from .metrics import LOOPBACK, MultiprocessDir
 from .middleware import KazooRecordings
 from .notify import WebhookNotifier
@@ -207,7 +209,37 @@ def serve(
         click.echo(f"kzr-wsgi: metrics at {shown}:{port}/metrics for "
                    f"{', '.join(metrics_allow or LOOPBACK)}", err=True)
         options.update(metrics_dir.gunicorn_hooks())
+    if config is not None and config.retention is not None:
+        _housekeeping(options, store, config.retention)
     run(app, options)
+
+
+def _housekeeping(options: dict[str, Any], store: Any, policy: RetentionPolicy) -> None:
+    """Prune by ``policy`` from gunicorn's master, in one process among all serving the store."""
+    from .housekeeping.housekeeper import TICK, Housekeeper, lease_for, prune_job
+
+    catalog_url = click.get_current_context().params.get("catalog_url")
+    try:
+        keeper = Housekeeper([prune_job(store, policy)], lease_for(store, catalog_url),
+                             tick=min(TICK, policy.interval.total_seconds()))
+    except KzrError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"kzr-wsgi: retention {policy.describe()}; pruned every "
+               f"{format_age(policy.interval)} by one housekeeper per store", err=True)
+    # In the master, once the workers run (threads do not survive their fork).
+    for hook, action in (("when_ready", keeper.start), ("on_exit", keeper.stop)):
+        options[hook] = _then(options.get(hook), action)
+
+
+def _then(before: Any, action: Any) -> Any:
+    """A gunicorn hook (one argument, as gunicorn checks) running ``before``, then ``action``."""
+
+    def hook(server: Any) -> None:
+        if before is not None:
+            before(server)
+        action()
+
+    return hook
 
 
 def _metrics_dir(root: str) -> MultiprocessDir:

@@ -524,3 +524,134 @@ def test_s3_two_prunes_at_once(s3: tuple[Any, dict[str, str]], s3_bucket: tuple[
     assert sorted(removed) == sorted(locations[c] for c in expected_pruned())
     assert sorted(e["location"] for e in deletions(store)) == sorted(removed)
     assert call_ids(store) == {s.call_id for s in DATASET} - expected_pruned()
+
+
+# -- the housekeeper ----------------------------------------------------------------------------
+
+
+def test_disk_lease_is_held_by_one(tmp_path: Path) -> None:
+    from kzr_wsgi.housekeeping.housekeeper import DiskLease
+
+    first, second = DiskLease(tmp_path / "l.lock"), DiskLease(tmp_path / "l.lock")
+    assert first.acquire() and first.acquire()
+    assert not second.acquire()
+    first.release()
+    assert second.acquire() and not first.acquire()
+    second.release()
+
+
+def test_one_housekeeper_prunes_per_store(
+        disk: tuple[DirectoryStore, dict[str, str]], tmp_path: Path) -> None:
+    from kzr_wsgi.housekeeping.housekeeper import Housekeeper, lease_for, prune_job
+
+    store, _ = disk
+    policy = policy_selection(tmp_path).policy
+    assert policy is not None
+    keepers = [Housekeeper([prune_job(DirectoryStore(store.root), policy)],
+                           lease_for(store)) for _ in range(2)]
+    lines = [keeper.run_once() for keeper in keepers]
+    assert lines[1] == []
+    [line] = lines[0]
+    assert line.startswith(f"housekeeper: prune: removed {len(expected_pruned())} recording(s)")
+    assert keepers[0].run_once() == []  # not due again for an hour
+    keepers[0].stop()
+    assert keepers[1].run_once()[0].startswith("housekeeper: prune: removed 0 recording(s)")
+    keepers[1].stop()
+    assert call_ids(store) == {s.call_id for s in DATASET} - expected_pruned()
+
+
+@pytest.mark.slow
+def test_s3_lease(s3_bucket: tuple[Any, str], moto_endpoint: str) -> None:
+    from kzr_wsgi.housekeeping.housekeeper import S3Lease
+    from kzr_wsgi.stores.s3 import S3Store
+
+    _, bucket = s3_bucket
+    state = state_for(S3Store(bucket, "kazoo/", endpoint_url=moto_endpoint))
+    assert isinstance(state, type(state))
+    first = S3Lease(state, ttl=timedelta(seconds=2))  # type: ignore[arg-type]
+    second = S3Lease(state, ttl=timedelta(seconds=2))  # type: ignore[arg-type]
+    assert first.acquire() and first.acquire()  # renewed
+    assert not second.acquire()
+    first.release()
+    assert second.acquire() and not first.acquire()
+    import time as _time
+
+    _time.sleep(2.5)  # the holder stopped renewing: it expires
+    assert first.acquire() and not second.acquire()
+
+
+@pytest.mark.slow
+def test_serve_prunes_by_itself_once_per_store(
+        disk: tuple[DirectoryStore, dict[str, str]], tmp_path: Path) -> None:
+    from servers import serve
+
+    store, _ = disk
+    config = tmp_path / "kzr.toml"
+    config.write_text(POLICY.replace('default = "90d"', 'default = "90d"\ninterval = "1s"'))
+    with serve(tmp_path, "--config", str(config), "--workers", "2", root=store.root) as one, \
+            serve(tmp_path, "--config", str(config), "--workers", "2", root=store.root) as two:
+        deadline = __import__("time").monotonic() + 30
+        while call_ids(store) != {s.call_id for s in DATASET} - expected_pruned():
+            assert __import__("time").monotonic() < deadline, one.log() + two.log()
+            __import__("time").sleep(0.2)
+        __import__("time").sleep(2.5)  # a few more runs
+        logs = one.log() + two.log()
+    assert "retention default 90d" in one.log()
+    runs = [line for line in logs.splitlines() if "housekeeper: prune: removed" in line]
+    assert sum(f"removed {len(expected_pruned())} recording(s)" in line for line in runs) == 1
+    assert len({line.split("[")[1].split("]")[0] for line in runs}) == 1, runs  # one process
+    assert len(deletions(store)) == len(expected_pruned())
+
+
+@pytest.mark.slow
+def test_uploads_during_a_prune_are_intact(tmp_path: Path) -> None:
+    from kazoo import httpc_put
+    from servers import serve
+
+    store = DirectoryStore(tmp_path / "rec")
+    # Many old recordings, so the prune runs while the uploads arrive.
+    old = [Spec(f"old-{i}", C, 200 + i % 300, pruned=True) for i in range(400)]
+    for spec in old:
+        store(recording(spec))
+    config = tmp_path / "kzr.toml"
+    config.write_text(POLICY)
+    new = [Spec(f"new-{i}", C, 1) for i in range(40)]
+    with serve(tmp_path, "--read-back", root=store.root) as srv:
+        prune_proc = subprocess.Popen(
+            [sys.executable, "-m", "kzr_wsgi", "prune", "--root", str(store.root), "--config",
+             str(config)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            cwd=Path(__file__).resolve().parent.parent)
+        replies = []
+        for i, spec in enumerate(new):
+            rec = recording(spec)
+            start = rec.metadata.fields["start"]
+            target = (f"/call_recording_{spec.call_id}.mp3?account_id={C}&start={start}"
+                      f"&recording_id=rec-{spec.call_id}")
+            replies.append(httpc_put(srv.host, srv.port, target, body_of(spec)).status)
+            # Kazoo retrying recordings the prune is removing: de-duplicated or afresh.
+            retry = old[i * 10]
+            rec = recording(retry)
+            target = (f"/call_recording_{retry.call_id}.mp3?account_id={C}"
+                      f"&start={rec.metadata.fields['start']}&recording_id=rec-{retry.call_id}")
+            replies.append(httpc_put(srv.host, srv.port, target, body_of(retry)).status)
+            if i == 20:
+                overlapped = prune_proc.poll() is None
+        out, err = prune_proc.communicate(timeout=120)
+        assert prune_proc.returncode == 0, err
+        assert all(status in (200, 201) for status in replies), replies
+        assert overlapped, "the prune ended before the uploads: not a concurrency test"
+        for spec in new:
+            assert opens(store, spec)
+            rec = recording(spec)
+            copy = store.open(rec.name, rec.recording_id)
+            try:
+                assert copy.fileobj.read() == body_of(spec)
+            finally:
+                copy.close()
+    removed = [line for line in out.splitlines() if line.startswith("removed")]
+    assert removed and len(removed) <= len(old)
+    disk_consistent(store.root)
+    # Every old recording is either removed (and audited once) or stored afresh after.
+    audited = [e["call_id"] for e in deletions(store)]
+    assert len(audited) == len(set(audited)) == len(removed)
+    assert set(audited) | call_ids(store) >= {s.call_id for s in old}
