@@ -655,3 +655,38 @@ def test_uploads_during_a_prune_are_intact(tmp_path: Path) -> None:
     audited = [e["call_id"] for e in deletions(store)]
     assert len(audited) == len(set(audited)) == len(removed)
     assert set(audited) | call_ids(store) >= {s.call_id for s in old}
+
+
+def test_systemd_example_runs_prune_with_the_config(
+        disk: tuple[DirectoryStore, dict[str, str]], tmp_path: Path) -> None:
+    import configparser
+    import shlex
+    import shutil
+
+    units = Path(__file__).resolve().parent.parent / "examples" / "systemd"
+    service = configparser.ConfigParser(strict=False, interpolation=None)
+    service.optionxform = str  # type: ignore[assignment,method-assign]
+    service.read(units / "kzr-prune.service")
+    timer = configparser.ConfigParser(strict=False, interpolation=None)
+    timer.read(units / "kzr-prune.timer")
+    assert timer["Timer"]["OnCalendar"] == "hourly"
+    name, _, value = service["Service"]["Environment"].partition("=")
+    assert (name, value) == ("KZR_CONFIG", "/etc/kzr-wsgi.toml")
+    program, *args = shlex.split(service["Service"]["ExecStart"])
+    assert program.endswith("/kzr-wsgi") and args == ["prune"]
+    # What the unit runs, with this test's file in KZR_CONFIG.
+    store, _ = disk
+    config = tmp_path / "kzr.toml"
+    config.write_text(f'root = "{store.root}"\n' + POLICY)
+    done = subprocess.run([sys.executable, "-m", "kzr_wsgi", *args], capture_output=True,
+                          text=True, timeout=120, env={**os.environ, name: str(config)},
+                          cwd=units.parent.parent)
+    assert done.returncode == 0, done.stderr
+    assert call_ids(store) == {s.call_id for s in DATASET} - expected_pruned()
+    if shutil.which("systemd-analyze"):
+        checked = subprocess.run(["systemd-analyze", "verify", str(units / "kzr-prune.timer"),
+                                  str(units / "kzr-prune.service")],
+                                 capture_output=True, text=True, timeout=60)
+        problems = [line for line in checked.stderr.splitlines()
+                    if "is not executable" not in line]  # no kzr-wsgi installed here
+        assert problems == [], checked.stderr
