@@ -134,6 +134,7 @@ class Summary:
     held: int = 0
     finished: int = 0
     examined: int = 0
+    #: Every item, when :func:`prune` was asked to ``collect`` them.
     items: list[Item] = field(default_factory=list)
 
     def line(self) -> str:
@@ -149,15 +150,17 @@ class Summary:
 
 def prune(store: Any, selection: Selection, *, dry_run: bool = False,
           now: datetime | None = None, catalog: Any = None,
-          report: Callable[[Item], None] | None = None) -> Summary:
+          report: Callable[[Item], None] | None = None, collect: bool = False) -> Summary:
     """Prune ``store`` (a DirectoryStore, S3Store or FanOut of them); return the summary.
 
     ``catalog`` (anything with ``remove(row_id)``) defaults to the store's own
-    ``catalog`` attribute. ``report`` is called with each :class:`Item` as it happens.
+    ``catalog`` attribute. ``report`` is called with each :class:`Item` as it happens;
+    with ``collect`` they are also kept in :attr:`Summary.items` (memory grows with
+    them: leave it off for a store of millions).
     """
     now = now or datetime.now(timezone.utc)
     state = state_for(store)
-    pruner = _Pruner(state, dry_run, report or (lambda item: None))
+    pruner = _Pruner(state, dry_run, report or (lambda item: None), collect)
     targets = _targets(store)
     if not dry_run:
         pruner.finish_pending(targets, catalog)
@@ -208,8 +211,9 @@ def deletion_id(record: Mapping[str, Any]) -> str:
 
 class _Pruner:
     def __init__(self, state: DiskState | S3State, dry_run: bool,
-                 report: Callable[[Item], None]) -> None:
+                 report: Callable[[Item], None], collect: bool) -> None:
         self.state = state
+        self.collect = collect
         self.trail = AuditTrail(state)
         self.holds = Holds(state)
         self.dry_run = dry_run
@@ -314,7 +318,8 @@ class _Pruner:
         self._add(item)
 
     def _add(self, item: Item) -> None:
-        self.summary.items.append(item)
+        if self.collect:
+            self.summary.items.append(item)
         self.report(item)
 
     def _kill_at(self, step: str) -> None:
