@@ -130,7 +130,8 @@ def recording(spec: Spec, body: bytes | None = None) -> Recording:
         content_length=len(body), metadata=parse_metadata(query), query="",
         remote_addr="127.0.0.1", stream=Body(io.BytesIO(body), len(body), 1 << 30),
         # Kazoo's start when sent; else the time received is the age (uploads of old ones).
-        received_at=NOW if spec.with_start and spec.kind is not Kind.ATTACHMENT else when,
+        received_at=NOW - timedelta(hours=2) if spec.with_start and spec.kind is not
+        Kind.ATTACHMENT else when,
         document=document,
     )
 

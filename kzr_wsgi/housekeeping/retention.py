@@ -56,6 +56,9 @@ log = logging.getLogger("kzr_wsgi.prune")
 #: What ``--kind`` means when not given: storage-plan attachments (voicemail, greetings,
 #: prompts Kazoo still plays) are pruned only when named.
 DEFAULT_KINDS = ("call", "caller")
+#: Copies received more recently than this are left for the next run, whatever their
+#: Kazoo start: their upload may still be writing its catalog row after the commit.
+SETTLE = timedelta(minutes=1)
 #: How often the holds are read again during a long prune.
 HOLDS_REFRESH = 5.0
 #: Test hook: ``STEP:N`` kills this process with SIGKILL at STEP of the Nth removal
@@ -243,7 +246,7 @@ class _Pruner:
             return
         self.summary.examined += 1
         reason = selection.due(f, now)
-        if reason is None:
+        if reason is None or now - f.received_at < SETTLE:
             return
         hold = self.held_by(f)
         if hold is not None:
