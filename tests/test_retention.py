@@ -25,6 +25,7 @@ from click.testing import CliRunner
 
 from kzr_wsgi import cli
 from kzr_wsgi.body import Body
+from kzr_wsgi.catalog import row_id
 from kzr_wsgi.errors import NotFound
 from kzr_wsgi.housekeeping.audit import AuditTrail
 from kzr_wsgi.housekeeping.holds import Hold, HoldError, Holds, add_hold
@@ -37,7 +38,7 @@ from kzr_wsgi.recording import Kind, Name, Recording
 from kzr_wsgi.stores import DirectoryStore
 
 #: The moto server fixtures (``moto_endpoint``, ``aws_env``, ``s3_bucket``) live there.
-pytest_plugins = ["s3server"]
+pytest_plugins = ["s3server", "pgserver"]
 
 NOW = datetime.now(timezone.utc)
 A, B, C = "a" * 32, "b" * 32, "c" * 32
@@ -182,6 +183,20 @@ def call_ids(store: Any) -> set[str]:
     return out
 
 
+def catalog_agrees(store: Any) -> None:
+    """The catalog's rows are exactly the store's index entries."""
+    assert store.catalog is not None
+    assert store.catalog.ids() == {row_id(r) for r in records_of(store)}
+
+
+def ls_call_ids(*args: str) -> set[str]:
+    """What `kzr-wsgi ls --json --self-test` lists (attachments by their file name's stem)."""
+    result = invoke("ls", "--json", "--self-test", *args)
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    return {r["call_id"] or r["filename"].rsplit(".", 1)[0] for r in rows}
+
+
 def deletions(store: Any) -> list[dict[str, Any]]:
     return [e for e in AuditTrail(state_for(store)).read() if e["action"] == "delete"]
 
@@ -237,6 +252,8 @@ def test_prune_removes_exactly_those_and_audits_each_once(
         assert opens(store, spec) is not spec.pruned, spec
         assert Path(locations[spec.call_id]).exists() is not spec.pruned, spec
     disk_consistent(store.root)
+    catalog_agrees(store)
+    assert ls_call_ids("--root", str(store.root)) == call_ids(store)
     trail = deletions(store)
     assert sorted(e["location"] for e in trail) == sorted(locations[c] for c in expected_pruned())
     by_location = {e["location"]: e for e in trail}
@@ -313,6 +330,7 @@ def test_prune_killed_half_way_and_rerun_gives_the_same_result(
     assert rerun.returncode == 0, rerun.stderr
     assert call_ids(store) == {s.call_id for s in DATASET} - expected_pruned()
     disk_consistent(store.root)
+    catalog_agrees(store)
     trail = deletions(store)
     assert sorted(e["location"] for e in trail) == sorted(locations[c] for c in expected_pruned())
     # Each reported once across both runs, as removed or as finished.
@@ -697,3 +715,50 @@ def test_systemd_example_runs_prune_with_the_config(
         problems = [line for line in checked.stderr.splitlines()
                     if "is not executable" not in line]  # no kzr-wsgi installed here
         assert problems == [], checked.stderr
+
+
+@pytest.mark.slow
+def test_s3_with_the_postgresql_catalog(s3_bucket: tuple[Any, str], moto_endpoint: str,
+                                        pg_url: str, tmp_path: Path) -> None:
+    from kzr_wsgi.catalog import open_catalog
+    from kzr_wsgi.housekeeping.housekeeper import PostgresLease, lease_for
+    from kzr_wsgi.stores.s3 import S3Store
+
+    client, bucket = s3_bucket
+    store = S3Store(bucket, "kazoo/", endpoint_url=moto_endpoint, catalog=open_catalog(pg_url))
+    locations = fill(store)
+    place_holds(store)
+    # One recording the catalog missed (a failed row write): prune still finds it.
+    missed = next(s for s in DATASET if s.pruned and s.account == C)
+    store.catalog.remove(row_id(next(r for r in records_of(store)  # type: ignore[union-attr]
+                                     if r["call_id"] == missed.call_id)))
+    config = tmp_path / "kzr.toml"
+    config.write_text(f's3 = "s3://{bucket}/kazoo"\ns3-endpoint = "{moto_endpoint}"\n'
+                      f'catalog = "{pg_url}"\n' + POLICY)
+    everything = {s.call_id for s in DATASET}
+    assert ls_call_ids("--config", str(config)) == everything - {missed.call_id}
+    dry = invoke("prune", "--config", str(config), "--dry-run")
+    assert dry.exit_code == 0, dry.output
+    assert {line.split()[2] for line in dry.stdout.splitlines() if line.startswith("would")} \
+        == {locations[c] for c in expected_pruned()}
+    assert call_ids(store) == everything
+    done = invoke("prune", "--config", str(config))
+    assert done.exit_code == 0, done.output
+    kept = everything - expected_pruned()
+    # ls (the catalog), the index, read-back and the bucket agree.
+    assert ls_call_ids("--config", str(config)) == call_ids(store) == kept
+    catalog_agrees(store)
+    for spec in DATASET:
+        assert opens(store, spec) is not spec.pruned, spec
+    assert bucket_data(client, bucket) == {
+        k for c in kept for k in (key_of(locations[c]), key_of(locations[c]) + SIDECAR_SUFFIX)}
+    trail = deletions(store)
+    assert sorted(e["location"] for e in trail) == sorted(locations[c] for c in expected_pruned())
+    assert len({e["id"] for e in trail}) == len(trail)
+    # With a PostgreSQL catalog, the housekeeper's lock is an advisory lock.
+    first, second = lease_for(store, pg_url), lease_for(store, pg_url)
+    assert isinstance(first, PostgresLease)
+    assert first.acquire() and first.acquire() and not second.acquire()
+    first.release()
+    assert second.acquire()
+    second.release()

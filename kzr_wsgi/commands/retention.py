@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from ..ages import AgeError, parse_age
+from ..catalog import parse_when
 from ..errors import KzrError
 from ..housekeeping.audit import AuditTrail
 from ..housekeeping.holds import Hold, Holds, add_hold, remove_hold
@@ -57,8 +58,6 @@ class When(click.ParamType):  # type: ignore[type-arg]
                 ) -> Any:
         if isinstance(value, datetime):
             return value
-        from ..housekeeping.facts import parse_when
-
         try:
             return parse_when(str(value), end=self.end)
         except ValueError as exc:

@@ -43,11 +43,11 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from ..ages import format_age
+from ..catalog import Row, row_from_record
 from ..config import RetentionPolicy
 from ..errors import KzrError
 from ..stores import DirectoryStore, FanOut
 from .audit import DELETE, AuditTrail, audit_event, os_user
-from .facts import Facts, facts
 from .holds import Hold, Holds
 from .state import DiskState, S3State, state_for
 
@@ -81,7 +81,7 @@ class Selection:
         if (self.older_than is None) == (self.policy is None):
             raise ValueError("a selection is by --older-than or by a policy, exactly one")
 
-    def limit_for(self, f: Facts) -> tuple[timedelta | None, str]:
+    def limit_for(self, f: Row) -> tuple[timedelta | None, str]:
         """How old ``f`` may be (``None``: kept forever), and which rule says so."""
         if self.policy is not None:
             age = self.policy.age_for(f.account_id, f.kind)
@@ -96,7 +96,7 @@ class Selection:
             return None, "not selected"
         return self.older_than, f"--older-than {format_age(self.older_than)}"
 
-    def due(self, f: Facts, now: datetime) -> str | None:
+    def due(self, f: Row, now: datetime) -> str | None:
         """The reason ``f`` is due for removal (rule and age), or ``None`` when it is kept."""
         limit, rule = self.limit_for(f)
         if limit is None:
@@ -113,7 +113,7 @@ class Item:
 
     location: str
     size: int
-    facts: Facts
+    facts: Row
     reason: str
     #: ``removed``, ``would remove``, ``finished``, ``held``.
     outcome: str
@@ -228,7 +228,7 @@ class _Pruner:
         self._removals = 0
         self._fault = _parse_fault(os.environ.get(FAULT_ENV))
 
-    def held_by(self, f: Facts) -> Hold | None:
+    def held_by(self, f: Row) -> Hold | None:
         # Read again now and then: a hold placed during a long prune takes effect.
         if time.monotonic() - self._held_at >= HOLDS_REFRESH:
             self._held = self.holds.list()
@@ -240,7 +240,7 @@ class _Pruner:
     def consider(self, target: Any, catalog: Any, record: dict[str, Any],
                  selection: Selection, now: datetime) -> None:
         try:
-            f = facts(record)
+            f = row_from_record(record)
         except (KeyError, ValueError, TypeError) as exc:
             log.warning("skipping an unreadable index entry (%s): %r", exc, record)
             return
@@ -273,12 +273,12 @@ class _Pruner:
                 log.warning("journal %s names a copy in no store given here: left", name)
                 continue
             target_catalog = catalog if catalog is not None else getattr(target, "catalog", None)
-            f = facts(record)
+            f = row_from_record(record)
             outcome = self.remove(target, target_catalog, record, f, marker["reason"])
             if outcome is not None:
                 self._count(Item(f.location, f.size, f, marker["reason"], outcome))
 
-    def remove(self, target: Any, catalog: Any, record: dict[str, Any], f: Facts,
+    def remove(self, target: Any, catalog: Any, record: dict[str, Any], f: Row,
                reason: str) -> str | None:
         """Run the removal's steps; ``removed``, ``finished``, or ``None`` if another did it."""
         did = deletion_id(record)
@@ -304,7 +304,7 @@ class _Pruner:
             def unindexed() -> None:
                 self._kill_at("index")
                 if catalog is not None:
-                    catalog.remove(f.row_id)
+                    catalog.remove(f.id)
                 self._kill_at("catalog")
 
             target.remove(record, unindexed=unindexed, locked=True)
@@ -330,7 +330,7 @@ class _Pruner:
             os.kill(os.getpid(), signal.SIGKILL)
 
 
-def _audit_facts(f: Facts) -> dict[str, Any]:
+def _audit_facts(f: Row) -> dict[str, Any]:
     return {"call_id": f.call_id, "recording_id": f.recording_id, "account_id": f.account_id,
             "size": f.size, "sha256": f.sha256, "received_at": f.received_at}
 
