@@ -20,7 +20,7 @@ from .commands import build_store, catalog_notices
 from .commands import catalog as catalog_commands
 from .commands.check import check as check_command
 from .commands.retention import audit, hold, prune
-from .config import Config, RetentionPolicy, config_option
+from .config import Config, config_option
 from .errors import KzrError
 from .metrics import LOOPBACK, MultiprocessDir
 from .middleware import KazooRecordings
@@ -227,23 +227,31 @@ def serve(
         click.echo(f"kzr-wsgi: metrics at {shown}:{port}/metrics for "
                    f"{', '.join(metrics_allow or LOOPBACK)}", err=True)
         options.update(metrics_dir.gunicorn_hooks())
-    if config is not None and config.retention is not None:
-        _housekeeping(options, store, config.retention)
+    _housekeeping(options, store, config)
     run(app, options)
 
 
-def _housekeeping(options: dict[str, Any], store: Any, policy: RetentionPolicy) -> None:
-    """Prune by ``policy`` from gunicorn's master, in one process among all serving the store."""
-    from .housekeeping.housekeeper import TICK, Housekeeper, lease_for, prune_job
+def _housekeeping(options: dict[str, Any], store: Any, config: Config | None) -> None:
+    """Run the periodic jobs (pruning by ``[retention]``, …) from gunicorn's master.
 
+    One process among all serving the store does them (see
+    :mod:`kzr_wsgi.housekeeping.housekeeper`).
+    """
+    from .housekeeping.housekeeper import TICK, Housekeeper, jobs_for, lease_for
+
+    jobs = jobs_for(store, config)
+    if not jobs:
+        return
     catalog_url = click.get_current_context().params.get("catalog_url")
     try:
-        keeper = Housekeeper([prune_job(store, policy)], lease_for(store, catalog_url),
-                             tick=min(TICK, policy.interval.total_seconds()))
+        keeper = Housekeeper(jobs, lease_for(store, catalog_url),
+                             tick=min(TICK, *(job.every.total_seconds() for job in jobs)))
     except KzrError as exc:
         raise click.ClickException(str(exc)) from exc
-    click.echo(f"kzr-wsgi: retention {policy.describe()}; pruned every "
-               f"{format_age(policy.interval)} by one housekeeper per store", err=True)
+    if config is not None and config.retention is not None:
+        click.echo(f"kzr-wsgi: retention {config.retention.describe()}; pruned every "
+                   f"{format_age(config.retention.interval)} by one housekeeper per store",
+                   err=True)
     # In the master, once the workers run (threads do not survive their fork).
     for hook, action in (("when_ready", keeper.start), ("on_exit", keeper.stop)):
         options[hook] = _then(options.get(hook), action)

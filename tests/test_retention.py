@@ -762,3 +762,27 @@ def test_s3_with_the_postgresql_catalog(s3_bucket: tuple[Any, str], moto_endpoin
     first.release()
     assert second.acquire()
     second.release()
+
+
+@pytest.mark.slow
+def test_fan_out_prunes_every_copy(s3_bucket: tuple[Any, str], moto_endpoint: str,
+                                   tmp_path: Path) -> None:
+    from kzr_wsgi.stores import FanOut
+    from kzr_wsgi.stores.s3 import S3Store
+
+    client, bucket = s3_bucket
+    bucket_store = S3Store(bucket, "kazoo/", endpoint_url=moto_endpoint)
+    disk_store = DirectoryStore(tmp_path / "rec")
+    both = FanOut(bucket_store, disk_store)
+    for spec in DATASET:
+        both(recording(spec))
+    place_holds(both)  # with the bucket: every host shares it
+    assert Holds(state_for(bucket_store)).list() and not Holds(state_for(disk_store)).list()
+    summary = prune(both, policy_selection(tmp_path))
+    assert summary.removed == 2 * len(expected_pruned()) and summary.held == 6
+    kept = {s.call_id for s in DATASET} - expected_pruned()
+    assert call_ids(bucket_store) == call_ids(disk_store) == kept
+    disk_consistent(disk_store.root)
+    assert len(deletions(both)) == 2 * len(expected_pruned())
+    for spec in DATASET:
+        assert opens(both, spec) is not spec.pruned, spec

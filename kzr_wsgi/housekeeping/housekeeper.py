@@ -38,7 +38,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..config import RetentionPolicy
+from ..config import Config, RetentionPolicy
 from .retention import Selection, prune
 from .state import DiskState, S3State, state_for
 
@@ -71,6 +71,18 @@ def prune_job(store: Any, policy: RetentionPolicy, catalog: Any = None) -> Job:
         return summary.line()
 
     return Job("prune", policy.interval, run)
+
+
+def jobs_for(store: Any, config: Config | None) -> list[Job]:
+    """The periodic work ``serve`` gives its housekeeper for ``store`` under ``config``.
+
+    The one place to add a job (an S3 sweep, a catalog repair): ``serve`` starts a
+    housekeeper whenever this list is not empty.
+    """
+    jobs = []
+    if config is not None and config.retention is not None:
+        jobs.append(prune_job(store, config.retention))
+    return jobs
 
 
 class Lease(Protocol):
