@@ -108,7 +108,8 @@ def body_of(spec: Spec) -> bytes:
     return hashlib.sha256(spec.call_id.encode()).digest() * 64 + spec.call_id.encode()
 
 
-def recording(spec: Spec, body: bytes | None = None) -> Recording:
+def recording(spec: Spec, body: bytes | None = None,
+              received_at: datetime | None = None) -> Recording:
     """The Recording as the middleware would build it for this spec."""
     body = body_of(spec) if body is None else body
     when = NOW - timedelta(days=spec.days, hours=1)
@@ -131,8 +132,8 @@ def recording(spec: Spec, body: bytes | None = None) -> Recording:
         content_length=len(body), metadata=parse_metadata(query), query="",
         remote_addr="127.0.0.1", stream=Body(io.BytesIO(body), len(body), 1 << 30),
         # Kazoo's start when sent; else the time received is the age (uploads of old ones).
-        received_at=NOW - timedelta(hours=2) if spec.with_start and spec.kind is not
-        Kind.ATTACHMENT else when,
+        received_at=received_at or (NOW - timedelta(hours=2) if spec.with_start and spec.kind
+                                    is not Kind.ATTACHMENT else when),
         document=document,
     )
 
@@ -337,6 +338,31 @@ def test_prune_killed_half_way_and_rerun_gives_the_same_result(
     lines = [line for out in (killed.stdout, rerun.stdout) for line in out.splitlines()
              if line.startswith(("removed", "finished"))]
     assert len(lines) == len(expected_pruned())
+
+
+def test_a_retry_stored_after_a_crash_survives_the_rerun(
+        disk: tuple[DirectoryStore, dict[str, str]], tmp_path: Path) -> None:
+    store, locations = disk
+    config = tmp_path / "policy.toml"
+    config.write_text(POLICY)
+    # Killed after the file went, before the journal marker did.
+    killed = run_prune(store.root, config, env={"KZR_TEST_PRUNE_KILL": "file:3"})
+    assert killed.returncode == -9, killed.stderr
+    [marker] = (store.root / ".kzr").glob("pruning/*.json")
+    cut = json.loads(marker.read_text())["record"]
+    spec = next(s for s in DATASET if locations[s.call_id] == cut["location"])
+    # Kazoo retries that very recording: stored afresh, under the name just freed.
+    again = store(recording(spec, received_at=datetime.now(timezone.utc)))
+    assert again.created and again.location == cut["location"]
+    rerun = run_prune(store.root, config)
+    assert rerun.returncode == 0, rerun.stderr
+    # The rerun finished the old copy's removal and left the new copy whole (it was
+    # received a moment ago: the next prune decides about it).
+    assert opens(store, spec)
+    assert Path(again.location).read_bytes() == body_of(spec)
+    disk_consistent(store.root)
+    catalog_agrees(store)
+    assert [e["location"] for e in deletions(store)].count(cut["location"]) == 1
 
 
 def test_two_prunes_at_once_delete_each_thing_once(

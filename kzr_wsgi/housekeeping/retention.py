@@ -304,12 +304,19 @@ class _Pruner:
             def unindexed() -> None:
                 self._kill_at("index")
                 if catalog is not None:
-                    catalog.remove(f.id)
+                    # Rows are keyed by what the recording is, not by the copy: the
+                    # same recording stored afresh since has the same id. Keep its row.
+                    row = catalog.get(f.id)
+                    if row is None or (row.location, row.received_at) == (
+                            f.location, f.received_at):
+                        catalog.remove(f.id)
                 self._kill_at("catalog")
 
             target.remove(record, unindexed=unindexed, locked=True)
             self._kill_at("file")
-            self.state.delete(marker_name)
+            # Not synced: a marker a power cut brings back only makes the next prune
+            # find every step done (the audit line is found, the entry is gone or new).
+            self.state.delete(marker_name, sync=False)
         return "removed" if wrote else "finished"
 
     def _count(self, item: Item) -> None:

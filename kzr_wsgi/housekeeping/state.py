@@ -49,8 +49,12 @@ class StatePlace(Protocol):
         """Create the named file unless it exists; False when it did (nothing written)."""
         ...
 
-    def delete(self, name: str) -> None:
-        """Remove the named file; one that is already gone is not an error."""
+    def delete(self, name: str, *, sync: bool = True) -> None:
+        """Remove the named file; one that is already gone is not an error.
+
+        ``sync=False`` lets a disk skip making the removal durable (a power cut may
+        bring the file back), for files whose return is harmless.
+        """
         ...
 
     def list(self, folder: str) -> Iterator[tuple[str, datetime]]:
@@ -111,13 +115,15 @@ class DiskState:
         fsync_dir(target.parent)
         return True
 
-    def delete(self, name: str) -> None:
+    def delete(self, name: str, *, sync: bool = True) -> None:
+        """Remove the named file; ``sync=False`` when its coming back would be harmless."""
         target = self.path(name)
         try:
             target.unlink()
         except FileNotFoundError:
             return
-        fsync_dir(target.parent)
+        if sync:
+            fsync_dir(target.parent)
 
     def list(self, folder: str) -> Iterator[tuple[str, datetime]]:
         try:
@@ -195,7 +201,7 @@ class S3State:
                 raise
         return True
 
-    def delete(self, name: str) -> None:
+    def delete(self, name: str, *, sync: bool = True) -> None:
         with s3_errors():
             self.client.delete_object(Bucket=self.bucket, Key=self.key(name))
 

@@ -515,7 +515,9 @@ class DirectoryStore:
         entry = self._index_dir(_record_name(record)) / _entry_name(
             _record_name(record), record.get("recording_id"), record["sha256"])
         indexed = _read_json(entry)
-        return indexed is not None and indexed.get("path") == record["path"]
+        # The same path may have been given to the same recording stored afresh since.
+        return indexed is not None and all(
+            indexed.get(k) == record.get(k) for k in ("path", "sha256", "received_at"))
 
     def remove(self, record: Mapping[str, Any], *, unindexed: Callable[[], None] | None = None,
                locked: bool = False) -> bool:
