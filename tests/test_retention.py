@@ -317,6 +317,7 @@ def run_prune(root: Path, config: Path, *args: str, env: dict[str, str] | None =
         cwd=Path(__file__).resolve().parent.parent)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("step", ["journal", "audit", "index", "catalog", "file"])
 def test_prune_killed_half_way_and_rerun_gives_the_same_result(
         disk: tuple[DirectoryStore, dict[str, str]], tmp_path: Path, step: str) -> None:
@@ -340,6 +341,7 @@ def test_prune_killed_half_way_and_rerun_gives_the_same_result(
     assert len(lines) == len(expected_pruned())
 
 
+@pytest.mark.slow
 def test_a_retry_stored_after_a_crash_survives_the_rerun(
         disk: tuple[DirectoryStore, dict[str, str]], tmp_path: Path) -> None:
     store, locations = disk
@@ -365,6 +367,7 @@ def test_a_retry_stored_after_a_crash_survives_the_rerun(
     assert [e["location"] for e in deletions(store)].count(cut["location"]) == 1
 
 
+@pytest.mark.slow
 def test_two_prunes_at_once_delete_each_thing_once(
         disk: tuple[DirectoryStore, dict[str, str]], tmp_path: Path) -> None:
     store, locations = disk
