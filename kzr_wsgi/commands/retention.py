@@ -13,7 +13,6 @@ from typing import Any
 import click
 
 from ..ages import AgeError, parse_age
-from ..catalog import parse_when
 from ..errors import KzrError
 from ..housekeeping.audit import AuditTrail
 from ..housekeeping.holds import Hold, Holds, add_hold, remove_hold
@@ -21,6 +20,7 @@ from ..housekeeping.retention import DEFAULT_KINDS, Item, Selection
 from ..housekeeping.retention import prune as run_prune
 from ..housekeeping.state import state_for
 from . import StoreSpec, store_options
+from .catalog import When
 
 
 def _state(spec: StoreSpec) -> Any:
@@ -43,24 +43,6 @@ class Age(click.ParamType):  # type: ignore[type-arg]
         try:
             return parse_age(value)
         except AgeError as exc:
-            self.fail(str(exc), param, ctx)
-
-
-class When(click.ParamType):  # type: ignore[type-arg]
-    """A date (UTC; as an end, the whole day) or an ISO 8601 time."""
-
-    name = "when"
-
-    def __init__(self, end: bool = False) -> None:
-        self.end = end
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None
-                ) -> Any:
-        if isinstance(value, datetime):
-            return value
-        try:
-            return parse_when(str(value), end=self.end)
-        except ValueError as exc:
             self.fail(str(exc), param, ctx)
 
 
