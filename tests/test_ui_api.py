@@ -432,3 +432,29 @@ def test_any_id_is_answered_without_a_5xx(world: UIWorld, raw: str) -> None:
     for suffix in ("", "/audio"):
         reply = world.get(f"/api/recordings/{path}{suffix}")
         assert reply.status_code in ((200, 404) if raw == "" else (404,)), reply.text
+
+
+# -- Flask ------------------------------------------------------------------------------
+
+
+def test_flask_extension_mounts_the_ui_in_front(tmp_path: Path) -> None:
+    from flask import Flask
+
+    from kzr_wsgi.flask import KazooFlask
+
+    app = Flask("t")
+    app.add_url_rule("/hello", "hello", lambda: "flask")
+    app.config.update(KZR_ROOT=str(tmp_path / "rec"), KZR_UI_VIEWERS=["ops:ops-pw"],
+                      KZR_UI_PREFIX="/search")
+    KazooFlask(app)
+    client = app.test_client()
+    assert client.get("/hello").text == "flask"
+    assert client.put("/call_recording_f1.mp3?account_id=a1", data=b"\xff\xfb" * 50,
+                      headers={"Content-Length": "100"}).status_code == 201
+    assert client.get("/search/api/recordings").status_code == 401
+    listing = client.get("/search/api/recordings", headers=basic("ops", "ops-pw"))
+    assert listing.status_code == 200
+    assert [i["call_id"] for i in listing.json["items"]] == ["f1"]
+    assert client.put("/search/call_recording_f2.mp3", data=b"x",
+                      headers=basic("ops", "ops-pw")).status_code == 405
+    assert app.extensions["kzr_wsgi"].ui.prefix == "/search"
