@@ -174,14 +174,14 @@ def run_one(label: str, catalog_url: str | None, rows: int, rounds: int, tmp: Pa
 
 
 @contextlib.contextmanager
-def postgres(tmp: Path) -> Iterator[str | None]:
+def postgres() -> Iterator[str | None]:
     try:
         from pgserver import postgres_server  # tests/pgserver.py, the catalog's own harness
     except ImportError:
         yield None
         return
-    with postgres_server(tmp) as url:
-        yield url
+    with postgres_server() as server:
+        yield server.create_database()
 
 
 def main() -> None:
@@ -196,7 +196,7 @@ def main() -> None:
         tmp = Path(name)
         out.append(run_one("sqlite", None, args.rows, args.rounds, tmp, []))
         if not args.no_postgres:
-            with postgres(tmp) as url:
+            with postgres() as url:
                 if url is None:
                     print("PostgreSQL: not available, skipped", file=sys.stderr)
                 else:

@@ -14,73 +14,23 @@ One browser and one server for the module; Debian's chromium, no browser downloa
 from __future__ import annotations
 
 import base64
-import http.client
-import math
 import re
-import struct
-import subprocess
-import wave
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote, urlencode
 
 import pytest
+from pgserver import pg_server, pg_url  # noqa: F401 - fixtures
+from s3server import aws_env, moto_endpoint  # noqa: F401 - fixtures
 from servers import Server, serve
+from test_s3_serve import rec, serve_s3  # noqa: F401 - rec is a fixture
+from ui_fixtures import CHROMIUM, CHROMIUM_ARGS, HOSTILE_NAME, Uploaded, mp3, upload
 
-pytestmark = pytest.mark.slow
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync",
-                 "--autoplay-policy=no-user-gesture-required"]
-UPLOADER = ("kazoo", "upload-pw")
 OPS = ("ops", "ops-pw")
 ACME = ("acme", "acme-pw")
-GREGORIAN = 62167219200
-#: An onerror payload: if the page ever parsed a caller name as markup, it would set the flag.
-HOSTILE_NAME = '<img src=x onerror="window.__pwned=1">Mallory</b>'
+UPLOADER = ("kazoo", "upload-pw")
 
-
-def mp3(path: Path, seconds: float, rate: int = 8000) -> bytes:
-    """A mono 16-bit tone encoded by LAME (MPEG-2.5 at 8 kHz, as FreeSWITCH writes)."""
-    n = int(seconds * rate)
-    pcm = b"".join(struct.pack("<h", int(8000 * math.sin(2 * math.pi * 440 * i / rate)))
-                   for i in range(n))
-    source = path.with_suffix(".wav")
-    with wave.open(str(source), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(rate)
-        out.writeframes(pcm)
-    subprocess.run(["lame", "--quiet", "-m", "m", "-b", "16", str(source), str(path)], check=True)
-    return path.read_bytes()
-
-
-@dataclass
-class Uploaded:
-    call_id: str
-    account_id: str
-    body: bytes
-
-
-def upload(server: Server, call_id: str, body: bytes, *, account_id: str, start: int,
-           **fields: str) -> Uploaded:
-    query = {"from": "1001@acme.example", "to": "1002@acme.example", "caller_id_name": "Alice",
-             "caller_id_number": "+15550001", "duration_ms": "6000", "account_id": account_id,
-             "start": str(start + GREGORIAN), **fields}
-    path = f"/call_recording_{quote(call_id, safe='')}.mp3?{urlencode(query, quote_via=quote)}"
-    token = base64.b64encode(":".join(UPLOADER).encode()).decode()
-    conn = http.client.HTTPConnection(server.host, server.port, timeout=20)
-    try:
-        conn.request("PUT", path, body=body, headers={
-            "Authorization": f"Basic {token}", "Content-Type": "audio/mpeg"})
-        reply = conn.getresponse()
-        assert reply.status == 201, reply.read()
-    finally:
-        conn.close()
-    return Uploaded(call_id, account_id, body)
-
+pytestmark = pytest.mark.slow
 
 @dataclass
 class Site:
@@ -237,3 +187,53 @@ def test_a_caller_name_with_markup_is_text(site: Site, browser: object) -> None:
     assert page.evaluate("() => window.__pwned") is None
     assert page.locator("#results img").count() == 0
     page.context.close()
+
+
+# -- S3: two hosts, one bucket, one PostgreSQL catalog ------------------------------------
+
+
+def test_two_s3_hosts_each_find_and_play_every_recording(
+        browser: object, tmp_path: Path, rec: object, moto_endpoint: str,  # noqa: F811
+        pg_url: str) -> None:  # noqa: F811
+    six = mp3(tmp_path / "six.mp3", 6.0)
+    three = mp3(tmp_path / "three.mp3", 3.0)
+    args = ("--ui", "--viewer", ":".join(OPS), "--basic-auth", ":".join(UPLOADER),
+            "--catalog", pg_url, "--ui-secret", "one-secret-for-every-host")
+    t0 = 1767258000
+    with serve_s3(tmp_path, moto_endpoint, *args, name="a") as a, \
+            serve_s3(tmp_path, moto_endpoint, *args, name="b") as b:
+        hosts = [a, b]
+        sent = {}
+        for i in range(4):
+            body = six if i % 2 else three
+            up = upload(hosts[i % 2], f"s3-call-{i}", body, account_id=f"acct-{i % 3}",
+                        start=t0 + i * 60)
+            sent[up.call_id] = up.body
+        for host in hosts:
+            context = browser.new_context(  # type: ignore[attr-defined]
+                http_credentials={"username": OPS[0], "password": OPS[1]})
+            page = context.new_page()
+            page.goto(host.url + "/ui/?limit=3")
+            assert listed(page) == ["s3-call-3", "s3-call-2", "s3-call-1"]
+            # The next page (a cursor made here) works at the other host too: one secret.
+            token = page.evaluate("() => new URL(document.getElementById('older').href)"
+                                  ".searchParams.get('cursor')")
+            other = hosts[1 - hosts.index(host)]
+            more = context.request.get(f"{other.url}/ui/api/recordings?limit=3&cursor={token}")
+            assert [i["call_id"] for i in more.json()["items"]] == ["s3-call-0"]
+            for li in page.locator("li.result").all():
+                call_id = li.locator("dd:nth-of-type(3)").text_content()
+                src = li.locator("audio").get_attribute("src")
+                whole = context.request.get(host.url + src)
+                assert whole.body() == sent[call_id]
+                part = context.request.get(host.url + src, headers={"Range": "bytes=10-19"})
+                assert part.status == 206 and part.body() == sent[call_id][10:20]
+            # Played in the page: one stored by the other host.
+            row = page.locator("li.result").first
+            row.locator("summary").click()
+            page.evaluate("() => document.querySelector('li.result audio').play()")
+            page.wait_for_function("""() => {
+                const a = document.querySelector('li.result audio');
+                return isFinite(a.duration) && a.duration > 5 && a.currentTime > 0.3; }""",
+                timeout=15000)
+            context.close()

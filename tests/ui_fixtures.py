@@ -8,12 +8,18 @@ it, driven in process with werkzeug's test client (the same app ``serve --ui`` r
 from __future__ import annotations
 
 import base64
+import http.client
+import math
+import struct
+import subprocess
+import wave
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from servers import Server
 from werkzeug.test import Client, TestResponse
 
 from kzr_wsgi import DirectoryStore, KazooRecordings
@@ -107,3 +113,58 @@ class UIWorld:
     def ids(self, viewer: Viewer = OPS, **params: str) -> list[str]:
         """The call ids one listing returns, in order."""
         return [i["call_id"] for i in self.list(viewer, params.items())["items"]]
+
+
+# -- for the browser tests and the screenshot: real servers, real MP3s -----------------
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync",
+                 "--autoplay-policy=no-user-gesture-required"]
+#: An onerror payload: if the page ever parsed a caller name as markup, it would set the flag.
+HOSTILE_NAME = '<img src=x onerror="window.__pwned=1">Mallory</b>'
+
+
+def mp3(path: Path, seconds: float, rate: int = 8000) -> bytes:
+    """A mono 16-bit tone encoded by LAME (MPEG-2.5 at 8 kHz, as FreeSWITCH writes)."""
+    n = int(seconds * rate)
+    pcm = b"".join(struct.pack("<h", int(8000 * math.sin(2 * math.pi * 440 * i / rate)))
+                   for i in range(n))
+    source = path.with_suffix(".wav")
+    with wave.open(str(source), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(pcm)
+    subprocess.run(["lame", "--quiet", "-m", "m", "-b", "16", str(source), str(path)], check=True)
+    return path.read_bytes()
+
+
+@dataclass
+class Uploaded:
+    """One recording a test sent."""
+
+    call_id: str
+    account_id: str
+    body: bytes
+
+
+def upload(server: Server, call_id: str, body: bytes, *, account_id: str, start: int,
+           uploader: tuple[str, str] = ("kazoo", "upload-pw"), **fields: str) -> Uploaded:
+    """PUT a recording to a running ``serve`` as Kazoo 4.x does (Basic, metadata query)."""
+    query = {"from": "1001@acme.example", "to": "1002@acme.example", "caller_id_name": "Alice",
+             "caller_id_number": "+15550001", "duration_ms": "6000", "account_id": account_id,
+             "start": str(start + GREGORIAN), **fields}
+    path = f"/call_recording_{quote(call_id, safe='')}.mp3?{urlencode(query, quote_via=quote)}"
+    token = base64.b64encode(":".join(uploader).encode()).decode()
+    conn = http.client.HTTPConnection(server.host, server.port, timeout=20)
+    try:
+        conn.request("PUT", path, body=body, headers={
+            "Authorization": f"Basic {token}", "Content-Type": "audio/mpeg"})
+        reply = conn.getresponse()
+        assert reply.status == 201, reply.read()
+    finally:
+        conn.close()
+    return Uploaded(call_id, account_id, body)
+
+

@@ -60,6 +60,14 @@ function formatSize(bytes) {
   return `${value.toFixed(unit ? 1 : 0)} ${units[unit]}`;
 }
 
+// A SIP address's user part ("+15551234567@realm" -> "+15551234567"); the whole is in
+// the metadata below and in the title.
+function user(address) {
+  if (!address) return "–";
+  const at = address.indexOf("@");
+  return at > 0 ? address.slice(0, at) : address;
+}
+
 function metadataList(item) {
   const list = el("dl", {});
   for (const [key, value] of Object.entries(item)) {
@@ -80,8 +88,8 @@ function result(item) {
   const when = item.start || item.received_at;
   const summary = el("summary", {},
     el("span", { class: "when" }, el("time", { datetime: when }, formatTime(when))),
-    el("span", { class: "from", title: "from" }, item.from || item.caller_id_number || "–"),
-    el("span", { class: "to", title: "to" }, item.to || "–"),
+    el("span", { class: "from", title: item.from || "" }, user(item.from || item.caller_id_number)),
+    el("span", { class: "to", title: item.to || "" }, user(item.to)),
     el("span", { class: "caller", title: "caller name" }, item.caller_id_name || ""),
     el("span", { class: "durations", title: "Kazoo's duration / the audio's" },
       kazoo, el("span", { class: "muted" }, " / "), heard),
