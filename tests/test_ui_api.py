@@ -95,6 +95,7 @@ def test_the_prefix_is_never_an_upload(world: UIWorld) -> None:
         assert reply.status_code == 401  # the UI's: an upload credential is no viewer
         reply = world.client.put(path, data=b"x" * 10, headers=basic(OPS.user, OPS.password))
         assert reply.status_code == 405
+        assert reply.headers["Allow"] == "GET, HEAD" and reply.mimetype == "application/json"
     assert not list(world.root.rglob("*.mp3"))
 
 

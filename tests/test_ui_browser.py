@@ -237,3 +237,17 @@ def test_two_s3_hosts_each_find_and_play_every_recording(
                 return isFinite(a.duration) && a.duration > 5 && a.currentTime > 0.3; }""",
                 timeout=15000)
             context.close()
+
+
+def test_a_phone_sized_screen_needs_no_sideways_scrolling(site: Site, browser: object) -> None:
+    context = browser.new_context(  # type: ignore[attr-defined]
+        http_credentials={"username": OPS[0], "password": OPS[1]},
+        viewport={"width": 390, "height": 844}, is_mobile=True)
+    page = context.new_page()
+    page.goto(site.url())
+    assert len(listed(page)) == 4
+    page.locator("li.result summary").first.click()
+    assert page.locator("li.result audio").first.is_visible()
+    width = page.evaluate("() => document.documentElement.scrollWidth")
+    assert width <= 390
+    context.close()

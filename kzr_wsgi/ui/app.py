@@ -144,8 +144,8 @@ class SearchUI:
         try:
             return self._dispatch(environ, start_response)
         except HTTPException as exc:
-            return _json(exc.code or 500, {"error": exc.description or exc.name},
-                         exc.get_headers(environ))(environ, start_response)
+            allow = [(k, v) for k, v in exc.get_headers(environ) if k.lower() == "allow"]
+            return _json(exc.code or 500, {"error": exc.name}, allow)(environ, start_response)
 
     # -- routing ----------------------------------------------------------------------
 
