@@ -16,6 +16,7 @@ from urllib.parse import quote
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from s3server import aws_env, moto_endpoint, s3_bucket  # noqa: F401 - fixtures
 from ui_fixtures import ACME, BOTH, OPS, UPLOADER, UIWorld, basic
 
 from kzr_wsgi.ui import Viewer, ViewerFileError, Viewers, parse_viewer_file
@@ -459,3 +460,29 @@ def test_flask_extension_mounts_the_ui_in_front(tmp_path: Path) -> None:
     assert client.put("/search/call_recording_f2.mp3", data=b"x",
                       headers=basic("ops", "ops-pw")).status_code == 405
     assert app.extensions["kzr_wsgi"].ui.prefix == "/search"
+
+
+def test_s3_open_stored_serves_data_objects_of_its_prefix_only(
+        s3_bucket: tuple[object, str], moto_endpoint: str) -> None:  # noqa: F811
+    from test_s3_store import make_recording, store_for
+
+    from kzr_wsgi.errors import NotFound
+
+    store = store_for(s3_bucket, moto_endpoint)
+    body = bytes(range(256)) * 20
+    stored = store(make_recording(body))
+    opened = store.open_stored(stored.location, stored.sha256)
+    assert (opened.size, opened.etag) == (len(body), stored.sha256)
+    with opened.fileobj as fh:  # seekable, read with ranged GETs (what Range needs)
+        fh.seek(1000)
+        assert fh.read(24) == body[1000:1024]
+    client, bucket = s3_bucket
+    index_key = next(o["Key"] for o in client.list_objects_v2(  # type: ignore[attr-defined]
+        Bucket=bucket, Prefix="kazoo/.kzr/")["Contents"])
+    client.put_object(Bucket=bucket, Key="elsewhere/x.mp3", Body=b"x")  # type: ignore[attr-defined]
+    key = stored.location.split("/", 3)[3]
+    for location in (f"s3://{bucket}/{index_key}", f"s3://{bucket}/elsewhere/x.mp3",
+                     f"s3://other-bucket/{key}", f"s3://{bucket}/kazoo/missing.mp3",
+                     f"http://{bucket}/{key}", key, ""):
+        with pytest.raises(NotFound):
+            store.open_stored(location)
