@@ -18,8 +18,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent / "tests"), str(HERE.parent)]
 
+from audio_samples import freeswitch_mp3  # noqa: E402
 from servers import serve  # noqa: E402  (tests/servers.py)
-from ui_fixtures import CHROMIUM, CHROMIUM_ARGS, mp3, upload  # noqa: E402
+from ui_fixtures import CHROMIUM, CHROMIUM_ARGS, upload  # noqa: E402
 
 OPS = ("ops", "ops-pw")
 UPLOADER = ("kazoo", "upload-pw")
@@ -46,7 +47,7 @@ def main() -> None:
         with serve(tmp, "--ui", "--viewer", ":".join(OPS), "--basic-auth",
                    ":".join(UPLOADER)) as server:
             for i, (src, dst, caller, seconds) in enumerate(CALLS):
-                body = mp3(tmp / f"{i}.mp3", seconds)
+                body = freeswitch_mp3(seconds, rate=8000, channels=1)
                 upload(server, f"{i:02x}7f3a9c-5b1d-4e8a@10.1.0.{i}", body,
                        account_id=("acct-acme", "acct-globex", "acct-initech")[i % 3],
                        start=t0 + i * 1800, caller_id_name=caller, caller_id_number=src,

@@ -15,7 +15,8 @@ import click
 
 from .auth import Guard, is_loopback_host, read_secrets
 from .body import DEFAULT_MAX_SIZE
-from .commands import build_store
+from .commands import build_store, catalog_notices, catalog_of
+from .commands import catalog as catalog_commands
 from .commands.check import check as check_command
 from .config import Config, config_option
 from .metrics import LOOPBACK, MultiprocessDir
@@ -117,6 +118,11 @@ def main() -> None:
               envvar=["KZR_NOTIFY_URL", "KZR_NOTIFY_URLS"],
               help="POST a JSON notification here after each newly stored recording, off "
                    "the request path (retried with backoff). Repeatable.")
+@click.option("--catalog", "catalog_url", default=None, metavar="URL", envvar="KZR_CATALOG",
+              help="Keep the catalog (the searchable index of what is stored) here: "
+                   "postgresql://USER:PASS@HOST/DB (one shared by every host on a bucket; "
+                   "extra postgres) or sqlite:///PATH. Default: SQLite at "
+                   "ROOT/.kzr/catalog.sqlite3 when there is a root; none with --s3 alone.")
 @click.option("--metrics", "metrics_on", is_flag=True,
               help="Serve Prometheus metrics at /metrics, summed over every worker. "
                    "Needs the metrics extra (prometheus_client).")
@@ -143,6 +149,11 @@ def main() -> None:
               help="Serve HTTPS with this PEM certificate (chain) file; needs --keyfile.")
 @click.option("--keyfile", type=click.Path(dir_okay=False, exists=True), default=None,
               help="The PEM private key for --certfile.")
+@click.option("--inspect/--no-inspect", default=True, show_default=True,
+              help="Inspect each MP3/WAV upload's audio as it streams in (format, duration, "
+                   "flags such as empty, truncated, silent) and keep it in the sidecar under "
+                   "`audio`; flagged recordings are logged at WARNING and still stored. "
+                   "--no-inspect leaves `audio` null.")
 def serve(
     root: str,
     host: str,
@@ -164,6 +175,7 @@ def serve(
     s3_url: str | None,
     s3_endpoint: str | None,
     notify_urls: tuple[str, ...],
+    catalog_url: str | None,
     metrics_on: bool,
     metrics_allow: tuple[str, ...],
     ui_on: bool,
@@ -174,6 +186,7 @@ def serve(
     certfile: str | None,
     keyfile: str | None,
     config: Config | None,
+    inspect: bool,
 ) -> None:
     """Run the receiver: store every Kazoo upload under ROOT (or in S3 with --s3)."""
     logging.basicConfig(
@@ -199,7 +212,7 @@ def serve(
             click.core.ParameterSource.DEFAULT,
             None,
         )
-        store, where = build_store(root, root_given, s3_url, s3_endpoint)
+        store, where = build_store(root, root_given, s3_url, s3_endpoint, catalog_url)
         app = KazooRecordings(
             not_found,
             store,
@@ -213,21 +226,25 @@ def serve(
             # Built here, in the master: each worker starts its sender on first use.
             on_stored=[WebhookNotifier(url) for url in notify_urls],
             metrics=_metrics(metrics_allow, trust_proxy) if metrics_on else None,
+            inspect=inspect,
         )
         wsgi_app: WSGIApplication = app
         if ui_on:
-            wsgi_app = _with_ui(app, store, root=root if root_given or s3_url is None else None,
-                           catalog_url=None, ui_prefix=ui_prefix, upload_prefixes=(
-                               prefix, attachments_prefix), guard=guard, viewers=viewers,
-                           viewer_file=viewer_file, secret=ui_secret)
+            wsgi_app = _with_ui(app, store, ui_prefix=ui_prefix,
+                                upload_prefixes=(prefix, attachments_prefix), guard=guard,
+                                viewers=viewers, viewer_file=viewer_file, secret=ui_secret)
     except (ValueError, OSError) as exc:
         raise click.ClickException(str(exc)) from exc
     shown = f"[{host}]" if ":" in host else host
     scheme = "https" if certfile else "http"
     click.echo(f"kzr-wsgi: listening on {scheme}://{shown}:{port}{prefix}", err=True)
     click.echo(f"kzr-wsgi: storing {where}", err=True)
+    for line in catalog_notices(store):
+        click.echo(f"kzr-wsgi: {line}", err=True)
     if attachments_prefix:
         click.echo(f"kzr-wsgi: storage-plan attachments under {attachments_prefix}", err=True)
+    if not inspect:
+        click.echo("kzr-wsgi: audio inspection off (--no-inspect): `audio` is null", err=True)
     if guard.enabled:
         # The Guard's repr counts secrets and never shows them.
         click.echo(f"kzr-wsgi: access control: {guard!r}", err=True)
@@ -285,8 +302,6 @@ def _with_ui(
     receiver: Any,
     store: Any,
     *,
-    root: str | None,
-    catalog_url: str | None,
     ui_prefix: str,
     upload_prefixes: tuple[str | None, ...],
     guard: Guard,
@@ -295,7 +310,6 @@ def _with_ui(
     secret: str | None,
 ) -> SearchUI:
     """``serve --ui``: the search page in front of the receiver, or a refusal saying why."""
-    from .catalog import Catalog, open_catalog
     from .ui import SearchUI
     from .ui.viewers import Viewers, parse_viewer, read_viewer_file
 
@@ -323,11 +337,9 @@ def _with_ui(
             raise click.UsageError(
                 f"viewer {viewer.user!r} has the same credentials as an upload credential "
                 "(--basic-auth): viewers must not be able to upload; give them their own")
-    if catalog_url is not None:
-        catalog = open_catalog(catalog_url)
-    elif root is not None:
-        catalog = Catalog.for_root(root)
-    else:
+    # The catalog the store writes: every upload is found right after its 2xx.
+    catalog = catalog_of(store)
+    if catalog is None:
         raise click.UsageError(
             "--ui needs a catalog to search: with --s3, add --catalog postgresql://… "
             "(one shared by every host on the bucket), or --root DIR for a local one")
@@ -336,3 +348,6 @@ def _with_ui(
 
 
 main.add_command(check_command)
+main.add_command(catalog_commands.ls)
+main.add_command(catalog_commands.reindex)
+main.add_command(catalog_commands.verify)

@@ -13,16 +13,17 @@ parsing or ``MAX_CONTENT_LENGTH``; every other request reaches the app unchanged
 
 Config keys (all optional): ``KZR_ROOT`` (a :class:`~kzr_wsgi.DirectoryStore` root,
 when no handler is given), ``KZR_PREFIX``, ``KZR_MAX_SIZE``, ``KZR_ACCEPT_CALLER``,
-``KZR_READ_BACK``, ``KZR_ATTACHMENTS_PREFIX``, ``KZR_ATTACHMENTS_BASE64``, and
-``KZR_METRICS`` (true: Prometheus metrics at ``/metrics``, extra ``metrics``) with
-``KZR_METRICS_ALLOW`` (CIDRs that may scrape; default loopback). A ready
-:class:`~kzr_wsgi.metrics.Metrics` can be passed as ``metrics=`` instead.
+``KZR_READ_BACK``, ``KZR_ATTACHMENTS_PREFIX``, ``KZR_ATTACHMENTS_BASE64``, ``KZR_INSPECT``
+(default true: inspect MP3/WAV audio into ``recording.audio``; ``KazooFlask(app,
+inspect=False)`` does the same), and ``KZR_METRICS`` (true: Prometheus metrics at
+``/metrics``, extra ``metrics``) with ``KZR_METRICS_ALLOW`` (CIDRs that may scrape; default
+loopback). A ready :class:`~kzr_wsgi.metrics.Metrics` can be passed as ``metrics=`` instead.
 
 The search-and-listen page (:class:`~kzr_wsgi.ui.SearchUI`) is mounted in front of the
 receiver when viewers are configured: ``KZR_UI_VIEWERS`` (``"user:pass"`` strings or
 :class:`~kzr_wsgi.ui.Viewer` objects) and/or ``KZR_UI_VIEWER_FILE``, with
 ``KZR_UI_PREFIX`` (default ``/ui``), ``KZR_UI_SECRET`` and ``KZR_CATALOG`` (a catalog
-URL; default the SQLite catalog under ``KZR_ROOT``). Its URLs never reach the
+URL; default the catalog the store writes, SQLite under ``KZR_ROOT``). Its URLs never reach the
 receiver nor Flask.
 
 After each newly stored recording the :data:`recording_stored` signal is sent inside
@@ -54,6 +55,7 @@ _OPTIONS = {
     "KZR_READ_BACK": "read_back",
     "KZR_ATTACHMENTS_PREFIX": "attachments_prefix",
     "KZR_ATTACHMENTS_BASE64": "attachments_base64",
+    "KZR_INSPECT": "inspect",
 }
 
 
@@ -137,12 +139,15 @@ def _search_ui(app: Flask, handler: Handler, middleware: KazooRecordings) -> Any
         from .catalog import open_catalog
 
         catalog = open_catalog(url)
-    elif app.config.get("KZR_ROOT"):
-        from .catalog import Catalog
-
-        catalog = Catalog.for_root(app.config["KZR_ROOT"])
     else:
-        raise RuntimeError("the UI needs a catalog: set KZR_CATALOG (or KZR_ROOT)")
+        from .commands import catalog_of
+
+        # The catalog the store writes (KZR_ROOT's SQLite one by default).
+        found = catalog_of(handler)
+        if found is None:
+            raise RuntimeError("the UI needs a catalog: set KZR_CATALOG, or use a store "
+                               "that keeps one (KZR_ROOT)")
+        catalog = found
     return SearchUI(catalog, handler, viewers=listed,
                     prefix=app.config.get("KZR_UI_PREFIX", "/ui"),
                     secret=app.config.get("KZR_UI_SECRET"), app=middleware)

@@ -20,11 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from audio_samples import freeswitch_mp3
 from pgserver import pg_server, pg_url  # noqa: F401 - fixtures
 from s3server import aws_env, moto_endpoint  # noqa: F401 - fixtures
 from servers import Server, serve
 from test_s3_serve import rec, serve_s3  # noqa: F401 - rec is a fixture
-from ui_fixtures import CHROMIUM, CHROMIUM_ARGS, HOSTILE_NAME, Uploaded, mp3, upload
+from ui_fixtures import CHROMIUM, CHROMIUM_ARGS, HOSTILE_NAME, Uploaded, upload
 
 OPS = ("ops", "ops-pw")
 ACME = ("acme", "acme-pw")
@@ -46,8 +47,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     tmp = tmp_path_factory.mktemp("ui-browser")
     viewers = tmp / "viewers"
     viewers.write_text(f"# operators\n{':'.join(OPS)}\n{':'.join(ACME)}  acct-acme\n")
-    six = mp3(tmp / "six.mp3", 6.0)
-    three = mp3(tmp / "three.mp3", 3.0)
+    six = freeswitch_mp3(6.0, rate=8000, channels=1)
+    three = freeswitch_mp3(3.0, rate=8000, channels=1)
     t0 = 1767258000  # 2026-01-01T09:00:00Z
     with serve(tmp, "--ui", "--viewer-file", str(viewers), "--basic-auth", ":".join(UPLOADER),
                "--workers", "1", "--threads", "4") as server:
@@ -195,8 +196,8 @@ def test_a_caller_name_with_markup_is_text(site: Site, browser: object) -> None:
 def test_two_s3_hosts_each_find_and_play_every_recording(
         browser: object, tmp_path: Path, rec: object, moto_endpoint: str,  # noqa: F811
         pg_url: str) -> None:  # noqa: F811
-    six = mp3(tmp_path / "six.mp3", 6.0)
-    three = mp3(tmp_path / "three.mp3", 3.0)
+    six = freeswitch_mp3(6.0, rate=8000, channels=1)
+    three = freeswitch_mp3(3.0, rate=8000, channels=1)
     args = ("--ui", "--viewer", ":".join(OPS), "--basic-auth", ":".join(UPLOADER),
             "--catalog", pg_url, "--ui-secret", "one-secret-for-every-host")
     t0 = 1767258000

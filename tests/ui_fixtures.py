@@ -9,25 +9,24 @@ from __future__ import annotations
 
 import base64
 import http.client
-import math
-import struct
-import subprocess
-import wave
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from audio_samples import freeswitch_mp3
 from servers import Server
 from werkzeug.test import Client, TestResponse
 
 from kzr_wsgi import DirectoryStore, KazooRecordings
 from kzr_wsgi.auth import Guard
-from kzr_wsgi.catalog import Catalog
+from kzr_wsgi.catalog import Catalog, Query
 from kzr_wsgi.cli import not_found
 from kzr_wsgi.ui import SearchUI, Viewer
 
+#: One second of what FreeSWITCH writes (8 kHz mono MPEG-2.5): the default body.
+SECOND = freeswitch_mp3(1.0, rate=8000, channels=1)
 #: Kazoo counts Gregorian seconds: Unix time + this.
 GREGORIAN = 62167219200
 UPLOADER = ("kazoo", "upload-secret")
@@ -57,20 +56,23 @@ class UIWorld:
 
     def __post_init__(self) -> None:
         self.store = DirectoryStore(self.root)
-        self.catalog = Catalog()
+        assert self.store.catalog is not None
+        self.catalog = self.store.catalog
         receiver = KazooRecordings(not_found, self.store, guard=Guard(basic=[":".join(UPLOADER)]))
         self.ui = SearchUI(self.catalog, self.store, viewers=self.viewers, prefix=self.prefix,
                            app=receiver)
         self.client = Client(self.ui)
 
-    def upload(self, call_id: str, body: bytes = b"\xff\xfb\x90\x00" * 64, *, ext: str = "mp3",
+    def upload(self, call_id: str, body: bytes | None = None, *, ext: str = "mp3",
                account_id: str | None = "acct-acme", start: int | None = None,
                content_type: str = "audio/mpeg", **fields: str) -> dict[str, Any]:
-        """PUT one recording as Kazoo 4.x does; return its sidecar."""
+        """PUT one recording as Kazoo 4.x does (a 1 s LAME MP3 unless ``body``); its row."""
         self.uploads += 1
+        if body is None:
+            body = SECOND
         query: dict[str, str] = {"from": "1001@acme.example", "to": "1002@acme.example",
                                  "caller_id_name": "Alice", "caller_id_number": "+15550001",
-                                 "duration_ms": "5000", **fields}
+                                 "duration_ms": "1000", **fields}
         if account_id is not None:
             query["account_id"] = account_id
         if start is not None:
@@ -83,19 +85,11 @@ class UIWorld:
         return self._sync(call_id)
 
     def _sync(self, call_id: str) -> dict[str, Any]:
-        import json
-        found = None
-        for sidecar in self.root.rglob("*.kzr.json"):
-            if ".kzr" in sidecar.relative_to(self.root).parts[:1]:
-                continue
-            record = json.loads(sidecar.read_text())
-            record["location"] = str(self.root / record["path"])
-            record.setdefault("metadata", {})
-            self.catalog.add(record)
-            if record.get("call_id") == call_id:
-                found = record
-        assert found is not None
-        return found
+        """The catalog row the store wrote for ``call_id`` before its 2xx, as JSON."""
+        page = self.catalog.search(Query(call_id=call_id, self_test=True, limit=500))
+        assert page.items, f"no row for {call_id!r}"
+        newest = max(page.items, key=lambda r: r.seq)
+        return newest.to_json()
 
     def get(self, path: str, viewer: Viewer | None = OPS, **kwargs: Any) -> TestResponse:
         """GET ``prefix + path`` as ``viewer`` (None: no credentials)."""
@@ -123,21 +117,6 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
                  "--autoplay-policy=no-user-gesture-required"]
 #: An onerror payload: if the page ever parsed a caller name as markup, it would set the flag.
 HOSTILE_NAME = '<img src=x onerror="window.__pwned=1">Mallory</b>'
-
-
-def mp3(path: Path, seconds: float, rate: int = 8000) -> bytes:
-    """A mono 16-bit tone encoded by LAME (MPEG-2.5 at 8 kHz, as FreeSWITCH writes)."""
-    n = int(seconds * rate)
-    pcm = b"".join(struct.pack("<h", int(8000 * math.sin(2 * math.pi * 440 * i / rate)))
-                   for i in range(n))
-    source = path.with_suffix(".wav")
-    with wave.open(str(source), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(rate)
-        out.writeframes(pcm)
-    subprocess.run(["lame", "--quiet", "-m", "m", "-b", "16", str(source), str(path)], check=True)
-    return path.read_bytes()
 
 
 @dataclass
