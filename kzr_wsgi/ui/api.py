@@ -17,14 +17,12 @@ import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote
 
 from ..audio import FLAGS
+from ..catalog import Row, parse_when
 from ..errors import KzrError
-
-if TYPE_CHECKING:
-    from ..catalog import Row
 
 #: Items per page unless ``limit`` says otherwise, and the most ``limit`` may ask for.
 DEFAULT_LIMIT = 50
@@ -95,8 +93,6 @@ def parse_filters(pairs: Iterable[tuple[str, str]]) -> Filters:
     parameters are refused rather than ignored: a misspelt filter would otherwise
     widen the search without a word.
     """
-    from ..catalog import parse_when
-
     values: dict[str, str] = {}
     flags: list[str] = []
     for name, value in pairs:

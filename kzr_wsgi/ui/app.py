@@ -34,6 +34,7 @@ from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
 from .. import errors
+from ..catalog import Catalog, Query, Row
 from ..middleware import STATUS
 from ..recording import StoredFile
 from ..sending import send_stored
@@ -52,8 +53,6 @@ from .viewers import Viewer, Viewers
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
-
-    from ..catalog import Catalog, Row
 
 log = logging.getLogger("kzr_wsgi.ui")
 _T = TypeVar("_T")
@@ -209,9 +208,7 @@ class SearchUI:
             "next": next_cursor,
         })
 
-    def _query(self, filters: Filters, viewer: Viewer) -> Any:
-        from ..catalog import Query
-
+    def _query(self, filters: Filters, viewer: Viewer) -> Query:
         after = max_seq = None
         if filters.cursor is not None:
             try:

@@ -21,7 +21,7 @@ are skipped::
 from __future__ import annotations
 
 import hmac
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -129,7 +129,7 @@ class Viewers:
     def __len__(self) -> int:
         return len(self._viewers)
 
-    def __iter__(self) -> Any:
+    def __iter__(self) -> Iterator[Viewer]:
         return iter(self._viewers)
 
     def __repr__(self) -> str:
