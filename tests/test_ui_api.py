@@ -409,7 +409,7 @@ _VALUES = st.one_of(
 )
 
 
-@settings(max_examples=300, deadline=None,
+@settings(max_examples=150, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(params=st.lists(st.tuples(_NAMES, _VALUES), max_size=6),
        viewer=st.sampled_from([OPS, ACME]))
