@@ -94,3 +94,34 @@ def test_a_malformed_viewer_file_refuses_start_up_naming_the_line(
                                           "--viewer-file", str(viewers)])
     assert result.exit_code != 0 and not started
     assert f"{viewers}: line {line}:" in result.output
+
+
+@pytest.mark.slow
+def test_serve_terminates_tls_itself(tmp_path: Path) -> None:
+    """A real ``serve --ui --certfile --keyfile``: the API over HTTPS, and no plain HTTP."""
+    import base64
+    import http.client
+    import ssl
+    import subprocess
+
+    from servers import serve
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    context = ssl.create_default_context(cafile=str(cert))
+    with serve(tmp_path, "--ui", "--viewer", "ops:pw", "--certfile", str(cert),
+               "--keyfile", str(key), "--workers", "1") as server:
+        token = base64.b64encode(b"ops:pw").decode()
+        for headers, status in (({}, 401), ({"Authorization": f"Basic {token}"}, 200)):
+            conn = http.client.HTTPSConnection(server.host, server.port, context=context,
+                                               timeout=20)
+            conn.request("GET", "/ui/api/recordings", headers=headers)
+            assert conn.getresponse().status == status
+            conn.close()
+        plain = http.client.HTTPConnection(server.host, server.port, timeout=20)
+        with pytest.raises((http.client.HTTPException, ConnectionError)):
+            plain.request("GET", "/ui/")
+            plain.getresponse()
+        assert "listening on https://" in server.log()
