@@ -18,11 +18,15 @@ from .body import DEFAULT_MAX_SIZE
 from .commands import build_store, catalog_notices, catalog_of
 from .commands import catalog as catalog_commands
 from .commands.check import check as check_command
+from .commands.sweep import sweep_command
 from .config import Config, config_option
+from .errors import StoreUnavailable
 from .metrics import LOOPBACK, MultiprocessDir
 from .middleware import KazooRecordings
 from .notify import WebhookNotifier
+from .recording import Handler
 from .server import DEFAULT_THREADS, DEFAULT_WORKERS, gunicorn_options, run
+from .stores import FanOut
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -213,6 +217,7 @@ def serve(
             None,
         )
         store, where = build_store(root, root_given, s3_url, s3_endpoint, catalog_url)
+        warnings = _fail_fast(store)
         app = KazooRecordings(
             not_found,
             store,
@@ -241,6 +246,8 @@ def serve(
     click.echo(f"kzr-wsgi: storing {where}", err=True)
     for line in catalog_notices(store):
         click.echo(f"kzr-wsgi: {line}", err=True)
+    for warning in warnings:
+        click.secho(f"kzr-wsgi: WARNING: {warning}", err=True, fg="yellow")
     if attachments_prefix:
         click.echo(f"kzr-wsgi: storage-plan attachments under {attachments_prefix}", err=True)
     if not inspect:
@@ -266,10 +273,28 @@ def serve(
     options = gunicorn_options(host, port, workers=workers, threads=threads,
                                certfile=certfile, keyfile=keyfile)
     if metrics_dir is not None:
-        click.echo(f"kzr-wsgi: metrics at {shown}:{port}/metrics for "
-                   f"{', '.join(metrics_allow or LOOPBACK)}", err=True)
+        click.echo(f"kzr-wsgi: metrics at /metrics for {', '.join(metrics_allow or LOOPBACK)} "
+                   f"(worker files in {metrics_dir.path})", err=True)
         options.update(metrics_dir.gunicorn_hooks())
     run(wsgi_app, options)
+
+
+def _fail_fast(store: Handler) -> list[str]:
+    """Check every bucket ``store`` writes to before listening; its warnings.
+
+    A bucket that is missing, refuses writes or does not answer ends ``serve`` here,
+    saying which and why, rather than every upload being answered 503.
+    """
+    stores = store.stores if isinstance(store, FanOut) else (store,)
+    warnings: list[str] = []
+    for each in stores:
+        preflight = getattr(each, "preflight", None)
+        if preflight is not None:
+            try:
+                warnings += preflight()
+            except StoreUnavailable as exc:
+                raise click.ClickException(f"cannot store in {each!r}: {exc}") from exc
+    return warnings
 
 
 def _metrics_dir(root: str) -> MultiprocessDir:
@@ -293,6 +318,9 @@ def _metrics(allow: tuple[str, ...], trusted_proxies: tuple[str, ...]) -> Metric
         raise click.ClickException(
             f"--metrics needs prometheus_client: pip install 'kzr_wsgi[metrics]' ({exc})"
         ) from exc
+    except RuntimeError as exc:  # prometheus_client imported before its directory was set
+        raise click.ClickException(str(exc)) from exc
+
 
 def _norm_prefix(prefix: str) -> str:
     return "/" + prefix.strip("/")
@@ -351,3 +379,4 @@ main.add_command(check_command)
 main.add_command(catalog_commands.ls)
 main.add_command(catalog_commands.reindex)
 main.add_command(catalog_commands.verify)
+main.add_command(sweep_command)

@@ -11,8 +11,9 @@ Why gunicorn, with threaded workers (``gthread``):
   decodes chunked bodies, marking them terminated;
 * it gives ``RAW_URI``, so an encoded ``%2F`` in a call id stays apart from ``/``.
 
-The app is built once in the master (``preload_app``), so the store sweeps dead
-writers' files once at start-up, before any worker takes an upload.
+The app is built once in the master (``preload_app``), so the store finishes the
+commits and sweeps the files of writers that died once at start-up, before any worker
+takes an upload; every process then repeats that every few seconds while it serves.
 """
 
 from __future__ import annotations

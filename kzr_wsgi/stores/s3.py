@@ -92,6 +92,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from ..body import BLOCK_SIZE
 from ..catalog import Catalog
 from ..errors import NotFound, StoreUnavailable
+from ..faults import crash_point
 from ..metadata import dumps
 from ..naming import (
     DEFAULT_LAYOUT,
@@ -372,6 +373,7 @@ class S3Store:
         content_type: str,
     ) -> Stored:
         """Write the sidecar, then the index entry (the commit point) with If-None-Match."""
+        crash_point("s3.completed")
         record = _record(recording, self.url_for(key), key, size, digest, content_type)
         body = dumps(record).encode("ascii")
         try:
@@ -382,6 +384,7 @@ class S3Store:
             # Not committed: nothing points at the object, so nothing must be left of it.
             self._delete_quietly(key)
             raise
+        crash_point("s3.sidecar")
         with _mapped_errors("store"):
             for attempt in range(_CONFLICT_RETRIES):
                 try:
@@ -677,6 +680,105 @@ class S3Store:
                         aborted, self.bucket, self.prefix)
         return aborted
 
+    def unfinished_uploads(self) -> Iterator[dict[str, Any]]:
+        """Every unfinished multipart upload under the prefix, as S3 lists it."""
+        with _mapped_errors("sweep"):
+            pages = self.client.get_paginator("list_multipart_uploads").paginate(
+                Bucket=self.bucket, Prefix=self.prefix)
+            for page in pages:
+                for upload in page.get("Uploads", []):
+                    yield dict(upload)
+
+    def abort_upload(self, key: str, upload_id: str) -> None:
+        """Abort one unfinished multipart upload (its parts are freed)."""
+        with _mapped_errors("sweep"):
+            self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+
+    def sidecar_record(self, key: str) -> dict[str, Any] | None:
+        """The sidecar of the object ``key``, when it has a readable one that names it."""
+        with _mapped_errors("sweep"):
+            found = self._get_entry(key + SIDECAR_SUFFIX)
+        if found is None or found[0] is None or found[0].get("key") != key:
+            return None
+        return found[0]
+
+    def is_indexed(self, key: str, record: dict[str, Any] | None = None) -> bool | None:
+        """Whether an index entry names the object ``key``; ``None`` when it is not ours.
+
+        With its sidecar ``record`` the entry's key is computed (one GET); without one,
+        the object's own metadata (``kzr-name``) says which entries to read. An object
+        without that metadata was not written by this store: ``None``.
+        """
+        with _mapped_errors("sweep"):
+            if record is not None:
+                name = Name(Kind(record["kind"]), tuple(record["segments"]), record["filename"])
+                entry = self._read_entry(
+                    self._entry_key(name, record.get("recording_id"), record["sha256"]))
+                return entry is not None and entry.get("key") == key
+            try:
+                head = self.client.head_object(Bucket=self.bucket, Key=key)
+            except ClientError as exc:
+                if _missing(exc):
+                    return None
+                raise
+            digest = head.get("Metadata", {}).get("kzr-name", "")
+            if len(digest) != 64 or not all(c in "0123456789abcdef" for c in digest):
+                return None
+            listing = f"{self.prefix}{_INDEX}/{digest[:2]}/{digest}/"
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=listing)
+            for page in pages:
+                for item in page.get("Contents", []):
+                    entry = self._read_entry(item["Key"])
+                    if entry is not None and entry.get("key") == key:
+                        return True
+            return False
+
+    def delete(self, *keys: str) -> None:
+        """Delete objects by key (a sweep's removal); keys outside the prefix are refused."""
+        for key in keys:
+            if not key.startswith(self.prefix):
+                raise ValueError(f"{key!r} is outside this store's prefix {self.prefix!r}")
+        with _mapped_errors("sweep"):
+            for key in keys:
+                self.client.delete_object(Bucket=self.bucket, Key=key)
+
+    def preflight(self) -> list[str]:
+        """Check, before serving, that the bucket exists and takes writes; return warnings.
+
+        Puts and deletes a small probe object under ``<prefix>.kzr/``. Raises
+        :class:`~kzr_wsgi.errors.StoreUnavailable` saying precisely what is wrong: no
+        such bucket, no permission, refused credentials, or no answer from the
+        endpoint. A bucket that ignores ``If-None-Match`` (so cannot tell two truly
+        simultaneous uploads of one recording apart) is a warning, not an error.
+        """
+        probe = f"{self.prefix}.kzr/probe-{secrets.token_hex(8)}"
+        where = self.url_for(self.prefix)
+        warnings = []
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=probe, Body=b"kzr-wsgi probe",
+                                   IfNoneMatch="*")
+            try:
+                try:
+                    self.client.put_object(Bucket=self.bucket, Key=probe, Body=b"again",
+                                           IfNoneMatch="*")
+                except ClientError as exc:
+                    if _status(exc) not in (409, 412):
+                        raise
+                else:
+                    warnings.append(
+                        f"s3://{self.bucket} ignores conditional writes (If-None-Match): "
+                        "retries are still answered as duplicates, but two truly "
+                        "simultaneous uploads of one recording may be kept twice")
+            finally:
+                self.client.delete_object(Bucket=self.bucket, Key=probe)
+        except ClientError as exc:
+            raise StoreUnavailable(_preflight_message(exc, self.bucket, where)) from exc
+        except BotoCoreError as exc:
+            endpoint = self.client.meta.endpoint_url
+            raise StoreUnavailable(f"no answer from the S3 endpoint {endpoint}: {exc}") from exc
+        return warnings
+
     def lifecycle_rule(self, days: int = 1) -> dict[str, Any]:
         """A bucket lifecycle rule aborting this store's unfinished uploads after ``days``.
 
@@ -845,6 +947,22 @@ def _record(
         "location": location,
         "key": key,
     }
+
+
+def _preflight_message(exc: ClientError, bucket: str, where: str) -> str:
+    """What a refused probe write means, in the operator's words."""
+    error = exc.response.get("Error", {})
+    code = error.get("Code", "")
+    status = _status(exc)
+    detail = f"({code or 'HTTP'} {status}: {error.get('Message', '')})".replace(": )", ")")
+    if code == "NoSuchBucket":
+        return f"no such bucket: {bucket!r} {detail}"
+    if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken",
+                "InvalidToken"):
+        return f"the S3 credentials were refused for bucket {bucket!r} {detail}"
+    if code in ("AccessDenied", "AllAccessDisabled") or status == 403:
+        return f"no permission to write to {where} {detail}"
+    return f"cannot write to {where} {detail}"
 
 
 def _status(exc: ClientError) -> int | None:
