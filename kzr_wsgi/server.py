@@ -50,11 +50,24 @@ class _Embedded(BaseApplication):  # type: ignore[misc]
 
 
 def gunicorn_options(
-    host: str, port: int, *, workers: int = DEFAULT_WORKERS, threads: int = DEFAULT_THREADS
+    host: str,
+    port: int,
+    *,
+    workers: int = DEFAULT_WORKERS,
+    threads: int = DEFAULT_THREADS,
+    certfile: str | None = None,
+    keyfile: str | None = None,
 ) -> dict[str, Any]:
-    """The gunicorn settings ``kzr-wsgi serve`` uses, also for a ``gunicorn.conf.py``."""
+    """The gunicorn settings ``kzr-wsgi serve`` uses, also for a ``gunicorn.conf.py``.
+
+    With ``certfile`` and ``keyfile`` (PEM) gunicorn itself terminates TLS.
+    """
+    if (certfile is None) != (keyfile is None):
+        raise ValueError("TLS needs both a certificate file and a key file")
     bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    tls = {"certfile": certfile, "keyfile": keyfile} if certfile is not None else {}
     return {
+        **tls,
         "bind": [bind],
         "workers": workers,
         "worker_class": "gthread",

@@ -594,6 +594,36 @@ class DirectoryStore:
             location=str(file_path),
         )
 
+    def open_stored(self, location: str, sha256: str | None = None) -> StoredFile:
+        """The stored copy at ``location`` (a catalog row's: an absolute path, or one
+        relative to the root), for serving it back.
+
+        The path must lead to a data file inside the root (symlinks resolved; never
+        the store's own state under ``.kzr`` nor a sidecar); anything else, and a file
+        that is gone, is :class:`~kzr_wsgi.errors.NotFound`. ``sha256`` becomes the ETag.
+        """
+        root = self.root.resolve()
+        try:
+            path = (root / location).resolve(strict=True)
+        except (OSError, RuntimeError, ValueError):
+            raise NotFound("no such recording") from None
+        inside = path.is_relative_to(root) and not path.is_relative_to(root / _STATE)
+        if not inside or path.name.endswith(SIDECAR_SUFFIX) or not path.is_file():
+            raise NotFound("no such recording")
+        try:
+            fh = open(path, "rb")  # noqa: SIM115 - StoredFile owns it
+        except OSError:
+            raise NotFound("no such recording") from None
+        st = os.fstat(fh.fileno())
+        return StoredFile(
+            fileobj=fh,
+            size=st.st_size,
+            content_type=guess_type(path.name, path.suffix.lstrip(".")),
+            etag=sha256 or f"{st.st_size:x}-{st.st_mtime_ns:x}",
+            last_modified=datetime.fromtimestamp(int(st.st_mtime), tz=timezone.utc),
+            location=str(path),
+        )
+
     # -- housekeeping -----------------------------------------------------------------
 
     def sweep(self) -> int:

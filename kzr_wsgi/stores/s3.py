@@ -613,6 +613,33 @@ class S3Store:
                 )
         raise NotFound("no such recording")
 
+    def open_stored(self, location: str, sha256: str | None = None) -> StoredFile:
+        """The object at ``location`` (a catalog row's ``s3://bucket/key``), for serving it.
+
+        Only a data object of this store is served: this bucket, a key under the
+        prefix, never the index. Anything else, and an object that is gone, is
+        :class:`~kzr_wsgi.errors.NotFound`; S3 out of reach is
+        :class:`~kzr_wsgi.errors.StoreUnavailable`. ``sha256`` becomes the ETag.
+        """
+        # Split by hand: a key may hold "#" or "?" (hashed long names), which a URL
+        # parser would take for a fragment or a query.
+        scheme, _, rest = location.partition("://")
+        bucket, _, key = rest.partition("/")
+        if (scheme != "s3" or bucket != self.bucket or not key.startswith(self.prefix)
+                or key.startswith(f"{self.prefix}{_INDEX}/")):
+            raise NotFound("no such recording")
+        with _mapped_errors("read"):
+            head = self.client.head_object(Bucket=self.bucket, Key=key)
+        reader = _RangeReader(self.client, self.bucket, key, head["ContentLength"], head["ETag"])
+        return StoredFile(
+            fileobj=io.BufferedReader(reader, buffer_size=BLOCK_SIZE),
+            size=head["ContentLength"],
+            content_type=head.get("ContentType", "application/octet-stream"),
+            etag=sha256 or head["ETag"].strip('"'),
+            last_modified=head["LastModified"],
+            location=location,
+        )
+
     def _read_entry(self, key: str) -> dict[str, Any] | None:
         found = self._get_entry(key)
         return None if found is None else found[0]
