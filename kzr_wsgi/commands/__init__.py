@@ -19,6 +19,7 @@ import click
 from ..recording import Handler
 from ..stores import DirectoryStore, FanOut
 
+#: A click command's function, as :func:`store_options` receives and returns it.
 F = TypeVar("F", bound=Callable[..., Any])
 
 #: Where ``serve`` and every other command look when neither ``--root`` nor ``--s3`` is given.

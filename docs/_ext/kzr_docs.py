@@ -1,0 +1,87 @@
+"""A local Sphinx extension for the kzr_wsgi manual.
+
+``kzr-commands`` documents every ``kzr-wsgi`` command (and its subcommands) from
+the click objects themselves, except those named in ``:exclude:`` (``serve`` has a
+page of its own). A command added to :mod:`kzr_wsgi.cli` appears in the manual
+without anyone editing it, and no option is ever copied by hand.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+from docutils import nodes
+from docutils.parsers.rst import directives
+from sphinx_click.ext import ClickDirective
+
+
+class CommandsDirective(ClickDirective):
+    """Every subcommand of a click group, each as a section (nested commands in full)."""
+
+    option_spec = {**ClickDirective.option_spec, "exclude": directives.unchanged}
+
+    def run(self) -> list[nodes.Node]:
+        self.env = self.state.document.settings.env
+        group = self._load_module(self.arguments[0])
+        if not isinstance(group, click.Group):
+            raise self.error(f"{self.arguments[0]} is not a click group")
+        prog = self.options.get("prog")
+        if not prog:
+            raise self.error(":prog: must be specified")
+        excluded = {c.strip() for c in self.options.get("exclude", "").split(",") if c.strip()}
+        parent = click.Context(group, info_name=prog)
+        result: list[nodes.Node] = []
+        for name in sorted(group.commands):
+            if name in excluded:
+                continue
+            result.extend(self._generate_nodes(name, group.commands[name], parent, "full"))
+        return result
+
+
+def _signature(app: Any, what: str, name: str, obj: Any, options: Any,
+               signature: str | None, return_annotation: str | None) -> tuple[str | None, str | None]:
+    """Dataclass fields with a default factory show as ``<factory>``, which is not Python
+    and makes Sphinx split the whole signature on commas (``dict[str`` | ``object]``)."""
+    if signature:
+        signature = signature.replace("<factory>", "...")
+    return signature, return_annotation
+
+
+def _resolve_short(app: Any, env: Any, node: Any, contnode: Any) -> Any:
+    """Resolve a Python reference to one of kzr_wsgi's own objects by its short name.
+
+    Docstrings say ``:class:`DirectoryStore``` inside :mod:`kzr_wsgi.stores`, or
+    ``kzr_wsgi.Recording`` for the re-export, while the reference documents each object
+    once, where it is defined. When exactly one documented ``kzr_wsgi`` object ends with
+    the target's last dotted parts, the reference goes there; otherwise it stays
+    unresolved, and ``-n`` reports it.
+    """
+    if node.get("refdomain") != "py":
+        return None
+    target = node["reftarget"].lstrip("~.")
+    tail = target.removeprefix("kzr_wsgi.")
+    domain = env.get_domain("py")
+    found = [
+        full for full, obj in domain.objects.items()
+        if full.startswith("kzr_wsgi.") and full.endswith("." + tail) and not obj.aliased
+    ]
+    if len(found) != 1:
+        return None
+    node["reftarget"] = found[0]
+    resolved = domain.resolve_xref(env, node["refdoc"], app.builder, node["reftype"],
+                                   found[0], node, contnode)
+    if resolved is None:
+        anywhere = domain.resolve_any_xref(env, node["refdoc"], app.builder, found[0],
+                                           node, contnode)
+        resolved = anywhere[0][1] if anywhere else None
+    return resolved
+
+
+def setup(app: Any) -> dict[str, Any]:
+    """Register the directive and the event handlers."""
+    app.setup_extension("sphinx_click")
+    app.add_directive("kzr-commands", CommandsDirective)
+    app.connect("autodoc-process-signature", _signature)
+    app.connect("missing-reference", _resolve_short)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}
