@@ -6,6 +6,7 @@ Every option can also come from the environment as ``KZR_<OPTION>`` (``KZR_ROOT`
 
 from __future__ import annotations
 
+import atexit
 import logging
 import sys
 from typing import TYPE_CHECKING, Any
@@ -15,12 +16,17 @@ import click
 from .auth import Guard, is_loopback_host, read_secrets
 from .body import DEFAULT_MAX_SIZE
 from .commands import build_store
+from .commands.check import check as check_command
+from .config import Config, config_option
+from .metrics import LOOPBACK, MultiprocessDir
 from .middleware import KazooRecordings
 from .notify import WebhookNotifier
 from .server import DEFAULT_THREADS, DEFAULT_WORKERS, gunicorn_options, run
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
+
+    from .metrics import Metrics
 
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
@@ -62,6 +68,7 @@ def main() -> None:
 
 
 @main.command(context_settings={"auto_envvar_prefix": "KZR"})
+@config_option()
 @click.option("--root", type=click.Path(file_okay=False), default="./recordings",
               show_default=True, help="Directory recordings are stored under (created if missing).")
 @click.option("--host", default="127.0.0.1", show_default=True,
@@ -109,6 +116,13 @@ def main() -> None:
               envvar=["KZR_NOTIFY_URL", "KZR_NOTIFY_URLS"],
               help="POST a JSON notification here after each newly stored recording, off "
                    "the request path (retried with backoff). Repeatable.")
+@click.option("--metrics", "metrics_on", is_flag=True,
+              help="Serve Prometheus metrics at /metrics, summed over every worker. "
+                   "Needs the metrics extra (prometheus_client).")
+@click.option("--metrics-allow", multiple=True, metavar="CIDR",
+              help="Who may read /metrics (403 otherwise; upload credentials do not apply). "
+                   "Repeatable. Default: loopback only. The client address is found as for "
+                   "--allow, --trust-proxy included.")
 def serve(
     root: str,
     host: str,
@@ -130,12 +144,19 @@ def serve(
     s3_url: str | None,
     s3_endpoint: str | None,
     notify_urls: tuple[str, ...],
+    metrics_on: bool,
+    metrics_allow: tuple[str, ...],
+    config: Config | None,
 ) -> None:
     """Run the receiver: store every Kazoo upload under ROOT (or in S3 with --s3)."""
     logging.basicConfig(
         level=logging.INFO, stream=sys.stderr,
         format="%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s",
     )
+    if metrics_allow and not metrics_on:
+        raise click.UsageError("--metrics-allow needs --metrics")
+    # Made before prometheus_client is first imported: its multiprocess mode is chosen then.
+    metrics_dir = _metrics_dir(root) if metrics_on else None
     try:
         guard = Guard(
             basic=[*basic_auth, *(read_secrets(basic_auth_file) if basic_auth_file else ())],
@@ -160,6 +181,7 @@ def serve(
             guard=guard if guard.enabled else None,
             # Built here, in the master: each worker starts its sender on first use.
             on_stored=[WebhookNotifier(url) for url in notify_urls],
+            metrics=_metrics(metrics_allow, trust_proxy) if metrics_on else None,
         )
     except (ValueError, OSError) as exc:
         raise click.ClickException(str(exc)) from exc
@@ -179,4 +201,34 @@ def serve(
             + ". Set --basic-auth USER:PASS (Kazoo URL http://USER:PASS@host/...) or --token.",
             err=True, fg="yellow",
         )
-    run(app, gunicorn_options(host, port, workers=workers, threads=threads))
+    options = gunicorn_options(host, port, workers=workers, threads=threads)
+    if metrics_dir is not None:
+        click.echo(f"kzr-wsgi: metrics at {shown}:{port}/metrics for "
+                   f"{', '.join(metrics_allow or LOOPBACK)}", err=True)
+        options.update(metrics_dir.gunicorn_hooks())
+    run(app, options)
+
+
+def _metrics_dir(root: str) -> MultiprocessDir:
+    """A private directory for the workers' metric files, removed when serve exits."""
+    try:
+        directory = MultiprocessDir.create(avoid=root)
+    except (ValueError, OSError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    # Every way out of the master removes it (gunicorn's on_exit hook is one, this the
+    # rest); a forked worker runs the same handler and leaves it alone.
+    atexit.register(directory.remove)
+    return directory
+
+
+def _metrics(allow: tuple[str, ...], trusted_proxies: tuple[str, ...]) -> Metrics:
+    from .metrics import Metrics  # prometheus_client itself is imported when one is built
+
+    try:
+        return Metrics(allow=allow or LOOPBACK, trusted_proxies=trusted_proxies)
+    except ImportError as exc:
+        raise click.ClickException(
+            f"--metrics needs prometheus_client: pip install 'kzr_wsgi[metrics]' ({exc})"
+        ) from exc
+
+main.add_command(check_command)

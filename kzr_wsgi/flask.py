@@ -13,7 +13,10 @@ parsing or ``MAX_CONTENT_LENGTH``; every other request reaches the app unchanged
 
 Config keys (all optional): ``KZR_ROOT`` (a :class:`~kzr_wsgi.DirectoryStore` root,
 when no handler is given), ``KZR_PREFIX``, ``KZR_MAX_SIZE``, ``KZR_ACCEPT_CALLER``,
-``KZR_READ_BACK``, ``KZR_ATTACHMENTS_PREFIX``, ``KZR_ATTACHMENTS_BASE64``.
+``KZR_READ_BACK``, ``KZR_ATTACHMENTS_PREFIX``, ``KZR_ATTACHMENTS_BASE64``, and
+``KZR_METRICS`` (true: Prometheus metrics at ``/metrics``, extra ``metrics``) with
+``KZR_METRICS_ALLOW`` (CIDRs that may scrape; default loopback). A ready
+:class:`~kzr_wsgi.metrics.Metrics` can be passed as ``metrics=`` instead.
 
 After each newly stored recording the :data:`recording_stored` signal is sent inside
 the app's context, with ``recording=`` and ``result=``.
@@ -89,6 +92,10 @@ class KazooFlask:
             arg: app.config[key] for key, arg in _OPTIONS.items() if key in app.config
         }
         options.update(self.options)
+        if app.config.get("KZR_METRICS") and "metrics" not in options:
+            from .metrics import LOOPBACK, Metrics
+
+            options["metrics"] = Metrics(allow=app.config.get("KZR_METRICS_ALLOW", LOOPBACK))
 
         def send_signal(recording: Recording, result: Stored | None) -> None:
             with app.app_context():

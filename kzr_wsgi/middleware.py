@@ -32,10 +32,12 @@ from .forms import DEFAULT_EXTENSIONS, DEFAULT_MAX_NAME_BYTES, Action, Router, T
 from .metadata import parse_metadata
 from .multipart import MultipartUpload, boundary_from_content_type
 from .naming import utcnow
-from .recording import Handler, Kind, ReadableStore, Recording, Stored
+from .recording import Handler, Kind, ReadableStore, Recording, Stored, is_self_test
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+    from .metrics import Metrics
 
 
 log = logging.getLogger("kzr_wsgi")
@@ -76,6 +78,7 @@ class KazooRecordings:
         "guard",
         "on_stored",
         "attachments_base64",
+        "metrics",
     )
 
     app: WSGIApplication
@@ -85,6 +88,7 @@ class KazooRecordings:
     guard: Guard | None
     on_stored: tuple[OnStored, ...]
     attachments_base64: bool
+    metrics: Metrics | None
 
     def __init__(
         self,
@@ -111,6 +115,9 @@ class KazooRecordings:
         guard: Guard | None = None,
         # Told once per newly stored recording, after the commit.
         on_stored: Sequence[OnStored] = (),
+        # Count uploads, reads and failures, and answer scrapes at `metrics.path`
+        # (see kzr_wsgi.metrics; needs prometheus_client). Off when None.
+        metrics: Metrics | None = None,
     ) -> None:
         inner: Any = app
         if isinstance(inner, KazooRecordings) and inner.router.prefix == _norm(prefix):
@@ -138,10 +145,20 @@ class KazooRecordings:
         self.guard = guard
         self.on_stored = tuple(on_stored)
         self.attachments_base64 = attachments_base64
+        self.metrics = metrics
+        if metrics is not None:
+            for callback in self.on_stored:
+                # Webhook senders report each outcome to the counters.
+                add_listener = getattr(callback, "add_listener", None)
+                if add_listener is not None:
+                    add_listener(metrics.notification)
 
     def __call__(
         self, environ: WSGIEnvironment, start_response: StartResponse
     ) -> Iterable[bytes]:
+        metrics = self.metrics
+        if metrics is not None and environ.get("PATH_INFO") == metrics.path:
+            return self._scrape(metrics, environ, start_response)
         try:
             target = self.router.route(environ)
         except errors.KzrError as exc:
@@ -169,7 +186,23 @@ class KazooRecordings:
                 return self._read(target, environ, start_response)
             return self._upload(target, environ, start_response)
         except errors.KzrError as exc:
+            if self.metrics is not None:
+                self._count_refusal(self.metrics, target, exc)
             return _reply_error(exc, environ, start_response)
+
+    def _count_refusal(self, metrics: Metrics, target: Target, exc: errors.KzrError) -> None:
+        """Count a request refused before it reached the handler (or a read that failed)."""
+        status = _status_of(exc)
+        if target.action is Action.UPLOAD:
+            metrics.upload(target.name.kind.value, "refused" if status < 500 else "failed",
+                           self_test=is_self_test(target.call_id))
+        elif target.action is Action.READ:
+            if isinstance(exc, errors.NotFound):
+                metrics.read("not_found")
+            elif status < 500:
+                metrics.read("refused")
+        if status >= 500:
+            metrics.store_error(exc)
 
     def _upload(
         self, target: Target, environ: WSGIEnvironment, start_response: StartResponse
@@ -205,14 +238,28 @@ class KazooRecordings:
         except errors.KzrError as exc:
             status = _status_of(exc)
             _log_upload(label, body, started, f"refused {status}: {exc}")
+            if self.metrics is not None:
+                self._count_refusal(self.metrics, target, exc)
             return _reply_error(exc, environ, start_response)
-        except Exception:
+        except Exception as exc:
             log.exception("handler failed for %r", label)
             _log_upload(label, body, started, "failed 500")
+            if self.metrics is not None:
+                self.metrics.upload(target.name.kind.value, "failed",
+                                    self_test=is_self_test(target.call_id))
+                self.metrics.store_error(exc)
             return _reply(environ, start_response, 500, "internal error: recording not stored\n")
         created = result is None or result.created
         _log_upload(label, body, started, "stored" if created else "duplicate",
                     result.location if result else None)
+        if self.metrics is not None:
+            self.metrics.upload(
+                recording.kind.value, "stored" if created else "duplicate",
+                self_test=recording.self_test,
+                size=result.size if result is not None else body.bytes_read,
+                seconds=time.monotonic() - started,
+                audio=recording.audio,
+            )
         if created and not recording.self_test:
             # `kzr-wsgi check` uploads are stored like any other, but announced to nobody.
             self._notify(recording, result)
@@ -253,12 +300,30 @@ class KazooRecordings:
                 # A notification must never turn a stored recording into a failure.
                 log.exception("on_stored callback %r failed", callback)
 
+    def _scrape(
+        self, metrics: Metrics, environ: WSGIEnvironment, start_response: StartResponse
+    ) -> Iterable[bytes]:
+        """Answer a scrape: never an upload or a read, and upload credentials do not apply."""
+        method = environ.get("REQUEST_METHOD", "GET").upper()
+        if method not in ("GET", "HEAD"):
+            return _reply(environ, start_response, 405, "method not allowed\n",
+                          [("Allow", "GET, HEAD")])
+        if not metrics.allowed(environ):
+            return _reply_error(errors.Forbidden("client address may not read metrics"),
+                                environ, start_response)
+        page, content_type = metrics.render(environ.get("HTTP_ACCEPT"))
+        response = Response(page, content_type=content_type,
+                            headers=[("Cache-Control", "no-store")])
+        return response(environ, start_response)
+
     def _read(
         self, target: Target, environ: WSGIEnvironment, start_response: StartResponse
     ) -> Iterable[bytes]:
         assert isinstance(self.handler, ReadableStore)
         recording_id = next((v for k, v in target.pairs if k == "recording_id" and v), None)
         stored = self.handler.open(target.name, recording_id)
+        if self.metrics is not None:
+            self.metrics.read("ok")
         response = Response(
             wrap_file(environ, stored.fileobj),
             mimetype=stored.content_type,

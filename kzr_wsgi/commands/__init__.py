@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import click
 
+from ..config import STORE_KEYS, Config, config_option
 from ..recording import Handler
 from ..stores import DirectoryStore, FanOut
 
@@ -37,6 +38,8 @@ class StoreSpec:
     s3_endpoint: str | None
     #: ``--catalog URL`` / ``KZR_CATALOG``; ``None`` means the default for the store.
     catalog_url: str | None
+    #: The ``--config`` file (``KZR_CONFIG``), when one was given: its retention policy, ….
+    config: Config | None = None
 
     def open_store(self) -> tuple[Handler, str]:
         """The store, and a line saying where that is (see :func:`build_store`)."""
@@ -44,7 +47,12 @@ class StoreSpec:
 
 
 def store_options(func: F) -> F:
-    """Add ``--root``, ``--s3``, ``--s3-endpoint`` and ``--catalog``; pass ``spec: StoreSpec``."""
+    """Add ``--root``, ``--s3``, ``--s3-endpoint``, ``--catalog`` and ``--config``.
+
+    The command receives ``spec: StoreSpec``. With ``--config FILE`` (or ``KZR_CONFIG``)
+    the store's keys (``root``, ``s3``, ``s3-endpoint``, ``catalog``) come from the file
+    unless the command line or the environment gives them.
+    """
 
     @click.option("--root", type=click.Path(file_okay=False), default=DEFAULT_ROOT,
                   show_default=True, envvar="KZR_ROOT",
@@ -56,8 +64,9 @@ def store_options(func: F) -> F:
     @click.option("--catalog", "catalog_url", default=None, metavar="URL", envvar="KZR_CATALOG",
                   help="The catalog: postgresql://… or sqlite:///PATH (default: the SQLite "
                        "catalog under --root).")
+    @config_option(only=STORE_KEYS)
     def wrapper(root: str, s3_url: str | None, s3_endpoint: str | None,
-                catalog_url: str | None, **kwargs: Any) -> Any:
+                catalog_url: str | None, config: Config | None, **kwargs: Any) -> Any:
         source = click.get_current_context().get_parameter_source("root")
         spec = StoreSpec(
             root=root,
@@ -65,6 +74,7 @@ def store_options(func: F) -> F:
             s3_url=s3_url,
             s3_endpoint=s3_endpoint,
             catalog_url=catalog_url,
+            config=config,
         )
         return func(spec=spec, **kwargs)
 

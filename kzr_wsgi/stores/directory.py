@@ -5,9 +5,10 @@
 What it promises, and how:
 
 * **A visible file is always complete; a 2xx means durable.** The body goes to a
-  temporary file in ``ROOT/.kzr/tmp`` (same filesystem), is ``fsync``-ed, then
-  hard-linked into place under a name no other file has (``link`` fails rather than
-  overwrite), and the directory is ``fsync``-ed before the handler returns.
+  temporary file in ``ROOT/.kzr/tmp`` (same filesystem; see
+  :mod:`~kzr_wsgi.stores.tempfiles`), is ``fsync``-ed, then hard-linked into place under
+  a name no other file has (``link`` fails rather than overwrite), and the directories
+  are ``fsync``-ed before the handler returns.
 * **Names are data.** Every path component comes from
   :func:`~kzr_wsgi.naming.safe_component`: a call id can hold ``/``, ``..``, ``\\``
   or ``%`` and still never leaves ``ROOT`` nor meets another id's file.
@@ -16,13 +17,36 @@ What it promises, and how:
   ``ROOT/.kzr/index``. The same recording with the same body again (a retry, days
   later or racing the original) finds its entry and keeps one copy; a different body
   under the same name is kept beside it (``…~2.mp3``), never overwriting. The check
-  and the commit run under a per-name ``flock``, so concurrent retries in several
+  and the commit run under a per-shard ``flock``, so concurrent retries in several
   processes sharing the root agree.
 * **Metadata beside the file**: ``<file>.kzr.json`` with the call id, Kazoo's fields,
   size, sha256, content type and time received.
-* **Dead writers leave nothing.** A writer holds an exclusive ``flock`` on its
-  temporary file while it lives; at start-up, temporary files nobody holds are removed
-  (see :meth:`DirectoryStore.sweep`), and a live writer's are left alone.
+* **Dead writers leave nothing.** The temporary file has no name where the
+  filesystem allows (``O_TMPFILE``): the kernel frees it when its writer dies. Where it
+  must have a name, its writer holds an ``flock`` on it while it lives, and files
+  nobody holds are removed at start-up and every few seconds while serving
+  (:meth:`DirectoryStore.sweep`); a live writer's are left alone.
+* **A kill inside the commit leaves one copy.** Before the file is placed, a
+  *pending marker* ``ROOT/.kzr/pending/<entry name>`` records where it goes and which
+  inode it is; it is removed once the index entry is written. A marker found with its
+  shard's lock free belongs to a writer that died mid-commit: its placed file is
+  adopted (sidecar and index entry written) at start-up, by the periodic sweep, or by
+  the retry itself, and a marker whose file never got placed is dropped. Kazoo's retry
+  of the unanswered upload then finds one recording, in one file.
+
+The filesystem semantics relied on (POSIX plus Linux; ext4 and XFS give them):
+
+* ``link``/``linkat`` is atomic and fails with ``EEXIST`` rather than replace;
+  ``rename`` replaces atomically; neither copies data.
+* ``fsync`` of a file makes its data durable; ``fsync`` of a directory makes the names
+  in it durable. Data is synced *before* the name that shows it is made, so after a
+  power cut a visible file is complete (or absent).
+* Metadata changes reach the journal in the order they were made (ext4 ``data=ordered``
+  and XFS), so the marker, made before the file's name, is never lost while that name
+  survives; the marker itself is not synced (a power cut at worst leaves a marker of a
+  finished commit, which recovery then drops).
+* ``flock`` locks vanish with the process that held them, so a lock that can be taken
+  proves its holder is gone.
 
 Layout: ``{kind}/{account_id}/{yyyy}/{mm}/{dd}`` by default (see
 :func:`~kzr_wsgi.naming.layout_fields`), so no directory grows without bound.
@@ -37,17 +61,19 @@ import json
 import logging
 import os
 import queue
+import re
 import threading
 import time
-import uuid
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from ..body import BLOCK_SIZE
 from ..errors import NotFound, StorageFull
+from ..faults import crash_point
 from ..metadata import dumps
 from ..naming import (
     DEFAULT_LAYOUT,
@@ -61,14 +87,19 @@ from ..naming import (
     with_suffix,
 )
 from ..recording import Kind, Name, Recording, Stored, StoredFile
+from .tempfiles import TempFile, supports_unnamed, sweep_named, temporary
 
 log = logging.getLogger("kzr_wsgi.store")
 
 _STATE = ".kzr"
-#: A temporary file younger than this is never swept, locked or not: it may belong to
-#: a writer between creating it and locking it.
-_SWEEP_MIN_AGE = 60.0
+#: A named temporary file younger than this is never swept, locked or not: its writer
+#: may be between creating it and locking it (microseconds; seconds leave a margin).
+_SWEEP_MIN_AGE = 2.0
+#: How often a serving process sweeps (so a dead writer's named file lasts < 10 s).
+_SWEEP_EVERY = 3.0
 _FULL = (errno.ENOSPC, errno.EDQUOT)
+#: The name of an index entry, and so of a pending marker.
+_ENTRY_NAME = re.compile(r"[0-9a-f]{64}-[0-9a-f]{16}-[0-9a-f]{64}\.json")
 
 
 class DirectoryStore:
@@ -78,7 +109,8 @@ class DirectoryStore:
     >>> app = KazooRecordings(app, store)                   # doctest: +SKIP
     """
 
-    __slots__ = ("root", "layout", "sweep_min_age", "_tmp", "_index")
+    __slots__ = ("root", "layout", "sweep_min_age", "sweep_every", "unnamed", "_tmp",
+                 "_index", "_pending", "_last_sweep", "__weakref__")
 
     def __init__(
         self,
@@ -86,20 +118,32 @@ class DirectoryStore:
         *,
         layout: str = DEFAULT_LAYOUT,
         sweep_min_age: float = _SWEEP_MIN_AGE,
+        sweep_every: float | None = _SWEEP_EVERY,
+        unnamed_temporaries: bool = True,
     ) -> None:
         #: The store's root directory, created when missing.
         self.root = Path(root).absolute()
         #: Template for the directory of each file (see :func:`~kzr_wsgi.naming.layout_fields`).
         self.layout = layout
-        #: Seconds a temporary file must be old before a sweep may remove it.
+        #: Seconds a named temporary file must be old before a sweep may remove it.
         self.sweep_min_age = sweep_min_age
+        #: Seconds between sweeps while the process lives (``None``: at start-up only).
+        self.sweep_every = sweep_every
         render_layout(layout, dict.fromkeys(
             ("kind", "account_id", "owner_id", "yyyy", "mm", "dd", "segments"), "x"))
         self._tmp = self.root / _STATE / "tmp"
         self._index = self.root / _STATE / "index"
-        for directory in (self._tmp, self._index):
+        self._pending = self.root / _STATE / "pending"
+        for directory in (self._tmp, self._index, self._pending):
             _makedirs(directory)
+        #: Whether temporary files are unnamed (``O_TMPFILE``); decided once, here.
+        #: ``unnamed_temporaries=False`` forces named ones (the fallback) everywhere.
+        self.unnamed = unnamed_temporaries and supports_unnamed(self._tmp)
+        self._last_sweep = 0.0
+        self.recover()
         self.sweep()
+        if sweep_every is not None:
+            _HOUSEKEEPER.add(self)
 
     def __repr__(self) -> str:
         return f"DirectoryStore({str(self.root)!r})"
@@ -112,50 +156,123 @@ class DirectoryStore:
         Raises :class:`~kzr_wsgi.errors.StorageFull` when the disk is full, and lets
         the body's own errors through; in every error case nothing is left visible.
         """
-        with self._temporary() as (tmp_path, fh):
-            try:
-                size, digest = copy_to_disk(recording.stream, fh.fileno(), recording.content_length)
-                os.fsync(fh.fileno())
-            except OSError as exc:
-                if exc.errno in _FULL:
-                    raise StorageFull("no space left on the store") from exc
-                raise
-            try:
-                return self._commit(recording, tmp_path, size, digest)
-            except OSError as exc:
-                if exc.errno in _FULL:
-                    raise StorageFull("no space left on the store") from exc
-                raise
+        with _full_is_storage_full(), temporary(self._tmp, self.unnamed) as tmp:
+            size, digest = copy_to_disk(recording.stream, tmp.fd, recording.content_length)
+            tmp.sync()
+            return self._commit(recording, tmp, size, digest)
 
-    def _commit(self, recording: Recording, tmp_path: Path, size: int, digest: str) -> Stored:
+    def _commit(self, recording: Recording, tmp: TempFile, size: int, digest: str) -> Stored:
         index_dir = self._index_dir(recording.name)
         entry = index_dir / _entry_name(recording.name, recording.recording_id, digest)
         with _locked(index_dir / ".lock"):
-            existing = _read_json(entry)
+            existing = self._indexed(entry)
             if existing is not None:
-                path = self.root / existing["path"]
-                if path.is_file() and path.stat().st_size == existing["size"]:
-                    return Stored(str(path), size, digest, created=False)
-                # The indexed copy was removed by hand: store this one afresh.
+                return existing
+            # This very upload, placed by a writer that died mid-commit: finish that
+            # commit rather than place a second copy.
+            adopted = self._finish_pending(entry)
+            if adopted is not None:
+                return adopted
             directory = self.root / render_layout(self.layout, layout_fields(recording))
             _makedirs(directory)
-            final = _link_unique(tmp_path, directory, safe_component(recording.filename))
-            relative = final.relative_to(self.root).as_posix()
-            record = self._record(recording, relative, size, digest)
-            sidecar = final.with_name(final.name + SIDECAR_SUFFIX)
-            # One file is both the sidecar beside the recording and its index entry
-            # (two hard links). All names are put in place first and synced after:
-            # on a journaling filesystem the first fsync commits them all at once, so
-            # the ones after it cost next to nothing.
-            with self._temporary() as (side_tmp, side_fh):
-                side_fh.write(dumps(record).encode("utf-8"))
-                os.replace(side_tmp, sidecar)
-                entry.unlink(missing_ok=True)  # a stale entry whose file was removed
-                os.link(sidecar, entry)
-                os.fsync(side_fh.fileno())
+            record = self._place(recording, tmp, directory, entry, size, digest)
+            final = self.root / record["path"]
+            self._write_record(record, final, entry)
             for synced in (directory, index_dir):
                 _fsync_dir(synced)
+            (self._pending / entry.name).unlink()
         return Stored(str(final), size, digest, created=True)
+
+    def _indexed(self, entry: Path) -> Stored | None:
+        """The copy ``entry`` names, if the entry exists and its file is still there."""
+        existing = _read_json(entry)
+        if existing is None:
+            return None
+        path = self.root / existing["path"]
+        if path.is_file() and path.stat().st_size == existing["size"]:
+            return Stored(str(path), existing["size"], existing["sha256"], created=False)
+        return None  # the indexed copy was removed by hand: store this one afresh
+
+    def _place(self, recording: Recording, tmp: TempFile, directory: Path, entry: Path,
+               size: int, digest: str) -> dict[str, Any]:
+        """Mark, then link ``tmp`` into ``directory`` under the first free name; its record.
+
+        The marker is (re)written for each name tried before trying it, so whenever a
+        placed file exists its marker says where and which inode it is.
+        """
+        component = safe_component(recording.filename)
+        dev, ino = tmp.identity()
+        n = 1
+        while True:
+            final = directory / with_suffix(component, n)
+            n += 1
+            if os.path.lexists(final):
+                continue
+            record = self._record(recording, final.relative_to(self.root).as_posix(), size,
+                                  digest)
+            marker = {"record": record, "dev": dev, "ino": ino}
+            self._write_marker(entry.name, dumps(marker).encode("utf-8"))
+            crash_point("dir.marked")
+            try:
+                tmp.link(final)
+            except FileExistsError:
+                continue  # taken since the check: another name, another marker
+            crash_point("dir.placed")
+            return record
+
+    def _write_marker(self, name: str, data: bytes) -> None:
+        marker = self._pending / name
+        with temporary(self._tmp, self.unnamed) as tmp:
+            tmp.write(data)
+            marker.unlink(missing_ok=True)  # the previous name tried
+            tmp.link(marker)
+
+    def _write_record(self, record: dict[str, Any], final: Path, entry: Path) -> None:
+        """Put the sidecar beside ``final`` and the index entry in place: one file, two names.
+
+        All names are put in place first and synced after: on a journaling filesystem
+        the first fsync commits them all at once, so the ones after it cost next to
+        nothing.
+        """
+        sidecar = final.with_name(final.name + SIDECAR_SUFFIX)
+        with temporary(self._tmp, self.unnamed) as tmp:
+            tmp.write(dumps(record).encode("utf-8"))
+            _link_replacing(tmp, sidecar)  # a stale sidecar of a file removed by hand
+            crash_point("dir.sidecar")
+            _link_replacing(tmp, entry)  # a stale entry whose file was removed
+            crash_point("dir.indexed")
+            tmp.sync()
+
+    def _finish_pending(self, entry: Path) -> Stored | None:
+        """Finish the commit a dead writer left at ``entry``'s marker; hold the shard's lock.
+
+        Returns the copy when its file was placed (now indexed), ``None`` when there was
+        no marker or its file never got placed (the marker is dropped).
+        """
+        marker_path = self._pending / entry.name
+        marker = _read_json(marker_path)
+        if marker is None:
+            marker_path.unlink(missing_ok=True)  # absent, or unreadable: nothing placed
+            return None
+        record = marker["record"]
+        final = self.root / record["path"]
+        try:
+            st = os.stat(final)
+        except FileNotFoundError:
+            st = None
+        if st is None or (st.st_dev, st.st_ino, st.st_size) != (
+                marker["dev"], marker["ino"], record["size"]):
+            # Killed before the link (or the name went to another upload): nothing of
+            # this upload is visible, and the retry stores it afresh.
+            marker_path.unlink()
+            return None
+        if self._indexed(entry) is None:
+            self._write_record(record, final, entry)
+            for synced in (final.parent, entry.parent):
+                _fsync_dir(synced)
+            log.warning("finished the commit of %s left by a writer that died", final)
+        marker_path.unlink()
+        return Stored(str(final), record["size"], record["sha256"], created=True)
 
     def _record(
         self, recording: Recording, relative: str, size: int, digest: str
@@ -181,32 +298,6 @@ class DirectoryStore:
         if not directory.is_dir():
             _makedirs(directory)  # once per shard: the first few hundred uploads
         return directory
-
-    @contextmanager
-    def _temporary(self) -> Iterator[tuple[Path, IO[bytes]]]:
-        """A locked temporary file in the store, removed on the way out whatever happens."""
-        path = self._tmp / f"{uuid.uuid4().hex}.part"
-        try:
-            fh = open(path, "xb", buffering=0)  # noqa: SIM115 - closed below
-        except OSError as exc:
-            if exc.errno in _FULL:
-                raise StorageFull("no space left on the store") from exc
-            raise
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-            yield path, fh
-        finally:
-            try:
-                path.unlink(missing_ok=True)
-            finally:
-                fh.close()
-
-    def _write_small(self, target: Path, text: str) -> None:
-        """Write a small file atomically and durably (temp, fsync, rename)."""
-        with self._temporary() as (tmp_path, fh):
-            fh.write(text.encode("utf-8"))
-            os.fsync(fh.fileno())
-            os.replace(tmp_path, target)
 
     def discard(self, stored: Stored) -> None:
         """Take back a copy this store committed (a fan-out whose other store failed).
@@ -273,30 +364,119 @@ class DirectoryStore:
     # -- housekeeping -----------------------------------------------------------------
 
     def sweep(self) -> int:
-        """Remove temporary files of writers that died; return how many were removed.
+        """Remove named temporary files of writers that died; return how many were removed.
 
-        A file is removed only when no process holds its lock and it is older than a
-        minute: a live writer, in this process or another sharing the root, keeps its
-        file.
+        A file is removed only when no process holds its lock and it is older than
+        :attr:`sweep_min_age`: a live writer, in this process or another sharing the
+        root, keeps its file. (Unnamed temporary files need no sweep.)
         """
-        removed = 0
-        now = time.time()
-        for path in self._tmp.iterdir():
-            try:
-                with open(path, "rb") as fh:
-                    if now - os.fstat(fh.fileno()).st_mtime < self.sweep_min_age:
-                        continue
-                    try:
-                        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    except BlockingIOError:
-                        continue
-                    path.unlink(missing_ok=True)
-                    removed += 1
-            except FileNotFoundError:
-                continue
+        self._last_sweep = time.monotonic()
+        removed = sweep_named(self._tmp, self.sweep_min_age)
         if removed:
             log.warning("removed %d temporary file(s) left by writers that died", removed)
         return removed
+
+    def recover(self) -> int:
+        """Finish or drop the commits of writers that died mid-commit; return how many.
+
+        Looks only at pending markers (as many as commits were in flight), each under
+        its shard's lock: a live writer holds that lock for its whole commit, so a
+        marker seen under it is a dead writer's.
+        """
+        finished = 0
+        for marker in self._pending.iterdir():
+            if not _ENTRY_NAME.fullmatch(marker.name):
+                continue
+            index_dir = self._index / marker.name[:2]
+            _makedirs(index_dir)
+            with _locked(index_dir / ".lock"):
+                if self._finish_pending(index_dir / marker.name) is not None:
+                    finished += 1
+        return finished
+
+    def housekeep(self) -> None:
+        """What a serving process runs every :attr:`sweep_every` seconds: recover, sweep."""
+        self.recover()
+        self.sweep()
+
+
+class _Housekeeper:
+    """One daemon thread per process running every live store's :meth:`housekeep`.
+
+    Started with the first store, and again in a forked child (gunicorn's workers),
+    where threads do not survive the fork. Holds the stores weakly. A fork waits for
+    a housekeeping pass to end: a child must not inherit a shard lock's descriptor
+    mid-pass (a lock it would then hold forever).
+    """
+
+    def __init__(self) -> None:
+        self.stores: weakref.WeakSet[DirectoryStore] = weakref.WeakSet()
+        self.lock = threading.Lock()
+        self.busy = threading.Lock()
+        self.thread: threading.Thread | None = None
+
+    def add(self, store: DirectoryStore) -> None:
+        with self.lock:
+            self.stores.add(store)
+            if self.thread is None:
+                self.thread = threading.Thread(target=self._run, name="kzr-housekeeper",
+                                               daemon=True)
+                self.thread.start()
+
+    def before_fork(self) -> None:
+        self.busy.acquire()
+
+    def after_fork_in_parent(self) -> None:
+        self.busy.release()
+
+    def after_fork_in_child(self) -> None:
+        self.lock = threading.Lock()
+        self.busy = threading.Lock()
+        self.thread = None
+        stores = list(self.stores)
+        if stores:
+            self.add(stores[0])
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(0.5)
+            with self.lock:
+                stores = list(self.stores)
+            for store in stores:
+                every = store.sweep_every
+                if every is None or time.monotonic() - store._last_sweep < every:
+                    continue
+                with self.busy:
+                    try:
+                        store.housekeep()
+                    except Exception:  # a full or vanished disk: say so, try again later
+                        store._last_sweep = time.monotonic()
+                        log.exception("housekeeping of %r failed", store)
+
+
+_HOUSEKEEPER = _Housekeeper()
+os.register_at_fork(before=_HOUSEKEEPER.before_fork,
+                    after_in_parent=_HOUSEKEEPER.after_fork_in_parent,
+                    after_in_child=_HOUSEKEEPER.after_fork_in_child)
+
+
+@contextmanager
+def _full_is_storage_full() -> Iterator[None]:
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno in _FULL:
+            raise StorageFull("no space left on the store") from exc
+        raise
+
+
+def _link_replacing(tmp: TempFile, target: Path) -> None:
+    """Give ``tmp`` the name ``target``, replacing a stale file there."""
+    try:
+        tmp.link(target)
+    except FileExistsError:
+        target.unlink(missing_ok=True)
+        tmp.link(target)
 
 
 def copy_to_disk(stream: Any, fd: int, length: int | None = None) -> tuple[int, str]:
@@ -399,18 +579,6 @@ def _entry_name(name: Name, recording_id: str | None, digest: str) -> str:
     """``<name digest>-<recording_id digest>-<body sha256>.json``: one per stored copy."""
     rid = hashlib.sha256((recording_id or "").encode("utf-8", "surrogateescape")).hexdigest()
     return f"{name_digest(name)}-{rid[:16]}-{digest}.json"
-
-
-def _link_unique(source: Path, directory: Path, component: str) -> Path:
-    """Hard-link ``source`` into ``directory`` under the first free ``component~N``."""
-    n = 1
-    while True:
-        target = directory / with_suffix(component, n)
-        try:
-            os.link(source, target)
-            return target
-        except FileExistsError:
-            n += 1
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
