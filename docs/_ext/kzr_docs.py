@@ -8,7 +8,8 @@ without anyone editing it, and no option is ever copied by hand.
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import Any, TypeVar
 
 import click
 from docutils import nodes
@@ -39,8 +40,10 @@ class CommandsDirective(ClickDirective):
         return result
 
 
-def _signature(app: Any, what: str, name: str, obj: Any, options: Any,
-               signature: str | None, return_annotation: str | None) -> tuple[str | None, str | None]:
+def _signature(
+    app: Any, what: str, name: str, obj: Any, options: Any,
+    signature: str | None, return_annotation: str | None,
+) -> tuple[str | None, str | None]:
     """Dataclass fields with a default factory show as ``<factory>``, which is not Python
     and makes Sphinx split the whole signature on commas (``dict[str`` | ``object]``)."""
     if signature:
@@ -48,24 +51,52 @@ def _signature(app: Any, what: str, name: str, obj: Any, options: Any,
     return signature, return_annotation
 
 
-def _resolve_short(app: Any, env: Any, node: Any, contnode: Any) -> Any:
-    """Resolve a Python reference to one of kzr_wsgi's own objects by its short name.
+def _import(dotted: str) -> Any:
+    """The object at a dotted path (``kzr_wsgi.stores.DirectoryStore``), or ``None``."""
+    parts = dotted.split(".")
+    for n in range(len(parts), 0, -1):
+        try:
+            obj: Any = importlib.import_module(".".join(parts[:n]))
+        except ImportError:
+            continue
+        try:
+            for attr in parts[n:]:
+                obj = getattr(obj, attr)
+        except AttributeError:
+            return None
+        return obj
+    return None
 
-    Docstrings say ``:class:`DirectoryStore``` inside :mod:`kzr_wsgi.stores`, or
-    ``kzr_wsgi.Recording`` for the re-export, while the reference documents each object
-    once, where it is defined. When exactly one documented ``kzr_wsgi`` object ends with
-    the target's last dotted parts, the reference goes there; otherwise it stays
-    unresolved, and ``-n`` reports it.
+
+def _resolve_short(app: Any, env: Any, node: Any, contnode: Any) -> Any:
+    """Resolve a Python reference to one of kzr_wsgi's own objects by another of its names.
+
+    The reference documents each object once, where it is defined
+    (``kzr_wsgi.stores.directory.DirectoryStore``), while docstrings also name it as a
+    package re-exports it (``kzr_wsgi.stores.DirectoryStore``, ``kzr_wsgi.Recording``) or
+    by its short name inside its module (``DirectoryStore.sweep``). A qualified name is
+    imported and followed to where its object is defined; a short one goes to the one
+    documented ``kzr_wsgi`` object whose name ends with it. A ``TypeVar`` in a signature
+    is shown as text. Anything else stays unresolved, and ``-n`` reports it.
     """
     if node.get("refdomain") != "py":
         return None
     target = node["reftarget"].lstrip("~.")
-    tail = target.removeprefix("kzr_wsgi.")
     domain = env.get_domain("py")
-    found = [
-        full for full, obj in domain.objects.items()
-        if full.startswith("kzr_wsgi.") and full.endswith("." + tail) and not obj.aliased
-    ]
+    found: list[str] = []
+    if target.startswith("kzr_wsgi."):
+        obj = _import(target)
+        if isinstance(obj, TypeVar):
+            return contnode
+        module, qualname = getattr(obj, "__module__", None), getattr(obj, "__qualname__", None)
+        if module and qualname and f"{module}.{qualname}" in domain.objects:
+            found = [f"{module}.{qualname}"]
+    if not found:
+        tail = target.removeprefix("kzr_wsgi.")
+        found = [
+            full for full, entry in domain.objects.items()
+            if full.startswith("kzr_wsgi.") and full.endswith("." + tail) and not entry.aliased
+        ]
     if len(found) != 1:
         return None
     node["reftarget"] = found[0]

@@ -20,7 +20,6 @@ from ..config import STORE_KEYS, Config, config_option
 from ..recording import Handler
 from ..stores import DirectoryStore, FanOut
 
-#: A click command's function, as :func:`store_options` receives and returns it.
 F = TypeVar("F", bound=Callable[..., Any])
 
 #: Where ``serve`` and every other command look when neither ``--root`` nor ``--s3`` is given.
