@@ -170,6 +170,36 @@ def test_changelog_keeps_a_changelog() -> None:
     assert re.search(r"^### (Added|Changed|Fixed|Removed)$", log, re.M)
 
 
+# -- the samples in the manual, run ----------------------------------------------------
+
+
+def toml_samples() -> list[tuple[str, str]]:
+    """Every ```toml block in the manual, with the page it is on."""
+    found = []
+    for page in sorted(DOCS.glob("*.md")):
+        for block in re.findall(r"^```toml\n(.*?)^```", page.read_text(), re.M | re.S):
+            found.append((page.name, block))
+    return found
+
+
+def test_every_config_file_in_the_manual_is_accepted(tmp_path: Path) -> None:
+    from kzr_wsgi.config import ConfigError, load_config
+
+    samples = toml_samples()
+    assert samples, "the manual shows a config file"
+    secrets = tmp_path / "secret"
+    secrets.write_text("kazoo:secret\n")
+    for n, (page, block) in enumerate(samples):
+        # The files a sample names are the reader's; here they are one that exists.
+        text = re.sub(r'^([\w-]+-file\s*=\s*)"[^"]*"', rf'\1"{secrets}"', block, flags=re.M)
+        path = tmp_path / f"sample{n}.toml"
+        path.write_text(text)
+        try:
+            load_config(path, main.commands["serve"])
+        except ConfigError as exc:  # it names the key and the line
+            raise AssertionError(f"{page}: {exc}\n{block}") from exc
+
+
 # -- the examples the manual includes, run as it says to run them -----------------------
 
 
