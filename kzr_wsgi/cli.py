@@ -15,7 +15,8 @@ import click
 
 from .auth import Guard, is_loopback_host, read_secrets
 from .body import DEFAULT_MAX_SIZE
-from .commands import build_store
+from .commands import build_store, catalog_notices
+from .commands import catalog as catalog_commands
 from .commands.check import check as check_command
 from .config import Config, config_option
 from .metrics import LOOPBACK, MultiprocessDir
@@ -116,6 +117,11 @@ def main() -> None:
               envvar=["KZR_NOTIFY_URL", "KZR_NOTIFY_URLS"],
               help="POST a JSON notification here after each newly stored recording, off "
                    "the request path (retried with backoff). Repeatable.")
+@click.option("--catalog", "catalog_url", default=None, metavar="URL", envvar="KZR_CATALOG",
+              help="Keep the catalog (the searchable index of what is stored) here: "
+                   "postgresql://USER:PASS@HOST/DB (one shared by every host on a bucket; "
+                   "extra postgres) or sqlite:///PATH. Default: SQLite at "
+                   "ROOT/.kzr/catalog.sqlite3 when there is a root; none with --s3 alone.")
 @click.option("--metrics", "metrics_on", is_flag=True,
               help="Serve Prometheus metrics at /metrics, summed over every worker. "
                    "Needs the metrics extra (prometheus_client).")
@@ -123,6 +129,11 @@ def main() -> None:
               help="Who may read /metrics (403 otherwise; upload credentials do not apply). "
                    "Repeatable. Default: loopback only. The client address is found as for "
                    "--allow, --trust-proxy included.")
+@click.option("--inspect/--no-inspect", default=True, show_default=True,
+              help="Inspect each MP3/WAV upload's audio as it streams in (format, duration, "
+                   "flags such as empty, truncated, silent) and keep it in the sidecar under "
+                   "`audio`; flagged recordings are logged at WARNING and still stored. "
+                   "--no-inspect leaves `audio` null.")
 def serve(
     root: str,
     host: str,
@@ -144,9 +155,11 @@ def serve(
     s3_url: str | None,
     s3_endpoint: str | None,
     notify_urls: tuple[str, ...],
+    catalog_url: str | None,
     metrics_on: bool,
     metrics_allow: tuple[str, ...],
     config: Config | None,
+    inspect: bool,
 ) -> None:
     """Run the receiver: store every Kazoo upload under ROOT (or in S3 with --s3)."""
     logging.basicConfig(
@@ -168,7 +181,7 @@ def serve(
             click.core.ParameterSource.DEFAULT,
             None,
         )
-        store, where = build_store(root, root_given, s3_url, s3_endpoint)
+        store, where = build_store(root, root_given, s3_url, s3_endpoint, catalog_url)
         app = KazooRecordings(
             not_found,
             store,
@@ -182,14 +195,19 @@ def serve(
             # Built here, in the master: each worker starts its sender on first use.
             on_stored=[WebhookNotifier(url) for url in notify_urls],
             metrics=_metrics(metrics_allow, trust_proxy) if metrics_on else None,
+            inspect=inspect,
         )
     except (ValueError, OSError) as exc:
         raise click.ClickException(str(exc)) from exc
     shown = f"[{host}]" if ":" in host else host
     click.echo(f"kzr-wsgi: listening on http://{shown}:{port}{prefix}", err=True)
     click.echo(f"kzr-wsgi: storing {where}", err=True)
+    for line in catalog_notices(store):
+        click.echo(f"kzr-wsgi: {line}", err=True)
     if attachments_prefix:
         click.echo(f"kzr-wsgi: storage-plan attachments under {attachments_prefix}", err=True)
+    if not inspect:
+        click.echo("kzr-wsgi: audio inspection off (--no-inspect): `audio` is null", err=True)
     if guard.enabled:
         # The Guard's repr counts secrets and never shows them.
         click.echo(f"kzr-wsgi: access control: {guard!r}", err=True)
@@ -232,3 +250,6 @@ def _metrics(allow: tuple[str, ...], trusted_proxies: tuple[str, ...]) -> Metric
         ) from exc
 
 main.add_command(check_command)
+main.add_command(catalog_commands.ls)
+main.add_command(catalog_commands.reindex)
+main.add_command(catalog_commands.verify)

@@ -13,10 +13,11 @@ parsing or ``MAX_CONTENT_LENGTH``; every other request reaches the app unchanged
 
 Config keys (all optional): ``KZR_ROOT`` (a :class:`~kzr_wsgi.DirectoryStore` root,
 when no handler is given), ``KZR_PREFIX``, ``KZR_MAX_SIZE``, ``KZR_ACCEPT_CALLER``,
-``KZR_READ_BACK``, ``KZR_ATTACHMENTS_PREFIX``, ``KZR_ATTACHMENTS_BASE64``, and
-``KZR_METRICS`` (true: Prometheus metrics at ``/metrics``, extra ``metrics``) with
-``KZR_METRICS_ALLOW`` (CIDRs that may scrape; default loopback). A ready
-:class:`~kzr_wsgi.metrics.Metrics` can be passed as ``metrics=`` instead.
+``KZR_READ_BACK``, ``KZR_ATTACHMENTS_PREFIX``, ``KZR_ATTACHMENTS_BASE64``, ``KZR_INSPECT``
+(default true: inspect MP3/WAV audio into ``recording.audio``; ``KazooFlask(app,
+inspect=False)`` does the same), and ``KZR_METRICS`` (true: Prometheus metrics at
+``/metrics``, extra ``metrics``) with ``KZR_METRICS_ALLOW`` (CIDRs that may scrape; default
+loopback). A ready :class:`~kzr_wsgi.metrics.Metrics` can be passed as ``metrics=`` instead.
 
 After each newly stored recording the :data:`recording_stored` signal is sent inside
 the app's context, with ``recording=`` and ``result=``.
@@ -47,6 +48,7 @@ _OPTIONS = {
     "KZR_READ_BACK": "read_back",
     "KZR_ATTACHMENTS_PREFIX": "attachments_prefix",
     "KZR_ATTACHMENTS_BASE64": "attachments_base64",
+    "KZR_INSPECT": "inspect",
 }
 
 

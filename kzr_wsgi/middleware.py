@@ -5,7 +5,8 @@
 
 The flow of a request the receiver owns: URL (:mod:`kzr_wsgi.forms`) -> who may ask
 (:mod:`kzr_wsgi.auth`) -> the body as a counted stream (:mod:`kzr_wsgi.body`) ->
-:class:`~kzr_wsgi.recording.Recording` -> the handler -> the reply. Every other
+:class:`~kzr_wsgi.recording.Recording` -> its audio inspected as the handler reads it
+(:mod:`kzr_wsgi.audio`) -> the handler -> the reply. Every other
 request goes to the wrapped app with the very same ``environ`` and
 ``start_response``: no key added, no byte read.
 
@@ -26,6 +27,7 @@ from werkzeug.wrappers import Response
 from werkzeug.wsgi import wrap_file
 
 from . import errors
+from .audio import AudioInfo, Inspector
 from .auth import TOKEN_PARAM, Guard
 from .body import DEFAULT_MAX_SIZE, Body
 from .forms import DEFAULT_EXTENSIONS, DEFAULT_MAX_NAME_BYTES, Action, Router, Target
@@ -79,6 +81,7 @@ class KazooRecordings:
         "on_stored",
         "attachments_base64",
         "metrics",
+        "inspect",
     )
 
     app: WSGIApplication
@@ -89,6 +92,7 @@ class KazooRecordings:
     on_stored: tuple[OnStored, ...]
     attachments_base64: bool
     metrics: Metrics | None
+    inspect: bool
 
     def __init__(
         self,
@@ -118,6 +122,8 @@ class KazooRecordings:
         # Count uploads, reads and failures, and answer scrapes at `metrics.path`
         # (see kzr_wsgi.metrics; needs prometheus_client). Off when None.
         metrics: Metrics | None = None,
+        # Inspect MP3/WAV bodies as they stream by (recording.audio); off: audio is None.
+        inspect: bool = True,
     ) -> None:
         inner: Any = app
         if isinstance(inner, KazooRecordings) and inner.router.prefix == _norm(prefix):
@@ -152,6 +158,7 @@ class KazooRecordings:
                 add_listener = getattr(callback, "add_listener", None)
                 if add_listener is not None:
                     add_listener(metrics.notification)
+        self.inspect = inspect
 
     def __call__(
         self, environ: WSGIEnvironment, start_response: StartResponse
@@ -231,10 +238,14 @@ class KazooRecordings:
                 received_at=utcnow(),
             )
             upload = self._prepare(recording)
+            inspected = self._inspecting(recording)
             result = self.handler(recording)
             if upload is not None and not upload.complete:
                 raise RuntimeError("handler returned before reading the whole file part")
             _check_consumed(body)
+            if inspected is not None:
+                # A handler that read exactly the body's length never asked for the b"".
+                inspected.conclude()
         except errors.KzrError as exc:
             status = _status_of(exc)
             _log_upload(label, body, started, f"refused {status}: {exc}")
@@ -251,7 +262,8 @@ class KazooRecordings:
             return _reply(environ, start_response, 500, "internal error: recording not stored\n")
         created = result is None or result.created
         _log_upload(label, body, started, "stored" if created else "duplicate",
-                    result.location if result else None)
+                    result.location if result else None,
+                    recording if inspected is not None else None)
         if self.metrics is not None:
             self.metrics.upload(
                 recording.kind.value, "stored" if created else "duplicate",
@@ -291,6 +303,14 @@ class KazooRecordings:
             part_name=upload.part_name,
         )
         return upload
+
+    def _inspecting(self, recording: Recording) -> _InspectedStream | None:
+        """Put the inspector between the handler and the (decoded) body, when inspecting."""
+        if not self.inspect:
+            return None
+        stream = _InspectedStream(recording)
+        recording.stream = stream
+        return stream
 
     def _notify(self, recording: Recording, result: Stored | None) -> None:
         for callback in self.on_stored:
@@ -340,6 +360,42 @@ class KazooRecordings:
             stored.close()
             return exc.get_response(environ)(environ, start_response)
         return response(environ, start_response)
+
+
+class _InspectedStream:
+    """``recording.stream``, feeding every block it hands out to an :class:`Inspector`.
+
+    ``recording.audio`` is set the moment the final ``b""`` is handed out, before the
+    handler sees it: a store that writes its sidecar after reading to the end (all the
+    built-in ones do) writes the audio with it.
+    """
+
+    __slots__ = ("_read", "_recording", "_inspector", "_done")
+
+    def __init__(self, recording: Recording) -> None:
+        self._read = recording.stream.read
+        self._recording = recording
+        self._inspector = Inspector(
+            ext=recording.ext,
+            content_type=recording.content_type,
+            reported_ms=recording.metadata.duration_ms,
+        )
+        self._done = False
+
+    def read(self, size: int = -1, /) -> bytes:
+        """Read from the body as it would; inspect what goes by."""
+        data = self._read(size)
+        if data:
+            self._inspector.feed(data)
+        elif size != 0:
+            self.conclude()
+        return data
+
+    def conclude(self) -> None:
+        """The body has been read to its end: set ``recording.audio`` (once)."""
+        if not self._done:
+            self._done = True
+            self._recording.audio = self._inspector.result()
 
 
 def _without_token(query: str) -> str:
@@ -393,17 +449,37 @@ def _reply(
 
 
 def _log_upload(
-    label: str, body: Body | None, started: float, outcome: str, location: str | None = None
+    label: str,
+    body: Body | None,
+    started: float,
+    outcome: str,
+    location: str | None = None,
+    inspected: Recording | None = None,
 ) -> None:
     size = body.bytes_read if body is not None else 0
-    log.info(
-        "upload %s bytes=%d seconds=%.3f outcome=%s%s",
+    audio = inspected.audio if inspected is not None else None
+    # A flagged recording is stored and answered 2xx all the same: the WARNING is where
+    # an operator (and a log alert) learns that its audio is not what it should be.
+    level = logging.WARNING if audio is not None and audio.flagged else logging.INFO
+    log.log(
+        level,
+        "upload %s bytes=%d seconds=%.3f outcome=%s%s%s",
         label,
         size,
         time.monotonic() - started,
         outcome,
         f" location={location}" if location else "",
+        _describe_audio(audio) if inspected is not None else "",
     )
+
+
+def _describe_audio(audio: AudioInfo | None) -> str:
+    """`` audio=mp3 duration_ms=10080 flags=truncated`` for the upload log line."""
+    if audio is None:
+        return " audio=none"
+    duration = "-" if audio.duration_ms is None else str(audio.duration_ms)
+    flags = ",".join(audio.flags) or "-"
+    return f" audio={audio.format or 'unknown'} duration_ms={duration} flags={flags}"
 
 
 def _norm(prefix: str) -> tuple[str, ...]:

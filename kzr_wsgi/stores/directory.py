@@ -26,6 +26,13 @@ What it promises, and how:
   must have a name, its writer holds an ``flock`` on it while it lives, and files
   nobody holds are removed at start-up and every few seconds while serving
   (:meth:`DirectoryStore.sweep`); a live writer's are left alone.
+* **Catalogued before the reply.** Each newly stored copy becomes a row in the store's
+  catalog (by default SQLite at ``ROOT/.kzr/catalog.sqlite3``; see
+  :mod:`kzr_wsgi.catalog`). A small marker in ``ROOT/.kzr/uncatalogued`` is written
+  before the commit and removed once the row is written; a process killed in between
+  leaves the marker, and the next start-up (or housekeeping pass) catalogues that copy
+  (see :meth:`DirectoryStore.repair_catalog`): the cost grows with what was in flight,
+  not with the size of the store. A failed catalog write never fails the upload.
 * **A kill inside the commit leaves one copy.** Before the file is placed, a
   *pending marker* ``ROOT/.kzr/pending/<entry name>`` records where it goes and which
   inode it is; it is removed once the index entry is written. A marker found with its
@@ -64,14 +71,16 @@ import queue
 import re
 import threading
 import time
+import uuid
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from ..body import BLOCK_SIZE
+from ..catalog import Catalog
 from ..errors import NotFound, StorageFull
 from ..faults import crash_point
 from ..metadata import dumps
@@ -87,7 +96,7 @@ from ..naming import (
     with_suffix,
 )
 from ..recording import Kind, Name, Recording, Stored, StoredFile
-from .tempfiles import TempFile, supports_unnamed, sweep_named, temporary
+from .tempfiles import NAMED_SUFFIX, TempFile, supports_unnamed, sweep_named, temporary
 
 log = logging.getLogger("kzr_wsgi.store")
 
@@ -100,6 +109,8 @@ _SWEEP_EVERY = 3.0
 _FULL = (errno.ENOSPC, errno.EDQUOT)
 #: The name of an index entry, and so of a pending marker.
 _ENTRY_NAME = re.compile(r"[0-9a-f]{64}-[0-9a-f]{16}-[0-9a-f]{64}\.json")
+#: Stands for "the store's own SQLite catalog" as the ``catalog`` argument's default.
+DEFAULT_CATALOG: Any = object()
 
 
 class DirectoryStore:
@@ -110,7 +121,8 @@ class DirectoryStore:
     """
 
     __slots__ = ("root", "layout", "sweep_min_age", "sweep_every", "unnamed", "_tmp",
-                 "_index", "_pending", "_last_sweep", "__weakref__")
+                 "_index", "_pending", "_last_sweep", "__weakref__", "catalog",
+                 "_uncatalogued")
 
     def __init__(
         self,
@@ -120,6 +132,7 @@ class DirectoryStore:
         sweep_min_age: float = _SWEEP_MIN_AGE,
         sweep_every: float | None = _SWEEP_EVERY,
         unnamed_temporaries: bool = True,
+        catalog: Catalog | None = DEFAULT_CATALOG,
     ) -> None:
         #: The store's root directory, created when missing.
         self.root = Path(root).absolute()
@@ -140,8 +153,16 @@ class DirectoryStore:
         #: ``unnamed_temporaries=False`` forces named ones (the fallback) everywhere.
         self.unnamed = unnamed_temporaries and supports_unnamed(self._tmp)
         self._last_sweep = 0.0
+        #: Where each new copy's row goes: the root's SQLite catalog unless told otherwise
+        #: (``None``: no catalog).
+        self.catalog: Catalog | None = (
+            Catalog.for_root(self.root) if catalog is DEFAULT_CATALOG else catalog)
+        self._uncatalogued = self.root / _STATE / "uncatalogued"
+        if self.catalog is not None:
+            _makedirs(self._uncatalogued)
         self.recover()
         self.sweep()
+        self.repair_catalog()
         if sweep_every is not None:
             _HOUSEKEEPER.add(self)
 
@@ -159,7 +180,7 @@ class DirectoryStore:
         with _full_is_storage_full(), temporary(self._tmp, self.unnamed) as tmp:
             size, digest = copy_to_disk(recording.stream, tmp.fd, recording.content_length)
             tmp.sync()
-            return self._commit(recording, tmp, size, digest)
+            return self._commit_catalogued(recording, tmp, size, digest)
 
     def _commit(self, recording: Recording, tmp: TempFile, size: int, digest: str) -> Stored:
         index_dir = self._index_dir(recording.name)
@@ -299,6 +320,159 @@ class DirectoryStore:
             _makedirs(directory)  # once per shard: the first few hundred uploads
         return directory
 
+    # -- the catalog --------------------------------------------------------------------
+
+    def _commit_catalogued(
+        self, recording: Recording, tmp: TempFile, size: int, digest: str
+    ) -> Stored:
+        """:meth:`_commit`, with the catalog's row written after it (marker around both)."""
+        if self.catalog is None:
+            return self._commit(recording, tmp, size, digest)
+        index_dir = self._index_dir(recording.name)
+        entry = index_dir / _entry_name(recording.name, recording.recording_id, digest)
+        with self._catalog_marker(entry) as marker:
+            stored = self._commit(recording, tmp, size, digest)
+            if stored.created and not self._catalogue(Path(stored.location)):
+                marker["keep"] = True  # the next start-up tries again
+        return stored
+
+    @contextmanager
+    def _catalog_marker(self, entry: Path) -> Iterator[dict[str, bool]]:
+        """A marker naming ``entry`` while the block runs; left behind if the process dies.
+
+        Held under ``flock`` so a start-up in another process leaves a live one alone.
+        Not synced: it guards against a killed process, and after a power cut the
+        catalog (not synced either) is repaired by ``reindex``. When the block raises,
+        it stays only if the entry exists (the commit happened; the next start-up
+        writes the row). The block sets ``["keep"]`` to keep it after success too.
+        """
+        marker = self._uncatalogued / f"{uuid.uuid4().hex}.json"
+        fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            _write_all(fd, entry.relative_to(self._index).as_posix().encode("utf-8"))
+            state = {"keep": False}
+            try:
+                yield state
+            except BaseException:
+                if not entry.exists():
+                    marker.unlink(missing_ok=True)
+                raise
+            if not state["keep"]:
+                marker.unlink(missing_ok=True)
+        finally:
+            os.close(fd)
+
+    def _catalogue(self, final: Path) -> bool:
+        """Write the row of the copy at ``final`` from its sidecar; ``False`` if that failed."""
+        assert self.catalog is not None
+        record = _read_json(final.with_name(final.name + SIDECAR_SUFFIX))
+        if record is None:
+            return False
+        return self.catalog.add_stored(record, str(final)) is not None
+
+    def repair_catalog(self) -> int:
+        """Catalogue the copies of uploads that died between their commit and their row.
+
+        Runs at construction (once, in gunicorn's master) and with each housekeeping
+        pass (a commit that a dead writer left is finished by :meth:`recover`, which
+        runs first). Each marker left in
+        ``ROOT/.kzr/uncatalogued`` names an index entry: when it exists, its copy's row is
+        written; either way the marker goes (kept only when the catalog cannot be
+        written, for the next start). A marker still held by a live writer in another
+        process is left alone. Returns how many rows were written.
+        """
+        if self.catalog is None or not self._uncatalogued.is_dir():
+            return 0
+        repaired = 0
+        for marker in self._uncatalogued.iterdir():
+            try:
+                fd = os.open(marker, os.O_RDONLY)
+            except FileNotFoundError:
+                continue
+            try:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue  # a live writer's
+                entry = os.read(fd, 4096).decode("utf-8", "replace")
+                record = _read_json(self._index / entry) if entry else None
+                if record is not None and (self.root / record["path"]).is_file():
+                    if not self._catalogue(self.root / record["path"]):
+                        continue  # keep the marker: the catalog may be back next time
+                    repaired += 1
+                marker.unlink(missing_ok=True)
+            finally:
+                os.close(fd)
+        if repaired:
+            log.warning("catalogued %d upload(s) interrupted between commit and catalog",
+                        repaired)
+        # Nothing may be held open across gunicorn's fork (start-up runs in the master),
+        # nor between housekeeping passes.
+        self.catalog.release()
+        return repaired
+
+    def records(self) -> Iterator[dict[str, Any]]:
+        """Every committed copy's sidecar dict (from the index), with ``location`` added.
+
+        Includes entries whose file was removed by hand (``verify`` reports them). The
+        order is the index's, not time.
+        """
+        for shard in sorted(self._index.iterdir()):
+            if not shard.is_dir():
+                continue
+            for entry in sorted(shard.iterdir()):
+                if not entry.name.endswith(".json"):
+                    continue
+                record = _read_json(entry)
+                if record is None or "path" not in record:
+                    continue
+                record["location"] = str(self.root / record["path"])
+                yield record
+
+    def open_copy(self, record: dict[str, Any]) -> IO[bytes]:
+        """The stored bytes of the copy a record (from :meth:`records`) describes.
+
+        Raises :class:`~kzr_wsgi.errors.NotFound` when the file is gone.
+        """
+        path = self.root / record["path"]
+        try:
+            return open(path, "rb")  # noqa: SIM115 - the caller closes it
+        except FileNotFoundError:
+            raise NotFound(f"{path} is missing") from None
+
+    def rewrite_record(self, record: dict[str, Any]) -> bool:
+        """Replace a copy's sidecar and index entry with ``record`` (``reindex`` adds ``audio``).
+
+        The two are hard links of one file, so both are replaced, atomically each: a
+        new file is written and synced, linked twice under temporary names, and both
+        names are renamed into place (under the shard's lock, as a commit is). Returns
+        ``False`` when the entry no longer names this copy (removed meanwhile).
+        """
+        name = Name(Kind(record["kind"]), tuple(record["segments"]), record["filename"])
+        index_dir = self._index_dir(name)
+        entry = index_dir / _entry_name(name, record.get("recording_id"), record["sha256"])
+        final = self.root / record["path"]
+        sidecar = final.with_name(final.name + SIDECAR_SUFFIX)
+        body = dumps({k: v for k, v in record.items() if k != "location"}).encode("utf-8")
+        with _full_is_storage_full(), _locked(index_dir / ".lock"):
+            current = _read_json(entry)
+            if current is None or current.get("path") != record["path"]:
+                return False
+            with temporary(self._tmp, self.unnamed) as tmp:
+                tmp.write(body)
+                tmp.sync()
+                # Named like the store's temporaries, so a kill here leaves only what
+                # the sweep removes.
+                staged = [self._tmp / f"{uuid.uuid4().hex}{NAMED_SUFFIX}" for _ in "se"]
+                for path in staged:
+                    tmp.link(path)
+                os.replace(staged[0], sidecar)
+                os.replace(staged[1], entry)
+            for synced in (sidecar.parent, index_dir):
+                _fsync_dir(synced)
+        return True
+
     def discard(self, stored: Stored) -> None:
         """Take back a copy this store committed (a fan-out whose other store failed).
 
@@ -318,6 +492,8 @@ class DirectoryStore:
             if indexed is not None and indexed.get("path") == record["path"]:
                 entry.unlink(missing_ok=True)
                 _fsync_dir(index_dir)
+                if self.catalog is not None:
+                    self.catalog.remove_stored(record)
             final.unlink(missing_ok=True)
             sidecar.unlink(missing_ok=True)
             _fsync_dir(final.parent)
@@ -398,6 +574,7 @@ class DirectoryStore:
         """What a serving process runs every :attr:`sweep_every` seconds: recover, sweep."""
         self.recover()
         self.sweep()
+        self.repair_catalog()
 
 
 class _Housekeeper:
@@ -445,6 +622,12 @@ class _Housekeeper:
             for store in stores:
                 every = store.sweep_every
                 if every is None or time.monotonic() - store._last_sweep < every:
+                    continue
+                if not store._pending.parent.is_dir():
+                    # The store's directory was removed (a test's temporary root, an
+                    # unmounted disk): nothing of it is left to sweep.
+                    with self.lock:
+                        self.stores.discard(store)
                     continue
                 with self.busy:
                     try:

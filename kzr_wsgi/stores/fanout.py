@@ -120,6 +120,10 @@ class FanOut:
                 if broken:
                     branch.pipe.fail()
                 else:
+                    # The source's final b"" has just set the audio (the middleware's
+                    # inspector); each branch reads its copy of the recording after its
+                    # own b"", which finish() is about to give: its sidecar has it too.
+                    branch.recording.audio = recording.audio
                     branch.pipe.finish()
             for branch in branches:
                 branch.thread.join()
@@ -285,7 +289,7 @@ class _Pipe:
 class _Branch:
     """One store, its pipe, and the thread that runs it."""
 
-    __slots__ = ("store", "label", "pipe", "body", "thread", "result", "error")
+    __slots__ = ("store", "label", "pipe", "body", "recording", "thread", "result", "error")
 
     def __init__(self, store: Handler, recording: Recording, index: int) -> None:
         self.store = store
@@ -295,10 +299,12 @@ class _Branch:
         # Length unknown to the branch (a multipart file part is shorter than the
         # request): read to the end; the tee already enforced the size limit.
         self.body = Body(self.pipe, None, sys.maxsize)
+        #: The store's own copy of the recording (its stream is this branch's pipe).
+        self.recording = replace(recording, stream=self.body)
         self.result: Stored | None = None
         self.error: BaseException | None = None
         self.thread = threading.Thread(
-            target=self._run, args=(replace(recording, stream=self.body),),
+            target=self._run, args=(self.recording,),
             name=f"kzr-fanout-{index + 1}", daemon=True,
         )
 

@@ -90,6 +90,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ..body import BLOCK_SIZE
+from ..catalog import Catalog
 from ..errors import NotFound, StoreUnavailable
 from ..metadata import dumps
 from ..naming import (
@@ -145,6 +146,7 @@ class S3Store:
         "multipart_threshold",
         "max_concurrency",
         "client",
+        "catalog",
     )
 
     def __init__(
@@ -159,6 +161,7 @@ class S3Store:
         multipart_threshold: int = DEFAULT_PART_SIZE,
         max_concurrency: int = 2,
         layout: str = DEFAULT_LAYOUT,
+        catalog: Catalog | None = None,
     ) -> None:
         if not bucket:
             raise ValueError("an S3 bucket name is required")
@@ -183,6 +186,9 @@ class S3Store:
         self.max_concurrency = max_concurrency
         #: The boto3 S3 client (thread-safe; shared by every request).
         self.client: S3Client = client or _make_client(endpoint_url, region_name)
+        #: Where each newly committed copy's row goes (``None``: no catalog). A shared
+        #: PostgreSQL catalog serves every host on the bucket.
+        self.catalog = catalog
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> S3Store:
@@ -383,7 +389,7 @@ class S3Store:
                 try:
                     self.client.put_object(Bucket=self.bucket, Key=entry_key, Body=body,
                                            ContentType="application/json", IfNoneMatch="*")
-                    return Stored(self.url_for(key), size, digest, created=True)
+                    return self._catalogue(record, Stored(self.url_for(key), size, digest))
                 except ClientError as exc:
                     status = _status(exc)
                     if status == 409 and attempt + 1 < _CONFLICT_RETRIES:
@@ -402,13 +408,19 @@ class S3Store:
                     continue
                 if existing.location == self.url_for(key):
                     # It was ours all along (boto3 resent a PUT whose first try landed).
-                    return Stored(self.url_for(key), size, digest, created=True)
+                    return self._catalogue(record, Stored(self.url_for(key), size, digest))
                 # Another upload of this very recording committed first: ours is surplus.
                 log.info("s3://%s/%s: the same recording was committed first at %s",
                          self.bucket, key, existing.location)
                 self._delete_quietly(key + SIDECAR_SUFFIX, key)
                 return existing
         raise StoreUnavailable("the object store kept reporting a conflicting write")
+
+    def _catalogue(self, record: dict[str, Any], stored: Stored) -> Stored:
+        """Write a newly committed copy's row (a failure is logged and counted, never raised)."""
+        if self.catalog is not None:
+            self.catalog.add_stored(record)
+        return stored
 
     def _committed(self, entry_key: str, replace_stale: bytes | None = None) -> Stored | None:
         """The copy an index entry points at, or ``None`` when there is none.
@@ -468,6 +480,8 @@ class S3Store:
                 entry = self._read_entry(entry_key)
                 if entry is not None and entry.get("key") == key:
                     self.client.delete_object(Bucket=self.bucket, Key=entry_key)
+                    if self.catalog is not None:
+                        self.catalog.remove_stored(record)
             self.client.delete_object(Bucket=self.bucket, Key=key)
             self.client.delete_object(Bucket=self.bucket, Key=key + SIDECAR_SUFFIX)
 
@@ -561,6 +575,56 @@ class S3Store:
                 entry = None
         usable = isinstance(entry, dict) and "key" in entry
         return (entry if usable else None), response["ETag"]
+
+    def records(self) -> Iterator[dict[str, Any]]:
+        """Every committed copy's sidecar dict, read from the index entries (with ``location``).
+
+        One listing page and one GET per entry (a few run at once). Raises
+        :class:`~kzr_wsgi.errors.StoreUnavailable` when S3 cannot be reached.
+        """
+        with _mapped_errors("read"):
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=f"{self.prefix}{_INDEX}/")
+            with ThreadPoolExecutor(8, thread_name_prefix="kzr-s3-records") as pool:
+                for page in pages:
+                    keys = [item["Key"] for item in page.get("Contents", [])
+                            if item["Key"].endswith(".json")]
+                    for entry in pool.map(self._read_entry, keys):
+                        if entry is not None and "location" in entry:
+                            yield entry
+
+    def open_copy(self, record: dict[str, Any]) -> Any:
+        """The stored bytes of the copy a record (from :meth:`records`) describes, streamed.
+
+        A file-like object with ``read(n)`` and ``close()``. Raises
+        :class:`~kzr_wsgi.errors.NotFound` when the object is gone.
+        """
+        with _mapped_errors("read"):
+            return self.client.get_object(Bucket=self.bucket, Key=record["key"])["Body"]
+
+    def rewrite_record(self, record: dict[str, Any]) -> bool:
+        """Replace a copy's sidecar and index entry with ``record`` (``reindex`` adds ``audio``).
+
+        Each is one PUT (atomic in S3); the entry only if it still names this copy
+        (``If-Match`` on what was read). Returns ``False`` when it no longer does.
+        """
+        name = Name(Kind(record["kind"]), tuple(record["segments"]), record["filename"])
+        entry_key = self._entry_key(name, record.get("recording_id"), record["sha256"])
+        body = dumps(record).encode("ascii")
+        with _mapped_errors("store"):
+            found = self._get_entry(entry_key)
+            if found is None or found[0] is None or found[0].get("key") != record["key"]:
+                return False
+            self.client.put_object(Bucket=self.bucket, Key=record["key"] + SIDECAR_SUFFIX,
+                                   Body=body, ContentType="application/json")
+            try:
+                self.client.put_object(Bucket=self.bucket, Key=entry_key, Body=body,
+                                       ContentType="application/json", IfMatch=found[1])
+            except ClientError as exc:
+                if _status(exc) == 412:
+                    return False
+                raise
+        return True
 
     # -- housekeeping -----------------------------------------------------------------
 
