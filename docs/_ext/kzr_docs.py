@@ -17,6 +17,25 @@ from docutils.parsers.rst import directives
 from sphinx_click.ext import ClickDirective
 
 
+def _generated_here(env: Any) -> None:
+    """Remember that the current page is generated from code, to be read on every build.
+
+    Sphinx re-reads a page only when its source changed; a page generated from the click
+    commands must also change when an option or a command is added.
+    """
+    if not hasattr(env, "kzr_generated"):
+        env.kzr_generated = set()
+    env.kzr_generated.add(env.docname)
+
+
+class Click(ClickDirective):
+    """sphinx-click's ``click`` directive, its page re-read on every build."""
+
+    def run(self) -> list[nodes.Node]:
+        _generated_here(self.state.document.settings.env)
+        return list(super().run())
+
+
 class CommandsDirective(ClickDirective):
     """Every subcommand of a click group, each as a section (nested commands in full)."""
 
@@ -24,6 +43,7 @@ class CommandsDirective(ClickDirective):
 
     def run(self) -> list[nodes.Node]:
         self.env = self.state.document.settings.env
+        _generated_here(self.env)
         group = self._load_module(self.arguments[0])
         if not isinstance(group, click.Group):
             raise self.error(f"{self.arguments[0]} is not a click group")
@@ -109,10 +129,28 @@ def _resolve_short(app: Any, env: Any, node: Any, contnode: Any) -> Any:
     return resolved
 
 
+def _outdated(app: Any, env: Any, added: Any, changed: Any, removed: Any) -> list[str]:
+    return sorted(getattr(env, "kzr_generated", set()) - set(removed))
+
+
+def _purge(app: Any, env: Any, docname: str) -> None:
+    getattr(env, "kzr_generated", set()).discard(docname)
+
+
+def _merge(app: Any, env: Any, docnames: Any, other: Any) -> None:
+    if not hasattr(env, "kzr_generated"):
+        env.kzr_generated = set()
+    env.kzr_generated |= getattr(other, "kzr_generated", set())
+
+
 def setup(app: Any) -> dict[str, Any]:
-    """Register the directive and the event handlers."""
+    """Register the directives and the event handlers."""
     app.setup_extension("sphinx_click")
+    app.add_directive("click", Click, override=True)
     app.add_directive("kzr-commands", CommandsDirective)
+    app.connect("env-get-outdated", _outdated)
+    app.connect("env-purge-doc", _purge)
+    app.connect("env-merge-info", _merge)
     app.connect("autodoc-process-signature", _signature)
     app.connect("missing-reference", _resolve_short)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
