@@ -131,7 +131,9 @@ _CONFLICT_RETRIES = 5
 
 
 class S3Store:
-    """Keep each upload as an object in ``bucket`` under ``prefix``; a handler and a reader::
+    """Keep each upload as an object in ``bucket`` under ``prefix``; a handler and a reader.
+
+    For example::
 
         store = S3Store("rec", "kazoo/")
         app = KazooRecordings(app, store)
