@@ -23,9 +23,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
-from werkzeug.exceptions import RequestedRangeNotSatisfiable
 from werkzeug.wrappers import Response
-from werkzeug.wsgi import wrap_file
 
 from . import errors
 from .audio import AudioInfo, Inspector
@@ -36,6 +34,7 @@ from .metadata import parse_metadata
 from .multipart import MultipartUpload, boundary_from_content_type
 from .naming import utcnow
 from .recording import Handler, Kind, ReadableStore, Recording, Stored, is_self_test
+from .sending import send_stored
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -199,7 +198,7 @@ class KazooRecordings:
             return _reply_error(exc, environ, start_response)
 
     def _count_refusal(self, metrics: Metrics, target: Target, exc: errors.KzrError) -> None:
-        """Count a request refused before it reached the handler (or a read that failed)."""
+        """Count a request answered with one of the project's errors: 4xx refused, 5xx failed."""
         status = _status_of(exc)
         if target.action is Action.UPLOAD:
             metrics.upload(target.name.kind.value, "refused" if status < 500 else "failed",
@@ -345,22 +344,7 @@ class KazooRecordings:
         stored = self.handler.open(target.name, recording_id)
         if self.metrics is not None:
             self.metrics.read("ok")
-        response = Response(
-            wrap_file(environ, stored.fileobj),
-            mimetype=stored.content_type,
-            direct_passthrough=True,
-        )
-        response.content_length = stored.size
-        response.last_modified = stored.last_modified
-        response.set_etag(stored.etag)
-        try:
-            response = response.make_conditional(
-                environ, accept_ranges=True, complete_length=stored.size
-            )
-        except RequestedRangeNotSatisfiable as exc:
-            stored.close()
-            return exc.get_response(environ)(environ, start_response)
-        return response(environ, start_response)
+        return send_stored(environ, start_response, stored)
 
 
 class _InspectedStream(io.RawIOBase):

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from audio_samples import freeswitch_mp3
 from click.testing import CliRunner
 from test_directory_store import make
 
@@ -30,6 +31,8 @@ def kazoo(when: datetime) -> str:
 def upload(store: DirectoryStore, call_id: str, body: bytes, *, start: datetime | None,
            flags: tuple[str, ...] | None = (), kind: Kind = Kind.CALL,
            **fields: str) -> None:
+    """Store ``body`` as the receiver would, its audio already found (``flags``), or not
+    inspected (``flags=None``)."""
     query = [(k, v) for k, v in fields.items()]
     if start is not None:
         query.append(("start", kazoo(start)))
@@ -186,12 +189,39 @@ def _as_legacy(store: DirectoryStore) -> None:
         leftover.unlink()
 
 
-def test_a_store_from_before_the_catalog_is_catalogued_by_reindex(
-        store: DirectoryStore) -> None:
+def test_a_store_from_before_the_catalog_is_catalogued_and_inspected_by_reindex(
+        tmp_path: Path) -> None:
+    store = DirectoryStore(tmp_path / "rec", sweep_every=None)
+    ten = freeswitch_mp3(10.0)
+    upload(store, "ten", ten, start=DAY, flags=None, duration_ms="10000")
+    upload(store, "short", ten, start=DAY, flags=None, duration_ms="30000",
+           recording_id="r2")
+    upload(store, "html", b"<html><body>502 Bad Gateway</body></html>", start=DAY,
+           flags=None)
+    upload(store, "empty", b"", start=DAY, flags=None)
     _as_legacy(store)
     root = str(store.root)
     run("ls", "--root", root, code=1)
-    run("reindex", "--root", root)
+    out = run("reindex", "--root", root)
+    assert "4 inspected" in out
     got: dict[str, Any] = {json.loads(line)["call_id"]: json.loads(line) for line in
                            run("ls", "--root", root, "--json").splitlines()}
-    assert sorted(got) == ["a", "b", "c", "d", "e"]
+    assert sorted(got) == ["empty", "html", "short", "ten"]
+    assert got["ten"]["audio"]["format"] == "mp3"
+    assert got["ten"]["audio"]["flags"] == []
+    assert abs(got["ten"]["audio"]["duration_ms"] - 10_000) < 400
+    assert got["short"]["audio"]["flags"] == ["shorter_than_reported"]
+    assert got["html"]["audio"]["flags"] == ["not_audio"]
+    assert got["empty"]["audio"]["flags"] == ["empty"]
+    # The sidecars themselves now carry it (one file: sidecar and index entry).
+    for record in store.records():
+        final = Path(record["location"])
+        sidecar = final.with_name(final.name + SIDECAR_SUFFIX)
+        assert json.loads(sidecar.read_text())["audio"] == got[record["call_id"]]["audio"]
+        assert sidecar.stat().st_nlink == 2
+    assert sorted(ls(store, "--flagged")) == ["empty", "html", "short"]
+    # Nothing left to inspect: a second run reads no file.
+    assert "0 inspected" in run("reindex", "--root", root)
+    out = run("verify", "--root", root)
+    assert sorted(line.split()[0] for line in out.splitlines()[:-1]) == ["FLAGGED"] * 3
+    assert out.splitlines()[-1].endswith("0 missing, 0 changed, 3 flagged")

@@ -129,3 +129,21 @@ def test_a_fan_out_rolled_back_leaves_no_row(tmp_path: Path) -> None:
         FanOut(disk, refuses)(make(b"one", "c1"))
     assert disk.catalog is not None and rows(disk.catalog) == []
     assert list(disk.records()) == []
+
+
+def test_a_postgresql_catalog_out_of_reach_never_holds_an_upload_up(tmp_path: Path) -> None:
+    import time
+
+    from s3server import free_port
+
+    url = f"postgresql://postgres@127.0.0.1:{free_port()}/nothing-listens"
+    store = DirectoryStore(tmp_path, catalog=open_catalog(url, connect_now=False),
+                           sweep_every=None)
+    before = WRITE_FAILURES.count
+    started = time.monotonic()
+    for i in range(3):
+        assert store(make(b"body%d" % i, f"c{i}")).created
+    assert time.monotonic() - started < 5
+    assert WRITE_FAILURES.count == before + 3
+    # Each copy's marker stays for the repair once the database answers again.
+    assert len(list((tmp_path / ".kzr" / "uncatalogued").iterdir())) == 3

@@ -23,6 +23,7 @@ import logging
 import os
 import re
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import replace
@@ -37,6 +38,9 @@ from .search import FLAG_BITS, Page, Query, from_micros, micros, select_count, s
 log = logging.getLogger("kzr_wsgi.catalog")
 
 T = TypeVar("T")
+
+#: Seconds an upload's catalog write is skipped after the database failed to answer.
+UNAVAILABLE_FOR = 10.0
 
 #: Where :meth:`Catalog.for_root` keeps a store's catalog, under its root.
 ROOT_CATALOG = Path(".kzr") / "catalog.sqlite3"
@@ -131,6 +135,8 @@ class Catalog:
         #: Connections inherited across a fork: kept referenced, never closed or used.
         self._inherited: list[Any] = []
         self._migrated = False
+        #: Until when (monotonic) add_stored skips a catalog that just failed to answer.
+        self._down_until = 0.0
         if connect_now:
             self._migrate()
 
@@ -180,15 +186,24 @@ class Catalog:
         """:meth:`add` for a store that just committed: never raises.
 
         A failure is logged and counted (:data:`WRITE_FAILURES`); ``kzr-wsgi reindex``
-        repairs it from the sidecar.
+        repairs it from the sidecar (the disk store's markers, sooner). After a
+        connection failure the catalog is not tried again for :data:`UNAVAILABLE_FOR`
+        seconds: an upload never waits on a database that is down.
         """
+        where = location or record.get("location") or record.get("path")
+        if time.monotonic() < self._down_until:
+            WRITE_FAILURES.record(ConnectionError(f"catalog {self.url} unavailable"))
+            log.error("catalog %s: unavailable; %s not added (reindex repairs it)",
+                      self.url, where)
+            return None
         try:
             return self.add(record, location)
         except Exception as exc:
+            if isinstance(exc, self.backend.transient):
+                self._down_until = time.monotonic() + UNAVAILABLE_FOR
             WRITE_FAILURES.record(exc)
             log.error("catalog %s: could not add %s (reindex repairs it): %s",
-                      self.url, location or record.get("location") or record.get("path"),
-                      exc)
+                      self.url, where, exc)
             return None
 
     def remove_stored(self, record: Mapping[str, Any]) -> None:

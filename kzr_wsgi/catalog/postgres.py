@@ -16,7 +16,7 @@ import psycopg
 from .backend import Backend, translate_named
 
 #: Seconds to wait for the server when connecting.
-CONNECT_TIMEOUT = 10
+CONNECT_TIMEOUT = 5
 #: An arbitrary constant: the advisory lock that serialises schema migrations.
 _MIGRATION_LOCK = 0x6B7A72
 

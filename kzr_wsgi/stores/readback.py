@@ -12,8 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .. import audio as _audio
-from ..audio import AudioInfo
+from ..audio import AudioInfo, Inspector
 from ..body import BLOCK_SIZE
 
 
@@ -33,26 +32,23 @@ class Scan:
     sha256: str
     #: The audio found (``None``: not audio by name, type or bytes, or not inspected).
     audio: AudioInfo | None
-    #: False when no inspector was available or inspection was not asked for.
+    #: False when inspection was not asked for.
     inspected: bool
 
 
-def new_inspector(record: Mapping[str, Any]) -> Any | None:
-    """An audio inspector for the copy ``record`` describes, or ``None`` if there is none.
+def new_inspector(record: Mapping[str, Any]) -> Inspector:
+    """An audio inspector for the copy ``record`` describes.
 
     The one place reading back meets :mod:`kzr_wsgi.audio`'s inspector (fed block by
-    block, then asked for its result), told what the upload claimed to be: its
-    extension, its content type, and Kazoo's ``duration_ms``.
+    block, then asked for its result), told what the upload claimed to be, as the
+    receiver told it: its extension, its content type, and Kazoo's ``duration_ms``.
     """
-    inspector = getattr(_audio, "Inspector", None)
-    if inspector is None:
-        return None
     metadata = record.get("metadata") or {}
     reported = metadata.get("duration_ms") if isinstance(metadata, Mapping) else None
     ext = record.get("ext")
     if ext is None:
         ext = str(record.get("filename") or "").rpartition(".")[2]
-    return inspector(ext=ext, content_type=record.get("content_type"),
+    return Inspector(ext=ext, content_type=record.get("content_type"),
                      reported_ms=reported if isinstance(reported, int) else None)
 
 
