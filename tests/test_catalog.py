@@ -193,7 +193,12 @@ def test_self_test_uploads_are_hidden_unless_asked(catalog: Catalog) -> None:
     assert catalog.count() == 1 and catalog.count(Query(self_test=True)) == 3
 
 
-def test_q_finds_call_id_number_or_a_name_prefix_in_any_case(catalog: Catalog) -> None:
+@pytest.mark.parametrize("common", [False, True], ids=["rare-prefix", "common-prefix"])
+def test_q_finds_call_id_number_or_a_name_prefix_in_any_case(
+        catalog: Catalog, common: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    if common:
+        # Any prefix counts as common: the page walks the order's index instead.
+        monkeypatch.setattr("kzr_wsgi.catalog.backend.COMMON_PREFIX", 1)
     catalog.add(sidecar("abc", fields={"caller_id_name": "Émilie Durand"}))
     catalog.add(sidecar("def", fields={"from": "+15555550100@r", "caller_id_name": "BOB"}))
     catalog.add(sidecar("ghi", fields={"caller_id_name": "Bobby"}))

@@ -33,7 +33,18 @@ from typing import Any, TypeVar
 from ..audio import AudioInfo
 from .rows import Row, normalise_number, row_from_record, row_id
 from .schema import COLUMNS, MIGRATIONS, TABLE, VERSION_TABLE, WRITTEN, statements
-from .search import FLAG_BITS, Page, Query, from_micros, micros, select_count, select_page
+from .search import (
+    COMMON_PREFIX,
+    FLAG_BITS,
+    Page,
+    Query,
+    count_prefix,
+    from_micros,
+    micros,
+    name_prefix,
+    select_count,
+    select_page,
+)
 
 log = logging.getLogger("kzr_wsgi.catalog")
 
@@ -238,7 +249,13 @@ class Catalog:
         snapshot = query.max_seq if query.max_seq is not None else self.max_seq()
         if snapshot is None:
             return Page([], None)
-        sql, params = select_page(query, snapshot)
+        common = False
+        if query.q and query.q.strip():
+            low, high = name_prefix(query.q)
+            found = self._fetch(count_prefix(), {"qlo": low, "qhi": high,
+                                                 "k": COMMON_PREFIX})
+            common = int(found[0][0]) >= COMMON_PREFIX
+        sql, params = select_page(query, snapshot, common)
         rows = [row_from_db(r) for r in self._fetch(sql, params)]
         if len(rows) <= query.limit:
             return Page(rows, None)
