@@ -18,7 +18,7 @@ TABLE = "kzr_recordings"
 #: One row: how many migrations have been applied.
 VERSION_TABLE = "kzr_schema_version"
 
-#: The columns a row is read from, in :func:`~kzr_wsgi.catalog.backend.row_from_db` order.
+#: The columns a row is read from, in :func:`~kzr_wsgi.catalog.codec.row_from_db` order.
 COLUMNS: tuple[str, ...] = (
     "seq", "id", "kind", "call_id", "recording_id", "account_id", "owner_id",
     "from_uri", "to_uri", "caller_id_name", "caller_id_number", "start_us", "duration_ms",
