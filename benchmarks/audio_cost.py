@@ -124,9 +124,27 @@ def _inspect(ext: str) -> Callable[[list[bytes]], object]:
     return run
 
 
-def measure(name: str, blocks: list[bytes], ext: str, rounds: int) -> dict[str, object]:
-    """Best-of-``rounds`` seconds for sha256 and for the inspector over ``blocks``."""
+def measure(
+    name: str, blocks: list[bytes], ext: str, rounds: int, *, per_body: bool = False
+) -> dict[str, object]:
+    """Best-of-``rounds`` seconds for sha256 and for the inspector over ``blocks``.
+
+    ``per_body``: each block is a whole body of its own (a new inspector and hash each),
+    which is what a load of small uploads costs.
+    """
     size = sum(map(len, blocks))
+    if per_body:
+        inspect_one = _inspect(ext)
+
+        def each(work: Callable[[list[bytes]], object]) -> Callable[[list[bytes]], object]:
+            return lambda bodies: [work([body]) for body in bodies]
+
+        info = inspect_one(blocks[:1])
+        sha = _time(each(_sha), blocks, rounds)
+        ins = _time(each(inspect_one), blocks, rounds)
+        return {"name": name, "MB": size / 1e6, "sha256 MB/s": size / sha / 1e6,
+                "inspect MB/s": size / ins / 1e6, "inspect/sha256": ins / sha,
+                "result": f"{info}; {ins / len(blocks) * 1e6:.0f} us an upload"}
     info = _inspect(ext)(blocks)
     sha = _time(_sha, blocks, rounds)
     ins = _time(_inspect(ext), blocks, rounds)
@@ -149,15 +167,18 @@ def main(argv: list[str] | None = None) -> int:
         blocks = list(_blocks(big))
         rows.append(measure("MP3 CBR 16k stereo 64k, 173 MB (6 h)", blocks, "mp3", rounds))
         del blocks
+        one = mp3_1m()
+        rows.append(measure("MP3 CBR 16k stereo 64k, 1 MB (one upload's body), x200",
+                            [one] * 200, "mp3", rounds, per_body=True))
         vbr = frames_10min(vbr=True)
         rows.append(measure("MP3 VBR -V5 16k stereo, 10 min", [
             vbr[i : i + BLOCK] for i in range(0, len(vbr), BLOCK)], "mp3", rounds))
-        tone = _speech_like(60, 16000, 2)
-        wav_head = _wav_header(len(tone) * 10, 16000, 2)
-        wav = [wav_head + tone[: BLOCK - len(wav_head)]] + [tone[i : i + BLOCK] for i in range(
-            BLOCK - len(wav_head), len(tone), BLOCK)] * 10
-        rows.append(measure("WAV 16k stereo, speech (silence check ends early)", wav, "wav",
-                            rounds))
+        tone = _speech_like(600, 16000, 2)
+        wav = _wav_header(len(tone), 16000, 2) + tone
+        rows.append(measure("WAV 16k stereo 10 min, speech (silence check ends early)", [
+            wav[i : i + BLOCK] for i in range(0, len(wav), BLOCK)], "wav", rounds))
+        del wav, tone
+        wav_head = _wav_header(100 * BLOCK - 44, 16000, 2)
         silent = [wav_head + bytes(BLOCK - len(wav_head))] + [bytes(BLOCK)] * 99
         rows.append(measure("WAV, 100 MB of silence (worst case: every sample read)", silent,
                             "wav", rounds))

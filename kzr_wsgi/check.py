@@ -36,7 +36,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, unquote, urlsplit
 
 from .auth import is_loopback_host, parse_address
 from .forms import CALL_PREFIX
@@ -45,7 +44,7 @@ from .recording import SELF_TEST_PREFIX
 from .wire import (
     MP3_FRAME_MS,
     Answer,
-    Endpoint,
+    KazooURL,
     cut_short_put,
     httpc_request,
     libcurl_put,
@@ -94,80 +93,7 @@ class Step:
         return f"{self.status}  {self.step}  {self.name}" + (f": {self.hint}" if self.hint else "")
 
 
-class CheckURL:
-    """The URL under test, split the way Kazoo uses it (pure: no I/O).
-
-    :raises ValueError: not an ``http://`` or ``https://`` URL with a host.
-    """
-
-    def __init__(self, url: str) -> None:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"not an http:// or https:// URL: {url!r}")
-        try:
-            port = parts.port or (443 if parts.scheme == "https" else 80)
-        except ValueError as exc:
-            raise ValueError(f"bad port in {url!r}") from exc
-        self.endpoint = Endpoint(parts.scheme, parts.hostname, port)
-        netloc = parts.netloc
-        userinfo, at, _ = netloc.rpartition("@")
-        #: ``user:pass`` exactly as written in the URL (percent-escapes left alone).
-        self.raw_userinfo: str | None = userinfo if at else None
-        #: The configured URL's path, its trailing ``/`` stripped (Kazoo adds one).
-        self.path = parts.path.rstrip("/")
-        #: The configured URL's query (``None``: it has none).
-        self.query: str | None = parts.query if parts.query or url.endswith("?") else None
-
-    @property
-    def httpc_userinfo(self) -> str | None:
-        """What httpc puts in ``authorization``: the userinfo as written, or nothing.
-
-        httpc sends no credentials at all when the password holds a ``:``.
-        """
-        if self.raw_userinfo is None:
-            return None
-        user, _, password = self.raw_userinfo.partition(":")
-        return None if ":" in password else f"{user}:{password}"
-
-    @property
-    def curl_userinfo(self) -> str | None:
-        """What libcurl sends: the user and password percent-decoded."""
-        if self.raw_userinfo is None:
-            return None
-        user, _, password = self.raw_userinfo.partition(":")
-        return f"{unquote(user)}:{unquote(password)}"
-
-    def kazoo4(self, filename: str, fields: list[tuple[str, str]]) -> str:
-        """The request target Kazoo 4.x's ``record_call`` uploads ``filename`` to (§2)."""
-        meta = "&".join(f"{k}={quote(v, safe='')}" for k, v in fields)
-        name = quote(filename, safe="")
-        if self.query is None:
-            return f"{self.path}/{name}?{meta}"
-        # kz_att_http:check_url_param: the name goes into the configured query.
-        query = self.query
-        last = query.rsplit("&", 1)[-1]
-        if not last:
-            query = f"{query}recording={name}"
-        elif "=" not in last:
-            query = f"{query}={name}"
-        elif last.endswith("="):
-            query = f"{query}{name}"
-        else:
-            query = f"{query}&recording={name}"
-        return f"{self.path or '/'}?{query}&{meta}"
-
-    def freeswitch(self, filename: str) -> str | None:
-        """The target 3.x's FreeSWITCH uploads to: the name unencoded after the URL.
-
-        None when the URL has a query: 3.x appends the name after it, where no
-        receiver finds it.
-        """
-        if self.query is not None:
-            return None
-        return f"{self.path}/{filename}"
-
-
-def url_step(url: CheckURL) -> Step:
+def url_step(url: KazooURL) -> Step:
     """Step 1: what the URL alone tells (pure)."""
     problems: list[str] = []
     if url.raw_userinfo is not None:
@@ -180,15 +106,15 @@ def url_step(url: CheckURL) -> Step:
                     "escapes undecoded); use letters, digits and '-._~' only, in the URL "
                     "and in --basic-auth"
                 )
-    if problems:
-        return Step(1, "url", FAIL, "; ".join(problems))
     host = url.endpoint.host
     address = parse_address(host)
-    if is_loopback_host(host) or (address is not None and address.is_unspecified):
-        return Step(1, "url", WARN,
-                    f"{host} is this machine: fine for a local test, but Kazoo will not "
-                    "upload there (its HTTP client refuses localhost, 127.0.0.1 and 0.0.0.0); "
-                    "give Kazoo a routable address")
+    local = is_loopback_host(host) or (address is not None and address.is_unspecified)
+    if local:
+        problems.append(f"{host} is this machine: fine for a local test, but Kazoo will not "
+                        "upload there (its HTTP client refuses localhost, 127.0.0.1 and "
+                        "0.0.0.0); give Kazoo a routable address")
+    if problems:
+        return Step(1, "url", FAIL if len(problems) > local else WARN, "; ".join(problems))
     if url.endpoint.scheme == "http" and url.raw_userinfo is not None:
         return Step(1, "url", PASS, "credentials travel in clear over http://")
     return Step(1, "url", PASS)
@@ -220,7 +146,7 @@ class Checker:
         read_back: bool = False,
         echo: Callable[[Step], None] | None = None,
     ) -> None:
-        self.url = CheckURL(url)
+        self.url = KazooURL(url)
         self.timeout = timeout
         self.read_back = read_back
         self._echo = echo
@@ -319,15 +245,20 @@ class Checker:
             return
         for n, upload in enumerate((first, second), 1):
             got = self._get(upload.target)
-            if got.status != 200 or got.body != upload.body:
-                seen = ("the other recording's bytes" if got.body in (first.body, second.body)
-                        else f"{got.describe()}, {len(got.body)} bytes")
-                self._add(Step(4, "two-recordings", FAIL,
-                               f"recording {n} of one call read back as {seen}: the "
-                               "receiver keeps one file per name and a later recording "
-                               "overwrites an earlier one; key stored files on the name "
-                               "and recording_id"))
-                return
+            if got.status == 200 and got.body == upload.body:
+                continue
+            if got.status == 200 and got.body in (first.body, second.body):
+                hint = (f"recording {n} of one call read back as the other recording's "
+                        "bytes: the receiver keeps one file per name and a later recording "
+                        "overwrites an earlier one; key stored files on the name and "
+                        "recording_id")
+            else:
+                hint = (f"recording {n} of one call was answered {upload.answer.status}, "
+                        f"then read back as {got.describe()} with {len(got.body)} bytes "
+                        f"({len(upload.body)} were sent): the receiver did not keep it "
+                        "where its URL finds it")
+            self._add(Step(4, "two-recordings", FAIL, hint))
+            return
         self._add(Step(4, "two-recordings", PASS))
 
     def _cut_short(self) -> None:
@@ -343,9 +274,9 @@ class Checker:
         if answer.ok:
             self._add(Step(5, "cut-short", FAIL,
                            f"answered {answer.status} to a body cut short at {len(body) // 2} "
-                           f"of {len(body)} bytes: Kazoo then deletes its copy and the "
-                           "recording is lost half-written; compare the bytes received with "
-                           "Content-Length and answer 400 when they differ"))
+                           f"of {len(body)} bytes: Kazoo takes a 2xx as stored for good, so "
+                           "the recording is kept half-written; compare the bytes received "
+                           "with Content-Length and answer 400 when they differ"))
             return
         if self.read_back:
             got = self._get(target)

@@ -19,6 +19,13 @@ inspect=False)`` does the same), and ``KZR_METRICS`` (true: Prometheus metrics a
 ``/metrics``, extra ``metrics``) with ``KZR_METRICS_ALLOW`` (CIDRs that may scrape; default
 loopback). A ready :class:`~kzr_wsgi.metrics.Metrics` can be passed as ``metrics=`` instead.
 
+The search-and-listen page (:class:`~kzr_wsgi.ui.SearchUI`) is mounted in front of the
+receiver when viewers are configured: ``KZR_UI_VIEWERS`` (``"user:pass"`` strings or
+:class:`~kzr_wsgi.ui.Viewer` objects) and/or ``KZR_UI_VIEWER_FILE``, with
+``KZR_UI_PREFIX`` (default ``/ui``), ``KZR_UI_SECRET`` and ``KZR_CATALOG`` (a catalog
+URL; default the catalog the store writes, SQLite under ``KZR_ROOT``). Its URLs never reach the
+receiver nor Flask.
+
 After each newly stored recording the :data:`recording_stored` signal is sent inside
 the app's context, with ``recording=`` and ``result=``.
 """
@@ -56,6 +63,7 @@ _OPTIONS = {
 class _State:
     handler: Handler
     middleware: KazooRecordings
+    ui: Any = None
 
 
 class KazooFlask:
@@ -109,5 +117,37 @@ class KazooFlask:
             on_stored=(*self.on_stored, send_signal),
             **options,
         )
-        app.wsgi_app = middleware  # type: ignore[method-assign]
-        app.extensions["kzr_wsgi"] = _State(handler, middleware)
+        ui = _search_ui(app, handler, middleware)
+        app.wsgi_app = ui or middleware  # type: ignore[method-assign]
+        app.extensions["kzr_wsgi"] = _State(handler, middleware, ui)
+
+
+def _search_ui(app: Flask, handler: Handler, middleware: KazooRecordings) -> Any:
+    """The UI in front of the middleware, when the config names viewers; else None."""
+    listed = list(app.config.get("KZR_UI_VIEWERS") or ())
+    viewer_file = app.config.get("KZR_UI_VIEWER_FILE")
+    if not listed and not viewer_file:
+        return None
+    from .ui import SearchUI, read_viewer_file
+
+    if viewer_file:
+        listed += read_viewer_file(viewer_file)
+    if not hasattr(handler, "open_stored"):
+        raise RuntimeError(f"the UI needs a store that serves its files; {handler!r} does not")
+    url = app.config.get("KZR_CATALOG")
+    if url:
+        from .catalog import open_catalog
+
+        catalog = open_catalog(url)
+    else:
+        from .commands import catalog_of
+
+        # The catalog the store writes (KZR_ROOT's SQLite one by default).
+        found = catalog_of(handler)
+        if found is None:
+            raise RuntimeError("the UI needs a catalog: set KZR_CATALOG, or use a store "
+                               "that keeps one (KZR_ROOT)")
+        catalog = found
+    return SearchUI(catalog, handler, viewers=listed,
+                    prefix=app.config.get("KZR_UI_PREFIX", "/ui"),
+                    secret=app.config.get("KZR_UI_SECRET"), app=middleware)

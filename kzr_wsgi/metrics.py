@@ -38,6 +38,7 @@ import contextlib
 import os
 import shutil
 import tempfile
+import weakref
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -92,6 +93,9 @@ class Metrics:
     :param path: where the mount answers scrapes.
     :raises RuntimeError: ``PROMETHEUS_MULTIPROC_DIR`` is set but prometheus_client was
         imported before it was (its multiprocess mode can no longer be chosen).
+
+    Build one per process: catalog write failures are process-wide, so every live
+    ``Metrics`` counts each, and in multiprocess mode two would write the same files.
     """
 
     def __init__(
@@ -161,6 +165,7 @@ class Metrics:
             self.notifications.labels(outcome)
         for error in STORE_ERRORS:
             self.store_errors.labels(error)
+        _CatalogHook.attach(self)
 
     def __repr__(self) -> str:
         return (f"Metrics(path={self.path!r}, allow={[str(n) for n in self._allow]}, "
@@ -226,6 +231,31 @@ class Metrics:
 
         encoder, content_type = choose_encoder(accept or "")
         return encoder(self.registry), content_type
+
+
+class _CatalogHook:
+    """Tells one :class:`Metrics` of each failed catalog write, without keeping it alive.
+
+    The catalog counts its failures process-wide (``kzr_wsgi.catalog.WRITE_FAILURES``,
+    written from whichever store's thread failed); a mount's metrics listen there.
+    """
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._ref = weakref.ref(metrics)
+
+    @classmethod
+    def attach(cls, metrics: Metrics) -> None:
+        from .catalog import WRITE_FAILURES
+
+        hooks = WRITE_FAILURES.hooks
+        # Metrics that are gone leave no hook behind (tests build many).
+        hooks[:] = [h for h in hooks if not (isinstance(h, cls) and h._ref() is None)]
+        hooks.append(cls(metrics))
+
+    def __call__(self, exc: BaseException) -> None:
+        metrics = self._ref()
+        if metrics is not None:
+            metrics.catalog_error(exc)
 
 
 class MultiprocessDir:

@@ -15,6 +15,7 @@ Errors are the project's own types; :data:`STATUS` maps them to replies in one p
 
 from __future__ import annotations
 
+import io
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -22,9 +23,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
-from werkzeug.exceptions import RequestedRangeNotSatisfiable
 from werkzeug.wrappers import Response
-from werkzeug.wsgi import wrap_file
 
 from . import errors
 from .audio import AudioInfo, Inspector
@@ -35,6 +34,7 @@ from .metadata import parse_metadata
 from .multipart import MultipartUpload, boundary_from_content_type
 from .naming import utcnow
 from .recording import Handler, Kind, ReadableStore, Recording, Stored, is_self_test
+from .sending import send_stored
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -198,7 +198,7 @@ class KazooRecordings:
             return _reply_error(exc, environ, start_response)
 
     def _count_refusal(self, metrics: Metrics, target: Target, exc: errors.KzrError) -> None:
-        """Count a request refused before it reached the handler (or a read that failed)."""
+        """Count a request answered with one of the project's errors: 4xx refused, 5xx failed."""
         status = _status_of(exc)
         if target.action is Action.UPLOAD:
             metrics.upload(target.name.kind.value, "refused" if status < 500 else "failed",
@@ -344,35 +344,20 @@ class KazooRecordings:
         stored = self.handler.open(target.name, recording_id)
         if self.metrics is not None:
             self.metrics.read("ok")
-        response = Response(
-            wrap_file(environ, stored.fileobj),
-            mimetype=stored.content_type,
-            direct_passthrough=True,
-        )
-        response.content_length = stored.size
-        response.last_modified = stored.last_modified
-        response.set_etag(stored.etag)
-        try:
-            response = response.make_conditional(
-                environ, accept_ranges=True, complete_length=stored.size
-            )
-        except RequestedRangeNotSatisfiable as exc:
-            stored.close()
-            return exc.get_response(environ)(environ, start_response)
-        return response(environ, start_response)
+        return send_stored(environ, start_response, stored)
 
 
-class _InspectedStream:
+class _InspectedStream(io.RawIOBase):
     """``recording.stream``, feeding every block it hands out to an :class:`Inspector`.
 
     ``recording.audio`` is set the moment the final ``b""`` is handed out, before the
     handler sees it: a store that writes its sidecar after reading to the end (all the
-    built-in ones do) writes the audio with it.
+    built-in ones do) writes the audio with it. A raw binary stream like the body it
+    wraps, so handlers that use ``readinto`` or ``io.BufferedReader`` keep working.
     """
 
-    __slots__ = ("_read", "_recording", "_inspector", "_done")
-
     def __init__(self, recording: Recording) -> None:
+        super().__init__()
         self._read = recording.stream.read
         self._recording = recording
         self._inspector = Inspector(
@@ -382,14 +367,22 @@ class _InspectedStream:
         )
         self._done = False
 
-    def read(self, size: int = -1, /) -> bytes:
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1, /) -> bytes:
         """Read from the body as it would; inspect what goes by."""
-        data = self._read(size)
+        data = self._read(-1 if size is None else size)
         if data:
             self._inspector.feed(data)
         elif size != 0:
             self.conclude()
         return data
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
 
     def conclude(self) -> None:
         """The body has been read to its end: set ``recording.audio`` (once)."""

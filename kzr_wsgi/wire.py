@@ -11,6 +11,7 @@ short), so requests are written by hand here (contract §3):
   follows the ``100``, or after one second without it), its user agent;
 * :func:`cut_short_put`: announces ``N`` bytes, sends fewer, closes its sending side.
 
+:class:`KazooURL` turns the configured URL into the targets Kazoo sends to;
 :func:`silent_mp3` makes the bodies: a valid MP3 the way FreeSWITCH writes one.
 """
 
@@ -23,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from http.client import parse_headers
 from typing import IO
+from urllib.parse import quote, unquote, urlsplit
 
 #: FreeSWITCH's mod_http_cache user agent.
 FREESWITCH_AGENT = "freeswitch-http-cache/1.0"
@@ -92,6 +94,79 @@ class Answer:
     def describe(self) -> str:
         """``"201"``, or why there was no answer."""
         return str(self.status) if self.status is not None else f"no answer ({self.error})"
+
+
+class KazooURL:
+    """The URL Kazoo is configured with, and the request targets Kazoo makes of it (pure).
+
+    :raises ValueError: not an ``http://`` or ``https://`` URL with a host.
+    """
+
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"not an http:// or https:// URL: {url!r}")
+        try:
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+        except ValueError as exc:
+            raise ValueError(f"bad port in {url!r}") from exc
+        self.endpoint = Endpoint(parts.scheme, parts.hostname, port)
+        netloc = parts.netloc
+        userinfo, at, _ = netloc.rpartition("@")
+        #: ``user:pass`` exactly as written in the URL (percent-escapes left alone).
+        self.raw_userinfo: str | None = userinfo if at else None
+        #: The configured URL's path, its trailing ``/`` stripped (Kazoo adds one).
+        self.path = parts.path.rstrip("/")
+        #: The configured URL's query (``None``: it has none).
+        self.query: str | None = parts.query if parts.query or url.endswith("?") else None
+
+    @property
+    def httpc_userinfo(self) -> str | None:
+        """What httpc puts in ``authorization``: the userinfo as written, or nothing.
+
+        httpc sends no credentials at all when the password holds a ``:``.
+        """
+        if self.raw_userinfo is None:
+            return None
+        user, _, password = self.raw_userinfo.partition(":")
+        return None if ":" in password else f"{user}:{password}"
+
+    @property
+    def curl_userinfo(self) -> str | None:
+        """What libcurl sends: the user and password percent-decoded."""
+        if self.raw_userinfo is None:
+            return None
+        user, _, password = self.raw_userinfo.partition(":")
+        return f"{unquote(user)}:{unquote(password)}"
+
+    def kazoo4(self, filename: str, fields: list[tuple[str, str]]) -> str:
+        """The request target Kazoo 4.x's ``record_call`` uploads ``filename`` to (§2)."""
+        meta = "&".join(f"{k}={quote(v, safe='')}" for k, v in fields)
+        name = quote(filename, safe="")
+        if self.query is None:
+            return f"{self.path}/{name}?{meta}"
+        # kz_att_http:check_url_param: the name goes into the configured query.
+        query = self.query
+        last = query.rsplit("&", 1)[-1]
+        if not last:
+            query = f"{query}recording={name}"
+        elif "=" not in last:
+            query = f"{query}={name}"
+        elif last.endswith("="):
+            query = f"{query}{name}"
+        else:
+            query = f"{query}&recording={name}"
+        return f"{self.path or '/'}?{query}&{meta}"
+
+    def freeswitch(self, filename: str) -> str | None:
+        """The target 3.x's FreeSWITCH uploads to: the name unencoded after the URL.
+
+        None when the URL has a query: 3.x appends the name after it, where no
+        receiver finds it.
+        """
+        if self.query is not None:
+            return None
+        return f"{self.path}/{filename}"
 
 
 def basic_header(userinfo: str) -> str:

@@ -166,7 +166,13 @@ def test_no_false_sync_in_junk_or_tag_data() -> None:
     assert whole(tag + tag + clean, ext="mp3") == base  # stacked tags
 
 
-@pytest.mark.parametrize("junk,found", [(MAX_JUNK - 3000, True), (MAX_JUNK + 3000, False)])
+@pytest.mark.parametrize("junk,found", [
+    (MAX_JUNK - 3000, True),
+    (MAX_JUNK + 3000, False),
+    # Given up on at the start of a 64 KiB block: the rest of that block (where, 16 KiB
+    # in, a frame starts) is not searched either.
+    (MAX_JUNK + 16384 - 288 * 46, False),
+])
 def test_junk_before_the_first_frame_is_searched_up_to_a_limit(junk: int, found: bool) -> None:
     clean = samples.mp3(3.0, info=False, id3=False)
     data = samples.random_bytes(junk).replace(b"\xff", b"\x00") + clean

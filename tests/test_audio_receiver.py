@@ -4,8 +4,10 @@ attachments, Flask, and ``kzr-wsgi serve`` end to end (with and without --no-ins
 from __future__ import annotations
 
 import http.client
+import io
 import json
 import logging
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +89,7 @@ def test_fanout_gives_every_branch_the_audio(tmp_path: Path) -> None:
     assert only_sidecar(tmp_path / "b")["audio"] == expected
 
 
+@pytest.mark.slow
 def test_s3_and_disk_through_fanout(tmp_path: Path, s3_bucket: tuple[Any, str],
                                     moto_endpoint: str) -> None:
     client, bucket = s3_bucket
@@ -129,6 +132,30 @@ def test_handler_that_never_reads_the_final_empty_block(tmp_path: Path) -> None:
     assert put(Client(app), "/call_recording_c4.mp3", data) == 201
     assert seen == [None]
     assert after == [AudioInfo("mp3", 2088, 16000, 2, 64)]
+
+
+def test_handlers_that_use_the_stream_as_a_file(tmp_path: Path) -> None:
+    data = samples.wav(2.0, rate=16000)
+    got: list[bytes] = []
+
+    def buffered(recording: Recording) -> Stored | None:
+        reader = io.BufferedReader(recording.stream, buffer_size=5000)
+        got.append(reader.read(7) + reader.read())
+        return None
+
+    def copied(recording: Recording) -> Stored | None:
+        out = io.BytesIO()
+        shutil.copyfileobj(recording.stream, out, 3333)
+        got.append(out.getvalue())
+        return None
+
+    after: list[AudioInfo | None] = []
+    for handler in (buffered, copied):
+        app = KazooRecordings(lambda e, s: [], handler,
+                              on_stored=[lambda rec, res: after.append(rec.audio)])
+        assert put(Client(app), "/call_recording_c8.wav", data, "audio/wav") == 201
+        assert got[-1] == data
+    assert after == [AudioInfo("wav", 2000, 16000, 1, 256)] * 2
 
 
 def test_a_multipart_attachment_is_inspected_after_decoding(tmp_path: Path) -> None:

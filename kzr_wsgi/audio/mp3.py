@@ -203,6 +203,9 @@ class Mp3Parser:
             else:
                 head = self._pending + block[:_JOIN]
                 start = self._walk(head, 0, final=False)
+                if self._gave_up:
+                    self._pending = b""
+                    return
                 if start < cut:  # never: no decision needs _JOIN bytes; but stay correct
                     data = self._pending + block
                 else:
@@ -373,18 +376,16 @@ class Mp3Parser:
         end = pos + run * size
         at = 4 + _side_info(header, data[pos + 3])
         summaries = 0
-        marks = data[pos + at : end : size]
-        if b"I" in marks or b"X" in marks:
-            for i, mark in enumerate(marks):
-                if mark in (0x49, 0x58):
-                    start = pos + i * size + at
-                    summaries += data[start : start + 4] in _SUMMARY_TAGS
-        vbri = data[pos + 36 : end : size]  # Fraunhofer's VBRI sits at a fixed offset
-        if b"V" in vbri:
-            for i, mark in enumerate(vbri):
-                if mark == 0x56:
-                    start = pos + i * size + 36
-                    summaries += data[start : start + 4] == b"VBRI"
+        # One byte of every frame, where a summary tag would start; only the frames
+        # whose byte could begin one are looked at (real audio has a few per block).
+        for offset, first, tags in ((at, b"I", _SUMMARY_TAGS), (at, b"X", _SUMMARY_TAGS),
+                                    (36, b"V", (b"VBRI",))):  # Fraunhofer's sits at 36
+            marks = data[pos + offset : end : size]
+            i = marks.find(first)
+            while i >= 0:
+                start = pos + i * size + offset
+                summaries += data[start : start + 4] in tags
+                i = marks.find(first, i + 1)
         result = self.result
         result.summary_frames += summaries
         audio = run - summaries

@@ -220,6 +220,24 @@ class FanOut:
         raise last
 
 
+    def open_stored(self, location: str, sha256: str | None = None) -> StoredFile:
+        """The copy at ``location`` from whichever store holds it (see ``open``)."""
+        last: KzrError = NotFound("no such recording")
+        for store in self.stores:
+            opener = getattr(store, "open_stored", None)
+            if opener is None:
+                continue
+            try:
+                found: StoredFile = opener(location, sha256)
+                return found
+            except NotFound as exc:
+                last = exc
+            except KzrError as exc:
+                log.warning("fan-out: %r cannot serve a read: %s", store, exc)
+                last = exc
+        raise last
+
+
 class _PipeBroken(Exception):
     """Raised in a store's reads when the upload failed elsewhere."""
 
