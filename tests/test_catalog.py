@@ -12,7 +12,6 @@ from typing import Any
 
 import psycopg
 import pytest
-from pgserver import pg_server, pg_url  # noqa: F401 - fixtures
 
 from kzr_wsgi.audio import AudioInfo
 from kzr_wsgi.catalog import (
@@ -25,6 +24,8 @@ from kzr_wsgi.catalog import (
     row_id,
 )
 from kzr_wsgi.metadata import GREGORIAN_OFFSET
+
+pytest_plugins = ["pgserver"]
 
 T0 = datetime(2026, 1, 31, 12, 0, tzinfo=timezone.utc)
 
@@ -298,7 +299,7 @@ def test_a_forked_child_never_uses_its_parents_connection(catalog: Catalog) -> N
 
 
 @pytest.mark.slow
-def test_postgres_reconnects_after_its_session_is_killed(pg_url: str) -> None:  # noqa: F811
+def test_postgres_reconnects_after_its_session_is_killed(pg_url: str) -> None:
     cat = open_catalog(pg_url)
     try:
         cat.add(sidecar("a"))
