@@ -135,7 +135,7 @@ def test_a_fan_out_rolled_back_leaves_no_row(tmp_path: Path) -> None:
 def test_a_postgresql_catalog_out_of_reach_never_holds_an_upload_up(tmp_path: Path) -> None:
     import time
 
-    from s3server import free_port
+    from servers import free_port
 
     url = f"postgresql://postgres@127.0.0.1:{free_port()}/nothing-listens"
     store = DirectoryStore(tmp_path, catalog=open_catalog(url, connect_now=False),
