@@ -31,7 +31,7 @@ from typing import Any, TypeVar
 
 from .codec import SELECT_COLUMNS, UPSERT, row_from_db, write_params
 from .rows import Row, row_from_record, row_id
-from .schema import MIGRATIONS, TABLE, VERSION_TABLE, statements
+from .schema import MIGRATIONS, STATE_TABLE, TABLE, VERSION_TABLE, statements
 from .search import (
     COMMON_PREFIX,
     Page,
@@ -285,6 +285,25 @@ class Catalog:
         """Every row's id and location."""
         return {str(r[0]): str(r[1])
                 for r in self._fetch(f"SELECT id, location FROM {TABLE}", {})}
+
+    def get_state(self, name: str) -> str | None:
+        """A named fact about the catalog (``None`` when unset)."""
+        found = self._fetch(f"SELECT value FROM {STATE_TABLE} WHERE name = :name",
+                            {"name": name})
+        return None if not found else str(found[0][0])
+
+    def set_state(self, name: str, value: str | None) -> None:
+        """Set (or with ``None`` clear) a named fact about the catalog."""
+        def run(conn: Any) -> None:
+            with self.backend.transaction(conn):
+                self._execute(conn, f"DELETE FROM {STATE_TABLE} WHERE name = :name",
+                              {"name": name}).close()
+                if value is not None:
+                    self._execute(conn, f"INSERT INTO {STATE_TABLE} (name, value) "
+                                  "VALUES (:name, :value)", {"name": name, "value": value}
+                                  ).close()
+
+        self._run(run)
 
     # -- connections ------------------------------------------------------------------
 
