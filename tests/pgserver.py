@@ -38,7 +38,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from s3server import free_port
+from servers import free_port
 
 #: Where Debian's postgresql-15 puts its programs.
 PG_BIN = Path(os.environ.get("KZR_PG_BIN", "/usr/lib/postgresql/15/bin"))

@@ -12,7 +12,6 @@ from typing import Any
 
 import psycopg
 import pytest
-from pgserver import pg_server, pg_url  # noqa: F401 - fixtures
 
 from kzr_wsgi.audio import AudioInfo
 from kzr_wsgi.catalog import (
@@ -25,6 +24,8 @@ from kzr_wsgi.catalog import (
     row_id,
 )
 from kzr_wsgi.metadata import GREGORIAN_OFFSET
+
+pytest_plugins = ["pgserver"]
 
 T0 = datetime(2026, 1, 31, 12, 0, tzinfo=timezone.utc)
 
@@ -193,7 +194,12 @@ def test_self_test_uploads_are_hidden_unless_asked(catalog: Catalog) -> None:
     assert catalog.count() == 1 and catalog.count(Query(self_test=True)) == 3
 
 
-def test_q_finds_call_id_number_or_a_name_prefix_in_any_case(catalog: Catalog) -> None:
+@pytest.mark.parametrize("common", [False, True], ids=["rare-prefix", "common-prefix"])
+def test_q_finds_call_id_number_or_a_name_prefix_in_any_case(
+        catalog: Catalog, common: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    if common:
+        # Any prefix counts as common: the page walks the order's index instead.
+        monkeypatch.setattr("kzr_wsgi.catalog.backend.COMMON_PREFIX", 1)
     catalog.add(sidecar("abc", fields={"caller_id_name": "Émilie Durand"}))
     catalog.add(sidecar("def", fields={"from": "+15555550100@r", "caller_id_name": "BOB"}))
     catalog.add(sidecar("ghi", fields={"caller_id_name": "Bobby"}))
@@ -293,7 +299,7 @@ def test_a_forked_child_never_uses_its_parents_connection(catalog: Catalog) -> N
 
 
 @pytest.mark.slow
-def test_postgres_reconnects_after_its_session_is_killed(pg_url: str) -> None:  # noqa: F811
+def test_postgres_reconnects_after_its_session_is_killed(pg_url: str) -> None:
     cat = open_catalog(pg_url)
     try:
         cat.add(sidecar("a"))

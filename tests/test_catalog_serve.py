@@ -13,14 +13,13 @@ from typing import Any
 
 import pytest
 from kazoo import Reply, httpc_put
-from pgserver import pg_server, pg_url  # noqa: F401 - fixtures
-from s3server import aws_env, moto_endpoint  # noqa: F401 - fixtures
 from servers import serve
 from test_directory_store import make
 from test_s3_serve import S3_URL, H, query_4x, race, rec, serve_s3  # noqa: F401 - rec
 
 from kzr_wsgi.stores import DirectoryStore
 
+pytest_plugins = ["s3server", "pgserver"]
 pytestmark = pytest.mark.slow
 
 
@@ -38,7 +37,7 @@ def kzr(*args: str, code: int = 0) -> str:
 
 
 def test_two_hosts_on_one_bucket_share_a_postgresql_catalog(
-        rec: Any, moto_endpoint: str, pg_url: str, tmp_path: Path) -> None:  # noqa: F811
+        rec: Any, moto_endpoint: str, pg_url: str, tmp_path: Path) -> None:  # noqa: F811 - rec
     sent: dict[str, bytes] = {}
     with serve_s3(tmp_path, moto_endpoint, "--workers", "2", "--catalog", pg_url,
                   name="a") as a, \
@@ -89,14 +88,19 @@ def test_serve_names_reindex_for_a_store_from_before_the_catalog(tmp_path: Path)
     old = DirectoryStore(root, catalog=None, sweep_every=None)
     old(make(b"old", "from-last-year"))
     with serve(tmp_path, root=root) as server:
+        # A new upload makes the catalog non-empty: the notice must stay all the same.
+        target = "/call_recording_new.mp3"
+        assert httpc_put(H, server.port, target, b"new").status == 201
+    assert "kzr-wsgi reindex" in server.log()
+    with serve(tmp_path, root=root) as server:
         pass
     assert "kzr-wsgi reindex" in server.log()
     kzr("reindex", "--root", str(root))
     with serve(tmp_path, root=root) as server:
         pass
     assert "kzr-wsgi reindex" not in server.log()
-    assert [json.loads(x)["call_id"] for x in kzr(
-        "ls", "--json", "--root", str(root)).splitlines()] == ["from-last-year"]
+    assert sorted(json.loads(x)["call_id"] for x in kzr(
+        "ls", "--json", "--root", str(root)).splitlines()) == ["from-last-year", "new"]
 
 
 def test_two_serve_processes_on_one_root_catalogue_every_upload(tmp_path: Path) -> None:

@@ -8,11 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from s3server import aws_env, moto_endpoint, s3_bucket  # noqa: F401 - fixtures
 from test_directory_store import make
 
 from kzr_wsgi.catalog import ROOT_CATALOG, WRITE_FAILURES, Catalog, Query, open_catalog
 from kzr_wsgi.stores import DirectoryStore, FanOut
+
+pytest_plugins = ["s3server"]
 
 
 def rows(catalog: Catalog) -> list[Any]:
@@ -96,7 +97,7 @@ def test_a_kill_between_commit_and_row_is_repaired_at_start_up(tmp_path: Path) -
 
 @pytest.mark.slow
 def test_s3_store_catalogues_new_copies_and_lists_its_records(
-        s3_bucket: tuple[Any, str], tmp_path: Path) -> None:  # noqa: F811
+        s3_bucket: tuple[Any, str], tmp_path: Path) -> None:
     from kzr_wsgi.stores.s3 import S3Store
 
     client, bucket = s3_bucket
@@ -134,7 +135,7 @@ def test_a_fan_out_rolled_back_leaves_no_row(tmp_path: Path) -> None:
 def test_a_postgresql_catalog_out_of_reach_never_holds_an_upload_up(tmp_path: Path) -> None:
     import time
 
-    from s3server import free_port
+    from servers import free_port
 
     url = f"postgresql://postgres@127.0.0.1:{free_port()}/nothing-listens"
     store = DirectoryStore(tmp_path, catalog=open_catalog(url, connect_now=False),

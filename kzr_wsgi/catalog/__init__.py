@@ -19,7 +19,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .backend import ROOT_CATALOG, WRITE_FAILURES, Backend, Catalog, WriteFailures, row_from_db
+from .backend import ROOT_CATALOG, WRITE_FAILURES, Backend, Catalog, WriteFailures
+from .codec import row_from_db
 from .rows import Row, clean_text, normalise_number, parse_when, row_from_record, row_id
 from .search import Page, Query
 

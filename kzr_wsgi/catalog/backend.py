@@ -2,7 +2,7 @@
 
 :class:`Catalog` holds a :class:`Backend` (:mod:`.sqlite` or :mod:`.postgres`), which
 knows only how to connect and where its driver differs; every statement is written
-once, here and in :mod:`.search`, with ``:name`` parameters.
+once (here, in :mod:`.codec` and in :mod:`.search`) with ``:name`` parameters.
 
 **Connections**: one per thread, per process. A connection is never used across a
 ``fork`` (gunicorn forks its workers from a master that built the app): each is tagged
@@ -18,7 +18,6 @@ statement tried once more on a new one.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -30,10 +29,18 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ..audio import AudioInfo
-from .rows import Row, normalise_number, row_from_record, row_id
-from .schema import COLUMNS, MIGRATIONS, TABLE, VERSION_TABLE, WRITTEN, statements
-from .search import FLAG_BITS, Page, Query, from_micros, micros, select_count, select_page
+from .codec import SELECT_COLUMNS, UPSERT, row_from_db, write_params
+from .rows import Row, row_from_record, row_id
+from .schema import MIGRATIONS, STATE_TABLE, TABLE, VERSION_TABLE, statements
+from .search import (
+    COMMON_PREFIX,
+    Page,
+    Query,
+    count_prefix,
+    name_prefix,
+    select_count,
+    select_page,
+)
 
 log = logging.getLogger("kzr_wsgi.catalog")
 
@@ -166,10 +173,10 @@ class Catalog:
 
     def add_rows(self, rows: Iterable[Row]) -> int:
         """Upsert many rows in one transaction; return how many."""
-        params = [_write_params(r) for r in rows]
+        params = [write_params(r) for r in rows]
         if not params:
             return 0
-        sql = self.backend.sql(_UPSERT)
+        sql = self.backend.sql(UPSERT)
 
         def run(conn: Any) -> int:
             with self.backend.transaction(conn):
@@ -230,7 +237,7 @@ class Catalog:
 
     def get(self, row_id: str) -> Row | None:
         """The row with this id, or ``None``."""
-        found = self._fetch(f"SELECT {_COLS} FROM {TABLE} WHERE id = :id", {"id": row_id})
+        found = self._fetch(f"SELECT {SELECT_COLUMNS} FROM {TABLE} WHERE id = :id", {"id": row_id})
         return row_from_db(found[0]) if found else None
 
     def search(self, query: Query) -> Page:
@@ -238,7 +245,13 @@ class Catalog:
         snapshot = query.max_seq if query.max_seq is not None else self.max_seq()
         if snapshot is None:
             return Page([], None)
-        sql, params = select_page(query, snapshot)
+        common = False
+        if query.q and query.q.strip():
+            low, high = name_prefix(query.q)
+            found = self._fetch(count_prefix(), {"qlo": low, "qhi": high,
+                                                 "k": COMMON_PREFIX})
+            common = int(found[0][0]) >= COMMON_PREFIX
+        sql, params = select_page(query, snapshot, common)
         rows = [row_from_db(r) for r in self._fetch(sql, params)]
         if len(rows) <= query.limit:
             return Page(rows, None)
@@ -272,6 +285,25 @@ class Catalog:
         """Every row's id and location."""
         return {str(r[0]): str(r[1])
                 for r in self._fetch(f"SELECT id, location FROM {TABLE}", {})}
+
+    def get_state(self, name: str) -> str | None:
+        """A named fact about the catalog (``None`` when unset)."""
+        found = self._fetch(f"SELECT value FROM {STATE_TABLE} WHERE name = :name",
+                            {"name": name})
+        return None if not found else str(found[0][0])
+
+    def set_state(self, name: str, value: str | None) -> None:
+        """Set (or with ``None`` clear) a named fact about the catalog."""
+        def run(conn: Any) -> None:
+            with self.backend.transaction(conn):
+                self._execute(conn, f"DELETE FROM {STATE_TABLE} WHERE name = :name",
+                              {"name": name}).close()
+                if value is not None:
+                    self._execute(conn, f"INSERT INTO {STATE_TABLE} (name, value) "
+                                  "VALUES (:name, :value)", {"name": name, "value": value}
+                                  ).close()
+
+        self._run(run)
 
     # -- connections ------------------------------------------------------------------
 
@@ -382,87 +414,11 @@ class Catalog:
         self._migrated = True
 
 
-def row_from_db(values: tuple[Any, ...] | list[Any]) -> Row:
-    """A :class:`Row` from a ``SELECT`` of :data:`~kzr_wsgi.catalog.schema.COLUMNS`."""
-    v = dict(zip(COLUMNS, values, strict=True))
-    audio = json.loads(v["audio"]) if v["audio"] else None
-    return Row(
-        id=v["id"],
-        kind=v["kind"],
-        call_id=v["call_id"],
-        recording_id=v["recording_id"],
-        account_id=v["account_id"],
-        owner_id=v["owner_id"],
-        from_=v["from_uri"],
-        to=v["to_uri"],
-        caller_id_name=v["caller_id_name"],
-        caller_id_number=v["caller_id_number"],
-        start=None if v["start_us"] is None else from_micros(int(v["start_us"])),
-        duration_ms=None if v["duration_ms"] is None else int(v["duration_ms"]),
-        received_at=from_micros(int(v["received_us"])),
-        size=int(v["size"]),
-        sha256=v["sha256"],
-        content_type=v["content_type"],
-        location=v["location"],
-        segments=() if v["segments"] == "[]" else tuple(json.loads(v["segments"])),
-        filename=v["filename"],
-        audio=AudioInfo.from_json(audio) if isinstance(audio, dict) else None,
-        self_test=bool(v["self_test"]),
-        seq=int(v["seq"]),
-    )
-
-
-def _write_params(row: Row) -> dict[str, Any]:
-    bits = 0
-    for flag in row.flags:
-        bits |= FLAG_BITS[flag]
-    return {
-        "id": row.id,
-        "kind": row.kind,
-        "call_id": row.call_id,
-        "recording_id": row.recording_id,
-        "account_id": row.account_id,
-        "owner_id": row.owner_id,
-        "from_uri": row.from_,
-        "to_uri": row.to,
-        "caller_id_name": row.caller_id_name,
-        "caller_id_number": row.caller_id_number,
-        "start_us": None if row.start is None else micros(row.start),
-        "duration_ms": row.duration_ms,
-        "received_us": micros(row.received_at),
-        "size": row.size,
-        "sha256": row.sha256,
-        "content_type": row.content_type,
-        "location": row.location,
-        "segments": json.dumps(list(row.segments), ensure_ascii=True),
-        "filename": row.filename,
-        "audio": None if row.audio is None else json.dumps(row.audio.to_json(),
-                                                           sort_keys=True),
-        "self_test": int(row.self_test),
-        "sort_us": micros(row.sort_at),
-        "flagged": int(bool(bits)),
-        "flag_bits": bits,
-        "from_norm": None if row.from_ is None else normalise_number(row.from_),
-        "to_norm": None if row.to is None else normalise_number(row.to),
-        "cid_norm": None if row.caller_id_number is None
-        else normalise_number(row.caller_id_number),
-        "cid_name_lower": None if row.caller_id_name is None else row.caller_id_name.lower(),
-    }
-
-
 def _close_quietly(conn: Any) -> None:
     try:
         conn.close()
     except Exception:
         log.debug("closing a catalog connection failed", exc_info=True)
-
-
-_COLS = ", ".join(COLUMNS)
-_UPSERT = (
-    f"INSERT INTO {TABLE} ({', '.join(WRITTEN)}) VALUES ({', '.join(':' + c for c in WRITTEN)})"
-    f" ON CONFLICT (id) DO UPDATE SET "
-    + ", ".join(f"{c} = excluded.{c}" for c in WRITTEN if c != "id")
-)
 
 
 def translate_named(sql: str, style: str = "%({})s") -> str:

@@ -23,6 +23,9 @@ log = logging.getLogger("kzr_wsgi.catalog")
 
 #: Rows written per transaction.
 BATCH = 500
+#: The catalog state set while a store holds copies its catalog has never been filled
+#: with (``serve`` says so at start-up); a complete reindex clears it.
+NEEDS_REINDEX = "needs_reindex"
 
 
 class IndexedStore(Protocol):
@@ -94,6 +97,7 @@ def reindex(
         for row_id, location in catalog.locations().items():
             if row_id not in seen and owns(location):
                 result.removed += int(catalog.remove(row_id))
+    catalog.set_state(NEEDS_REINDEX, None)
     return result
 
 

@@ -17,8 +17,10 @@ from __future__ import annotations
 TABLE = "kzr_recordings"
 #: One row: how many migrations have been applied.
 VERSION_TABLE = "kzr_schema_version"
+#: Named facts about the catalog itself (e.g. that it still needs a reindex).
+STATE_TABLE = "kzr_catalog_state"
 
-#: The columns a row is read from, in :func:`~kzr_wsgi.catalog.backend.row_from_db` order.
+#: The columns a row is read from, in :func:`~kzr_wsgi.catalog.codec.row_from_db` order.
 COLUMNS: tuple[str, ...] = (
     "seq", "id", "kind", "call_id", "recording_id", "account_id", "owner_id",
     "from_uri", "to_uri", "caller_id_name", "caller_id_number", "start_us", "duration_ms",
@@ -90,6 +92,7 @@ _V1 = [
     f"CREATE INDEX kzr_rec_account_flagged ON {TABLE} (account_id, sort_us, id)"
     " WHERE flagged = 1",
     f"CREATE INDEX kzr_rec_received ON {TABLE} (received_us)",
+    f"CREATE TABLE {STATE_TABLE} (name VARCHAR(64) PRIMARY KEY, value TEXT NOT NULL)",
 ]
 
 #: Each migration: the statements that take the schema from version N to N+1.

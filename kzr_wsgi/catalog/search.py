@@ -95,16 +95,42 @@ def from_micros(value: int) -> datetime:
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
-def where_clause(query: Query, snapshot: int | None) -> tuple[str, dict[str, Any]]:
-    """The ``WHERE`` condition for ``query`` (``"1=1"`` for none) and its parameters."""
+#: A caller-name prefix matching at least this many rows is "common" (see
+#: :func:`where_clause`'s ``common_prefix``).
+COMMON_PREFIX = 2000
+
+
+def name_prefix(q: str) -> tuple[str, str]:
+    """The range of ``cid_name_lower`` values that start with ``q`` (case-insensitive)."""
+    low = clean_text(q.strip()).lower()
+    return low, low + _TOP
+
+
+def count_prefix() -> str:
+    """How many rows (up to :data:`COMMON_PREFIX`) have a caller name starting with ``:qlo``."""
+    return (f"SELECT COUNT(*) FROM (SELECT 1 FROM {TABLE} WHERE cid_name_lower >= :qlo"
+            " AND cid_name_lower < :qhi LIMIT :k) AS probe")
+
+
+def where_clause(query: Query, snapshot: int | None,
+                 common_prefix: bool = False) -> tuple[str, dict[str, Any]]:
+    """The ``WHERE`` condition for ``query`` (``"1=1"`` for none) and its parameters.
+
+    ``common_prefix``: ``q``'s caller-name prefix matches many rows (the caller has
+    counted, :func:`count_prefix`). Then the name test is written so that no index can
+    serve it (``cid_name_lower || ''``): both databases walk the order's index and stop
+    after a page, instead of collecting every match through the name index and
+    sorting them all (800 ms for a prefix shared by 5 % of a million rows).
+    """
     terms: list[str] = []
     params: dict[str, Any] = {}
     if query.q:
         text = clean_text(query.q.strip())
-        params.update(q=text, qn=normalise_number(text), qlo=text.lower(),
-                      qhi=text.lower() + _TOP)
+        low, high = name_prefix(text)
+        params.update(q=text, qn=normalise_number(text), qlo=low, qhi=high)
+        name = "(cid_name_lower || '')" if common_prefix else "cid_name_lower"
         terms.append("(call_id = :q OR from_norm = :qn OR to_norm = :qn OR cid_norm = :qn"
-                     " OR (cid_name_lower >= :qlo AND cid_name_lower < :qhi))")
+                     f" OR ({name} >= :qlo AND {name} < :qhi))")
     if query.call_id is not None:
         params["call_id"] = clean_text(query.call_id)
         terms.append("call_id = :call_id")
@@ -160,9 +186,10 @@ def where_clause(query: Query, snapshot: int | None) -> tuple[str, dict[str, Any
     return (" AND ".join(terms) or "1 = 1"), params
 
 
-def select_page(query: Query, snapshot: int | None) -> tuple[str, dict[str, Any]]:
+def select_page(query: Query, snapshot: int | None,
+                common_prefix: bool = False) -> tuple[str, dict[str, Any]]:
     """The statement fetching one page (one row more than ``limit``, to know if more follow)."""
-    where, params = where_clause(query, snapshot)
+    where, params = where_clause(query, snapshot, common_prefix)
     params["limit"] = query.limit + 1
     sql = (f"SELECT {', '.join(COLUMNS)} FROM {TABLE} WHERE {where}"
            " ORDER BY sort_us DESC, id DESC LIMIT :limit")

@@ -186,15 +186,22 @@ def catalog_notices(store: Handler) -> list[str]:
     if catalog is None:
         return ["no catalog is kept (--s3 alone): `kzr-wsgi ls` and searches need "
                 "--catalog URL (postgresql://… shared by every host on the bucket)"]
+    from ..catalog.reindex import NEEDS_REINDEX
+
     lines = [f"catalog: {catalog.url}"]
     try:
-        empty = catalog.max_seq() is None
+        # An empty catalog beside a store that holds copies: from before the catalog, or
+        # lost. Remembered in the catalog until a reindex, so the notice stays after new
+        # uploads have made it non-empty.
+        if catalog.max_seq() is None and _holds_recordings(store):
+            catalog.set_state(NEEDS_REINDEX, "1")
+        behind = catalog.get_state(NEEDS_REINDEX) is not None
     except Exception as exc:  # a catalog out of reach never stops uploads
         return [*lines, f"WARNING: the catalog cannot be read ({exc}); uploads are stored "
                         "all the same, and `kzr-wsgi reindex` catalogues them later"]
     finally:
         catalog.release()  # nothing open across gunicorn's fork
-    if empty and _holds_recordings(store):
+    if behind:
         lines.append(
             "this store holds recordings from before its catalog (no catalog, or sidecars "
             "without `audio`): run `kzr-wsgi reindex` with the same --root/--s3/--catalog "
