@@ -13,14 +13,16 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from .ages import format_age
 from .auth import Guard, is_loopback_host, read_secrets
 from .body import DEFAULT_MAX_SIZE
 from .commands import build_store, catalog_notices, catalog_of
 from .commands import catalog as catalog_commands
 from .commands.check import check as check_command
+from .commands.retention import audit, hold, prune
 from .commands.sweep import sweep_command
 from .config import Config, config_option
-from .errors import StoreUnavailable
+from .errors import KzrError, StoreUnavailable
 from .metrics import LOOPBACK, MultiprocessDir
 from .middleware import KazooRecordings
 from .notify import WebhookNotifier
@@ -280,6 +282,7 @@ def serve(
         click.echo(f"kzr-wsgi: metrics at /metrics for {', '.join(metrics_allow or LOOPBACK)} "
                    f"(worker files in {metrics_dir.path})", err=True)
         options.update(metrics_dir.gunicorn_hooks())
+    _housekeeping(options, store, config)
     run(wsgi_app, options)
 
 
@@ -299,6 +302,41 @@ def _fail_fast(store: Handler) -> list[str]:
             except StoreUnavailable as exc:
                 raise click.ClickException(f"cannot store in {each!r}: {exc}") from exc
     return warnings
+def _housekeeping(options: dict[str, Any], store: Any, config: Config | None) -> None:
+    """Run the periodic jobs (pruning by ``[retention]``, …) from gunicorn's master.
+
+    One process among all serving the store does them (see
+    :mod:`kzr_wsgi.housekeeping.housekeeper`).
+    """
+    from .housekeeping.housekeeper import TICK, Housekeeper, jobs_for, lease_for
+
+    jobs = jobs_for(store, config)
+    if not jobs:
+        return
+    catalog_url = click.get_current_context().params.get("catalog_url")
+    try:
+        keeper = Housekeeper(jobs, lease_for(store, catalog_url),
+                             tick=min(TICK, *(job.every.total_seconds() for job in jobs)))
+    except KzrError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if config is not None and config.retention is not None:
+        click.echo(f"kzr-wsgi: retention {config.retention.describe()}; pruned every "
+                   f"{format_age(config.retention.interval)} by one housekeeper per store",
+                   err=True)
+    # In the master, once the workers run (threads do not survive their fork).
+    for hook, action in (("when_ready", keeper.start), ("on_exit", keeper.stop)):
+        options[hook] = _then(options.get(hook), action)
+
+
+def _then(before: Any, action: Any) -> Any:
+    """A gunicorn hook (one argument, as gunicorn checks) running ``before``, then ``action``."""
+
+    def hook(server: Any) -> None:
+        if before is not None:
+            before(server)
+        action()
+
+    return hook
 
 
 def _metrics_dir(root: str) -> MultiprocessDir:
@@ -392,3 +430,6 @@ main.add_command(catalog_commands.ls)
 main.add_command(catalog_commands.reindex)
 main.add_command(catalog_commands.verify)
 main.add_command(sweep_command)
+main.add_command(prune)
+main.add_command(hold)
+main.add_command(audit)

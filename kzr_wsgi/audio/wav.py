@@ -40,7 +40,7 @@ _MAX_FMT = 1024
 class WavResult:
     """What the parser found, before it is turned into an :class:`AudioInfo`."""
 
-    #: ``fmt `` was read and makes sense.
+    #: The ``fmt`` chunk was read and makes sense.
     has_format: bool = False
     format_tag: int | None = None
     channels: int | None = None

@@ -107,7 +107,13 @@ def store_options(func: F) -> F:
         )
         return func(spec=spec, **kwargs)
 
-    return functools.update_wrapper(wrapper, func)  # type: ignore[return-value]
+    # update_wrapper copies func's __dict__, and with it the options decorated onto
+    # func before this (when store_options is not the innermost decorator): keep both.
+    own = list(getattr(wrapper, "__click_params__", []))
+    functools.update_wrapper(wrapper, func)
+    wrapper.__click_params__ = [  # type: ignore[attr-defined]
+        *getattr(func, "__click_params__", []), *own]
+    return wrapper  # type: ignore[return-value]
 
 
 def build_store(

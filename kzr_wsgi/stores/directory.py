@@ -73,7 +73,7 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -498,6 +498,63 @@ class DirectoryStore:
             sidecar.unlink(missing_ok=True)
             _fsync_dir(final.parent)
 
+    # -- removing (retention) ---------------------------------------------------------
+
+    @contextmanager
+    def index_lock(self, record: Mapping[str, Any]) -> Iterator[None]:
+        """Hold the lock that commits of ``record``'s name take (its index shard's ``flock``).
+
+        Inside it no upload of that name commits, so "is this copy still the indexed one?"
+        and what is done about it cannot be overtaken by a retry storing it afresh.
+        """
+        with _locked(self._index_dir(_record_name(record)) / ".lock"):
+            yield
+
+    def indexes(self, record: Mapping[str, Any]) -> bool:
+        """True when the index entry for ``record``'s name, recording id and sha256 is this copy."""
+        entry = self._index_dir(_record_name(record)) / _entry_name(
+            _record_name(record), record.get("recording_id"), record["sha256"])
+        indexed = _read_json(entry)
+        # The same path may have been given to the same recording stored afresh since.
+        return indexed is not None and all(
+            indexed.get(k) == record.get(k) for k in ("path", "sha256", "received_at"))
+
+    def remove(self, record: Mapping[str, Any], *, unindexed: Callable[[], None] | None = None,
+               locked: bool = False) -> bool:
+        """Remove the stored copy ``record`` (a sidecar dict) for good; True if it was indexed.
+
+        In this order, each step durable before the next: the index entry (only if it
+        still names this copy), then ``unindexed()`` (the caller's: a catalog row), then
+        the file and its sidecar (only if the sidecar is still this copy's: a retry may
+        have been stored afresh under the freed name). Every step tolerates having been
+        done already, so a removal cut short by a crash is finished by calling it again.
+        Runs under :meth:`index_lock`, taken here unless ``locked`` says the caller has it.
+        """
+        if not locked:
+            with self.index_lock(record):
+                return self.remove(record, unindexed=unindexed, locked=True)
+        final = self.root / record["path"]
+        if not final.is_relative_to(self.root):
+            raise ValueError(f"{record['path']!r} is not in this store")
+        name = _record_name(record)
+        index_dir = self._index_dir(name)
+        entry = index_dir / _entry_name(name, record.get("recording_id"), record["sha256"])
+        indexed = self.indexes(record)
+        if indexed:
+            entry.unlink(missing_ok=True)
+            _fsync_dir(index_dir)
+        if unindexed is not None:
+            unindexed()
+        sidecar = final.with_name(final.name + SIDECAR_SUFFIX)
+        current = _read_json(sidecar)
+        if current is not None and all(current.get(k) == record.get(k)
+                                       for k in ("path", "sha256", "received_at")):
+            # The file first: a sidecar left alone still says whose name this was.
+            final.unlink(missing_ok=True)
+            sidecar.unlink(missing_ok=True)
+            _fsync_dir(final.parent)
+        return indexed
+
     # -- reading ----------------------------------------------------------------------
 
     def open(self, name: Name, recording_id: str | None = None) -> StoredFile:
@@ -792,6 +849,10 @@ def _entry_name(name: Name, recording_id: str | None, digest: str) -> str:
     """``<name digest>-<recording_id digest>-<body sha256>.json``: one per stored copy."""
     rid = hashlib.sha256((recording_id or "").encode("utf-8", "surrogateescape")).hexdigest()
     return f"{name_digest(name)}-{rid[:16]}-{digest}.json"
+
+
+def _record_name(record: Mapping[str, Any]) -> Name:
+    return Name(Kind(record["kind"]), tuple(record["segments"]), record["filename"])
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:

@@ -78,9 +78,9 @@ import logging
 import secrets
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
@@ -131,7 +131,9 @@ _CONFLICT_RETRIES = 5
 
 
 class S3Store:
-    """Keep each upload as an object in ``bucket`` under ``prefix``; a handler and a reader::
+    """Keep each upload as an object in ``bucket`` under ``prefix``; a handler and a reader.
+
+    For example::
 
         store = S3Store("rec", "kazoo/")
         app = KazooRecordings(app, store)
@@ -485,6 +487,62 @@ class S3Store:
                         self.catalog.remove_stored(record)
             self.client.delete_object(Bucket=self.bucket, Key=key)
             self.client.delete_object(Bucket=self.bucket, Key=key + SIDECAR_SUFFIX)
+
+    # -- removing (retention) ---------------------------------------------------------
+
+    def index_lock(self, record: Mapping[str, Any]) -> AbstractContextManager[None]:
+        """Nothing to hold: S3 has no locks; :meth:`remove` uses conditional requests instead."""
+        return nullcontext()
+
+    def indexes(self, record: Mapping[str, Any]) -> bool:
+        """True when the index entry for ``record``'s name, recording id and sha256 is this copy."""
+        with _mapped_errors("read"):
+            found = self._get_entry(self._record_entry_key(record))
+        return found is not None and found[0] is not None and found[0]["key"] == record["key"]
+
+    def remove(self, record: Mapping[str, Any], *, unindexed: Callable[[], None] | None = None,
+               locked: bool = False) -> bool:
+        """Remove the stored copy ``record`` (a sidecar dict) for good; True if it was indexed.
+
+        The index entry first, only if it still names this copy and has not changed
+        since it was read (``If-Match`` on its ETag: a retry that re-stored the
+        recording meanwhile keeps its new entry); then ``unindexed()`` (the caller's:
+        a catalog row); then the object and its sidecar, whose keys no other upload
+        can have. Every step tolerates having been done already, so calling it again
+        finishes a removal cut short. ``locked`` is accepted for symmetry with the disk
+        store and means nothing here.
+        """
+        key = str(record["key"])
+        if not key.startswith(self.prefix):
+            raise ValueError(f"{key!r} is not in this store")
+        entry_key = self._record_entry_key(record)
+        indexed = False
+        with _mapped_errors("remove"):
+            found = self._get_entry(entry_key)
+            if found is not None and found[0] is not None and found[0]["key"] == key:
+                try:
+                    self.client.delete_object(Bucket=self.bucket, Key=entry_key,
+                                              IfMatch=found[1])
+                    indexed = True
+                except ClientError as exc:
+                    if not (_missing(exc) or _status(exc) == 412):
+                        raise
+                    # Gone or replaced since it was read: not ours to remove any more.
+            if unindexed is not None:
+                unindexed()
+                # A retry may have re-stored this recording between the entry's removal
+                # and the row's (same row id): its row must stay. Rare; one GET to know.
+                again = self._get_entry(entry_key) if self.catalog is not None else None
+                if self.catalog is not None and again is not None and again[0] is not None \
+                        and again[0]["key"] != key:
+                    self.catalog.add_stored(again[0])
+            self.client.delete_object(Bucket=self.bucket, Key=key)
+            self.client.delete_object(Bucket=self.bucket, Key=key + SIDECAR_SUFFIX)
+        return indexed
+
+    def _record_entry_key(self, record: Mapping[str, Any]) -> str:
+        name = Name(Kind(record["kind"]), tuple(record["segments"]), record["filename"])
+        return self._entry_key(name, record.get("recording_id"), str(record["sha256"]))
 
     def _delete_quietly(self, *keys: str) -> None:
         for key in keys:
