@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
     from .metrics import Metrics
     from .ui import SearchUI
+    from .ui.viewers import Viewers
 
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
@@ -218,6 +219,11 @@ def serve(
             click.core.ParameterSource.DEFAULT,
             None,
         )
+        ui_viewers = _ui_viewers(
+            ui_prefix, upload_prefixes=(prefix, attachments_prefix), guard=guard,
+            viewers=viewers, viewer_file=viewer_file,
+            has_catalog=catalog_url is not None or s3_url is None or root_given,
+        ) if ui_on else None
         store, where = build_store(root, root_given, s3_url, s3_endpoint, catalog_url)
         warnings = _fail_fast(store)
         app = KazooRecordings(
@@ -236,10 +242,8 @@ def serve(
             inspect=inspect,
         )
         wsgi_app: WSGIApplication = app
-        if ui_on:
-            wsgi_app = _with_ui(app, store, ui_prefix=ui_prefix,
-                                upload_prefixes=(prefix, attachments_prefix), guard=guard,
-                                viewers=viewers, viewer_file=viewer_file, secret=ui_secret)
+        if ui_viewers is not None:
+            wsgi_app = _with_ui(app, store, ui_prefix, ui_viewers, secret=ui_secret)
     except (ValueError, OSError) as exc:
         raise click.ClickException(str(exc)) from exc
     shown = f"[{host}]" if ":" in host else host
@@ -364,19 +368,20 @@ def _norm_prefix(prefix: str) -> str:
     return "/" + prefix.strip("/")
 
 
-def _with_ui(
-    receiver: Any,
-    store: Any,
-    *,
+_NO_CATALOG = ("--ui needs a catalog to search: with --s3, add --catalog postgresql://… "
+               "(one shared by every host on the bucket), or --root DIR for a local one")
+
+
+def _ui_viewers(
     ui_prefix: str,
+    *,
     upload_prefixes: tuple[str | None, ...],
     guard: Guard,
     viewers: tuple[str, ...],
     viewer_file: str | None,
-    secret: str | None,
-) -> SearchUI:
-    """``serve --ui``: the search page in front of the receiver, or a refusal saying why."""
-    from .ui import SearchUI
+    has_catalog: bool,
+) -> Viewers:
+    """``serve --ui``'s viewers, checked before any store is touched; or a refusal saying why."""
     from .ui.viewers import Viewers, parse_viewer, read_viewer_file
 
     ui_prefix = _norm_prefix(ui_prefix)
@@ -386,6 +391,8 @@ def _with_ui(
         if taken is not None and (_norm_prefix(taken) + "/").startswith(ui_prefix + "/"):
             raise click.UsageError(
                 f"--ui-prefix {ui_prefix} would hide the uploads under {taken}: choose another")
+    if not has_catalog:
+        raise click.UsageError(_NO_CATALOG)
     try:
         listed = [parse_viewer(v) for v in viewers]
         if viewer_file is not None:
@@ -403,14 +410,19 @@ def _with_ui(
             raise click.UsageError(
                 f"viewer {viewer.user!r} has the same credentials as an upload credential "
                 "(--basic-auth): viewers must not be able to upload; give them their own")
-    # The catalog the store writes: every upload is found right after its 2xx.
+    return every
+
+
+def _with_ui(receiver: WSGIApplication, store: Any, ui_prefix: str, viewers: Viewers, *,
+             secret: str | None) -> SearchUI:
+    """The search page in front of the receiver, on the catalog the store writes."""
+    from .ui import SearchUI
+
     catalog = catalog_of(store)
     if catalog is None:
-        raise click.UsageError(
-            "--ui needs a catalog to search: with --s3, add --catalog postgresql://… "
-            "(one shared by every host on the bucket), or --root DIR for a local one")
-    return SearchUI(catalog, store, viewers=every, prefix=ui_prefix, app=receiver,
-                    secret=secret)
+        raise click.UsageError(_NO_CATALOG)
+    return SearchUI(catalog, store, viewers=viewers, prefix=_norm_prefix(ui_prefix),
+                    app=receiver, secret=secret)
 
 
 main.add_command(check_command)

@@ -19,9 +19,9 @@ inspect=False)`` does the same), and ``KZR_METRICS`` (true: Prometheus metrics a
 ``/metrics``, extra ``metrics``) with ``KZR_METRICS_ALLOW`` (CIDRs that may scrape; default
 loopback). A ready :class:`~kzr_wsgi.metrics.Metrics` can be passed as ``metrics=`` instead.
 
-The search-and-listen page (:class:`~kzr_wsgi.ui.SearchUI`) is mounted in front of the
+The search-and-listen page (``kzr_wsgi.ui.SearchUI``) is mounted in front of the
 receiver when viewers are configured: ``KZR_UI_VIEWERS`` (``"user:pass"`` strings or
-:class:`~kzr_wsgi.ui.Viewer` objects) and/or ``KZR_UI_VIEWER_FILE``, with
+``kzr_wsgi.ui.Viewer`` objects) and/or ``KZR_UI_VIEWER_FILE``, with
 ``KZR_UI_PREFIX`` (default ``/ui``), ``KZR_UI_SECRET`` and ``KZR_CATALOG`` (a catalog
 URL; default the catalog the store writes, SQLite under ``KZR_ROOT``). Its URLs never reach the
 receiver nor Flask.

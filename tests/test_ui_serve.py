@@ -125,3 +125,16 @@ def test_serve_terminates_tls_itself(tmp_path: Path) -> None:
             plain.request("GET", "/ui/")
             plain.getresponse()
         assert "listening on https://" in server.log()
+
+
+def test_ui_settings_from_the_config_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    viewers = tmp_path / "viewers"
+    viewers.write_text("acme:pw1 acct-1\n")
+    config = tmp_path / "kzr.toml"
+    config.write_text(f'root = "{tmp_path / "rec"}"\nui = true\nui-prefix = "/listen"\n'
+                      f'viewer = ["ops:pw"]\nviewer-file = "{viewers}"\n')
+    result, started = start(monkeypatch, ["--config", str(config)])
+    assert result.exit_code == 0, result.output
+    [(app, _options)] = started
+    assert isinstance(app, SearchUI) and app.prefix == "/listen"
+    assert [v.user for v in app.viewers] == ["ops", "acme"]
