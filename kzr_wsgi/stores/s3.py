@@ -21,6 +21,8 @@ What it promises, and how:
   bucket lifecycle rule does (:meth:`S3Store.lifecycle_rule`). A process killed in
   the milliseconds between completing the object and writing its index entry leaves a
   complete object that no index names: never served, and the retry stores it again.
+  ``kzr-wsgi sweep`` (:mod:`kzr_wsgi.housekeeping.sweep`) finds and removes both kinds.
+  :meth:`S3Store.preflight` checks at start-up that the bucket exists and takes writes.
   :meth:`S3Store.discard` takes a committed copy back (a fan-out's rollback).
 * **Idempotent across hosts, with no coordinator.** "The same recording" is
   ``(name.key, recording_id)`` with the same sha256. Each committed copy has an *index
