@@ -95,11 +95,17 @@ def load(
     concurrency: int = 8,
     seconds: float = 10.0,
     max_requests: int = 200_000,
+    body: bytes | None = None,
+    mark_at: int = 0,
 ) -> LoadResult:
-    """``concurrency`` threads PUT distinct ``size``-byte bodies until ``seconds`` pass."""
+    """``concurrency`` threads PUT distinct ``size``-byte bodies until ``seconds`` pass.
+
+    The bodies are random, or copies of ``body`` (e.g. an MP3) with a 16-byte mark at
+    ``mark_at`` (inside its ID3 tag's padding) that makes each one different.
+    """
     result = LoadResult()
     lock = threading.Lock()
-    seed = os.urandom(size)
+    seed = os.urandom(size) if body is None else body
     deadline = time.perf_counter() + seconds
     budget = [max_requests]
 
@@ -111,7 +117,7 @@ def load(
                 if budget[0] <= 0:
                     return
                 budget[0] -= 1
-            struct.pack_into("!QQ", buf, 0, n, i)  # every body different
+            struct.pack_into("!QQ", buf, mark_at, n, i)  # every body different
             try:
                 status: int | str = put_bytes(port, path_for(n, i), buf)
             except (OSError, http.client.HTTPException) as exc:

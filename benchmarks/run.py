@@ -2,6 +2,7 @@
 
     python benchmarks/run.py            # full run, a few minutes
     python benchmarks/run.py --quick    # short run, about a minute and a half
+    python benchmarks/run.py --only inspect   # just some row groups (see --help)
 
 Everything is started here on 127.0.0.1, each server with 2 workers, one after another
 (never two at once), and stopped again; every file written goes under one temporary
@@ -15,7 +16,11 @@ Rows:
   (:func:`apps.floor_app`), under each candidate server; the best is the reference;
 - ``flask``: the hand-written route (``shutil.copyfileobj(request.stream, f)``) under
   gunicorn as most Flask shops run it (sync workers) and under kzr_wsgi's own server;
-- ``nginx``: its WebDAV module (``dav_methods PUT``), when nginx is installed.
+- ``nginx``: its WebDAV module (``dav_methods PUT``), when nginx is installed;
+- ``inspect``: ``kzr-wsgi serve`` twice, with audio inspection (the default) and with
+  ``--no-inspect``, both sent real MP3 bodies (16 kHz stereo 64 kbit/s, FreeSWITCH's shape:
+  6 hours in the 173 MB one, 131 s in each 1 MB one; see audio_cost.py) instead of random
+  bytes, so the inspector does its full work: its cost is the difference (issue 9).
 
 Workloads:
 - one 173 MB upload, best of 3 (seconds);
@@ -50,6 +55,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from audio_cost import MARK_AT, make_mp3, mp3_1m  # noqa: E402
 from client import LoadResult, load, make_file, put_file  # noqa: E402
 from servers import (  # noqa: E402
     HERE,
@@ -78,6 +84,10 @@ TARGETS = {
 }
 RSS_TARGET_MB = 8
 PASS_TARGET_PCT = 3.0
+# Issue 9: what audio inspection may add to an MP3 upload, in per cent.
+INSPECT_TARGET_PCT = 10.0
+#: Row groups --only can pick, plus "passthrough" for the in-process pass-through cost.
+GROUPS = ("kzr", "floor", "durable", "flask", "nginx", "inspect", "passthrough")
 
 
 @dataclass
@@ -85,8 +95,10 @@ class Row:
     """One server configuration and what it measured."""
 
     name: str
-    group: str  # kzr, floor, durable, flask, nginx
+    group: str  # kzr, floor, durable, flask, nginx, inspect
     note: str = ""
+    #: What the row uploads: random bytes, or real MP3 (the inspect rows).
+    body: str = "random"
     available: bool = True
     seconds_173: float | None = None
     uploads_per_s: float | None = None
@@ -171,15 +183,44 @@ class Bench:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.scratch = tempfile.mkdtemp(prefix="kzr-bench-", dir=args.dir or HERE)
-        self.f173 = make_file(os.path.join(self.scratch, "body-173M"), SIZE_173)
-        self.f1g = make_file(os.path.join(self.scratch, "body-1G"), SIZE_1G)
+        # Bodies are made when a row needs them (--only may leave them unused).
+        self._bodies: dict[str, str] = {}
+        self._mp3_1m: bytes | None = None
         self.rows: list[Row] = []
         self.live: list[tuple[Row, Server, int, str, bool, bool]] = []
+
+    def body_173(self, row: Row) -> str:
+        """The 173 MB body file ``row`` uploads, made on first use."""
+        if row.body not in self._bodies:
+            path = os.path.join(self.scratch, f"body-173M-{row.body}")
+            maker = make_mp3 if row.body == "mp3" else make_file
+            self._bodies[row.body] = maker(path, SIZE_173)
+        return self._bodies[row.body]
+
+    def body_1g(self) -> str:
+        """The 1 GiB body file of the RSS workload, made on first use."""
+        if "1G" not in self._bodies:
+            self._bodies["1G"] = make_file(os.path.join(self.scratch, "body-1G"), SIZE_1G)
+        return self._bodies["1G"]
+
+    def load_body(self, row: Row) -> dict[str, Any]:
+        """``load()``'s keywords for ``row``'s 1 MB bodies (random unless MP3)."""
+        if row.body != "mp3":
+            return {}
+        if self._mp3_1m is None:
+            self._mp3_1m = mp3_1m()
+        return {"body": self._mp3_1m, "size": len(self._mp3_1m), "mark_at": MARK_AT}
+
+    def wanted(self, group: str) -> bool:
+        """Whether --only (if given) selects this row group."""
+        return not self.args.only or group in self.args.only
 
     def add(
         self, row: Row, start: Callable[[str, int], Server], *, rss: bool, owns_dir: bool = False
     ) -> None:
         """Start a server for ``row``, writing under its own fresh folder."""
+        if not self.wanted(row.group):
+            return
         self.rows.append(row)
         out = os.path.join(self.scratch, f"row{len(self.rows)}")
         os.mkdir(out)
@@ -227,7 +268,10 @@ class Bench:
                     continue
                 os.sync()
                 try:
-                    status, secs = put_file(port, f"/call_recording_big-{n}-{i}.wav", self.f173)
+                    ext = "mp3" if row.body == "mp3" else "wav"
+                    status, secs = put_file(
+                        port, f"/call_recording_big-{n}-{i}.{ext}", self.body_173(row)
+                    )
                     if not 200 <= status < 300:
                         raise RuntimeError(f"173 MB upload answered {status}")
                 except Exception as exc:
@@ -254,7 +298,8 @@ class Bench:
                     if self.args.client == "wrk":
                         res = wrk_load(port, slice_s)
                     else:
-                        res = load(port, _load_path(n, i), seconds=slice_s)
+                        res = load(port, _load_path(n, i), seconds=slice_s,
+                                   **self.load_body(row))
                 except Exception as exc:
                     self._fail(row, server, exc)
                     continue
@@ -276,7 +321,7 @@ class Bench:
             try:
                 with RssPeak(server) as peak:
                     row.rss_status, _ = put_file(
-                        port, f"/call_recording_rss-{n}.wav", self.f1g, timeout=300
+                        port, f"/call_recording_rss-{n}.wav", self.body_1g(), timeout=300
                     )
             except Exception as exc:
                 self._fail(row, server, exc)
@@ -298,6 +343,7 @@ def server_rows(bench: Bench) -> str:
 
     print("  starting servers ...", flush=True)
     why = kzr_available()
+    inspect_rows(bench, log)
     if why is None:
         bench.add(
             Row("kzr_wsgi (kzr-wsgi serve)", "kzr", note=kzr_name),
@@ -307,7 +353,7 @@ def server_rows(bench: Bench) -> str:
             rss=True,
             owns_dir=True,
         )
-    else:
+    elif bench.wanted("kzr"):
         bench.rows.append(
             Row(
                 "kzr_wsgi (kzr-wsgi serve)",
@@ -363,7 +409,7 @@ def server_rows(bench: Bench) -> str:
             lambda out, port: Nginx(out, port, workers=2),
             rss=full,
         )
-    else:
+    elif bench.wanted("nginx"):
         bench.rows.append(
             Row(
                 "nginx dav_methods PUT",
@@ -374,6 +420,36 @@ def server_rows(bench: Bench) -> str:
         )
         print("  nginx: not installed, row skipped")
     return kzr_name
+
+
+def inspect_rows(bench: Bench, log: str) -> None:
+    """Issue 9's pair: ``kzr-wsgi serve`` with and without audio inspection, MP3 bodies."""
+
+    def start(inspect: bool) -> Callable[[str, int], Server]:
+        return lambda out, port: Server(
+            kzr_argv(out, port, workers=2, inspect=inspect), port,
+            log_path=log.format(f"inspect-{inspect}"),
+        )
+
+    for inspect, name in ((True, "kzr_wsgi, MP3 bodies, inspecting"),
+                          (False, "kzr_wsgi, MP3 bodies, --no-inspect")):
+        note = "inspection on" if inspect else "--no-inspect"
+        bench.add(Row(name, "inspect", note=note, body="mp3"), start(inspect), rss=False,
+                  owns_dir=True)
+
+
+def inspection_cost(rows: list[Row]) -> dict[str, float | None]:
+    """What inspection added, in per cent, for the 173 MB upload and the 1 MB load."""
+    on = next((r for r in rows if r.group == "inspect" and r.note == "inspection on"), None)
+    off = next((r for r in rows if r.group == "inspect" and r.note == "--no-inspect"), None)
+    out: dict[str, float | None] = {"173MB MP3 %": None, "1MB MP3 %": None}
+    if on is None or off is None:
+        return out
+    if on.seconds_173 and off.seconds_173:
+        out["173MB MP3 %"] = (on.seconds_173 / off.seconds_173 - 1) * 100
+    if on.uploads_per_s and off.uploads_per_s:
+        out["1MB MP3 %"] = (off.uploads_per_s / on.uploads_per_s - 1) * 100
+    return out
 
 
 # -- pass-through cost, in process -------------------------------------------------------
@@ -553,7 +629,7 @@ def chart(rows: list[Row], path: str) -> str | None:
     shown = [r for r in rows if r.available and r.seconds_173]
     colors = {
         "kzr": "#d62728", "floor": "#7f7f7f", "durable": "#9467bd", "flask": "#1f77b4",
-        "nginx": "#2ca02c",
+        "nginx": "#2ca02c", "inspect": "#ff7f0e",
     }
     fig, axes = plt.subplots(1, 2, figsize=(13, 0.55 * len(shown) + 1.8), sharey=True)
     names = [r.name for r in shown]
@@ -594,7 +670,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--dir", help="where bodies and uploads are written (default: beside this script)"
     )
+    ap.add_argument(
+        "--only",
+        type=lambda text: [g.strip() for g in text.split(",") if g.strip()],
+        default=None,
+        metavar="GROUP[,GROUP]",
+        help=f"run only these row groups ({', '.join(GROUPS)}); e.g. --only inspect",
+    )
     args = ap.parse_args(argv)
+    unknown = [g for g in args.only or () if g not in GROUPS]
+    if unknown:
+        ap.error(f"--only: unknown group(s) {', '.join(unknown)}; choose from {', '.join(GROUPS)}")
     args.load_seconds = 3.0 if args.quick else 10.0
     args.repeat_173 = 2 if args.quick else 3
     args.load_rounds = 2 if args.quick else 4
@@ -616,8 +702,10 @@ def main(argv: list[str] | None = None) -> int:
         bench.run()
     finally:
         bench.close()
-    print("  pass-through (in process) ...", flush=True)
-    passing = passthrough(args.quick)
+    passing: dict[str, Any] = {"requests": {}}
+    if bench.wanted("passthrough"):
+        print("  pass-through (in process) ...", flush=True)
+        passing = passthrough(args.quick)
     rows = bench.rows
     rat = ratios(rows)
 
@@ -651,6 +739,13 @@ def main(argv: list[str] | None = None) -> int:
             f"  {'1 GiB peak RSS growth':<26} {kzr.rss_growth_mb:>6.1f}M  "
             f"target <= {RSS_TARGET_MB} MB, answered {kzr.rss_status}  {verdict}"
         )
+    cost = inspection_cost(rows)
+    if any(v is not None for v in cost.values()):
+        print("\naudio inspection (issue 9): MP3 bodies, inspecting vs --no-inspect:")
+        for name, v in cost.items():
+            verdict = "n/a" if v is None else ("met" if v <= INSPECT_TARGET_PCT else "MISSED")
+            shown = "-" if v is None else f"{v:+.1f}%"
+            print(f"  {name:<26} {shown:>7}  target <= +{INSPECT_TARGET_PCT:.0f}%  {verdict}")
     print("\npass-through, in process (ns per call; median of paired rounds):")
     if "kzr_note" in passing:
         print(f"  KazooRecordings {passing['kzr_note']}")
@@ -674,6 +769,7 @@ def main(argv: list[str] | None = None) -> int:
             {
                 "rows": [asdict(r) for r in rows],
                 "ratios": rat,
+                "inspection_cost_pct": cost,
                 "passthrough": passing,
                 "client": args.client,
                 "quick": args.quick,

@@ -115,8 +115,11 @@ def waitress_argv(app: str, port: int, *, threads: int = 4) -> list[str]:
     ]
 
 
-def kzr_argv(root: str | os.PathLike[str], port: int, *, workers: int = 2) -> list[str]:
-    """``kzr-wsgi serve`` as the README tells a newcomer to run it."""
+def kzr_argv(
+    root: str | os.PathLike[str], port: int, *, workers: int = 2, inspect: bool = True
+) -> list[str]:
+    """``kzr-wsgi serve`` as the README tells a newcomer to run it (``inspect=False``:
+    with ``--no-inspect``)."""
     exe = shutil.which("kzr-wsgi")
     head = [exe] if exe else [sys.executable, "-m", "kzr_wsgi"]
     return [
@@ -130,6 +133,7 @@ def kzr_argv(root: str | os.PathLike[str], port: int, *, workers: int = 2) -> li
         str(port),
         "--workers",
         str(workers),
+        *([] if inspect else ["--no-inspect"]),
     ]
 
 

@@ -120,6 +120,20 @@ class Guard:
         """True when any check is configured; a guard with none lets everyone in."""
         return bool(self._basic or self._tokens or self._allow)
 
+    def accepts_basic(self, user: str, password: str) -> bool:
+        """True when ``user:password`` is one of the Basic credentials this guard takes.
+
+        For refusing set-ups where another door (the UI's viewers) would share a secret
+        with uploads.
+        """
+        given = (_b(user), _b(password))
+        matched = False
+        for want_user, want_password in self._basic:
+            same = hmac.compare_digest(given[0], want_user) & hmac.compare_digest(
+                given[1], want_password)
+            matched = same | matched
+        return matched
+
     def check(
         self,
         environ: dict[str, Any],

@@ -6,21 +6,36 @@ Every option can also come from the environment as ``KZR_<OPTION>`` (``KZR_ROOT`
 
 from __future__ import annotations
 
+import atexit
 import logging
 import sys
 from typing import TYPE_CHECKING, Any
 
 import click
 
+from .ages import format_age
 from .auth import Guard, is_loopback_host, read_secrets
 from .body import DEFAULT_MAX_SIZE
-from .commands import build_store
+from .commands import build_store, catalog_notices, catalog_of
+from .commands import catalog as catalog_commands
+from .commands.check import check as check_command
+from .commands.retention import audit, hold, prune
+from .commands.sweep import sweep_command
+from .config import Config, config_option
+from .errors import KzrError, StoreUnavailable
+from .metrics import LOOPBACK, MultiprocessDir
 from .middleware import KazooRecordings
 from .notify import WebhookNotifier
+from .recording import Handler
 from .server import DEFAULT_THREADS, DEFAULT_WORKERS, gunicorn_options, run
+from .stores import FanOut
 
 if TYPE_CHECKING:
-    from _typeshed.wsgi import StartResponse, WSGIEnvironment
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+    from .metrics import Metrics
+    from .ui import SearchUI
+    from .ui.viewers import Viewers
 
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
@@ -62,6 +77,7 @@ def main() -> None:
 
 
 @main.command(context_settings={"auto_envvar_prefix": "KZR"})
+@config_option()
 @click.option("--root", type=click.Path(file_okay=False), default="./recordings",
               show_default=True, help="Directory recordings are stored under (created if missing).")
 @click.option("--host", default="127.0.0.1", show_default=True,
@@ -109,6 +125,42 @@ def main() -> None:
               envvar=["KZR_NOTIFY_URL", "KZR_NOTIFY_URLS"],
               help="POST a JSON notification here after each newly stored recording, off "
                    "the request path (retried with backoff). Repeatable.")
+@click.option("--catalog", "catalog_url", default=None, metavar="URL", envvar="KZR_CATALOG",
+              help="Keep the catalog (the searchable index of what is stored) here: "
+                   "postgresql://USER:PASS@HOST/DB (one shared by every host on a bucket; "
+                   "extra postgres) or sqlite:///PATH. Default: SQLite at "
+                   "ROOT/.kzr/catalog.sqlite3 when there is a root; none with --s3 alone.")
+@click.option("--metrics", "metrics_on", is_flag=True,
+              help="Serve Prometheus metrics at /metrics, summed over every worker. "
+                   "Needs the metrics extra (prometheus_client).")
+@click.option("--metrics-allow", multiple=True, metavar="CIDR",
+              help="Who may read /metrics (403 otherwise; upload credentials do not apply). "
+                   "Repeatable. Default: loopback only. The client address is found as for "
+                   "--allow, --trust-proxy included.")
+@click.option("--ui", "ui_on", is_flag=True,
+              help="Serve the search-and-listen page and its JSON API under --ui-prefix, "
+                   "behind viewers (--viewer, --viewer-file). Needs a catalog.")
+@click.option("--ui-prefix", default="/ui", show_default=True,
+              help="URL path of the page; every URL below it is the UI's, never an upload.")
+@click.option("--viewer", "viewers", multiple=True, metavar="USER:PASS", envvar="KZR_VIEWER",
+              help="A viewer who sees every account (HTTP Basic; never an upload credential). "
+                   "Repeatable. From KZR_VIEWER, several are split on whitespace.")
+@click.option("--viewer-file", type=click.Path(dir_okay=False, exists=True), default=None,
+              envvar="KZR_VIEWER_FILE",
+              help="File of viewers, one a line: USER:PASS, then optionally white space and "
+                   "the comma-separated account ids that viewer may see (and nothing else).")
+@click.option("--ui-secret", default=None, metavar="SECRET", envvar="KZR_UI_SECRET",
+              help="Signs the UI's paging cursors (default: random per start). Give every "
+                   "host behind one balancer the same one.")
+@click.option("--certfile", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="Serve HTTPS with this PEM certificate (chain) file; needs --keyfile.")
+@click.option("--keyfile", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="The PEM private key for --certfile.")
+@click.option("--inspect/--no-inspect", default=True, show_default=True,
+              help="Inspect each MP3/WAV upload's audio as it streams in (format, duration, "
+                   "flags such as empty, truncated, silent) and keep it in the sidecar under "
+                   "`audio`; flagged recordings are logged at WARNING and still stored. "
+                   "--no-inspect leaves `audio` null.")
 def serve(
     root: str,
     host: str,
@@ -130,12 +182,32 @@ def serve(
     s3_url: str | None,
     s3_endpoint: str | None,
     notify_urls: tuple[str, ...],
+    catalog_url: str | None,
+    metrics_on: bool,
+    metrics_allow: tuple[str, ...],
+    ui_on: bool,
+    ui_prefix: str,
+    viewers: tuple[str, ...],
+    viewer_file: str | None,
+    ui_secret: str | None,
+    certfile: str | None,
+    keyfile: str | None,
+    config: Config | None,
+    inspect: bool,
 ) -> None:
     """Run the receiver: store every Kazoo upload under ROOT (or in S3 with --s3)."""
     logging.basicConfig(
         level=logging.INFO, stream=sys.stderr,
         format="%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s",
     )
+    if metrics_allow and not metrics_on:
+        raise click.UsageError("--metrics-allow needs --metrics")
+    if (viewers or viewer_file or ui_secret) and not ui_on:
+        raise click.UsageError("--viewer, --viewer-file and --ui-secret need --ui")
+    if (certfile is None) != (keyfile is None):
+        raise click.UsageError("--certfile and --keyfile go together")
+    # Made before prometheus_client is first imported: its multiprocess mode is chosen then.
+    metrics_dir = _metrics_dir(root) if metrics_on else None
     try:
         guard = Guard(
             basic=[*basic_auth, *(read_secrets(basic_auth_file) if basic_auth_file else ())],
@@ -147,7 +219,13 @@ def serve(
             click.core.ParameterSource.DEFAULT,
             None,
         )
-        store, where = build_store(root, root_given, s3_url, s3_endpoint)
+        ui_viewers = _ui_viewers(
+            ui_prefix, upload_prefixes=(prefix, attachments_prefix), guard=guard,
+            viewers=viewers, viewer_file=viewer_file,
+            has_catalog=catalog_url is not None or s3_url is None or root_given,
+        ) if ui_on else None
+        store, where = build_store(root, root_given, s3_url, s3_endpoint, catalog_url)
+        warnings = _fail_fast(store)
         app = KazooRecordings(
             not_found,
             store,
@@ -160,14 +238,26 @@ def serve(
             guard=guard if guard.enabled else None,
             # Built here, in the master: each worker starts its sender on first use.
             on_stored=[WebhookNotifier(url) for url in notify_urls],
+            metrics=_metrics(metrics_allow, trust_proxy) if metrics_on else None,
+            inspect=inspect,
         )
+        wsgi_app: WSGIApplication = app
+        if ui_viewers is not None:
+            wsgi_app = _with_ui(app, store, ui_prefix, ui_viewers, secret=ui_secret)
     except (ValueError, OSError) as exc:
         raise click.ClickException(str(exc)) from exc
     shown = f"[{host}]" if ":" in host else host
-    click.echo(f"kzr-wsgi: listening on http://{shown}:{port}{prefix}", err=True)
+    scheme = "https" if certfile else "http"
+    click.echo(f"kzr-wsgi: listening on {scheme}://{shown}:{port}{prefix}", err=True)
     click.echo(f"kzr-wsgi: storing {where}", err=True)
+    for line in catalog_notices(store):
+        click.echo(f"kzr-wsgi: {line}", err=True)
+    for warning in warnings:
+        click.secho(f"kzr-wsgi: WARNING: {warning}", err=True, fg="yellow")
     if attachments_prefix:
         click.echo(f"kzr-wsgi: storage-plan attachments under {attachments_prefix}", err=True)
+    if not inspect:
+        click.echo("kzr-wsgi: audio inspection off (--no-inspect): `audio` is null", err=True)
     if guard.enabled:
         # The Guard's repr counts secrets and never shows them.
         click.echo(f"kzr-wsgi: access control: {guard!r}", err=True)
@@ -179,4 +269,167 @@ def serve(
             + ". Set --basic-auth USER:PASS (Kazoo URL http://USER:PASS@host/...) or --token.",
             err=True, fg="yellow",
         )
-    run(app, gunicorn_options(host, port, workers=workers, threads=threads))
+    if ui_on:
+        click.echo(f"kzr-wsgi: search page at {scheme}://{shown}:{port}{_norm_prefix(ui_prefix)}/ "
+                   f"for {wsgi_app!r}", err=True)
+        if not certfile and not is_loopback_host(host):
+            click.secho(
+                "kzr-wsgi: WARNING: viewers' Basic credentials cross the network in the clear: "
+                "add --certfile/--keyfile or put a TLS proxy in front.", err=True, fg="yellow")
+    options = gunicorn_options(host, port, workers=workers, threads=threads,
+                               certfile=certfile, keyfile=keyfile)
+    if metrics_dir is not None:
+        click.echo(f"kzr-wsgi: metrics at /metrics for {', '.join(metrics_allow or LOOPBACK)} "
+                   f"(worker files in {metrics_dir.path})", err=True)
+        options.update(metrics_dir.gunicorn_hooks())
+    _housekeeping(options, store, config)
+    run(wsgi_app, options)
+
+
+def _fail_fast(store: Handler) -> list[str]:
+    """Check every bucket ``store`` writes to before listening; its warnings.
+
+    A bucket that is missing, refuses writes or does not answer ends ``serve`` here,
+    saying which and why, rather than every upload being answered 503.
+    """
+    stores = store.stores if isinstance(store, FanOut) else (store,)
+    warnings: list[str] = []
+    for each in stores:
+        preflight = getattr(each, "preflight", None)
+        if preflight is not None:
+            try:
+                warnings += preflight()
+            except StoreUnavailable as exc:
+                raise click.ClickException(f"cannot store in {each!r}: {exc}") from exc
+    return warnings
+def _housekeeping(options: dict[str, Any], store: Any, config: Config | None) -> None:
+    """Run the periodic jobs (pruning by ``[retention]``, …) from gunicorn's master.
+
+    One process among all serving the store does them (see
+    :mod:`kzr_wsgi.housekeeping.housekeeper`).
+    """
+    from .housekeeping.housekeeper import TICK, Housekeeper, jobs_for, lease_for
+
+    jobs = jobs_for(store, config)
+    if not jobs:
+        return
+    catalog_url = click.get_current_context().params.get("catalog_url")
+    try:
+        keeper = Housekeeper(jobs, lease_for(store, catalog_url),
+                             tick=min(TICK, *(job.every.total_seconds() for job in jobs)))
+    except KzrError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if config is not None and config.retention is not None:
+        click.echo(f"kzr-wsgi: retention {config.retention.describe()}; pruned every "
+                   f"{format_age(config.retention.interval)} by one housekeeper per store",
+                   err=True)
+    # In the master, once the workers run (threads do not survive their fork).
+    for hook, action in (("when_ready", keeper.start), ("on_exit", keeper.stop)):
+        options[hook] = _then(options.get(hook), action)
+
+
+def _then(before: Any, action: Any) -> Any:
+    """A gunicorn hook (one argument, as gunicorn checks) running ``before``, then ``action``."""
+
+    def hook(server: Any) -> None:
+        if before is not None:
+            before(server)
+        action()
+
+    return hook
+
+
+def _metrics_dir(root: str) -> MultiprocessDir:
+    """A private directory for the workers' metric files, removed when serve exits."""
+    try:
+        directory = MultiprocessDir.create(avoid=root)
+    except (ValueError, OSError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    # Every way out of the master removes it (gunicorn's on_exit hook is one, this the
+    # rest); a forked worker runs the same handler and leaves it alone.
+    atexit.register(directory.remove)
+    return directory
+
+
+def _metrics(allow: tuple[str, ...], trusted_proxies: tuple[str, ...]) -> Metrics:
+    from .metrics import Metrics  # prometheus_client itself is imported when one is built
+
+    try:
+        return Metrics(allow=allow or LOOPBACK, trusted_proxies=trusted_proxies)
+    except ImportError as exc:
+        raise click.ClickException(
+            f"--metrics needs prometheus_client: pip install 'kzr_wsgi[metrics]' ({exc})"
+        ) from exc
+    except RuntimeError as exc:  # prometheus_client imported before its directory was set
+        raise click.ClickException(str(exc)) from exc
+
+
+def _norm_prefix(prefix: str) -> str:
+    return "/" + prefix.strip("/")
+
+
+_NO_CATALOG = ("--ui needs a catalog to search: with --s3, add --catalog postgresql://… "
+               "(one shared by every host on the bucket), or --root DIR for a local one")
+
+
+def _ui_viewers(
+    ui_prefix: str,
+    *,
+    upload_prefixes: tuple[str | None, ...],
+    guard: Guard,
+    viewers: tuple[str, ...],
+    viewer_file: str | None,
+    has_catalog: bool,
+) -> Viewers:
+    """``serve --ui``'s viewers, checked before any store is touched; or a refusal saying why."""
+    from .ui.viewers import Viewers, parse_viewer, read_viewer_file
+
+    ui_prefix = _norm_prefix(ui_prefix)
+    if ui_prefix == "/":
+        raise click.UsageError("--ui-prefix must be a path of its own, such as /ui")
+    for taken in upload_prefixes:
+        if taken is not None and (_norm_prefix(taken) + "/").startswith(ui_prefix + "/"):
+            raise click.UsageError(
+                f"--ui-prefix {ui_prefix} would hide the uploads under {taken}: choose another")
+    if not has_catalog:
+        raise click.UsageError(_NO_CATALOG)
+    try:
+        listed = [parse_viewer(v) for v in viewers]
+        if viewer_file is not None:
+            listed += read_viewer_file(viewer_file)
+        every = Viewers(listed)
+    except ValueError as exc:
+        raise click.UsageError(f"--viewer/--viewer-file: {exc}") from exc
+    if not len(every):
+        raise click.UsageError(
+            "--ui needs a viewer: add --viewer USER:PASS (sees every account) or "
+            "--viewer-file FILE (USER:PASS [ACCOUNT,...] a line), or KZR_VIEWER / "
+            "KZR_VIEWER_FILE")
+    for viewer in every:
+        if guard.accepts_basic(viewer.user, viewer.password):
+            raise click.UsageError(
+                f"viewer {viewer.user!r} has the same credentials as an upload credential "
+                "(--basic-auth): viewers must not be able to upload; give them their own")
+    return every
+
+
+def _with_ui(receiver: WSGIApplication, store: Any, ui_prefix: str, viewers: Viewers, *,
+             secret: str | None) -> SearchUI:
+    """The search page in front of the receiver, on the catalog the store writes."""
+    from .ui import SearchUI
+
+    catalog = catalog_of(store)
+    if catalog is None:
+        raise click.UsageError(_NO_CATALOG)
+    return SearchUI(catalog, store, viewers=viewers, prefix=_norm_prefix(ui_prefix),
+                    app=receiver, secret=secret)
+
+
+main.add_command(check_command)
+main.add_command(catalog_commands.ls)
+main.add_command(catalog_commands.reindex)
+main.add_command(catalog_commands.verify)
+main.add_command(sweep_command)
+main.add_command(prune)
+main.add_command(hold)
+main.add_command(audit)

@@ -13,7 +13,18 @@ parsing or ``MAX_CONTENT_LENGTH``; every other request reaches the app unchanged
 
 Config keys (all optional): ``KZR_ROOT`` (a :class:`~kzr_wsgi.DirectoryStore` root,
 when no handler is given), ``KZR_PREFIX``, ``KZR_MAX_SIZE``, ``KZR_ACCEPT_CALLER``,
-``KZR_READ_BACK``, ``KZR_ATTACHMENTS_PREFIX``, ``KZR_ATTACHMENTS_BASE64``.
+``KZR_READ_BACK``, ``KZR_ATTACHMENTS_PREFIX``, ``KZR_ATTACHMENTS_BASE64``, ``KZR_INSPECT``
+(default true: inspect MP3/WAV audio into ``recording.audio``; ``KazooFlask(app,
+inspect=False)`` does the same), and ``KZR_METRICS`` (true: Prometheus metrics at
+``/metrics``, extra ``metrics``) with ``KZR_METRICS_ALLOW`` (CIDRs that may scrape; default
+loopback). A ready :class:`~kzr_wsgi.metrics.Metrics` can be passed as ``metrics=`` instead.
+
+The search-and-listen page (``kzr_wsgi.ui.SearchUI``) is mounted in front of the
+receiver when viewers are configured: ``KZR_UI_VIEWERS`` (``"user:pass"`` strings or
+``kzr_wsgi.ui.Viewer`` objects) and/or ``KZR_UI_VIEWER_FILE``, with
+``KZR_UI_PREFIX`` (default ``/ui``), ``KZR_UI_SECRET`` and ``KZR_CATALOG`` (a catalog
+URL; default the catalog the store writes, SQLite under ``KZR_ROOT``). Its URLs never reach the
+receiver nor Flask.
 
 After each newly stored recording the :data:`recording_stored` signal is sent inside
 the app's context, with ``recording=`` and ``result=``.
@@ -44,6 +55,7 @@ _OPTIONS = {
     "KZR_READ_BACK": "read_back",
     "KZR_ATTACHMENTS_PREFIX": "attachments_prefix",
     "KZR_ATTACHMENTS_BASE64": "attachments_base64",
+    "KZR_INSPECT": "inspect",
 }
 
 
@@ -51,6 +63,7 @@ _OPTIONS = {
 class _State:
     handler: Handler
     middleware: KazooRecordings
+    ui: Any = None
 
 
 class KazooFlask:
@@ -89,6 +102,10 @@ class KazooFlask:
             arg: app.config[key] for key, arg in _OPTIONS.items() if key in app.config
         }
         options.update(self.options)
+        if app.config.get("KZR_METRICS") and "metrics" not in options:
+            from .metrics import LOOPBACK, Metrics
+
+            options["metrics"] = Metrics(allow=app.config.get("KZR_METRICS_ALLOW", LOOPBACK))
 
         def send_signal(recording: Recording, result: Stored | None) -> None:
             with app.app_context():
@@ -100,5 +117,37 @@ class KazooFlask:
             on_stored=(*self.on_stored, send_signal),
             **options,
         )
-        app.wsgi_app = middleware  # type: ignore[method-assign]
-        app.extensions["kzr_wsgi"] = _State(handler, middleware)
+        ui = _search_ui(app, handler, middleware)
+        app.wsgi_app = ui or middleware  # type: ignore[method-assign]
+        app.extensions["kzr_wsgi"] = _State(handler, middleware, ui)
+
+
+def _search_ui(app: Flask, handler: Handler, middleware: KazooRecordings) -> Any:
+    """The UI in front of the middleware, when the config names viewers; else None."""
+    listed = list(app.config.get("KZR_UI_VIEWERS") or ())
+    viewer_file = app.config.get("KZR_UI_VIEWER_FILE")
+    if not listed and not viewer_file:
+        return None
+    from .ui import SearchUI, read_viewer_file
+
+    if viewer_file:
+        listed += read_viewer_file(viewer_file)
+    if not hasattr(handler, "open_stored"):
+        raise RuntimeError(f"the UI needs a store that serves its files; {handler!r} does not")
+    url = app.config.get("KZR_CATALOG")
+    if url:
+        from .catalog import open_catalog
+
+        catalog = open_catalog(url)
+    else:
+        from .commands import catalog_of
+
+        # The catalog the store writes (KZR_ROOT's SQLite one by default).
+        found = catalog_of(handler)
+        if found is None:
+            raise RuntimeError("the UI needs a catalog: set KZR_CATALOG, or use a store "
+                               "that keeps one (KZR_ROOT)")
+        catalog = found
+    return SearchUI(catalog, handler, viewers=listed,
+                    prefix=app.config.get("KZR_UI_PREFIX", "/ui"),
+                    secret=app.config.get("KZR_UI_SECRET"), app=middleware)

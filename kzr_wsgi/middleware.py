@@ -5,7 +5,8 @@
 
 The flow of a request the receiver owns: URL (:mod:`kzr_wsgi.forms`) -> who may ask
 (:mod:`kzr_wsgi.auth`) -> the body as a counted stream (:mod:`kzr_wsgi.body`) ->
-:class:`~kzr_wsgi.recording.Recording` -> the handler -> the reply. Every other
+:class:`~kzr_wsgi.recording.Recording` -> its audio inspected as the handler reads it
+(:mod:`kzr_wsgi.audio`) -> the handler -> the reply. Every other
 request goes to the wrapped app with the very same ``environ`` and
 ``start_response``: no key added, no byte read.
 
@@ -14,6 +15,7 @@ Errors are the project's own types; :data:`STATUS` maps them to replies in one p
 
 from __future__ import annotations
 
+import io
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -21,21 +23,23 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
-from werkzeug.exceptions import RequestedRangeNotSatisfiable
 from werkzeug.wrappers import Response
-from werkzeug.wsgi import wrap_file
 
 from . import errors
+from .audio import AudioInfo, Inspector
 from .auth import TOKEN_PARAM, Guard
 from .body import DEFAULT_MAX_SIZE, Body
 from .forms import DEFAULT_EXTENSIONS, DEFAULT_MAX_NAME_BYTES, Action, Router, Target
 from .metadata import parse_metadata
 from .multipart import MultipartUpload, boundary_from_content_type
 from .naming import utcnow
-from .recording import Handler, Kind, ReadableStore, Recording, Stored
+from .recording import Handler, Kind, ReadableStore, Recording, Stored, is_self_test
+from .sending import send_stored
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+    from .metrics import Metrics
 
 
 log = logging.getLogger("kzr_wsgi")
@@ -76,6 +80,8 @@ class KazooRecordings:
         "guard",
         "on_stored",
         "attachments_base64",
+        "metrics",
+        "inspect",
     )
 
     app: WSGIApplication
@@ -85,6 +91,8 @@ class KazooRecordings:
     guard: Guard | None
     on_stored: tuple[OnStored, ...]
     attachments_base64: bool
+    metrics: Metrics | None
+    inspect: bool
 
     def __init__(
         self,
@@ -111,6 +119,11 @@ class KazooRecordings:
         guard: Guard | None = None,
         # Told once per newly stored recording, after the commit.
         on_stored: Sequence[OnStored] = (),
+        # Count uploads, reads and failures, and answer scrapes at `metrics.path`
+        # (see kzr_wsgi.metrics; needs prometheus_client). Off when None.
+        metrics: Metrics | None = None,
+        # Inspect MP3/WAV bodies as they stream by (recording.audio); off: audio is None.
+        inspect: bool = True,
     ) -> None:
         inner: Any = app
         if isinstance(inner, KazooRecordings) and inner.router.prefix == _norm(prefix):
@@ -138,10 +151,21 @@ class KazooRecordings:
         self.guard = guard
         self.on_stored = tuple(on_stored)
         self.attachments_base64 = attachments_base64
+        self.metrics = metrics
+        if metrics is not None:
+            for callback in self.on_stored:
+                # Webhook senders report each outcome to the counters.
+                add_listener = getattr(callback, "add_listener", None)
+                if add_listener is not None:
+                    add_listener(metrics.notification)
+        self.inspect = inspect
 
     def __call__(
         self, environ: WSGIEnvironment, start_response: StartResponse
     ) -> Iterable[bytes]:
+        metrics = self.metrics
+        if metrics is not None and environ.get("PATH_INFO") == metrics.path:
+            return self._scrape(metrics, environ, start_response)
         try:
             target = self.router.route(environ)
         except errors.KzrError as exc:
@@ -169,7 +193,23 @@ class KazooRecordings:
                 return self._read(target, environ, start_response)
             return self._upload(target, environ, start_response)
         except errors.KzrError as exc:
+            if self.metrics is not None:
+                self._count_refusal(self.metrics, target, exc)
             return _reply_error(exc, environ, start_response)
+
+    def _count_refusal(self, metrics: Metrics, target: Target, exc: errors.KzrError) -> None:
+        """Count a request answered with one of the project's errors: 4xx refused, 5xx failed."""
+        status = _status_of(exc)
+        if target.action is Action.UPLOAD:
+            metrics.upload(target.name.kind.value, "refused" if status < 500 else "failed",
+                           self_test=is_self_test(target.call_id))
+        elif target.action is Action.READ:
+            if isinstance(exc, errors.NotFound):
+                metrics.read("not_found")
+            elif status < 500:
+                metrics.read("refused")
+        if status >= 500:
+            metrics.store_error(exc)
 
     def _upload(
         self, target: Target, environ: WSGIEnvironment, start_response: StartResponse
@@ -198,21 +238,40 @@ class KazooRecordings:
                 received_at=utcnow(),
             )
             upload = self._prepare(recording)
+            inspected = self._inspecting(recording)
             result = self.handler(recording)
             if upload is not None and not upload.complete:
                 raise RuntimeError("handler returned before reading the whole file part")
             _check_consumed(body)
+            if inspected is not None:
+                # A handler that read exactly the body's length never asked for the b"".
+                inspected.conclude()
         except errors.KzrError as exc:
             status = _status_of(exc)
             _log_upload(label, body, started, f"refused {status}: {exc}")
+            if self.metrics is not None:
+                self._count_refusal(self.metrics, target, exc)
             return _reply_error(exc, environ, start_response)
-        except Exception:
+        except Exception as exc:
             log.exception("handler failed for %r", label)
             _log_upload(label, body, started, "failed 500")
+            if self.metrics is not None:
+                self.metrics.upload(target.name.kind.value, "failed",
+                                    self_test=is_self_test(target.call_id))
+                self.metrics.store_error(exc)
             return _reply(environ, start_response, 500, "internal error: recording not stored\n")
         created = result is None or result.created
         _log_upload(label, body, started, "stored" if created else "duplicate",
-                    result.location if result else None)
+                    result.location if result else None,
+                    recording if inspected is not None else None)
+        if self.metrics is not None:
+            self.metrics.upload(
+                recording.kind.value, "stored" if created else "duplicate",
+                self_test=recording.self_test,
+                size=result.size if result is not None else body.bytes_read,
+                seconds=time.monotonic() - started,
+                audio=recording.audio,
+            )
         if created and not recording.self_test:
             # `kzr-wsgi check` uploads are stored like any other, but announced to nobody.
             self._notify(recording, result)
@@ -245,6 +304,14 @@ class KazooRecordings:
         )
         return upload
 
+    def _inspecting(self, recording: Recording) -> _InspectedStream | None:
+        """Put the inspector between the handler and the (decoded) body, when inspecting."""
+        if not self.inspect:
+            return None
+        stream = _InspectedStream(recording)
+        recording.stream = stream
+        return stream
+
     def _notify(self, recording: Recording, result: Stored | None) -> None:
         for callback in self.on_stored:
             try:
@@ -253,28 +320,75 @@ class KazooRecordings:
                 # A notification must never turn a stored recording into a failure.
                 log.exception("on_stored callback %r failed", callback)
 
+    def _scrape(
+        self, metrics: Metrics, environ: WSGIEnvironment, start_response: StartResponse
+    ) -> Iterable[bytes]:
+        """Answer a scrape: never an upload or a read, and upload credentials do not apply."""
+        method = environ.get("REQUEST_METHOD", "GET").upper()
+        if method not in ("GET", "HEAD"):
+            return _reply(environ, start_response, 405, "method not allowed\n",
+                          [("Allow", "GET, HEAD")])
+        if not metrics.allowed(environ):
+            return _reply_error(errors.Forbidden("client address may not read metrics"),
+                                environ, start_response)
+        page, content_type = metrics.render(environ.get("HTTP_ACCEPT"))
+        response = Response(page, content_type=content_type,
+                            headers=[("Cache-Control", "no-store")])
+        return response(environ, start_response)
+
     def _read(
         self, target: Target, environ: WSGIEnvironment, start_response: StartResponse
     ) -> Iterable[bytes]:
         assert isinstance(self.handler, ReadableStore)
         recording_id = next((v for k, v in target.pairs if k == "recording_id" and v), None)
         stored = self.handler.open(target.name, recording_id)
-        response = Response(
-            wrap_file(environ, stored.fileobj),
-            mimetype=stored.content_type,
-            direct_passthrough=True,
+        if self.metrics is not None:
+            self.metrics.read("ok")
+        return send_stored(environ, start_response, stored)
+
+
+class _InspectedStream(io.RawIOBase):
+    """``recording.stream``, feeding every block it hands out to an :class:`Inspector`.
+
+    ``recording.audio`` is set the moment the final ``b""`` is handed out, before the
+    handler sees it: a store that writes its sidecar after reading to the end (all the
+    built-in ones do) writes the audio with it. A raw binary stream like the body it
+    wraps, so handlers that use ``readinto`` or ``io.BufferedReader`` keep working.
+    """
+
+    def __init__(self, recording: Recording) -> None:
+        super().__init__()
+        self._read = recording.stream.read
+        self._recording = recording
+        self._inspector = Inspector(
+            ext=recording.ext,
+            content_type=recording.content_type,
+            reported_ms=recording.metadata.duration_ms,
         )
-        response.content_length = stored.size
-        response.last_modified = stored.last_modified
-        response.set_etag(stored.etag)
-        try:
-            response = response.make_conditional(
-                environ, accept_ranges=True, complete_length=stored.size
-            )
-        except RequestedRangeNotSatisfiable as exc:
-            stored.close()
-            return exc.get_response(environ)(environ, start_response)
-        return response(environ, start_response)
+        self._done = False
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1, /) -> bytes:
+        """Read from the body as it would; inspect what goes by."""
+        data = self._read(-1 if size is None else size)
+        if data:
+            self._inspector.feed(data)
+        elif size != 0:
+            self.conclude()
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def conclude(self) -> None:
+        """The body has been read to its end: set ``recording.audio`` (once)."""
+        if not self._done:
+            self._done = True
+            self._recording.audio = self._inspector.result()
 
 
 def _without_token(query: str) -> str:
@@ -328,17 +442,37 @@ def _reply(
 
 
 def _log_upload(
-    label: str, body: Body | None, started: float, outcome: str, location: str | None = None
+    label: str,
+    body: Body | None,
+    started: float,
+    outcome: str,
+    location: str | None = None,
+    inspected: Recording | None = None,
 ) -> None:
     size = body.bytes_read if body is not None else 0
-    log.info(
-        "upload %s bytes=%d seconds=%.3f outcome=%s%s",
+    audio = inspected.audio if inspected is not None else None
+    # A flagged recording is stored and answered 2xx all the same: the WARNING is where
+    # an operator (and a log alert) learns that its audio is not what it should be.
+    level = logging.WARNING if audio is not None and audio.flagged else logging.INFO
+    log.log(
+        level,
+        "upload %s bytes=%d seconds=%.3f outcome=%s%s%s",
         label,
         size,
         time.monotonic() - started,
         outcome,
         f" location={location}" if location else "",
+        _describe_audio(audio) if inspected is not None else "",
     )
+
+
+def _describe_audio(audio: AudioInfo | None) -> str:
+    """`` audio=mp3 duration_ms=10080 flags=truncated`` for the upload log line."""
+    if audio is None:
+        return " audio=none"
+    duration = "-" if audio.duration_ms is None else str(audio.duration_ms)
+    flags = ",".join(audio.flags) or "-"
+    return f" audio={audio.format or 'unknown'} duration_ms={duration} flags={flags}"
 
 
 def _norm(prefix: str) -> tuple[str, ...]:

@@ -62,7 +62,7 @@ import time
 import urllib.error
 import urllib.request
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -130,6 +130,11 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
+#: Told each notification's fate: ``"delivered"``, ``"retried"`` (an attempt failed and
+#: another follows) or ``"given_up"`` (not delivered: refused, out of attempts, dropped
+#: or abandoned at close). :meth:`WebhookNotifier.add_listener`; e.g. the metrics.
+Listener = Callable[[str], None]
+
 #: Every live notifier, so the fork hook can give each child fresh locks.
 _INSTANCES: weakref.WeakSet[WebhookNotifier] = weakref.WeakSet()
 
@@ -184,11 +189,24 @@ class WebhookNotifier:
         self.url = self._url
         self._opener = urllib.request.build_opener(_NoRedirect)
         self._closed = False
+        self._listeners: list[Listener] = []
         self._reset()
         _INSTANCES.add(self)
 
     def __repr__(self) -> str:
         return f"WebhookNotifier({self.url!r})"
+
+    def add_listener(self, listener: Listener) -> None:
+        """Tell ``listener`` each outcome (see :data:`Listener`); it runs on the sender's thread."""
+        self._listeners.append(listener)
+
+    def _tell(self, outcome: str) -> None:
+        for listener in self._listeners:
+            try:
+                listener(outcome)
+            except Exception:
+                # Counting must never stop the sender.
+                log.exception("webhook %s: listener %r failed", self.url, listener)
 
     def _reset(self) -> None:
         """Fresh per-process state: nothing queued, no worker, nothing inherited."""
@@ -244,6 +262,7 @@ class WebhookNotifier:
     def _count_drop(self) -> None:
         with self._lock:  # request threads race here
             self.dropped += 1
+        self._tell("given_up")
 
     # -- the worker thread --------------------------------------------------------------
 
@@ -254,6 +273,7 @@ class WebhookNotifier:
                 return
             if self._past_deadline():
                 self.abandoned += 1
+                self._tell("given_up")
                 # Named one by one: these are the recordings to reconcile by hand.
                 log.error("webhook %s: closing, abandoned notification %s (%s)",
                           self.url, pending.id, pending.label)
@@ -263,6 +283,7 @@ class WebhookNotifier:
             except Exception:
                 # Never let one bad notification stop the thread for all later ones.
                 self.failed += 1
+                self._tell("given_up")
                 log.exception("webhook %s: notification %s failed", self.url, pending.id)
 
     def _deliver(self, pending: _Pending) -> None:
@@ -272,27 +293,32 @@ class WebhookNotifier:
                 self._post(pending)
             except _GiveUp as exc:
                 self.failed += 1
+                self._tell("given_up")
                 log.error("webhook %s: gave up on notification %s (%s) after %d attempt(s): %s",
                           self.url, pending.id, pending.label, attempt, exc)
                 return
             except Exception as exc:  # network errors, timeouts, 5xx: worth another try
                 if attempt == attempts:
                     self.failed += 1
+                    self._tell("given_up")
                     log.error(
                         "webhook %s: gave up on notification %s (%s) after %d attempt(s): %s",
                         self.url, pending.id, pending.label, attempt, _describe(exc))
                     return
                 delay = min(self.backoff * 2 ** (attempt - 1), MAX_BACKOFF)
+                self._tell("retried")
                 log.warning("webhook %s: notification %s attempt %d failed (%s); "
                             "retrying in %.1fs", self.url, pending.id, attempt,
                             _describe(exc), delay)
                 if not self._sleep(delay):
                     self.abandoned += 1
+                    self._tell("given_up")
                     log.error("webhook %s: closing, abandoned notification %s (%s) after "
                               "%d attempt(s)", self.url, pending.id, pending.label, attempt)
                     return
             else:
                 self.delivered += 1
+                self._tell("delivered")
                 return
 
     def _post(self, pending: _Pending) -> None:

@@ -28,6 +28,11 @@ from .metadata import Metadata
 SELF_TEST_PREFIX = "kzr-check-"
 
 
+def is_self_test(call_id: str | None) -> bool:
+    """True for the call id of a ``kzr-wsgi check`` upload (``kzr-check-…``)."""
+    return call_id is not None and call_id.startswith(SELF_TEST_PREFIX)
+
+
 class Stream(Protocol):
     """What ``Recording.stream`` is: a read-only binary stream that ends with ``b""``."""
 
@@ -129,7 +134,7 @@ class Recording:
     @property
     def self_test(self) -> bool:
         """True for ``kzr-wsgi check``'s own uploads (call ids ``kzr-check-…``)."""
-        return self.call_id is not None and self.call_id.startswith(SELF_TEST_PREFIX)
+        return is_self_test(self.call_id)
 
     def describe(self) -> dict[str, Any]:
         """Everything known about the upload but its bytes, JSON-ready.

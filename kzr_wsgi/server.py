@@ -11,8 +11,9 @@ Why gunicorn, with threaded workers (``gthread``):
   decodes chunked bodies, marking them terminated;
 * it gives ``RAW_URI``, so an encoded ``%2F`` in a call id stays apart from ``/``.
 
-The app is built once in the master (``preload_app``), so the store sweeps dead
-writers' files once at start-up, before any worker takes an upload.
+The app is built once in the master (``preload_app``), so the store finishes the
+commits and sweeps the files of writers that died once at start-up, before any worker
+takes an upload; every process then repeats that every few seconds while it serves.
 """
 
 from __future__ import annotations
@@ -49,11 +50,24 @@ class _Embedded(BaseApplication):  # type: ignore[misc]
 
 
 def gunicorn_options(
-    host: str, port: int, *, workers: int = DEFAULT_WORKERS, threads: int = DEFAULT_THREADS
+    host: str,
+    port: int,
+    *,
+    workers: int = DEFAULT_WORKERS,
+    threads: int = DEFAULT_THREADS,
+    certfile: str | None = None,
+    keyfile: str | None = None,
 ) -> dict[str, Any]:
-    """The gunicorn settings ``kzr-wsgi serve`` uses, also for a ``gunicorn.conf.py``."""
+    """The gunicorn settings ``kzr-wsgi serve`` uses, also for a ``gunicorn.conf.py``.
+
+    With ``certfile`` and ``keyfile`` (PEM) gunicorn itself terminates TLS.
+    """
+    if (certfile is None) != (keyfile is None):
+        raise ValueError("TLS needs both a certificate file and a key file")
     bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    tls = {"certfile": certfile, "keyfile": keyfile} if certfile is not None else {}
     return {
+        **tls,
         "bind": [bind],
         "workers": workers,
         "worker_class": "gthread",

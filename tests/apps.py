@@ -29,6 +29,12 @@ def host_app(environ: WSGIEnvironment, start_response: StartResponse) -> list[by
     return [payload]
 
 
-def recordings_app(root: str, **options: Any) -> WSGIApplication:
-    """``host_app`` wrapped by the middleware over a ``DirectoryStore(root)``, linted."""
-    return LintMiddleware(KazooRecordings(host_app, DirectoryStore(root), **options))
+def recordings_app(root: str, unnamed_temporaries: bool = True,
+                   **options: Any) -> WSGIApplication:
+    """``host_app`` wrapped by the middleware over a ``DirectoryStore(root)``, linted.
+
+    ``unnamed_temporaries=False`` gives the store the named temporary files of a
+    filesystem without ``O_TMPFILE``.
+    """
+    store = DirectoryStore(root, unnamed_temporaries=unnamed_temporaries)
+    return LintMiddleware(KazooRecordings(host_app, store, **options))

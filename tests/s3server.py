@@ -14,6 +14,7 @@ or the context manager directly: ``with moto_server() as endpoint: ...``.
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -50,11 +51,14 @@ def free_port() -> int:
 
 
 @contextmanager
-def moto_server(timeout: float = START_TIMEOUT) -> Iterator[str]:
+def moto_server(timeout: float = START_TIMEOUT,
+                env: dict[str, str] | None = None) -> Iterator[str]:
     """Run ``python -m moto.server`` on 127.0.0.1 and a free port; yield its endpoint URL.
 
     Waits until the server answers HTTP, and kills it (and so all its data) on exit.
-    Its log goes to a temporary file, shown if it fails to start.
+    Its log goes to a temporary file, shown if it fails to start. ``env`` is added to
+    its environment (``INITIAL_NO_AUTH_ACTION_COUNT=N`` makes it check credentials
+    against its IAM after N requests).
     """
     port = free_port()
     endpoint = f"http://127.0.0.1:{port}"
@@ -64,6 +68,7 @@ def moto_server(timeout: float = START_TIMEOUT) -> Iterator[str]:
             stdout=logfile,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
+            env={**os.environ, **(env or {})},
         )
         try:
             _wait_ready(endpoint, proc, logfile, timeout)

@@ -99,6 +99,31 @@ def rss_peak(pid: int, interval: float = 0.01) -> Iterator[RssPeak]:
         result.after = tree_rss(pid)
 
 
+def store_temporaries(root: Path) -> list[str]:
+    """A store's temporary files: named ones in ``ROOT/.kzr/tmp``, and unnamed ones open there.
+
+    An unnamed (``O_TMPFILE``) file has no name to list; it shows as a descriptor of its
+    writer, ``/proc/<pid>/fd/<n> -> ROOT/.kzr/tmp/#<inode> (deleted)``, for as long as
+    the writer holds it. Named files are given as paths, open unnamed ones by that link.
+    """
+    tmp = root / ".kzr" / "tmp"
+    found = sorted(str(p) for p in tmp.iterdir()) if tmp.is_dir() else []
+    prefix = f"{tmp}/#"
+    for fd_dir in Path("/proc").glob("[0-9]*/fd"):
+        try:
+            fds = list(fd_dir.iterdir())
+        except OSError:
+            continue  # the process is gone
+        for fd in fds:
+            try:
+                link = os.readlink(fd)
+            except OSError:
+                continue  # closed meanwhile (the listing's own descriptor, for one)
+            if link.startswith(prefix):
+                found.append(link)
+    return found
+
+
 @dataclass
 class Server:
     """A running server: where it listens, and its process."""

@@ -33,7 +33,7 @@ from plan_clients import (
     pseudo_audio,
     stream_upload,
 )
-from servers import Server, rss_peak, serve
+from servers import Server, rss_peak, serve, store_temporaries
 
 H = "127.0.0.1"
 PREFIX = "/store"
@@ -124,11 +124,11 @@ def _sidecar(srv: Server, segments: list[str], filename: str) -> dict[str, objec
     return found[0]
 
 
-def _temporaries(srv: Server) -> list[Path]:
-    return list((_root(srv) / ".kzr" / "tmp").iterdir())
+def _temporaries(srv: Server) -> list[str]:
+    return store_temporaries(_root(srv))
 
 
-def _wait_no_temporaries(srv: Server, timeout: float = 5.0) -> list[Path]:
+def _wait_no_temporaries(srv: Server, timeout: float = 5.0) -> list[str]:
     deadline = time.monotonic() + timeout
     while (left := _temporaries(srv)) and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -13,6 +13,9 @@ from kzr_wsgi import DirectoryStore, FanOut, KazooRecordings, cli
 from kzr_wsgi.errors import ReadNotSupported
 from kzr_wsgi.recording import Recording
 
+#: The moto server fixtures (``moto_endpoint``, ``s3_bucket``) live there.
+pytest_plugins = ["s3server"]
+
 
 def start(monkeypatch: pytest.MonkeyPatch, args: list[str], env: dict[str, str] | None = None
           ) -> tuple[click.testing.Result, list[tuple[Any, dict[str, Any]]]]:
@@ -77,12 +80,11 @@ def test_s3_endpoint_without_s3_is_refused(tmp_path: Path, monkeypatch: pytest.M
 
 
 def test_s3_with_an_explicit_root_fans_out_bucket_first(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, s3_bucket: tuple[Any, str],
+    moto_endpoint: str,
 ) -> None:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    args = ["--s3", "s3://rec/kazoo", "--s3-endpoint", "http://127.0.0.1:9"]
+    # A real bucket: serve checks it takes writes before it would listen.
+    args = ["--s3", f"s3://{s3_bucket[1]}/kazoo", "--s3-endpoint", moto_endpoint]
     result, started = start(monkeypatch, ["--root", str(tmp_path / "d"), *args])
     assert result.exit_code == 0, result.output
     handler = started[0][0].handler

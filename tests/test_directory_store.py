@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from servers import store_temporaries
 
 from kzr_wsgi.body import Body
 from kzr_wsgi.errors import BodyIncomplete, BodyTooLarge, NotFound
@@ -71,8 +72,8 @@ def sidecar(path: Path) -> dict[str, Any]:
     return data
 
 
-def temporaries(root: Path) -> list[Path]:
-    return list((root / ".kzr" / "tmp").iterdir())
+def temporaries(root: Path) -> list[str]:
+    return store_temporaries(root)
 
 
 @pytest.fixture

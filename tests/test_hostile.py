@@ -296,9 +296,17 @@ class _WriteAudit:
         elif event in _WRITE_EVENTS:
             n = 2 if event in ("os.rename", "os.link", "os.symlink", "shutil.move",
                                "shutil.copyfile") else 1
-            for path in args[:n]:
+            # A link's source is only read (an unnamed temporary file is linked from
+            # /proc/self/fd/N): what it writes is its destination.
+            first = 1 if event == "os.link" else 0
+            for i in range(first, n):
+                path = args[i] if i < len(args) else None
                 if isinstance(path, (str, bytes, os.PathLike)):
-                    self.paths.append((event, os.fsdecode(path)))
+                    # rename/link give (src, dst, src_dir_fd, dst_dir_fd): a relative
+                    # path is resolved against its directory descriptor.
+                    dir_fd = args[n + i] if event in ("os.rename", "os.link") and len(
+                        args) > n + i else None
+                    self.paths.append((event, _resolved(os.fsdecode(path), dir_fd)))
 
     @contextmanager
     def watching(self) -> Iterator[list[tuple[str, str]]]:
@@ -314,6 +322,13 @@ class _WriteAudit:
 _AUDIT = _WriteAudit()
 # Audit hooks cannot be removed; this one returns at once unless a test is watching.
 sys.addaudithook(_AUDIT.hook)
+
+
+def _resolved(path: str, dir_fd: object) -> str:
+    """``path`` as an absolute name, when it is relative to the descriptor ``dir_fd``."""
+    if isinstance(dir_fd, int) and dir_fd >= 0 and not os.path.isabs(path):
+        return os.path.join(os.readlink(f"/proc/self/fd/{dir_fd}"), path)
+    return path
 
 
 def _outside(root: Path, writes: list[tuple[str, str]]) -> list[tuple[str, str]]:

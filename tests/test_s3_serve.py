@@ -171,11 +171,12 @@ def assert_consistent(inv: Inventory) -> None:
 
 @contextlib.contextmanager
 def serve_s3(tmp_path: Path, endpoint: str, *args: str, workers: int = 1,
-             name: str = "serve") -> Iterator[Server]:
+             name: str = "serve", env: dict[str, str] | None = None) -> Iterator[Server]:
     """``python -m kzr_wsgi serve --s3 s3://rec/kazoo --s3-endpoint ENDPOINT ARGS…``.
 
     Run with ``tmp_path/<name>-cwd`` as its working directory and no ``--root`` (the
     disk store's default, ``./recordings``, would land there); its log beside it.
+    ``env`` is added to its environment (after every ``KZR_*`` of this one is removed).
     """
     port = free_port()
     cwd = tmp_path / f"{name}-cwd"
@@ -183,8 +184,9 @@ def serve_s3(tmp_path: Path, endpoint: str, *args: str, workers: int = 1,
     cmd = [sys.executable, "-m", "kzr_wsgi", "serve", "--host", H, "--port", str(port),
            "--workers", str(workers), "--s3", S3_URL, "--s3-endpoint", endpoint, *args]
     # No KZR_* from the developer's shell: KZR_ROOT would turn on the fan-out.
-    env: dict[str, str | None] = {k: None for k in os.environ if k.startswith("KZR_")}
-    with spawn(cmd, H, port, tmp_path / f"{name}-{port}.log", env, cwd) as server:
+    clean: dict[str, str | None] = {k: None for k in os.environ if k.startswith("KZR_")}
+    with spawn(cmd, H, port, tmp_path / f"{name}-{port}.log", {**clean, **(env or {})},
+               cwd) as server:
         yield server
 
 
@@ -727,15 +729,24 @@ def test_s3_out_of_reach_is_503_and_nothing_is_kept(
 
     With an explicit ``--root`` too, the disk copy made meanwhile is rolled back.
     """
-    dead = f"http://{H}:{free_port()}"
+    import boto3
+    from s3server import moto_server  # here: importing it at the top defeats pytest's rewrite
+
     root = tmp_path / "disk"
     args = ["--root", str(root)] if fan_out else []
     body = os.urandom(LARGE if fan_out else 5000)
     target = "/call_recording_down.mp3?" + query_4x("down", "r1")
-    with webhook() as hook, serve_s3(tmp_path, dead, "--notify-url", hook.url, *args) as srv:
-        reply, took = timed(lambda: httpc_put(H, srv.port, target, body))
-        log = wait_for_log(srv, "outcome=refused 503")
-        time.sleep(0.5)
+    with contextlib.ExitStack() as s3:
+        # An S3 that is there at start-up (serve checks it before listening) ...
+        endpoint = s3.enter_context(moto_server())
+        boto3.session.Session().client(
+            "s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket=BUCKET)
+        with webhook() as hook, serve_s3(tmp_path, endpoint, "--notify-url", hook.url,
+                                         *args) as srv:
+            s3.close()  # ... and gone by the time Kazoo uploads
+            reply, took = timed(lambda: httpc_put(H, srv.port, target, body))
+            log = wait_for_log(srv, "outcome=refused 503")
+            time.sleep(0.5)
     print(f"\nS3 out of reach ({'fan-out' if fan_out else 's3 only'}): "
           f"{reply.status} after {took:.2f}s: {reply.body.decode().strip()}")
     assert reply.status == 503, reply

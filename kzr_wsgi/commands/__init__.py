@@ -12,10 +12,13 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
+from ..catalog import ROOT_CATALOG, Catalog, open_catalog
+from ..config import STORE_KEYS, Config, config_option
 from ..recording import Handler
 from ..stores import DirectoryStore, FanOut
 
@@ -36,14 +39,49 @@ class StoreSpec:
     s3_endpoint: str | None
     #: ``--catalog URL`` / ``KZR_CATALOG``; ``None`` means the default for the store.
     catalog_url: str | None
+    #: The ``--config`` file (``KZR_CONFIG``), when one was given: its retention policy, ….
+    config: Config | None = None
 
     def open_store(self) -> tuple[Handler, str]:
         """The store, and a line saying where that is (see :func:`build_store`)."""
-        return build_store(self.root, self.root_given, self.s3_url, self.s3_endpoint)
+        return build_store(self.root, self.root_given, self.s3_url, self.s3_endpoint,
+                           self.catalog_url)
+
+    def open_catalog(self, create: bool = False) -> Catalog:
+        """The catalog these options name (as ``serve`` would keep it).
+
+        ``--catalog URL`` when given; else the SQLite catalog under ``--root``, which
+        must exist unless ``create`` (``reindex`` makes it). With ``--s3`` and no
+        explicit ``--root`` there is no default catalog: a usage error says so.
+        """
+        try:
+            if self.catalog_url is not None:
+                return open_catalog(self.catalog_url)
+            if self.s3_url is not None and not self.root_given:
+                raise click.UsageError(
+                    "--s3 alone keeps no catalog: name one with --catalog URL "
+                    "(postgresql://… or sqlite:///PATH)")
+            path = Path(self.root).absolute() / ROOT_CATALOG
+            if not create and not path.is_file():
+                raise click.ClickException(
+                    f"no catalog at {path}: run `kzr-wsgi reindex --root {self.root}`")
+            return Catalog.for_root(self.root)
+        except (ValueError, OSError) as exc:
+            raise click.ClickException(f"cannot open the catalog: {exc}") from exc
+        except Exception as exc:
+            # The driver's own errors (psycopg.OperationalError, sqlite3.Error).
+            if isinstance(exc, click.ClickException):
+                raise
+            raise click.ClickException(f"cannot open the catalog: {exc}") from exc
 
 
 def store_options(func: F) -> F:
-    """Add ``--root``, ``--s3``, ``--s3-endpoint`` and ``--catalog``; pass ``spec: StoreSpec``."""
+    """Add ``--root``, ``--s3``, ``--s3-endpoint``, ``--catalog`` and ``--config``.
+
+    The command receives ``spec: StoreSpec``. With ``--config FILE`` (or ``KZR_CONFIG``)
+    the store's keys (``root``, ``s3``, ``s3-endpoint``, ``catalog``) come from the file
+    unless the command line or the environment gives them.
+    """
 
     @click.option("--root", type=click.Path(file_okay=False), default=DEFAULT_ROOT,
                   show_default=True, envvar="KZR_ROOT",
@@ -55,8 +93,9 @@ def store_options(func: F) -> F:
     @click.option("--catalog", "catalog_url", default=None, metavar="URL", envvar="KZR_CATALOG",
                   help="The catalog: postgresql://… or sqlite:///PATH (default: the SQLite "
                        "catalog under --root).")
+    @config_option(only=STORE_KEYS)
     def wrapper(root: str, s3_url: str | None, s3_endpoint: str | None,
-                catalog_url: str | None, **kwargs: Any) -> Any:
+                catalog_url: str | None, config: Config | None, **kwargs: Any) -> Any:
         source = click.get_current_context().get_parameter_source("root")
         spec = StoreSpec(
             root=root,
@@ -64,24 +103,37 @@ def store_options(func: F) -> F:
             s3_url=s3_url,
             s3_endpoint=s3_endpoint,
             catalog_url=catalog_url,
+            config=config,
         )
         return func(spec=spec, **kwargs)
 
-    return functools.update_wrapper(wrapper, func)  # type: ignore[return-value]
+    # update_wrapper copies func's __dict__, and with it the options decorated onto
+    # func before this (when store_options is not the innermost decorator): keep both.
+    own = list(getattr(wrapper, "__click_params__", []))
+    functools.update_wrapper(wrapper, func)
+    wrapper.__click_params__ = [  # type: ignore[attr-defined]
+        *getattr(func, "__click_params__", []), *own]
+    return wrapper  # type: ignore[return-value]
 
 
 def build_store(
-    root: str, root_given: bool, s3_url: str | None, s3_endpoint: str | None
+    root: str, root_given: bool, s3_url: str | None, s3_endpoint: str | None,
+    catalog_url: str | None = None,
 ) -> tuple[Handler, str]:
     """The handler a command stores with, and a line saying where that is.
 
     The disk by default; S3 with ``--s3``; both (a fan-out) with ``--s3`` and an
-    explicit ``--root``.
+    explicit ``--root``. The catalog: ``catalog_url`` when given, written by the
+    first store (the bucket, when there is one: every host shares it, and it decides
+    what is a retry); else the disk store's own SQLite catalog; with ``--s3`` alone,
+    none.
     """
+    catalog = _open_for_serving(catalog_url) if catalog_url is not None else None
     if s3_url is None:
         if s3_endpoint is not None:
             raise click.UsageError("--s3-endpoint needs --s3 s3://BUCKET/PREFIX")
-        disk = DirectoryStore(root)
+        disk = (DirectoryStore(root, catalog=catalog) if catalog is not None
+                else DirectoryStore(root))
         return disk, f"under {disk.root}"
     try:
         from ..stores.s3 import S3Store
@@ -89,10 +141,82 @@ def build_store(
         raise click.ClickException(
             f"--s3 needs boto3: pip install 'kzr_wsgi[s3]' ({exc})"
         ) from exc
-    bucket = S3Store.from_url(s3_url, endpoint_url=s3_endpoint)
+    bucket = S3Store.from_url(s3_url, endpoint_url=s3_endpoint, catalog=catalog)
     shown = s3_url + (f" at {s3_endpoint}" if s3_endpoint else "")
     if not root_given:
         return bucket, f"in {shown}"
-    disk = DirectoryStore(root)
+    disk = DirectoryStore(root, catalog=None) if catalog is not None else DirectoryStore(root)
     # The bucket first: every host shares it, so it decides what is a retry.
     return FanOut(bucket, disk), f"in {shown} and under {disk.root} (both must succeed)"
+
+
+def _open_for_serving(url: str) -> Catalog:
+    """The catalog at ``url``; one out of reach is a warning (uploads never depend on it)."""
+    try:
+        return open_catalog(url)
+    except ValueError:
+        raise
+    except Exception as exc:
+        click.secho(f"kzr-wsgi: WARNING: the catalog cannot be reached ({exc}); uploads are "
+                    "stored all the same, rows are written once it answers, and "
+                    "`kzr-wsgi reindex` adds the ones missed", err=True, fg="yellow")
+        return open_catalog(url, connect_now=False)
+
+
+def catalog_of(store: Handler) -> Catalog | None:
+    """The catalog a store (or the first store of a fan-out that has one) writes to."""
+    if isinstance(store, FanOut):
+        for inner in store.stores:
+            found = catalog_of(inner)
+            if found is not None:
+                return found
+        return None
+    catalog = getattr(store, "catalog", None)
+    return catalog if isinstance(catalog, Catalog) else None
+
+
+def catalog_notices(store: Handler) -> list[str]:
+    """What ``serve`` says at start-up about the catalog: where, or why there is none.
+
+    A store that holds recordings while its catalog is empty is from before the
+    catalog (or its catalog was lost): the notice names ``kzr-wsgi reindex``, which
+    catalogues the sidecars and inspects the audio of those that have none.
+    """
+    catalog = catalog_of(store)
+    if catalog is None:
+        return ["no catalog is kept (--s3 alone): `kzr-wsgi ls` and searches need "
+                "--catalog URL (postgresql://… shared by every host on the bucket)"]
+    from ..catalog.reindex import NEEDS_REINDEX
+
+    lines = [f"catalog: {catalog.url}"]
+    try:
+        # An empty catalog beside a store that holds copies: from before the catalog, or
+        # lost. Remembered in the catalog until a reindex, so the notice stays after new
+        # uploads have made it non-empty.
+        if catalog.max_seq() is None and _holds_recordings(store):
+            catalog.set_state(NEEDS_REINDEX, "1")
+        behind = catalog.get_state(NEEDS_REINDEX) is not None
+    except Exception as exc:  # a catalog out of reach never stops uploads
+        return [*lines, f"WARNING: the catalog cannot be read ({exc}); uploads are stored "
+                        "all the same, and `kzr-wsgi reindex` catalogues them later"]
+    finally:
+        catalog.release()  # nothing open across gunicorn's fork
+    if behind:
+        lines.append(
+            "this store holds recordings from before its catalog (no catalog, or sidecars "
+            "without `audio`): run `kzr-wsgi reindex` with the same --root/--s3/--catalog "
+            "to catalog them and inspect their audio")
+    return lines
+
+
+def _holds_recordings(store: Handler) -> bool:
+    """True when the store has at least one index entry (cheap: stops at the first)."""
+    if isinstance(store, FanOut):
+        return any(_holds_recordings(s) for s in store.stores)
+    records = getattr(store, "records", None)
+    if records is None:
+        return False
+    try:
+        return next(iter(records()), None) is not None
+    except Exception:
+        return False

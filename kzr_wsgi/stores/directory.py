@@ -5,9 +5,10 @@
 What it promises, and how:
 
 * **A visible file is always complete; a 2xx means durable.** The body goes to a
-  temporary file in ``ROOT/.kzr/tmp`` (same filesystem), is ``fsync``-ed, then
-  hard-linked into place under a name no other file has (``link`` fails rather than
-  overwrite), and the directory is ``fsync``-ed before the handler returns.
+  temporary file in ``ROOT/.kzr/tmp`` (same filesystem; see
+  :mod:`~kzr_wsgi.stores.tempfiles`), is ``fsync``-ed, then hard-linked into place under
+  a name no other file has (``link`` fails rather than overwrite), and the directories
+  are ``fsync``-ed before the handler returns.
 * **Names are data.** Every path component comes from
   :func:`~kzr_wsgi.naming.safe_component`: a call id can hold ``/``, ``..``, ``\\``
   or ``%`` and still never leaves ``ROOT`` nor meets another id's file.
@@ -16,13 +17,43 @@ What it promises, and how:
   ``ROOT/.kzr/index``. The same recording with the same body again (a retry, days
   later or racing the original) finds its entry and keeps one copy; a different body
   under the same name is kept beside it (``…~2.mp3``), never overwriting. The check
-  and the commit run under a per-name ``flock``, so concurrent retries in several
+  and the commit run under a per-shard ``flock``, so concurrent retries in several
   processes sharing the root agree.
 * **Metadata beside the file**: ``<file>.kzr.json`` with the call id, Kazoo's fields,
   size, sha256, content type and time received.
-* **Dead writers leave nothing.** A writer holds an exclusive ``flock`` on its
-  temporary file while it lives; at start-up, temporary files nobody holds are removed
-  (see :meth:`DirectoryStore.sweep`), and a live writer's are left alone.
+* **Dead writers leave nothing.** The temporary file has no name where the
+  filesystem allows (``O_TMPFILE``): the kernel frees it when its writer dies. Where it
+  must have a name, its writer holds an ``flock`` on it while it lives, and files
+  nobody holds are removed at start-up and every few seconds while serving
+  (:meth:`DirectoryStore.sweep`); a live writer's are left alone.
+* **Catalogued before the reply.** Each newly stored copy becomes a row in the store's
+  catalog (by default SQLite at ``ROOT/.kzr/catalog.sqlite3``; see
+  :mod:`kzr_wsgi.catalog`). A small marker in ``ROOT/.kzr/uncatalogued`` is written
+  before the commit and removed once the row is written; a process killed in between
+  leaves the marker, and the next start-up (or housekeeping pass) catalogues that copy
+  (see :meth:`DirectoryStore.repair_catalog`): the cost grows with what was in flight,
+  not with the size of the store. A failed catalog write never fails the upload.
+* **A kill inside the commit leaves one copy.** Before the file is placed, a
+  *pending marker* ``ROOT/.kzr/pending/<entry name>`` records where it goes and which
+  inode it is; it is removed once the index entry is written. A marker found with its
+  shard's lock free belongs to a writer that died mid-commit: its placed file is
+  adopted (sidecar and index entry written) at start-up, by the periodic sweep, or by
+  the retry itself, and a marker whose file never got placed is dropped. Kazoo's retry
+  of the unanswered upload then finds one recording, in one file.
+
+The filesystem semantics relied on (POSIX plus Linux; ext4 and XFS give them):
+
+* ``link``/``linkat`` is atomic and fails with ``EEXIST`` rather than replace;
+  ``rename`` replaces atomically; neither copies data.
+* ``fsync`` of a file makes its data durable; ``fsync`` of a directory makes the names
+  in it durable. Data is synced *before* the name that shows it is made, so after a
+  power cut a visible file is complete (or absent).
+* Metadata changes reach the journal in the order they were made (ext4 ``data=ordered``
+  and XFS), so the marker, made before the file's name, is never lost while that name
+  survives; the marker itself is not synced (a power cut at worst leaves a marker of a
+  finished commit, which recovery then drops).
+* ``flock`` locks vanish with the process that held them, so a lock that can be taken
+  proves its holder is gone.
 
 Layout: ``{kind}/{account_id}/{yyyy}/{mm}/{dd}`` by default (see
 :func:`~kzr_wsgi.naming.layout_fields`), so no directory grows without bound.
@@ -37,17 +68,21 @@ import json
 import logging
 import os
 import queue
+import re
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+import weakref
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
 from ..body import BLOCK_SIZE
+from ..catalog import Catalog
 from ..errors import NotFound, StorageFull
+from ..faults import crash_point
 from ..metadata import dumps
 from ..naming import (
     DEFAULT_LAYOUT,
@@ -61,14 +96,21 @@ from ..naming import (
     with_suffix,
 )
 from ..recording import Kind, Name, Recording, Stored, StoredFile
+from .tempfiles import NAMED_SUFFIX, TempFile, supports_unnamed, sweep_named, temporary
 
 log = logging.getLogger("kzr_wsgi.store")
 
 _STATE = ".kzr"
-#: A temporary file younger than this is never swept, locked or not: it may belong to
-#: a writer between creating it and locking it.
-_SWEEP_MIN_AGE = 60.0
+#: A named temporary file younger than this is never swept, locked or not: its writer
+#: may be between creating it and locking it (microseconds; seconds leave a margin).
+_SWEEP_MIN_AGE = 2.0
+#: How often a serving process sweeps (so a dead writer's named file lasts < 10 s).
+_SWEEP_EVERY = 3.0
 _FULL = (errno.ENOSPC, errno.EDQUOT)
+#: The name of an index entry, and so of a pending marker.
+_ENTRY_NAME = re.compile(r"[0-9a-f]{64}-[0-9a-f]{16}-[0-9a-f]{64}\.json")
+#: Stands for "the store's own SQLite catalog" as the ``catalog`` argument's default.
+DEFAULT_CATALOG: Any = object()
 
 
 class DirectoryStore:
@@ -78,7 +120,9 @@ class DirectoryStore:
     >>> app = KazooRecordings(app, store)                   # doctest: +SKIP
     """
 
-    __slots__ = ("root", "layout", "sweep_min_age", "_tmp", "_index")
+    __slots__ = ("root", "layout", "sweep_min_age", "sweep_every", "unnamed", "_tmp",
+                 "_index", "_pending", "_last_sweep", "__weakref__", "catalog",
+                 "_uncatalogued")
 
     def __init__(
         self,
@@ -86,20 +130,41 @@ class DirectoryStore:
         *,
         layout: str = DEFAULT_LAYOUT,
         sweep_min_age: float = _SWEEP_MIN_AGE,
+        sweep_every: float | None = _SWEEP_EVERY,
+        unnamed_temporaries: bool = True,
+        catalog: Catalog | None = DEFAULT_CATALOG,
     ) -> None:
         #: The store's root directory, created when missing.
         self.root = Path(root).absolute()
         #: Template for the directory of each file (see :func:`~kzr_wsgi.naming.layout_fields`).
         self.layout = layout
-        #: Seconds a temporary file must be old before a sweep may remove it.
+        #: Seconds a named temporary file must be old before a sweep may remove it.
         self.sweep_min_age = sweep_min_age
+        #: Seconds between sweeps while the process lives (``None``: at start-up only).
+        self.sweep_every = sweep_every
         render_layout(layout, dict.fromkeys(
             ("kind", "account_id", "owner_id", "yyyy", "mm", "dd", "segments"), "x"))
         self._tmp = self.root / _STATE / "tmp"
         self._index = self.root / _STATE / "index"
-        for directory in (self._tmp, self._index):
+        self._pending = self.root / _STATE / "pending"
+        for directory in (self._tmp, self._index, self._pending):
             _makedirs(directory)
+        #: Whether temporary files are unnamed (``O_TMPFILE``); decided once, here.
+        #: ``unnamed_temporaries=False`` forces named ones (the fallback) everywhere.
+        self.unnamed = unnamed_temporaries and supports_unnamed(self._tmp)
+        self._last_sweep = 0.0
+        #: Where each new copy's row goes: the root's SQLite catalog unless told otherwise
+        #: (``None``: no catalog).
+        self.catalog: Catalog | None = (
+            Catalog.for_root(self.root) if catalog is DEFAULT_CATALOG else catalog)
+        self._uncatalogued = self.root / _STATE / "uncatalogued"
+        if self.catalog is not None:
+            _makedirs(self._uncatalogued)
+        self.recover()
         self.sweep()
+        self.repair_catalog()
+        if sweep_every is not None:
+            _HOUSEKEEPER.add(self)
 
     def __repr__(self) -> str:
         return f"DirectoryStore({str(self.root)!r})"
@@ -112,50 +177,123 @@ class DirectoryStore:
         Raises :class:`~kzr_wsgi.errors.StorageFull` when the disk is full, and lets
         the body's own errors through; in every error case nothing is left visible.
         """
-        with self._temporary() as (tmp_path, fh):
-            try:
-                size, digest = copy_to_disk(recording.stream, fh.fileno(), recording.content_length)
-                os.fsync(fh.fileno())
-            except OSError as exc:
-                if exc.errno in _FULL:
-                    raise StorageFull("no space left on the store") from exc
-                raise
-            try:
-                return self._commit(recording, tmp_path, size, digest)
-            except OSError as exc:
-                if exc.errno in _FULL:
-                    raise StorageFull("no space left on the store") from exc
-                raise
+        with _full_is_storage_full(), temporary(self._tmp, self.unnamed) as tmp:
+            size, digest = copy_to_disk(recording.stream, tmp.fd, recording.content_length)
+            tmp.sync()
+            return self._commit_catalogued(recording, tmp, size, digest)
 
-    def _commit(self, recording: Recording, tmp_path: Path, size: int, digest: str) -> Stored:
+    def _commit(self, recording: Recording, tmp: TempFile, size: int, digest: str) -> Stored:
         index_dir = self._index_dir(recording.name)
         entry = index_dir / _entry_name(recording.name, recording.recording_id, digest)
         with _locked(index_dir / ".lock"):
-            existing = _read_json(entry)
+            existing = self._indexed(entry)
             if existing is not None:
-                path = self.root / existing["path"]
-                if path.is_file() and path.stat().st_size == existing["size"]:
-                    return Stored(str(path), size, digest, created=False)
-                # The indexed copy was removed by hand: store this one afresh.
+                return existing
+            # This very upload, placed by a writer that died mid-commit: finish that
+            # commit rather than place a second copy.
+            adopted = self._finish_pending(entry)
+            if adopted is not None:
+                return adopted
             directory = self.root / render_layout(self.layout, layout_fields(recording))
             _makedirs(directory)
-            final = _link_unique(tmp_path, directory, safe_component(recording.filename))
-            relative = final.relative_to(self.root).as_posix()
-            record = self._record(recording, relative, size, digest)
-            sidecar = final.with_name(final.name + SIDECAR_SUFFIX)
-            # One file is both the sidecar beside the recording and its index entry
-            # (two hard links). All names are put in place first and synced after:
-            # on a journaling filesystem the first fsync commits them all at once, so
-            # the ones after it cost next to nothing.
-            with self._temporary() as (side_tmp, side_fh):
-                side_fh.write(dumps(record).encode("utf-8"))
-                os.replace(side_tmp, sidecar)
-                entry.unlink(missing_ok=True)  # a stale entry whose file was removed
-                os.link(sidecar, entry)
-                os.fsync(side_fh.fileno())
+            record = self._place(recording, tmp, directory, entry, size, digest)
+            final = self.root / record["path"]
+            self._write_record(record, final, entry)
             for synced in (directory, index_dir):
                 _fsync_dir(synced)
+            (self._pending / entry.name).unlink()
         return Stored(str(final), size, digest, created=True)
+
+    def _indexed(self, entry: Path) -> Stored | None:
+        """The copy ``entry`` names, if the entry exists and its file is still there."""
+        existing = _read_json(entry)
+        if existing is None:
+            return None
+        path = self.root / existing["path"]
+        if path.is_file() and path.stat().st_size == existing["size"]:
+            return Stored(str(path), existing["size"], existing["sha256"], created=False)
+        return None  # the indexed copy was removed by hand: store this one afresh
+
+    def _place(self, recording: Recording, tmp: TempFile, directory: Path, entry: Path,
+               size: int, digest: str) -> dict[str, Any]:
+        """Mark, then link ``tmp`` into ``directory`` under the first free name; its record.
+
+        The marker is (re)written for each name tried before trying it, so whenever a
+        placed file exists its marker says where and which inode it is.
+        """
+        component = safe_component(recording.filename)
+        dev, ino = tmp.identity()
+        n = 1
+        while True:
+            final = directory / with_suffix(component, n)
+            n += 1
+            if os.path.lexists(final):
+                continue
+            record = self._record(recording, final.relative_to(self.root).as_posix(), size,
+                                  digest)
+            marker = {"record": record, "dev": dev, "ino": ino}
+            self._write_marker(entry.name, dumps(marker).encode("utf-8"))
+            crash_point("dir.marked")
+            try:
+                tmp.link(final)
+            except FileExistsError:
+                continue  # taken since the check: another name, another marker
+            crash_point("dir.placed")
+            return record
+
+    def _write_marker(self, name: str, data: bytes) -> None:
+        marker = self._pending / name
+        with temporary(self._tmp, self.unnamed) as tmp:
+            tmp.write(data)
+            marker.unlink(missing_ok=True)  # the previous name tried
+            tmp.link(marker)
+
+    def _write_record(self, record: dict[str, Any], final: Path, entry: Path) -> None:
+        """Put the sidecar beside ``final`` and the index entry in place: one file, two names.
+
+        All names are put in place first and synced after: on a journaling filesystem
+        the first fsync commits them all at once, so the ones after it cost next to
+        nothing.
+        """
+        sidecar = final.with_name(final.name + SIDECAR_SUFFIX)
+        with temporary(self._tmp, self.unnamed) as tmp:
+            tmp.write(dumps(record).encode("utf-8"))
+            _link_replacing(tmp, sidecar)  # a stale sidecar of a file removed by hand
+            crash_point("dir.sidecar")
+            _link_replacing(tmp, entry)  # a stale entry whose file was removed
+            crash_point("dir.indexed")
+            tmp.sync()
+
+    def _finish_pending(self, entry: Path) -> Stored | None:
+        """Finish the commit a dead writer left at ``entry``'s marker; hold the shard's lock.
+
+        Returns the copy when its file was placed (now indexed), ``None`` when there was
+        no marker or its file never got placed (the marker is dropped).
+        """
+        marker_path = self._pending / entry.name
+        marker = _read_json(marker_path)
+        if marker is None:
+            marker_path.unlink(missing_ok=True)  # absent, or unreadable: nothing placed
+            return None
+        record = marker["record"]
+        final = self.root / record["path"]
+        try:
+            st = os.stat(final)
+        except FileNotFoundError:
+            st = None
+        if st is None or (st.st_dev, st.st_ino, st.st_size) != (
+                marker["dev"], marker["ino"], record["size"]):
+            # Killed before the link (or the name went to another upload): nothing of
+            # this upload is visible, and the retry stores it afresh.
+            marker_path.unlink()
+            return None
+        if self._indexed(entry) is None:
+            self._write_record(record, final, entry)
+            for synced in (final.parent, entry.parent):
+                _fsync_dir(synced)
+            log.warning("finished the commit of %s left by a writer that died", final)
+        marker_path.unlink()
+        return Stored(str(final), record["size"], record["sha256"], created=True)
 
     def _record(
         self, recording: Recording, relative: str, size: int, digest: str
@@ -182,31 +320,158 @@ class DirectoryStore:
             _makedirs(directory)  # once per shard: the first few hundred uploads
         return directory
 
-    @contextmanager
-    def _temporary(self) -> Iterator[tuple[Path, IO[bytes]]]:
-        """A locked temporary file in the store, removed on the way out whatever happens."""
-        path = self._tmp / f"{uuid.uuid4().hex}.part"
-        try:
-            fh = open(path, "xb", buffering=0)  # noqa: SIM115 - closed below
-        except OSError as exc:
-            if exc.errno in _FULL:
-                raise StorageFull("no space left on the store") from exc
-            raise
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-            yield path, fh
-        finally:
-            try:
-                path.unlink(missing_ok=True)
-            finally:
-                fh.close()
+    # -- the catalog --------------------------------------------------------------------
 
-    def _write_small(self, target: Path, text: str) -> None:
-        """Write a small file atomically and durably (temp, fsync, rename)."""
-        with self._temporary() as (tmp_path, fh):
-            fh.write(text.encode("utf-8"))
-            os.fsync(fh.fileno())
-            os.replace(tmp_path, target)
+    def _commit_catalogued(
+        self, recording: Recording, tmp: TempFile, size: int, digest: str
+    ) -> Stored:
+        """:meth:`_commit`, with the catalog's row written after it (marker around both)."""
+        if self.catalog is None:
+            return self._commit(recording, tmp, size, digest)
+        index_dir = self._index_dir(recording.name)
+        entry = index_dir / _entry_name(recording.name, recording.recording_id, digest)
+        with self._catalog_marker(entry) as marker:
+            stored = self._commit(recording, tmp, size, digest)
+            if stored.created and not self._catalogue(Path(stored.location)):
+                marker["keep"] = True  # the next start-up tries again
+        return stored
+
+    @contextmanager
+    def _catalog_marker(self, entry: Path) -> Iterator[dict[str, bool]]:
+        """A marker naming ``entry`` while the block runs; left behind if the process dies.
+
+        Held under ``flock`` so a start-up in another process leaves a live one alone.
+        Not synced: it guards against a killed process, and after a power cut the
+        catalog (not synced either) is repaired by ``reindex``. When the block raises,
+        it stays only if the entry exists (the commit happened; the next start-up
+        writes the row). The block sets ``["keep"]`` to keep it after success too.
+        """
+        marker = self._uncatalogued / f"{uuid.uuid4().hex}.json"
+        fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            _write_all(fd, entry.relative_to(self._index).as_posix().encode("utf-8"))
+            state = {"keep": False}
+            try:
+                yield state
+            except BaseException:
+                if not entry.exists():
+                    marker.unlink(missing_ok=True)
+                raise
+            if not state["keep"]:
+                marker.unlink(missing_ok=True)
+        finally:
+            os.close(fd)
+
+    def _catalogue(self, final: Path) -> bool:
+        """Write the row of the copy at ``final`` from its sidecar; ``False`` if that failed."""
+        assert self.catalog is not None
+        record = _read_json(final.with_name(final.name + SIDECAR_SUFFIX))
+        if record is None:
+            return False
+        return self.catalog.add_stored(record, str(final)) is not None
+
+    def repair_catalog(self) -> int:
+        """Catalogue the copies of uploads that died between their commit and their row.
+
+        Runs at construction (once, in gunicorn's master) and with each housekeeping
+        pass (a commit that a dead writer left is finished by :meth:`recover`, which
+        runs first). Each marker left in
+        ``ROOT/.kzr/uncatalogued`` names an index entry: when it exists, its copy's row is
+        written; either way the marker goes (kept only when the catalog cannot be
+        written, for the next start). A marker still held by a live writer in another
+        process is left alone. Returns how many rows were written.
+        """
+        if self.catalog is None or not self._uncatalogued.is_dir():
+            return 0
+        repaired = 0
+        for marker in self._uncatalogued.iterdir():
+            try:
+                fd = os.open(marker, os.O_RDONLY)
+            except FileNotFoundError:
+                continue
+            try:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue  # a live writer's
+                entry = os.read(fd, 4096).decode("utf-8", "replace")
+                record = _read_json(self._index / entry) if entry else None
+                if record is not None and (self.root / record["path"]).is_file():
+                    if not self._catalogue(self.root / record["path"]):
+                        continue  # keep the marker: the catalog may be back next time
+                    repaired += 1
+                marker.unlink(missing_ok=True)
+            finally:
+                os.close(fd)
+        if repaired:
+            log.warning("catalogued %d upload(s) interrupted between commit and catalog",
+                        repaired)
+        # Nothing may be held open across gunicorn's fork (start-up runs in the master),
+        # nor between housekeeping passes.
+        self.catalog.release()
+        return repaired
+
+    def records(self) -> Iterator[dict[str, Any]]:
+        """Every committed copy's sidecar dict (from the index), with ``location`` added.
+
+        Includes entries whose file was removed by hand (``verify`` reports them). The
+        order is the index's, not time.
+        """
+        for shard in sorted(self._index.iterdir()):
+            if not shard.is_dir():
+                continue
+            for entry in sorted(shard.iterdir()):
+                if not entry.name.endswith(".json"):
+                    continue
+                record = _read_json(entry)
+                if record is None or "path" not in record:
+                    continue
+                record["location"] = str(self.root / record["path"])
+                yield record
+
+    def open_copy(self, record: dict[str, Any]) -> IO[bytes]:
+        """The stored bytes of the copy a record (from :meth:`records`) describes.
+
+        Raises :class:`~kzr_wsgi.errors.NotFound` when the file is gone.
+        """
+        path = self.root / record["path"]
+        try:
+            return open(path, "rb")  # noqa: SIM115 - the caller closes it
+        except FileNotFoundError:
+            raise NotFound(f"{path} is missing") from None
+
+    def rewrite_record(self, record: dict[str, Any]) -> bool:
+        """Replace a copy's sidecar and index entry with ``record`` (``reindex`` adds ``audio``).
+
+        The two are hard links of one file, so both are replaced, atomically each: a
+        new file is written and synced, linked twice under temporary names, and both
+        names are renamed into place (under the shard's lock, as a commit is). Returns
+        ``False`` when the entry no longer names this copy (removed meanwhile).
+        """
+        name = Name(Kind(record["kind"]), tuple(record["segments"]), record["filename"])
+        index_dir = self._index_dir(name)
+        entry = index_dir / _entry_name(name, record.get("recording_id"), record["sha256"])
+        final = self.root / record["path"]
+        sidecar = final.with_name(final.name + SIDECAR_SUFFIX)
+        body = dumps({k: v for k, v in record.items() if k != "location"}).encode("utf-8")
+        with _full_is_storage_full(), _locked(index_dir / ".lock"):
+            current = _read_json(entry)
+            if current is None or current.get("path") != record["path"]:
+                return False
+            with temporary(self._tmp, self.unnamed) as tmp:
+                tmp.write(body)
+                tmp.sync()
+                # Named like the store's temporaries, so a kill here leaves only what
+                # the sweep removes.
+                staged = [self._tmp / f"{uuid.uuid4().hex}{NAMED_SUFFIX}" for _ in "se"]
+                for path in staged:
+                    tmp.link(path)
+                os.replace(staged[0], sidecar)
+                os.replace(staged[1], entry)
+            for synced in (sidecar.parent, index_dir):
+                _fsync_dir(synced)
+        return True
 
     def discard(self, stored: Stored) -> None:
         """Take back a copy this store committed (a fan-out whose other store failed).
@@ -227,9 +492,68 @@ class DirectoryStore:
             if indexed is not None and indexed.get("path") == record["path"]:
                 entry.unlink(missing_ok=True)
                 _fsync_dir(index_dir)
+                if self.catalog is not None:
+                    self.catalog.remove_stored(record)
             final.unlink(missing_ok=True)
             sidecar.unlink(missing_ok=True)
             _fsync_dir(final.parent)
+
+    # -- removing (retention) ---------------------------------------------------------
+
+    @contextmanager
+    def index_lock(self, record: Mapping[str, Any]) -> Iterator[None]:
+        """Hold the lock that commits of ``record``'s name take (its index shard's ``flock``).
+
+        Inside it no upload of that name commits, so "is this copy still the indexed one?"
+        and what is done about it cannot be overtaken by a retry storing it afresh.
+        """
+        with _locked(self._index_dir(_record_name(record)) / ".lock"):
+            yield
+
+    def indexes(self, record: Mapping[str, Any]) -> bool:
+        """True when the index entry for ``record``'s name, recording id and sha256 is this copy."""
+        entry = self._index_dir(_record_name(record)) / _entry_name(
+            _record_name(record), record.get("recording_id"), record["sha256"])
+        indexed = _read_json(entry)
+        # The same path may have been given to the same recording stored afresh since.
+        return indexed is not None and all(
+            indexed.get(k) == record.get(k) for k in ("path", "sha256", "received_at"))
+
+    def remove(self, record: Mapping[str, Any], *, unindexed: Callable[[], None] | None = None,
+               locked: bool = False) -> bool:
+        """Remove the stored copy ``record`` (a sidecar dict) for good; True if it was indexed.
+
+        In this order, each step durable before the next: the index entry (only if it
+        still names this copy), then ``unindexed()`` (the caller's: a catalog row), then
+        the file and its sidecar (only if the sidecar is still this copy's: a retry may
+        have been stored afresh under the freed name). Every step tolerates having been
+        done already, so a removal cut short by a crash is finished by calling it again.
+        Runs under :meth:`index_lock`, taken here unless ``locked`` says the caller has it.
+        """
+        if not locked:
+            with self.index_lock(record):
+                return self.remove(record, unindexed=unindexed, locked=True)
+        final = self.root / record["path"]
+        if not final.is_relative_to(self.root):
+            raise ValueError(f"{record['path']!r} is not in this store")
+        name = _record_name(record)
+        index_dir = self._index_dir(name)
+        entry = index_dir / _entry_name(name, record.get("recording_id"), record["sha256"])
+        indexed = self.indexes(record)
+        if indexed:
+            entry.unlink(missing_ok=True)
+            _fsync_dir(index_dir)
+        if unindexed is not None:
+            unindexed()
+        sidecar = final.with_name(final.name + SIDECAR_SUFFIX)
+        current = _read_json(sidecar)
+        if current is not None and all(current.get(k) == record.get(k)
+                                       for k in ("path", "sha256", "received_at")):
+            # The file first: a sidecar left alone still says whose name this was.
+            final.unlink(missing_ok=True)
+            sidecar.unlink(missing_ok=True)
+            _fsync_dir(final.parent)
+        return indexed
 
     # -- reading ----------------------------------------------------------------------
 
@@ -270,33 +594,159 @@ class DirectoryStore:
             location=str(file_path),
         )
 
+    def open_stored(self, location: str, sha256: str | None = None) -> StoredFile:
+        """The stored copy at ``location`` (a catalog row's: an absolute path, or one
+        relative to the root), for serving it back.
+
+        The path must lead to a data file inside the root (symlinks resolved; never
+        the store's own state under ``.kzr`` nor a sidecar); anything else, and a file
+        that is gone, is :class:`~kzr_wsgi.errors.NotFound`. ``sha256`` becomes the ETag.
+        """
+        root = self.root.resolve()
+        try:
+            path = (root / location).resolve(strict=True)
+        except (OSError, RuntimeError, ValueError):
+            raise NotFound("no such recording") from None
+        inside = path.is_relative_to(root) and not path.is_relative_to(root / _STATE)
+        if not inside or path.name.endswith(SIDECAR_SUFFIX) or not path.is_file():
+            raise NotFound("no such recording")
+        try:
+            fh = open(path, "rb")  # noqa: SIM115 - StoredFile owns it
+        except OSError:
+            raise NotFound("no such recording") from None
+        st = os.fstat(fh.fileno())
+        return StoredFile(
+            fileobj=fh,
+            size=st.st_size,
+            content_type=guess_type(path.name, path.suffix.lstrip(".")),
+            etag=sha256 or f"{st.st_size:x}-{st.st_mtime_ns:x}",
+            last_modified=datetime.fromtimestamp(int(st.st_mtime), tz=timezone.utc),
+            location=str(path),
+        )
+
     # -- housekeeping -----------------------------------------------------------------
 
     def sweep(self) -> int:
-        """Remove temporary files of writers that died; return how many were removed.
+        """Remove named temporary files of writers that died; return how many were removed.
 
-        A file is removed only when no process holds its lock and it is older than a
-        minute: a live writer, in this process or another sharing the root, keeps its
-        file.
+        A file is removed only when no process holds its lock and it is older than
+        :attr:`sweep_min_age`: a live writer, in this process or another sharing the
+        root, keeps its file. (Unnamed temporary files need no sweep.)
         """
-        removed = 0
-        now = time.time()
-        for path in self._tmp.iterdir():
-            try:
-                with open(path, "rb") as fh:
-                    if now - os.fstat(fh.fileno()).st_mtime < self.sweep_min_age:
-                        continue
-                    try:
-                        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    except BlockingIOError:
-                        continue
-                    path.unlink(missing_ok=True)
-                    removed += 1
-            except FileNotFoundError:
-                continue
+        self._last_sweep = time.monotonic()
+        removed = sweep_named(self._tmp, self.sweep_min_age)
         if removed:
             log.warning("removed %d temporary file(s) left by writers that died", removed)
         return removed
+
+    def recover(self) -> int:
+        """Finish or drop the commits of writers that died mid-commit; return how many.
+
+        Looks only at pending markers (as many as commits were in flight), each under
+        its shard's lock: a live writer holds that lock for its whole commit, so a
+        marker seen under it is a dead writer's.
+        """
+        finished = 0
+        for marker in self._pending.iterdir():
+            if not _ENTRY_NAME.fullmatch(marker.name):
+                continue
+            index_dir = self._index / marker.name[:2]
+            _makedirs(index_dir)
+            with _locked(index_dir / ".lock"):
+                if self._finish_pending(index_dir / marker.name) is not None:
+                    finished += 1
+        return finished
+
+    def housekeep(self) -> None:
+        """What a serving process runs every :attr:`sweep_every` seconds: recover, sweep."""
+        self.recover()
+        self.sweep()
+        self.repair_catalog()
+
+
+class _Housekeeper:
+    """One daemon thread per process running every live store's :meth:`housekeep`.
+
+    Started with the first store, and again in a forked child (gunicorn's workers),
+    where threads do not survive the fork. Holds the stores weakly. A fork waits for
+    a housekeeping pass to end: a child must not inherit a shard lock's descriptor
+    mid-pass (a lock it would then hold forever).
+    """
+
+    def __init__(self) -> None:
+        self.stores: weakref.WeakSet[DirectoryStore] = weakref.WeakSet()
+        self.lock = threading.Lock()
+        self.busy = threading.Lock()
+        self.thread: threading.Thread | None = None
+
+    def add(self, store: DirectoryStore) -> None:
+        with self.lock:
+            self.stores.add(store)
+            if self.thread is None:
+                self.thread = threading.Thread(target=self._run, name="kzr-housekeeper",
+                                               daemon=True)
+                self.thread.start()
+
+    def before_fork(self) -> None:
+        self.busy.acquire()
+
+    def after_fork_in_parent(self) -> None:
+        self.busy.release()
+
+    def after_fork_in_child(self) -> None:
+        self.lock = threading.Lock()
+        self.busy = threading.Lock()
+        self.thread = None
+        stores = list(self.stores)
+        if stores:
+            self.add(stores[0])
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(0.5)
+            with self.lock:
+                stores = list(self.stores)
+            for store in stores:
+                every = store.sweep_every
+                if every is None or time.monotonic() - store._last_sweep < every:
+                    continue
+                if not store._pending.parent.is_dir():
+                    # The store's directory was removed (a test's temporary root, an
+                    # unmounted disk): nothing of it is left to sweep.
+                    with self.lock:
+                        self.stores.discard(store)
+                    continue
+                with self.busy:
+                    try:
+                        store.housekeep()
+                    except Exception:  # a full or vanished disk: say so, try again later
+                        store._last_sweep = time.monotonic()
+                        log.exception("housekeeping of %r failed", store)
+
+
+_HOUSEKEEPER = _Housekeeper()
+os.register_at_fork(before=_HOUSEKEEPER.before_fork,
+                    after_in_parent=_HOUSEKEEPER.after_fork_in_parent,
+                    after_in_child=_HOUSEKEEPER.after_fork_in_child)
+
+
+@contextmanager
+def _full_is_storage_full() -> Iterator[None]:
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno in _FULL:
+            raise StorageFull("no space left on the store") from exc
+        raise
+
+
+def _link_replacing(tmp: TempFile, target: Path) -> None:
+    """Give ``tmp`` the name ``target``, replacing a stale file there."""
+    try:
+        tmp.link(target)
+    except FileExistsError:
+        target.unlink(missing_ok=True)
+        tmp.link(target)
 
 
 def copy_to_disk(stream: Any, fd: int, length: int | None = None) -> tuple[int, str]:
@@ -477,16 +927,8 @@ def _entry_name(name: Name, recording_id: str | None, digest: str) -> str:
     return f"{name_digest(name)}-{rid[:16]}-{digest}.json"
 
 
-def _link_unique(source: Path, directory: Path, component: str) -> Path:
-    """Hard-link ``source`` into ``directory`` under the first free ``component~N``."""
-    n = 1
-    while True:
-        target = directory / with_suffix(component, n)
-        try:
-            os.link(source, target)
-            return target
-        except FileExistsError:
-            n += 1
+def _record_name(record: Mapping[str, Any]) -> Name:
+    return Name(Kind(record["kind"]), tuple(record["segments"]), record["filename"])
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:

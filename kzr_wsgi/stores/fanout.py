@@ -120,6 +120,10 @@ class FanOut:
                 if broken:
                     branch.pipe.fail()
                 else:
+                    # The source's final b"" has just set the audio (the middleware's
+                    # inspector); each branch reads its copy of the recording after its
+                    # own b"", which finish() is about to give: its sidecar has it too.
+                    branch.recording.audio = recording.audio
                     branch.pipe.finish()
             for branch in branches:
                 branch.thread.join()
@@ -216,6 +220,24 @@ class FanOut:
         raise last
 
 
+    def open_stored(self, location: str, sha256: str | None = None) -> StoredFile:
+        """The copy at ``location`` from whichever store holds it (see ``open``)."""
+        last: KzrError = NotFound("no such recording")
+        for store in self.stores:
+            opener = getattr(store, "open_stored", None)
+            if opener is None:
+                continue
+            try:
+                found: StoredFile = opener(location, sha256)
+                return found
+            except NotFound as exc:
+                last = exc
+            except KzrError as exc:
+                log.warning("fan-out: %r cannot serve a read: %s", store, exc)
+                last = exc
+        raise last
+
+
 class _PipeBroken(Exception):
     """Raised in a store's reads when the upload failed elsewhere."""
 
@@ -285,7 +307,7 @@ class _Pipe:
 class _Branch:
     """One store, its pipe, and the thread that runs it."""
 
-    __slots__ = ("store", "label", "pipe", "body", "thread", "result", "error")
+    __slots__ = ("store", "label", "pipe", "body", "recording", "thread", "result", "error")
 
     def __init__(self, store: Handler, recording: Recording, index: int) -> None:
         self.store = store
@@ -295,10 +317,12 @@ class _Branch:
         # Length unknown to the branch (a multipart file part is shorter than the
         # request): read to the end; the tee already enforced the size limit.
         self.body = Body(self.pipe, None, sys.maxsize)
+        #: The store's own copy of the recording (its stream is this branch's pipe).
+        self.recording = replace(recording, stream=self.body)
         self.result: Stored | None = None
         self.error: BaseException | None = None
         self.thread = threading.Thread(
-            target=self._run, args=(replace(recording, stream=self.body),),
+            target=self._run, args=(self.recording,),
             name=f"kzr-fanout-{index + 1}", daemon=True,
         )
 

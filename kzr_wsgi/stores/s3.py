@@ -21,6 +21,8 @@ What it promises, and how:
   bucket lifecycle rule does (:meth:`S3Store.lifecycle_rule`). A process killed in
   the milliseconds between completing the object and writing its index entry leaves a
   complete object that no index names: never served, and the retry stores it again.
+  ``kzr-wsgi sweep`` (:mod:`kzr_wsgi.housekeeping.sweep`) finds and removes both kinds.
+  :meth:`S3Store.preflight` checks at start-up that the bucket exists and takes writes.
   :meth:`S3Store.discard` takes a committed copy back (a fan-out's rollback).
 * **Idempotent across hosts, with no coordinator.** "The same recording" is
   ``(name.key, recording_id)`` with the same sha256. Each committed copy has an *index
@@ -78,9 +80,9 @@ import logging
 import secrets
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
@@ -90,7 +92,9 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ..body import BLOCK_SIZE
+from ..catalog import Catalog
 from ..errors import NotFound, StoreUnavailable
+from ..faults import crash_point
 from ..metadata import dumps
 from ..naming import (
     DEFAULT_LAYOUT,
@@ -129,7 +133,9 @@ _CONFLICT_RETRIES = 5
 
 
 class S3Store:
-    """Keep each upload as an object in ``bucket`` under ``prefix``; a handler and a reader::
+    """Keep each upload as an object in ``bucket`` under ``prefix``; a handler and a reader.
+
+    For example::
 
         store = S3Store("rec", "kazoo/")
         app = KazooRecordings(app, store)
@@ -143,6 +149,7 @@ class S3Store:
         "multipart_threshold",
         "max_concurrency",
         "client",
+        "catalog",
     )
 
     def __init__(
@@ -157,6 +164,7 @@ class S3Store:
         multipart_threshold: int = DEFAULT_PART_SIZE,
         max_concurrency: int = 2,
         layout: str = DEFAULT_LAYOUT,
+        catalog: Catalog | None = None,
     ) -> None:
         if not bucket:
             raise ValueError("an S3 bucket name is required")
@@ -181,6 +189,9 @@ class S3Store:
         self.max_concurrency = max_concurrency
         #: The boto3 S3 client (thread-safe; shared by every request).
         self.client: S3Client = client or _make_client(endpoint_url, region_name)
+        #: Where each newly committed copy's row goes (``None``: no catalog). A shared
+        #: PostgreSQL catalog serves every host on the bucket.
+        self.catalog = catalog
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> S3Store:
@@ -366,6 +377,7 @@ class S3Store:
         content_type: str,
     ) -> Stored:
         """Write the sidecar, then the index entry (the commit point) with If-None-Match."""
+        crash_point("s3.completed")
         record = _record(recording, self.url_for(key), key, size, digest, content_type)
         body = dumps(record).encode("ascii")
         try:
@@ -376,12 +388,13 @@ class S3Store:
             # Not committed: nothing points at the object, so nothing must be left of it.
             self._delete_quietly(key)
             raise
+        crash_point("s3.sidecar")
         with _mapped_errors("store"):
             for attempt in range(_CONFLICT_RETRIES):
                 try:
                     self.client.put_object(Bucket=self.bucket, Key=entry_key, Body=body,
                                            ContentType="application/json", IfNoneMatch="*")
-                    return Stored(self.url_for(key), size, digest, created=True)
+                    return self._catalogue(record, Stored(self.url_for(key), size, digest))
                 except ClientError as exc:
                     status = _status(exc)
                     if status == 409 and attempt + 1 < _CONFLICT_RETRIES:
@@ -400,13 +413,19 @@ class S3Store:
                     continue
                 if existing.location == self.url_for(key):
                     # It was ours all along (boto3 resent a PUT whose first try landed).
-                    return Stored(self.url_for(key), size, digest, created=True)
+                    return self._catalogue(record, Stored(self.url_for(key), size, digest))
                 # Another upload of this very recording committed first: ours is surplus.
                 log.info("s3://%s/%s: the same recording was committed first at %s",
                          self.bucket, key, existing.location)
                 self._delete_quietly(key + SIDECAR_SUFFIX, key)
                 return existing
         raise StoreUnavailable("the object store kept reporting a conflicting write")
+
+    def _catalogue(self, record: dict[str, Any], stored: Stored) -> Stored:
+        """Write a newly committed copy's row (a failure is logged and counted, never raised)."""
+        if self.catalog is not None:
+            self.catalog.add_stored(record)
+        return stored
 
     def _committed(self, entry_key: str, replace_stale: bytes | None = None) -> Stored | None:
         """The copy an index entry points at, or ``None`` when there is none.
@@ -466,8 +485,66 @@ class S3Store:
                 entry = self._read_entry(entry_key)
                 if entry is not None and entry.get("key") == key:
                     self.client.delete_object(Bucket=self.bucket, Key=entry_key)
+                    if self.catalog is not None:
+                        self.catalog.remove_stored(record)
             self.client.delete_object(Bucket=self.bucket, Key=key)
             self.client.delete_object(Bucket=self.bucket, Key=key + SIDECAR_SUFFIX)
+
+    # -- removing (retention) ---------------------------------------------------------
+
+    def index_lock(self, record: Mapping[str, Any]) -> AbstractContextManager[None]:
+        """Nothing to hold: S3 has no locks; :meth:`remove` uses conditional requests instead."""
+        return nullcontext()
+
+    def indexes(self, record: Mapping[str, Any]) -> bool:
+        """True when the index entry for ``record``'s name, recording id and sha256 is this copy."""
+        with _mapped_errors("read"):
+            found = self._get_entry(self._record_entry_key(record))
+        return found is not None and found[0] is not None and found[0]["key"] == record["key"]
+
+    def remove(self, record: Mapping[str, Any], *, unindexed: Callable[[], None] | None = None,
+               locked: bool = False) -> bool:
+        """Remove the stored copy ``record`` (a sidecar dict) for good; True if it was indexed.
+
+        The index entry first, only if it still names this copy and has not changed
+        since it was read (``If-Match`` on its ETag: a retry that re-stored the
+        recording meanwhile keeps its new entry); then ``unindexed()`` (the caller's:
+        a catalog row); then the object and its sidecar, whose keys no other upload
+        can have. Every step tolerates having been done already, so calling it again
+        finishes a removal cut short. ``locked`` is accepted for symmetry with the disk
+        store and means nothing here.
+        """
+        key = str(record["key"])
+        if not key.startswith(self.prefix):
+            raise ValueError(f"{key!r} is not in this store")
+        entry_key = self._record_entry_key(record)
+        indexed = False
+        with _mapped_errors("remove"):
+            found = self._get_entry(entry_key)
+            if found is not None and found[0] is not None and found[0]["key"] == key:
+                try:
+                    self.client.delete_object(Bucket=self.bucket, Key=entry_key,
+                                              IfMatch=found[1])
+                    indexed = True
+                except ClientError as exc:
+                    if not (_missing(exc) or _status(exc) == 412):
+                        raise
+                    # Gone or replaced since it was read: not ours to remove any more.
+            if unindexed is not None:
+                unindexed()
+                # A retry may have re-stored this recording between the entry's removal
+                # and the row's (same row id): its row must stay. Rare; one GET to know.
+                again = self._get_entry(entry_key) if self.catalog is not None else None
+                if self.catalog is not None and again is not None and again[0] is not None \
+                        and again[0]["key"] != key:
+                    self.catalog.add_stored(again[0])
+            self.client.delete_object(Bucket=self.bucket, Key=key)
+            self.client.delete_object(Bucket=self.bucket, Key=key + SIDECAR_SUFFIX)
+        return indexed
+
+    def _record_entry_key(self, record: Mapping[str, Any]) -> str:
+        name = Name(Kind(record["kind"]), tuple(record["segments"]), record["filename"])
+        return self._entry_key(name, record.get("recording_id"), str(record["sha256"]))
 
     def _delete_quietly(self, *keys: str) -> None:
         for key in keys:
@@ -540,6 +617,33 @@ class S3Store:
                 )
         raise NotFound("no such recording")
 
+    def open_stored(self, location: str, sha256: str | None = None) -> StoredFile:
+        """The object at ``location`` (a catalog row's ``s3://bucket/key``), for serving it.
+
+        Only a data object of this store is served: this bucket, a key under the
+        prefix, never the index. Anything else, and an object that is gone, is
+        :class:`~kzr_wsgi.errors.NotFound`; S3 out of reach is
+        :class:`~kzr_wsgi.errors.StoreUnavailable`. ``sha256`` becomes the ETag.
+        """
+        # Split by hand: a key may hold "#" or "?" (hashed long names), which a URL
+        # parser would take for a fragment or a query.
+        scheme, _, rest = location.partition("://")
+        bucket, _, key = rest.partition("/")
+        if (scheme != "s3" or bucket != self.bucket or not key.startswith(self.prefix)
+                or key.startswith(f"{self.prefix}{_INDEX}/")):
+            raise NotFound("no such recording")
+        with _mapped_errors("read"):
+            head = self.client.head_object(Bucket=self.bucket, Key=key)
+        reader = _RangeReader(self.client, self.bucket, key, head["ContentLength"], head["ETag"])
+        return StoredFile(
+            fileobj=io.BufferedReader(reader, buffer_size=BLOCK_SIZE),
+            size=head["ContentLength"],
+            content_type=head.get("ContentType", "application/octet-stream"),
+            etag=sha256 or head["ETag"].strip('"'),
+            last_modified=head["LastModified"],
+            location=location,
+        )
+
     def _read_entry(self, key: str) -> dict[str, Any] | None:
         found = self._get_entry(key)
         return None if found is None else found[0]
@@ -559,6 +663,56 @@ class S3Store:
                 entry = None
         usable = isinstance(entry, dict) and "key" in entry
         return (entry if usable else None), response["ETag"]
+
+    def records(self) -> Iterator[dict[str, Any]]:
+        """Every committed copy's sidecar dict, read from the index entries (with ``location``).
+
+        One listing page and one GET per entry (a few run at once). Raises
+        :class:`~kzr_wsgi.errors.StoreUnavailable` when S3 cannot be reached.
+        """
+        with _mapped_errors("read"):
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=f"{self.prefix}{_INDEX}/")
+            with ThreadPoolExecutor(8, thread_name_prefix="kzr-s3-records") as pool:
+                for page in pages:
+                    keys = [item["Key"] for item in page.get("Contents", [])
+                            if item["Key"].endswith(".json")]
+                    for entry in pool.map(self._read_entry, keys):
+                        if entry is not None and "location" in entry:
+                            yield entry
+
+    def open_copy(self, record: dict[str, Any]) -> Any:
+        """The stored bytes of the copy a record (from :meth:`records`) describes, streamed.
+
+        A file-like object with ``read(n)`` and ``close()``. Raises
+        :class:`~kzr_wsgi.errors.NotFound` when the object is gone.
+        """
+        with _mapped_errors("read"):
+            return self.client.get_object(Bucket=self.bucket, Key=record["key"])["Body"]
+
+    def rewrite_record(self, record: dict[str, Any]) -> bool:
+        """Replace a copy's sidecar and index entry with ``record`` (``reindex`` adds ``audio``).
+
+        Each is one PUT (atomic in S3); the entry only if it still names this copy
+        (``If-Match`` on what was read). Returns ``False`` when it no longer does.
+        """
+        name = Name(Kind(record["kind"]), tuple(record["segments"]), record["filename"])
+        entry_key = self._entry_key(name, record.get("recording_id"), record["sha256"])
+        body = dumps(record).encode("ascii")
+        with _mapped_errors("store"):
+            found = self._get_entry(entry_key)
+            if found is None or found[0] is None or found[0].get("key") != record["key"]:
+                return False
+            self.client.put_object(Bucket=self.bucket, Key=record["key"] + SIDECAR_SUFFIX,
+                                   Body=body, ContentType="application/json")
+            try:
+                self.client.put_object(Bucket=self.bucket, Key=entry_key, Body=body,
+                                       ContentType="application/json", IfMatch=found[1])
+            except ClientError as exc:
+                if _status(exc) == 412:
+                    return False
+                raise
+        return True
 
     # -- housekeeping -----------------------------------------------------------------
 
@@ -585,6 +739,105 @@ class S3Store:
             log.warning("aborted %d unfinished multipart upload(s) under s3://%s/%s",
                         aborted, self.bucket, self.prefix)
         return aborted
+
+    def unfinished_uploads(self) -> Iterator[dict[str, Any]]:
+        """Every unfinished multipart upload under the prefix, as S3 lists it."""
+        with _mapped_errors("sweep"):
+            pages = self.client.get_paginator("list_multipart_uploads").paginate(
+                Bucket=self.bucket, Prefix=self.prefix)
+            for page in pages:
+                for upload in page.get("Uploads", []):
+                    yield dict(upload)
+
+    def abort_upload(self, key: str, upload_id: str) -> None:
+        """Abort one unfinished multipart upload (its parts are freed)."""
+        with _mapped_errors("sweep"):
+            self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+
+    def sidecar_record(self, key: str) -> dict[str, Any] | None:
+        """The sidecar of the object ``key``, when it has a readable one that names it."""
+        with _mapped_errors("sweep"):
+            found = self._get_entry(key + SIDECAR_SUFFIX)
+        if found is None or found[0] is None or found[0].get("key") != key:
+            return None
+        return found[0]
+
+    def is_indexed(self, key: str, record: dict[str, Any] | None = None) -> bool | None:
+        """Whether an index entry names the object ``key``; ``None`` when it is not ours.
+
+        With its sidecar ``record`` the entry's key is computed (one GET); without one,
+        the object's own metadata (``kzr-name``) says which entries to read. An object
+        without that metadata was not written by this store: ``None``.
+        """
+        with _mapped_errors("sweep"):
+            if record is not None:
+                name = Name(Kind(record["kind"]), tuple(record["segments"]), record["filename"])
+                entry = self._read_entry(
+                    self._entry_key(name, record.get("recording_id"), record["sha256"]))
+                return entry is not None and entry.get("key") == key
+            try:
+                head = self.client.head_object(Bucket=self.bucket, Key=key)
+            except ClientError as exc:
+                if _missing(exc):
+                    return None
+                raise
+            digest = head.get("Metadata", {}).get("kzr-name", "")
+            if len(digest) != 64 or not all(c in "0123456789abcdef" for c in digest):
+                return None
+            listing = f"{self.prefix}{_INDEX}/{digest[:2]}/{digest}/"
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=listing)
+            for page in pages:
+                for item in page.get("Contents", []):
+                    entry = self._read_entry(item["Key"])
+                    if entry is not None and entry.get("key") == key:
+                        return True
+            return False
+
+    def delete(self, *keys: str) -> None:
+        """Delete objects by key (a sweep's removal); keys outside the prefix are refused."""
+        for key in keys:
+            if not key.startswith(self.prefix):
+                raise ValueError(f"{key!r} is outside this store's prefix {self.prefix!r}")
+        with _mapped_errors("sweep"):
+            for key in keys:
+                self.client.delete_object(Bucket=self.bucket, Key=key)
+
+    def preflight(self) -> list[str]:
+        """Check, before serving, that the bucket exists and takes writes; return warnings.
+
+        Puts and deletes a small probe object under ``<prefix>.kzr/``. Raises
+        :class:`~kzr_wsgi.errors.StoreUnavailable` saying precisely what is wrong: no
+        such bucket, no permission, refused credentials, or no answer from the
+        endpoint. A bucket that ignores ``If-None-Match`` (so cannot tell two truly
+        simultaneous uploads of one recording apart) is a warning, not an error.
+        """
+        probe = f"{self.prefix}.kzr/probe-{secrets.token_hex(8)}"
+        where = self.url_for(self.prefix)
+        warnings = []
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=probe, Body=b"kzr-wsgi probe",
+                                   IfNoneMatch="*")
+            try:
+                try:
+                    self.client.put_object(Bucket=self.bucket, Key=probe, Body=b"again",
+                                           IfNoneMatch="*")
+                except ClientError as exc:
+                    if _status(exc) not in (409, 412):
+                        raise
+                else:
+                    warnings.append(
+                        f"s3://{self.bucket} ignores conditional writes (If-None-Match): "
+                        "retries are still answered as duplicates, but two truly "
+                        "simultaneous uploads of one recording may be kept twice")
+            finally:
+                self.client.delete_object(Bucket=self.bucket, Key=probe)
+        except ClientError as exc:
+            raise StoreUnavailable(_preflight_message(exc, self.bucket, where)) from exc
+        except BotoCoreError as exc:
+            endpoint = self.client.meta.endpoint_url
+            raise StoreUnavailable(f"no answer from the S3 endpoint {endpoint}: {exc}") from exc
+        return warnings
 
     def lifecycle_rule(self, days: int = 1) -> dict[str, Any]:
         """A bucket lifecycle rule aborting this store's unfinished uploads after ``days``.
@@ -754,6 +1007,22 @@ def _record(
         "location": location,
         "key": key,
     }
+
+
+def _preflight_message(exc: ClientError, bucket: str, where: str) -> str:
+    """What a refused probe write means, in the operator's words."""
+    error = exc.response.get("Error", {})
+    code = error.get("Code", "")
+    status = _status(exc)
+    detail = f"({code or 'HTTP'} {status}: {error.get('Message', '')})".replace(": )", ")")
+    if code == "NoSuchBucket":
+        return f"no such bucket: {bucket!r} {detail}"
+    if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken",
+                "InvalidToken"):
+        return f"the S3 credentials were refused for bucket {bucket!r} {detail}"
+    if code in ("AccessDenied", "AllAccessDisabled") or status == 403:
+        return f"no permission to write to {where} {detail}"
+    return f"cannot write to {where} {detail}"
 
 
 def _status(exc: ClientError) -> int | None:

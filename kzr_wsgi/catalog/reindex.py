@@ -1,0 +1,128 @@
+"""Rebuild a catalog from a store's sidecars (``kzr-wsgi reindex``).
+
+The sidecars are the source of truth. Reindexing upserts a row for every committed
+copy (idempotent: the row ids are derived from the copies), removes rows of this store
+whose copy is no longer indexed, and, for sidecars written before inspection existed
+(no ``audio`` key at all), reads the file back, inspects it and adds ``audio`` to the
+sidecar (the store replaces it atomically).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from ..errors import KzrError
+from ..stores.readback import Readable, scan
+from .backend import Catalog
+from .rows import Row, row_from_record
+
+log = logging.getLogger("kzr_wsgi.catalog")
+
+#: Rows written per transaction.
+BATCH = 500
+#: The catalog state set while a store holds copies its catalog has never been filled
+#: with (``serve`` says so at start-up); a complete reindex clears it.
+NEEDS_REINDEX = "needs_reindex"
+
+
+class IndexedStore(Protocol):
+    """What reindex and verify need of a store (both built-in stores have it)."""
+
+    def records(self) -> Iterator[dict[str, Any]]:
+        """Every committed copy's sidecar dict, with ``location``."""
+        ...
+
+    def open_copy(self, record: dict[str, Any]) -> Readable:
+        """The copy's bytes; raises :class:`~kzr_wsgi.errors.NotFound` when gone."""
+        ...
+
+    def rewrite_record(self, record: dict[str, Any]) -> bool:
+        """Replace the copy's sidecar (and index entry) with ``record``, atomically."""
+        ...
+
+
+@dataclass
+class ReindexResult:
+    """What a reindex did."""
+
+    #: Rows written (new or refreshed).
+    rows: int = 0
+    #: Sidecars that had no ``audio`` and got one.
+    inspected: int = 0
+    #: Rows removed because their copy is no longer indexed.
+    removed: int = 0
+    #: Copies that could not be read back for inspection (still catalogued).
+    unreadable: int = 0
+
+
+def reindex(
+    store: IndexedStore,
+    catalog: Catalog,
+    *,
+    owns: Callable[[str], bool] | None = None,
+    inspect: bool = True,
+    progress: Callable[[dict[str, Any]], None] | None = None,
+) -> ReindexResult:
+    """Catalogue every copy ``store`` holds; see the module docstring.
+
+    :param owns: says whether a row's location belongs to ``store``: such rows whose
+        copy was not seen are removed (``None``: remove nothing).
+    :param inspect: inspect the audio of sidecars that have none.
+    :param progress: called with each record once it is done.
+    """
+    result = ReindexResult()
+    seen: set[str] = set()
+    batch: list[Row] = []
+    for record in store.records():
+        if inspect and "audio" not in record:
+            _inspect(store, record, result)
+        try:
+            row = row_from_record(record)
+        except (KeyError, ValueError, TypeError) as exc:
+            log.warning("%s: not a usable sidecar (%s); skipped",
+                        record.get("location"), exc)
+            continue
+        seen.add(row.id)
+        batch.append(row)
+        if len(batch) >= BATCH:
+            result.rows += catalog.add_rows(batch)
+            batch.clear()
+        if progress is not None:
+            progress(record)
+    result.rows += catalog.add_rows(batch)
+    if owns is not None:
+        for row_id, location in catalog.locations().items():
+            if row_id not in seen and owns(location):
+                result.removed += int(catalog.remove(row_id))
+    catalog.set_state(NEEDS_REINDEX, None)
+    return result
+
+
+def _inspect(store: IndexedStore, record: dict[str, Any], result: ReindexResult) -> None:
+    """Read the copy back, inspect it, and add ``audio`` to its sidecar."""
+    try:
+        stream = store.open_copy(record)
+    except KzrError as exc:
+        log.warning("%s: cannot be read back for inspection: %s", record.get("location"), exc)
+        result.unreadable += 1
+        return
+    try:
+        found = scan(stream, record)
+    finally:
+        close = getattr(stream, "close", None)
+        if close is not None:
+            close()
+    if not found.inspected:
+        return  # no inspector in this version: leave the sidecar for a later reindex
+    if found.sha256 != record.get("sha256"):
+        # Bit rot or a file changed by hand: not this copy's audio. verify reports it.
+        log.warning("%s: its bytes no longer match its sha256; not inspected",
+                    record.get("location"))
+        result.unreadable += 1
+        return
+    record["audio"] = found.audio.to_json() if found.audio is not None else None
+    if store.rewrite_record(record):
+        result.inspected += 1

@@ -1,0 +1,221 @@
+"""``kzr-wsgi ls``, ``reindex`` and ``verify``: find, rebuild and prove what a store holds.
+
+``ls`` searches the catalog (the same order and filters as the Python API and the
+search page); ``reindex`` rebuilds the catalog from the sidecars; ``verify`` reads every
+stored copy back and checks it against its sidecar.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..audio import FLAGS
+from ..catalog import Query, Row, parse_when
+from ..catalog.reindex import IndexedStore
+from ..catalog.reindex import reindex as run_reindex
+from ..housekeeping.verify import Finding, selected
+from ..housekeeping.verify import verify as run_verify
+from ..stores import DirectoryStore, FanOut
+from . import StoreSpec, store_options
+
+
+class When(click.ParamType):  # type: ignore[type-arg]
+    """A date (``2026-01-31``, UTC) or an ISO 8601 time; ``end`` makes a date its last moment."""
+
+    name = "when"
+
+    def __init__(self, end: bool = False) -> None:
+        self.end = end
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> datetime:
+        if isinstance(value, datetime):
+            return value
+        try:
+            return parse_when(str(value), end=self.end)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+@click.command("ls")
+@click.option("--json", "as_json", is_flag=True,
+              help="One JSON object per line, with the row's keys.")
+@click.option("--call-id", default=None, help="Only this call id.")
+@click.option("--number", default=None, metavar="N",
+              help="from, to or caller_id_number is N (an @realm is ignored on both sides).")
+@click.option("--account", "account_id", default=None, metavar="ID",
+              help="Only this account (as Kazoo sent it).")
+@click.option("--since", type=When(), default=None, metavar="DATE|TIME",
+              help="Started (else received) at or after this; a bare date is UTC midnight.")
+@click.option("--until", type=When(end=True), default=None, metavar="DATE|TIME",
+              help="Started (else received) at or before this; a bare date takes the whole day.")
+@click.option("--flag", "flags", multiple=True, type=click.Choice(FLAGS),
+              help="Audio with this flag; repeat for any of several.")
+@click.option("--flagged", is_flag=True, help="Audio with any flag.")
+@click.option("--limit", type=click.IntRange(min=1), default=None, metavar="N",
+              help="At most N rows (default: all).")
+@click.option("--self-test", is_flag=True,
+              help="Include `kzr-wsgi check`'s own uploads (hidden by default).")
+@store_options
+def ls(spec: StoreSpec, as_json: bool, call_id: str | None, number: str | None,
+       account_id: str | None, since: datetime | None, until: datetime | None,
+       flags: tuple[str, ...], flagged: bool, limit: int | None, self_test: bool) -> None:
+    """List stored recordings, newest first (by Kazoo's start, else time received).
+
+    Different filters combine with AND; a repeated --flag is OR.
+    """
+    catalog = spec.open_catalog()
+    query = Query(call_id=call_id, number=number, account_id=account_id, since=since,
+                  until=until, flags=flags, flagged=flagged, self_test=self_test,
+                  limit=min(limit or 1000, 1000))
+    shown = 0
+    try:
+        for row in catalog.iter_search(query):
+            click.echo(json.dumps(row.to_json(), ensure_ascii=True) if as_json
+                       else _line(row))
+            shown += 1
+            if limit is not None and shown >= limit:
+                break
+    finally:
+        catalog.close()
+
+
+@click.command()
+@click.option("--inspect/--no-inspect", default=True, show_default=True,
+              help="Inspect the audio of copies whose sidecar has none (and add it).")
+@store_options
+def reindex(spec: StoreSpec, inspect: bool) -> None:
+    """Rebuild the catalog from the sidecars (the disk, or the bucket with --s3).
+
+    Idempotent: run it as often as you like. Rows of copies no longer indexed are
+    removed; sidecars written before audio inspection get their `audio`.
+    """
+    store = _indexed_store(spec, catalogued=True)
+    catalog = spec.open_catalog(create=True)
+    try:
+        with _progress(store, "reindexing") as tick:
+            result = run_reindex(store, catalog, owns=_owner(store), inspect=inspect,
+                                 progress=tick)
+    finally:
+        catalog.close()
+    click.echo(f"kzr-wsgi: catalogued {result.rows} cop{'y' if result.rows == 1 else 'ies'} "
+               f"in {catalog.url}; {result.inspected} inspected, {result.removed} stale "
+               f"row(s) removed, {result.unreadable} unreadable", err=True)
+
+
+@click.command()
+@click.option("--since", type=When(), default=None, metavar="DATE|TIME",
+              help="Only copies received at or after this (a bare date is UTC midnight).")
+@store_options
+def verify(spec: StoreSpec, since: datetime | None) -> None:
+    """Read every stored copy back: report missing, changed and flagged ones.
+
+    One line each, then a summary. Exit status 1 when anything is missing or changed,
+    0 otherwise (flagged audio alone does not fail). Read-only; meant for cron.
+    """
+    store = _indexed_store(spec)
+
+    def report(finding: Finding) -> None:
+        who = f" call_id={_shown(finding.call_id)}" if finding.call_id else ""
+        click.echo(f"{finding.status.upper()} {_shown(finding.location)}{who}: "
+                   f"{_shown(finding.detail)}")
+
+    with _progress(store, "verifying") as tick:
+        result = run_verify(store, records=selected(store, since), on_finding=report,
+                            progress=tick)
+    click.echo(result.summary())
+    sys.exit(0 if result.ok else 1)
+
+
+def _indexed_store(spec: StoreSpec, *, catalogued: bool = False) -> IndexedStore:
+    """The store a command reads: the bucket with --s3, else the disk.
+
+    With ``catalogued``, the store whose rows the catalog holds (what ``serve`` does):
+    in a fan-out (--s3 and --root) without --catalog, that is the disk.
+    """
+    fan_out_to_disk = catalogued and spec.root_given and spec.catalog_url is None
+    if spec.s3_url is not None and not fan_out_to_disk:
+        handler, _ = spec.open_store()
+        if isinstance(handler, FanOut):
+            handler = handler.stores[0]  # the bucket: what every host shares
+        store: Any = handler
+        return store  # type: ignore[no-any-return]
+    root = Path(spec.root)
+    if not (root / ".kzr" / "index").is_dir():
+        raise click.ClickException(f"no store at {root.absolute()} (no .kzr/index)")
+    # The catalog is the command's own business: the store writes none here.
+    return DirectoryStore(root, catalog=None, sweep_every=None)
+
+
+def _owner(store: IndexedStore) -> Callable[[str], bool]:
+    """Which row locations belong to ``store`` (so reindex may drop its stale rows)."""
+    if isinstance(store, DirectoryStore):
+        prefix = str(store.root) + "/"
+    else:
+        url_for = getattr(store, "url_for", None)
+        prefix = url_for(getattr(store, "prefix", "")) if url_for is not None else "\0"
+    return lambda location: location.startswith(prefix)
+
+
+def _progress(store: IndexedStore, label: str
+              ) -> AbstractContextManager[Callable[[dict[str, Any]], None]]:
+    """A progress bar on a terminal (counted when the count is cheap), else nothing."""
+    if not sys.stderr.isatty():
+        return nullcontext(lambda record: None)
+    return _bar(_count_hint(store), label)
+
+
+class _bar(AbstractContextManager[Callable[[dict[str, Any]], None]]):  # noqa: N801
+    def __init__(self, length: int | None, label: str) -> None:
+        self.bar: Any = click.progressbar(length=length, label=label, file=sys.stderr)
+
+    def __enter__(self) -> Callable[[dict[str, Any]], None]:
+        self.bar.__enter__()
+        return lambda record: self.bar.update(1)
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.__exit__(*exc)
+
+
+def _count_hint(store: IndexedStore) -> int | None:
+    """How many copies, when counting is cheap (index names on disk); else ``None``."""
+    if not isinstance(store, DirectoryStore):
+        return None
+    index = store.root / ".kzr" / "index"
+    return sum(1 for shard in index.iterdir() if shard.is_dir()
+               for entry in os.listdir(shard) if entry.endswith(".json"))
+
+
+def _line(row: Row) -> str:
+    """One row as a line of text; every value from an upload is shown escaped."""
+    when = row.sort_at.strftime("%Y-%m-%dT%H:%M:%SZ")
+    secs = f"{row.duration_ms / 1000:.1f}s" if row.duration_ms is not None else "-"
+    audio = "-"
+    if row.audio is not None:
+        length = (f"{row.audio.duration_ms / 1000:.1f}s"
+                  if row.audio.duration_ms is not None else "?")
+        audio = f"{row.audio.format or 'none'}:{length}"
+        if row.audio.flags:
+            audio += "[" + ",".join(row.audio.flags) + "]"
+    parts = [when, row.kind, _shown(row.call_id or "-"),
+             f"{_shown(row.from_ or '-')}->{_shown(row.to or '-')}",
+             f"account={_shown(row.account_id or '-')}", secs, audio, _shown(row.location)]
+    return "  ".join(parts)
+
+
+def _shown(text: str | None) -> str:
+    """``text`` safe for a terminal: control and other unprintable characters escaped."""
+    if text is None:
+        return ""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)

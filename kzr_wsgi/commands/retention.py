@@ -1,0 +1,177 @@
+"""``kzr-wsgi prune``, ``kzr-wsgi hold add|rm|ls`` and ``kzr-wsgi audit``.
+
+The work is done in :mod:`kzr_wsgi.housekeeping`; these commands parse options and
+print.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+import click
+
+from ..ages import AgeError, parse_age
+from ..errors import KzrError
+from ..housekeeping.audit import AuditTrail
+from ..housekeeping.holds import Hold, Holds, add_hold, remove_hold
+from ..housekeeping.retention import DEFAULT_KINDS, Item, Selection
+from ..housekeeping.retention import prune as run_prune
+from ..housekeeping.state import state_for
+from . import StoreSpec, store_options
+from .catalog import When
+
+
+def _state(spec: StoreSpec) -> Any:
+    store, _ = spec.open_store()
+    try:
+        return state_for(store)
+    except KzrError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+class Age(click.ParamType):  # type: ignore[type-arg]
+    """An age option: ``90d``, ``12w``, ``2y``, ``0s`` (see :mod:`kzr_wsgi.ages`)."""
+
+    name = "age"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+                ) -> Any:
+        if not isinstance(value, str):
+            return value
+        try:
+            return parse_age(value)
+        except AgeError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+# -- prune ---------------------------------------------------------------------------------
+
+
+@click.command()
+@store_options
+@click.option("--older-than", type=Age(), default=None, metavar="AGE",
+              help="Remove recordings older than this (90d, 12w, 2y, 0s), measured from "
+                   "Kazoo's start, else the time received. Without it, the config file's "
+                   "[retention] policy decides.")
+@click.option("--account", "accounts", multiple=True, metavar="ID",
+              help="Only this account's recordings (with --older-than). Repeatable.")
+@click.option("--kind", "kinds", multiple=True, type=click.Choice(["call", "caller", "attachment"]),
+              help="Only this kind (with --older-than; default: call and caller; storage-plan "
+                   "attachments only when named). Repeatable.")
+@click.option("--dry-run", is_flag=True,
+              help="List exactly what would be removed, and the bytes; remove nothing.")
+def prune(spec: StoreSpec, older_than: Any, accounts: tuple[str, ...], kinds: tuple[str, ...],
+          dry_run: bool) -> None:
+    """Remove recordings past their retention, except those on hold; audit each removal."""
+    policy = spec.config.retention if spec.config is not None else None
+    if older_than is None:
+        if accounts or kinds:
+            raise click.UsageError("--account and --kind go with --older-than")
+        if policy is None:
+            raise click.UsageError(
+                "say what to prune: --older-than AGE, or --config FILE with a [retention] table")
+        selection = Selection(policy=policy)
+    else:
+        selection = Selection(older_than=older_than, accounts=accounts,
+                              kinds=kinds or DEFAULT_KINDS)
+    store, where = spec.open_store()
+
+    def report(item: Item) -> None:
+        click.echo(item.line())
+
+    try:
+        summary = run_prune(store, selection, dry_run=dry_run, report=report)
+    except KzrError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(("dry run: " if dry_run else "prune: ") + summary.line() + f" ({where})", err=True)
+
+
+# -- hold ----------------------------------------------------------------------------------
+
+
+@click.group()
+def hold() -> None:
+    """Legal holds: recordings they select are never pruned, whatever the policy."""
+
+
+@hold.command("add")
+@store_options
+@click.option("--call-id", default=None, help="Hold every recording of this call.")
+@click.option("--recording-id", default=None, help="Hold this recording (Kazoo's recording id).")
+@click.option("--account", "account_id", default=None, help="Hold every recording of this account.")
+@click.option("--reason", required=True, help="Why (a case number, a request): kept and audited.")
+def hold_add(spec: StoreSpec, call_id: str | None, recording_id: str | None,
+             account_id: str | None, reason: str) -> None:
+    """Place a hold by call id, recording id or account; print its id."""
+    given = [(k, v) for k, v in (("call_id", call_id), ("recording_id", recording_id),
+                                 ("account_id", account_id)) if v is not None]
+    if len(given) != 1:
+        raise click.UsageError("give exactly one of --call-id, --recording-id, --account")
+    [(selector, value)] = given
+    state = _state(spec)
+    try:
+        new = Hold.new(selector, value, reason=reason)
+        add_hold(Holds(state), AuditTrail(state), new)
+    except KzrError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(new.id)
+
+
+@hold.command("rm")
+@store_options
+@click.argument("hold_id")
+def hold_rm(spec: StoreSpec, hold_id: str) -> None:
+    """Lift the hold HOLD_ID."""
+    state = _state(spec)
+    try:
+        lifted = remove_hold(Holds(state), AuditTrail(state), hold_id)
+    except KzrError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"lifted {lifted.id} ({lifted.selector} {lifted.value})")
+
+
+@hold.command("ls")
+@store_options
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+def hold_ls(spec: StoreSpec, as_json: bool) -> None:
+    """List the holds: id, selector, reason, who, when."""
+    try:
+        holds = Holds(_state(spec)).list()
+    except KzrError as exc:
+        raise click.ClickException(str(exc)) from exc
+    for h in holds:
+        if as_json:
+            click.echo(json.dumps(h.to_json(), sort_keys=True))
+        else:
+            click.echo(f"{h.id}  {h.selector}={h.value}  {h.reason!r}  {h.user}  "
+                       f"{h.at:%Y-%m-%dT%H:%M:%SZ}")
+
+
+# -- audit ---------------------------------------------------------------------------------
+
+
+@click.command()
+@store_options
+@click.option("--since", type=When(), default=None, help="From this date or time (UTC).")
+@click.option("--until", type=When(end=True), default=None,
+              help="Up to this date (the whole day) or time.")
+@click.option("--call-id", default=None, help="Only events of this call.")
+@click.option("--json", "as_json", is_flag=True, help="The events as JSON lines, as stored.")
+def audit(spec: StoreSpec, since: datetime | None, until: datetime | None,
+          call_id: str | None, as_json: bool) -> None:
+    """Print the audit trail: deletions and holds added or removed, oldest first."""
+    try:
+        for event in AuditTrail(_state(spec)).read(since, until, call_id):
+            if as_json:
+                click.echo(json.dumps(event, ensure_ascii=True))
+                continue
+            subject = event.get("location") or " ".join(
+                f"{k}={event[k]}" for k in ("call_id", "recording_id", "account_id")
+                if event.get(k))
+            size = f" {event['size']} bytes" if event.get("size") is not None else ""
+            click.echo(f"{event['at']}  {event['action']:8}  {event['user']}  {subject}"
+                       f"{size}  ({event['reason']})")
+    except KzrError as exc:
+        raise click.ClickException(str(exc)) from exc

@@ -1,0 +1,65 @@
+"""``kzr-wsgi sweep``: remove what killed hosts left in an S3 bucket.
+
+::
+
+    kzr-wsgi sweep --s3 s3://rec/kazoo --dry-run          # report only
+    kzr-wsgi sweep --s3 s3://rec/kazoo --older-than 2d    # unfinished uploads, orphans
+
+Unfinished multipart uploads older than ``--older-than`` are aborted; complete objects
+no index entry names (never served, never acknowledged) are removed with their
+sidecars, never before they are 10 minutes old. Each is reported on a line of its own.
+A directory store needs no command: it sweeps itself at start-up and every few seconds
+while serving. See :mod:`kzr_wsgi.housekeeping.sweep`.
+"""
+
+from __future__ import annotations
+
+import click
+
+from ..ages import AgeError, parse_age
+from ..errors import StoreUnavailable
+from . import StoreSpec, store_options
+
+
+@click.command("sweep")
+@click.option("--older-than", default="1d", show_default=True, metavar="AGE",
+              help="Only what is older than this: a whole number and s, h, d, w or y "
+                   "(0s allowed). Complete objects are never removed before 10 minutes.")
+@click.option("--dry-run", is_flag=True, help="Report what would be removed; remove nothing.")
+# Innermost: store_options' wrapper takes over the parameters declared above it only.
+@store_options
+def sweep_command(spec: StoreSpec, older_than: str, dry_run: bool) -> None:
+    """Remove unfinished uploads and unindexed objects a killed host left in the bucket."""
+    try:
+        age = parse_age(older_than)
+    except AgeError as exc:
+        raise click.BadParameter(str(exc), param_hint="--older-than") from exc
+    if spec.s3_url is None:
+        raise click.UsageError(
+            "sweep works on a bucket: give --s3 s3://BUCKET/PREFIX (a directory store "
+            "sweeps itself at start-up and while serving)")
+    try:
+        from ..housekeeping.sweep import sweep_s3
+        from ..stores.s3 import S3Store
+    except ImportError as exc:
+        raise click.ClickException(f"--s3 needs boto3: pip install 'kzr_wsgi[s3]' ({exc})"
+                                   ) from exc
+    try:
+        store = S3Store.from_url(spec.s3_url, endpoint_url=spec.s3_endpoint)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    found = removed = 0
+    try:
+        for leftover, gone in sweep_s3(store, age, dry_run=dry_run):
+            found += 1
+            removed += gone
+            verb = "would remove" if dry_run else "removed" if gone else "kept (now indexed)"
+            click.echo(f"{verb} {leftover.describe()}")
+    except StoreUnavailable as exc:
+        raise click.ClickException(f"{exc} (after {found} leftover(s), {removed} removed)"
+                                   ) from exc
+    if not found:
+        click.echo(f"nothing to sweep in {store.url_for(store.prefix)} older than {older_than}")
+    else:
+        click.echo(f"{found} leftover(s) in {store.url_for(store.prefix)}, "
+                   f"{'none removed (dry run)' if dry_run else f'{removed} removed'}")

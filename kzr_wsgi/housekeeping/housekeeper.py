@@ -1,0 +1,293 @@
+"""The housekeeper: periodic work for a store, done by one process among all that serve it.
+
+``kzr-wsgi serve --config FILE`` with a ``[retention]`` table starts one in its master
+process; however many workers, processes and hosts serve the same store, exactly one
+housekeeper at a time does the work, chosen by a :class:`Lease`:
+
+* a disk store: an ``flock`` on ``ROOT/.kzr/housekeeper.lock`` (it vanishes with its
+  holder, so another process takes over at its next tick);
+* a store with a PostgreSQL catalog: ``pg_try_advisory_lock`` on a session of its
+  own (released when the session ends);
+* a bucket without one: a lease object ``PREFIX/.kzr/housekeeper.lease``, created with
+  ``If-None-Match``, renewed and taken over with ``If-Match`` on its ETag, and expiring
+  when its holder stops renewing it.
+
+The work is a list of :class:`Job` (each a name, an interval and a function returning a
+summary line): pruning by the retention policy today; sweeps and catalog repairs are
+more jobs of the same kind. Each run is logged as one line.
+
+    keeper = Housekeeper([prune_job(store, policy)], DiskLease(root))
+    keeper.start()
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Protocol
+
+from ..config import Config, RetentionPolicy
+from .retention import Selection, prune
+from .state import DiskState, S3State, state_for
+
+log = logging.getLogger("kzr_wsgi.housekeeper")
+
+#: How often the housekeeper wakes to see whether it holds the lease and a job is due.
+TICK = 30.0
+
+
+@dataclass
+class Job:
+    """One periodic task: ``run()`` does it and returns the line to log."""
+
+    name: str
+    every: timedelta
+    run: Callable[[], str]
+    #: Monotonic time of the last start; ``None`` until it first ran (then it is due).
+    last: float | None = field(default=None, compare=False)
+
+    def due(self, now: float) -> bool:
+        """True when it never ran, or ran ``every`` ago."""
+        return self.last is None or now - self.last >= self.every.total_seconds()
+
+
+def prune_job(store: Any, policy: RetentionPolicy, catalog: Any = None) -> Job:
+    """The retention policy as a job: prune ``store`` every ``policy.interval``."""
+
+    def run() -> str:
+        summary = prune(store, Selection(policy=policy), catalog=catalog)
+        return summary.line()
+
+    return Job("prune", policy.interval, run)
+
+
+def jobs_for(store: Any, config: Config | None) -> list[Job]:
+    """The periodic work ``serve`` gives its housekeeper for ``store`` under ``config``.
+
+    The one place to add a job (an S3 sweep, a catalog repair): ``serve`` starts a
+    housekeeper whenever this list is not empty.
+    """
+    jobs = []
+    if config is not None and config.retention is not None:
+        jobs.append(prune_job(store, config.retention))
+    return jobs
+
+
+class Lease(Protocol):
+    """Who among all processes serving one store is the housekeeper."""
+
+    def acquire(self) -> bool:
+        """Take or keep the lease without waiting; True while this process holds it."""
+        ...
+
+    def release(self) -> None:
+        """Give it up (a process that stops serving)."""
+        ...
+
+
+class DiskLease:
+    """An ``flock`` on ``ROOT/.kzr/housekeeper.lock``, held while this process lives."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        #: The lock file.
+        self.path = Path(path)
+        self._fd: int | None = None
+        self._pid = os.getpid()
+
+    def acquire(self) -> bool:
+        if self._fd is not None and self._pid == os.getpid():
+            return True
+        self._fd, self._pid = None, os.getpid()  # a forked child holds nothing
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        self._fd = fd
+        return True
+
+    def release(self) -> None:
+        if self._fd is not None and self._pid == os.getpid():
+            os.close(self._fd)
+        self._fd = None
+
+
+class PostgresLease:
+    """``pg_try_advisory_lock`` on a session of its own, keyed by the store's identity."""
+
+    def __init__(self, url: str, identity: str) -> None:
+        #: The catalog's URL.
+        self.url = url
+        #: The lock's key: 64 bits of the identity's digest, as PostgreSQL's bigint.
+        self.key = int.from_bytes(
+            hashlib.sha256(f"kzr-housekeeper:{identity}".encode()).digest()[:8], "big",
+            signed=True)
+        self._conn: Any = None
+
+    def acquire(self) -> bool:
+        import psycopg
+
+        if self._conn is not None:
+            try:
+                self._conn.execute("SELECT 1")
+                return True  # the session lives, so the lock is still ours
+            except psycopg.Error:
+                self.release()
+        try:
+            conn = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
+        except psycopg.Error as exc:
+            log.warning("housekeeper: cannot reach the catalog to take the lock: %s", exc)
+            return False
+        row = conn.execute("SELECT pg_try_advisory_lock(%s)", (self.key,)).fetchone()
+        if row is None or not row[0]:
+            conn.close()
+            return False
+        self._conn = conn
+        return True
+
+    def release(self) -> None:
+        if self._conn is not None:
+            # Ending the session releases the lock; a broken one is released all the same.
+            with contextlib.suppress(Exception):
+                self._conn.close()
+            self._conn = None
+
+
+class S3Lease:
+    """A lease object in the bucket: ``{"owner", "expires"}``, changed only conditionally."""
+
+    def __init__(self, state: S3State, ttl: timedelta = timedelta(seconds=3 * TICK)) -> None:
+        #: The store's state place (``PREFIX/.kzr/``).
+        self.state = state
+        #: How long a lease lasts without renewal: a few ticks.
+        self.ttl = ttl
+        #: This process's id in the lease.
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+    def acquire(self) -> bool:
+        from botocore.exceptions import ClientError
+
+        client, bucket, key = self.state.client, self.state.bucket, self.state.key(
+            "housekeeper.lease")
+        now = datetime.now(timezone.utc)
+        body = json.dumps({"owner": self.owner,
+                           "expires": (now + self.ttl).isoformat()}).encode()
+        try:
+            current = client.get_object(Bucket=bucket, Key=key)
+        except ClientError as exc:
+            if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") != 404:
+                log.warning("housekeeper: cannot read the lease: %s", exc)
+                return False
+            condition: dict[str, str] = {"IfNoneMatch": "*"}
+        else:
+            with current["Body"] as stream:
+                try:
+                    lease = json.loads(stream.read())
+                    expires = datetime.fromisoformat(lease["expires"])
+                    holder = lease["owner"]
+                except (ValueError, KeyError, TypeError):
+                    holder, expires = None, now  # unreadable: as good as expired
+            if holder != self.owner and expires > now:
+                return False
+            condition = {"IfMatch": current["ETag"]}
+        try:
+            client.put_object(Bucket=bucket, Key=key, Body=body,
+                              ContentType="application/json", **condition)  # type: ignore[arg-type]
+        except ClientError:
+            return False  # another process renewed, took or created it first
+        return True
+
+    def release(self) -> None:
+        from botocore.exceptions import ClientError
+
+        client, bucket, key = self.state.client, self.state.bucket, self.state.key(
+            "housekeeper.lease")
+        try:
+            current = client.get_object(Bucket=bucket, Key=key)
+            with current["Body"] as stream:
+                if json.loads(stream.read()).get("owner") == self.owner:
+                    client.delete_object(Bucket=bucket, Key=key, IfMatch=current["ETag"])
+        except (ClientError, ValueError):
+            pass  # not ours any more, or gone: nothing to give up
+
+
+def lease_for(store: Any, catalog_url: str | None = None) -> Lease:
+    """The lease that fits ``store``: PostgreSQL when its catalog is, else the store's own."""
+    state = state_for(store)
+    if catalog_url is not None and catalog_url.startswith(("postgresql:", "postgres:")):
+        return PostgresLease(catalog_url, state.where)
+    if isinstance(state, DiskState):
+        return DiskLease(state.path("housekeeper.lock"))
+    return S3Lease(state)
+
+
+class Housekeeper:
+    """Runs the due jobs every tick, whenever this process holds the lease."""
+
+    def __init__(self, jobs: Sequence[Job], lease: Lease, *, tick: float = TICK) -> None:
+        #: The periodic work.
+        self.jobs = list(jobs)
+        #: Who may do it.
+        self.lease = lease
+        #: Seconds between looks.
+        self.tick = tick
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def run_once(self) -> list[str]:
+        """One tick: if this process holds the lease, run every due job; their lines."""
+        if not self.lease.acquire():
+            return []
+        lines = []
+        for job in self.jobs:
+            now = time.monotonic()
+            if not job.due(now):
+                continue
+            job.last = now
+            started = time.monotonic()
+            try:
+                line = f"housekeeper: {job.name}: {job.run()} in {time.monotonic() - started:.1f}s"
+                log.info("%s", line)
+            except Exception as exc:  # one failed run must not end the housekeeping
+                line = f"housekeeper: {job.name} failed: {exc}"
+                log.exception("%s", line)
+            lines.append(line)
+        return lines
+
+    def start(self) -> None:
+        """Run in a daemon thread of this process until :meth:`stop`."""
+        if self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._loop, name="kzr-housekeeper-jobs",
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the thread and give up the lease."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=60)
+            self._thread = None
+        self.lease.release()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.run_once()
+            except Exception:  # the lease's store unreachable: try again next tick
+                log.exception("housekeeper: tick failed")
+            self._stop.wait(self.tick)

@@ -1,0 +1,160 @@
+"""Sweeping what killed hosts leave in an S3 bucket (``kzr-wsgi sweep --s3 URL``).
+
+A host killed mid-upload leaves an *unfinished multipart upload* (invisible, but
+billed); a host killed between completing an object and writing its index entry
+leaves a *complete object no index entry names*, with or without its sidecar: never
+served, never acknowledged (Kazoo got no 2xx and stored it again on retry). This
+module finds both, reports each, and removes them::
+
+    from kzr_wsgi.housekeeping.sweep import sweep_s3
+    for leftover, removed in sweep_s3(store, older_than=timedelta(days=1)):
+        print(leftover.describe(), removed)
+
+What it never touches: anything outside the store's prefix (the listing is by
+prefix, and :meth:`S3Store.delete` refuses other keys), the store's own ``.kzr/``
+state, an object some index entry names (an acknowledged recording), an object without
+the store's own metadata (not written by kzr_wsgi), and anything younger than the age.
+A complete object younger than :data:`UNINDEXED_MIN_AGE` is never removed, whatever
+the age says: its host may be between completing it and writing its index entry.
+
+Cost: one listing of the prefix, and for each complete object older than the age one
+request or two (its sidecar, its index entry); memory stays flat (the listing is
+sorted, so a sidecar is matched to its object as it streams past). A bucket lifecycle
+rule (:meth:`S3Store.lifecycle_rule`) can abort the unfinished uploads instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from ..naming import SIDECAR_SUFFIX
+from ..stores.s3 import S3Store
+
+#: A complete object is never removed before this age, whatever ``older_than`` says.
+UNINDEXED_MIN_AGE = timedelta(minutes=10)
+
+UPLOAD = "unfinished upload"
+OBJECT = "unindexed object"
+SIDECAR = "lone sidecar"
+
+
+@dataclass(frozen=True)
+class Leftover:
+    """One thing a killed host left behind."""
+
+    #: :data:`UPLOAD`, :data:`OBJECT` or :data:`SIDECAR`.
+    what: str
+    #: Its ``s3://bucket/key``.
+    location: str
+    key: str
+    age: timedelta
+    size: int = 0
+    #: For an unfinished upload: the id to abort it by.
+    upload_id: str | None = None
+    #: For an object: whether its sidecar is there too (removed with it).
+    sidecar: bool = False
+
+    def describe(self) -> str:
+        """One line for a report: what, where, how big, how old."""
+        extra = f"{self.size} bytes, " if self.what != UPLOAD else "started "
+        with_sidecar = ", with its sidecar" if self.sidecar else ""
+        return f"{self.what} {self.location} ({extra}{rough_age(self.age)} ago{with_sidecar})"
+
+
+def find_s3_leftovers(store: S3Store, older_than: timedelta = timedelta(days=1),
+                      now: datetime | None = None) -> Iterator[Leftover]:
+    """Every leftover under ``store``'s prefix older than ``older_than``, as found."""
+    now = now or datetime.now(timezone.utc)
+    for upload in store.unfinished_uploads():
+        age = now - upload["Initiated"]
+        if age >= older_than:
+            yield Leftover(UPLOAD, store.url_for(upload["Key"]), upload["Key"], age,
+                           upload_id=upload["UploadId"])
+    yield from _unindexed(store, max(older_than, UNINDEXED_MIN_AGE), now)
+
+
+def sweep_s3(store: S3Store, older_than: timedelta = timedelta(days=1), *,
+             dry_run: bool = False, now: datetime | None = None
+             ) -> Iterator[tuple[Leftover, bool]]:
+    """Find each leftover and (unless ``dry_run``) remove it; yield it and whether it went.
+
+    An object is looked at once more just before it is removed: if an index entry
+    names it by then, it stays. ``now`` is the time ages are measured from.
+    """
+    for leftover in find_s3_leftovers(store, older_than, now):
+        if dry_run:
+            yield leftover, False
+            continue
+        if leftover.what == UPLOAD:
+            assert leftover.upload_id is not None
+            store.abort_upload(leftover.key, leftover.upload_id)
+        elif leftover.what == OBJECT:
+            if store.is_indexed(leftover.key, store.sidecar_record(leftover.key)):
+                yield leftover, False
+                continue
+            store.delete(leftover.key, *([leftover.key + SIDECAR_SUFFIX]
+                                         if leftover.sidecar else []))
+        else:
+            store.delete(leftover.key)
+        yield leftover, True
+
+
+def _unindexed(store: S3Store, min_age: timedelta, now: datetime) -> Iterator[Leftover]:
+    """Complete objects (and lone sidecars) under the prefix that no index entry names.
+
+    The listing comes in key order and a sidecar's key is its object's key plus
+    ``.kzr.json``, so an object waits only until the listing has passed where its
+    sidecar would be.
+    """
+    internal = store.prefix + ".kzr/"
+    waiting: dict[str, list[Any]] = {}  # object key -> [listing item, sidecar item or None]
+
+    def settle(key: str) -> Iterator[Leftover]:
+        item, sidecar = waiting.pop(key)
+        modified = max(item["LastModified"], sidecar["LastModified"] if sidecar else
+                       item["LastModified"])
+        if now - modified < min_age:
+            return
+        record = store.sidecar_record(key) if sidecar else None
+        if store.is_indexed(key, record) is False:
+            yield Leftover(OBJECT, store.url_for(key), key, now - modified,
+                           size=int(item.get("Size", 0)), sidecar=sidecar is not None)
+
+    pages = store.client.get_paginator("list_objects_v2").paginate(
+        Bucket=store.bucket, Prefix=store.prefix)
+    for page in pages:
+        for item in page.get("Contents", []):
+            key = item["Key"]
+            while waiting and next(iter(waiting)) + SIDECAR_SUFFIX < key:
+                yield from settle(next(iter(waiting)))
+            if key.startswith(internal):
+                continue
+            if not key.endswith(SIDECAR_SUFFIX):
+                waiting[key] = [item, None]
+                continue
+            base = key[: -len(SIDECAR_SUFFIX)]
+            if base in waiting:
+                waiting[base][1] = item
+                continue
+            # A sidecar whose object is gone (its host was killed while removing a
+            # surplus copy): removed unless an entry still names that object.
+            if now - item["LastModified"] < min_age:
+                continue
+            record = store.sidecar_record(base)
+            if record is not None and store.is_indexed(base, record) is False:
+                yield Leftover(SIDECAR, store.url_for(key), key, now - item["LastModified"],
+                               size=int(item.get("Size", 0)))
+    while waiting:
+        yield from settle(next(iter(waiting)))
+
+
+def rough_age(age: timedelta) -> str:
+    """``age`` in its largest whole unit: ``45s``, ``3h``, ``2d``."""
+    seconds = int(age.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{max(seconds, 0)}s"

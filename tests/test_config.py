@@ -1,0 +1,254 @@
+"""The config file: ages, every serve option round-tripping, precedence, refusals with lines."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from kzr_wsgi import cli
+from kzr_wsgi.ages import AgeError, format_age, parse_age, parse_policy_age
+from kzr_wsgi.commands import StoreSpec, store_options
+from kzr_wsgi.config import ConfigError, RetentionPolicy, load_config, option_keys
+
+# -- ages -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text, age", [
+    ("0s", timedelta(0)), ("90d", timedelta(days=90)), ("12w", timedelta(weeks=12)),
+    ("2y", timedelta(days=730)), ("36h", timedelta(hours=36)), ("1s", timedelta(seconds=1)),
+])
+def test_parse_age(text: str, age: timedelta) -> None:
+    assert parse_age(text) == age
+    assert parse_age(format_age(age)) == age
+
+
+@pytest.mark.parametrize("text", [
+    "", "90", "d", "1.5d", "-1d", "90 d", " 90d", "90D", "1m", "forever", "2y1d",
+    "99999999999999999999y",
+])
+def test_parse_age_refuses(text: str) -> None:
+    with pytest.raises(AgeError):
+        parse_age(text)
+
+
+def test_forever_only_in_policies() -> None:
+    assert parse_policy_age("forever") is None
+    assert parse_policy_age("7d") == timedelta(days=7)
+    with pytest.raises(AgeError, match="forever"):
+        parse_policy_age("never")
+
+
+# -- the policy -------------------------------------------------------------------------------
+
+
+def test_policy_age_for() -> None:
+    policy = RetentionPolicy(
+        default=timedelta(days=90),
+        accounts={"keep": None, "short": timedelta(days=7), "long": timedelta(days=400)},
+        kinds={"caller": timedelta(days=30), "attachment": timedelta(days=730)},
+    )
+    assert policy.age_for("other", "call") == timedelta(days=90)
+    assert policy.age_for(None, "call") == timedelta(days=90)
+    assert policy.age_for("keep", "call") is None
+    assert policy.age_for("short", "call") == timedelta(days=7)
+    assert policy.age_for("other", "caller") == timedelta(days=30)
+    # Both an account and a kind rule: the longer one.
+    assert policy.age_for("short", "caller") == timedelta(days=30)
+    assert policy.age_for("long", "caller") == timedelta(days=400)
+    assert policy.age_for("keep", "attachment") is None
+    assert policy.age_for("other", "attachment") == timedelta(days=730)
+    # Attachments only when named.
+    assert RetentionPolicy(default=timedelta(days=1)).age_for("a", "attachment") is None
+    assert RetentionPolicy().age_for("a", "call") is None
+
+
+# -- every serve option round-trips ---------------------------------------------------------
+
+
+def _toml(value: Any) -> str:
+    """A TOML value (JSON's strings, numbers and arrays are TOML's)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return json.dumps(value)
+
+
+def _sample(param: click.Option, tmp_path: Path) -> tuple[Any, Any]:
+    """A value for ``param`` unlike its default: (as written in the file, as converted)."""
+    kind = param.type
+    if param.is_flag:
+        return (not param.default), (not param.default)
+    if isinstance(kind, click.Path):
+        made = tmp_path / f"{param.name}.txt"
+        if kind.file_okay:
+            made.write_text("user:pass\n")
+        else:
+            made.mkdir(exist_ok=True)
+        return str(made), str(made)
+    if isinstance(kind, cli.Size):
+        return "10M", 10 << 20
+    if isinstance(kind, click.Choice):
+        return kind.choices[-1], kind.choices[-1]
+    if isinstance(kind, click.IntRange):
+        low = kind.min if kind.min is not None else 0
+        return low + 1, low + 1
+    if isinstance(kind, click.types.IntParamType):
+        return 4242, 4242
+    if isinstance(kind, click.types.FloatParamType):
+        return 2.5, 2.5
+    text = "s3://bucket/prefix" if param.name == "s3_url" else f"value-of-{param.name}"
+    return text, text
+
+
+def test_every_serve_option_round_trips(tmp_path: Path) -> None:
+    keys = option_keys(cli.serve)
+    assert {"root", "port", "max-size", "basic-auth", "accept-caller", "s3"} <= set(keys)
+    written: dict[str, Any] = {}
+    expected: dict[str, Any] = {}
+    for key, param in keys.items():
+        assert isinstance(param, click.Option)
+        raw, value = _sample(param, tmp_path)
+        if param.multiple:
+            second_raw, second = _sample(param, tmp_path)
+            raw, value = [raw, second_raw], (value, second)
+        written[key] = raw
+        expected[str(param.name)] = value
+    path = tmp_path / "kzr.toml"
+    path.write_text("".join(f"{k} = {_toml(v)}\n" for k, v in written.items()))
+    ctx = cli.serve.make_context("serve", ["--config", str(path)])
+    for name, value in expected.items():
+        assert ctx.params[name] == value, name
+        assert ctx.get_parameter_source(name) is click.core.ParameterSource.DEFAULT_MAP, name
+    assert ctx.params["config"].retention is None
+
+
+# -- precedence: command line, environment, file ----------------------------------------------
+
+
+def start(monkeypatch: pytest.MonkeyPatch, args: list[str], env: dict[str, str] | None = None
+          ) -> tuple[click.testing.Result, list[dict[str, Any]]]:
+    started: list[dict[str, Any]] = []
+    monkeypatch.setattr(cli, "run", lambda app, options: started.append(options))
+    result = CliRunner().invoke(cli.main, ["serve", *args], env=env)
+    return result, started
+
+
+def test_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "kzr.toml"
+    path.write_text(f'root = "{tmp_path / "r"}"\nport = 1111\nworkers = 3\nthreads = 5\n')
+    result, [options] = start(monkeypatch, ["--config", str(path)])
+    assert result.exit_code == 0, result.output
+    assert options["bind"] == ["127.0.0.1:1111"]
+    assert (options["workers"], options["threads"]) == (3, 5)
+    assert f"storing under {tmp_path / 'r'}" in result.output
+    # The environment beats the file, the command line beats both.
+    result, [options] = start(monkeypatch, ["--config", str(path), "--threads", "7"],
+                              env={"KZR_PORT": "2222", "KZR_THREADS": "6"})
+    assert result.exit_code == 0, result.output
+    assert options["bind"] == ["127.0.0.1:2222"]
+    assert (options["workers"], options["threads"]) == (3, 7)
+    # KZR_CONFIG names the file.
+    result, [options] = start(monkeypatch, [], env={"KZR_CONFIG": str(path)})
+    assert options["bind"] == ["127.0.0.1:1111"]
+
+
+@store_options
+def _where(spec: StoreSpec) -> None:
+    """Prints what a store command got."""
+    click.echo(json.dumps([spec.root, spec.root_given, spec.s3_url, spec.s3_endpoint,
+                           spec.catalog_url, spec.config is not None]))
+
+
+def test_store_commands_read_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "kzr.toml"
+    path.write_text('root = "/srv/r"\ns3 = "s3://b/p"\ns3-endpoint = "http://127.0.0.1:9"\n'
+                    'catalog = "sqlite:////tmp/x.db"\nport = 9\n[retention]\ndefault = "1y"\n')
+    command = click.command()(_where)
+    result = CliRunner().invoke(command, ["--config", str(path)])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output) == [
+        "/srv/r", True, "s3://b/p", "http://127.0.0.1:9", "sqlite:////tmp/x.db", True]
+    result = CliRunner().invoke(command, ["--root", "/elsewhere"],
+                                env={"KZR_CONFIG": str(path), "KZR_CATALOG": "sqlite:///e"})
+    assert json.loads(result.output)[:5] == [
+        "/elsewhere", True, "s3://b/p", "http://127.0.0.1:9", "sqlite:///e"]
+
+
+# -- refusals name the key and its line -----------------------------------------------------
+
+FULL = """\
+# a comment
+root = "/srv/recordings"
+port = 8080
+basic-auth = ["kazoo:secret"]
+
+[retention]
+default = "90d"
+interval = "1h"
+
+[retention.accounts]
+4a1b0c2d3e4f5a6b7c8d9e0f1a2b3c4d = "forever"
+"quoted.account" = "30d"
+
+[retention.kinds]
+attachment = "2y"
+"""
+
+
+def test_full_example_loads(tmp_path: Path) -> None:
+    path = tmp_path / "kzr.toml"
+    path.write_text(FULL)
+    config = load_config(path, cli.serve)
+    assert config.options == {"root": "/srv/recordings", "port": 8080,
+                              "basic-auth": ["kazoo:secret"]}
+    policy = config.retention
+    assert policy is not None
+    assert policy.default == timedelta(days=90) and policy.interval == timedelta(hours=1)
+    assert policy.accounts == {"4a1b0c2d3e4f5a6b7c8d9e0f1a2b3c4d": None,
+                               "quoted.account": timedelta(days=30)}
+    assert policy.kinds == {"attachment": timedelta(days=730)}
+
+
+@pytest.mark.parametrize("change, line, key", [
+    (("port = 8080", "port = 8080\nprot = 1"), 4, "prot"),
+    (('interval = "1h"', 'interval = "1h"\nkeep = "1d"'), 9, "keep"),
+    (('attachment = "2y"', 'attachment = "2y"\nfax = "1y"'), 16, "fax"),
+    (('default = "90d"', 'default = "ninety days"'), 7, "default"),
+    (('"quoted.account" = "30d"', '"quoted.account" = "30"'), 12, "quoted.account"),
+    (('attachment = "2y"', 'attachment = "forevr"'), 15, "attachment"),
+    (('interval = "1h"', 'interval = "forever"'), 8, "interval"),
+    (("port = 8080", 'port = "eighty"'), 3, "port"),
+    (('basic-auth = ["kazoo:secret"]', 'basic-auth = "kazoo:secret"'), 4, "basic-auth"),
+    (('attachment = "2y"', 'attachment = "2y"\n\n[serve]\nport = 1'), 17, "serve"),
+    (("# a comment", 'logging.level = "debug"'), 1, "logging"),
+    (('default = "90d"', 'default = "90d"\nretention.kinds.call = "1d"'), 8, "retention"),
+], ids=["top-level", "in-retention", "in-kinds", "bad-default", "bad-account-age",
+        "bad-kind-age", "forever-interval", "bad-type", "not-an-array", "unknown-table",
+        "dotted", "dotted-in-table"])
+def test_refused_with_key_and_line(tmp_path: Path, change: tuple[str, str], line: int,
+                                   key: str) -> None:
+    path = tmp_path / "kzr.toml"
+    path.write_text(FULL.replace(*change))
+    with pytest.raises(ConfigError) as info:
+        load_config(path, cli.serve)
+    assert f"{path}:{line}: key {key!r}" in str(info.value)
+
+
+def test_serve_refuses_unknown_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "kzr.toml"
+    path.write_text(FULL.replace("[retention.kinds]", "[retention.kinds]\nvoicemail = \"1y\""))
+    result, started = start(monkeypatch, ["--config", str(path)])
+    assert result.exit_code == 2 and not started
+    assert f"{path}:15: key 'voicemail' in [retention.kinds]: unknown" in result.output
+
+
+def test_not_toml(tmp_path: Path) -> None:
+    path = tmp_path / "kzr.toml"
+    path.write_text("port = = 1\n")
+    with pytest.raises(ConfigError, match="not valid TOML.*line 1"):
+        load_config(path, cli.serve)

@@ -1,0 +1,254 @@
+"""The search page in a real headless Chromium, against ``kzr-wsgi serve --ui``.
+
+``serve --root D --ui --viewer-file F`` after LAME-made MP3 uploads from several
+accounts (as Kazoo sends them: PUT with Basic and 4.x's metadata query). In the page:
+an operator finds a recording by number and by call id, opens it, plays it (the audio
+element reports a duration and its time advances), seeks (a ``Range`` request) and
+downloads it under its readable name; a customer viewer sees only its account and
+gets ``404`` for another's id and audio URL; a caller name holding markup shows as
+text and runs nothing; no viewer is ``401``.
+
+One browser and one server for the module; Debian's chromium, no browser download.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from audio_samples import freeswitch_mp3
+from pgserver import pg_server, pg_url  # noqa: F401 - fixtures
+from s3server import aws_env, moto_endpoint  # noqa: F401 - fixtures
+from servers import Server, serve
+from test_s3_serve import rec, serve_s3  # noqa: F401 - rec is a fixture
+from ui_fixtures import CHROMIUM, CHROMIUM_ARGS, HOSTILE_NAME, Uploaded, upload
+
+OPS = ("ops", "ops-pw")
+ACME = ("acme", "acme-pw")
+UPLOADER = ("kazoo", "upload-pw")
+
+pytestmark = pytest.mark.slow
+
+@dataclass
+class Site:
+    server: Server
+    uploads: dict[str, Uploaded]
+
+    def url(self, path: str = "/ui/") -> str:
+        return self.server.url + path
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    tmp = tmp_path_factory.mktemp("ui-browser")
+    viewers = tmp / "viewers"
+    viewers.write_text(f"# operators\n{':'.join(OPS)}\n{':'.join(ACME)}  acct-acme\n")
+    six = freeswitch_mp3(6.0, rate=8000, channels=1)
+    three = freeswitch_mp3(3.0, rate=8000, channels=1)
+    t0 = 1767258000  # 2026-01-01T09:00:00Z
+    with serve(tmp, "--ui", "--viewer-file", str(viewers), "--basic-auth", ":".join(UPLOADER),
+               "--workers", "1", "--threads", "4") as server:
+        uploads = {u.call_id: u for u in [
+            upload(server, "acme-call-1", six, account_id="acct-acme", start=t0,
+                   **{"from": "+15557770001@acme.example"}),
+            upload(server, "acme-call-2", three, account_id="acct-acme", start=t0 + 60),
+            upload(server, "beta-call-1", six, account_id="acct-beta", start=t0 + 120,
+                   **{"to": "+15558880002@beta.example"}),
+            upload(server, "beta-hostile", three, account_id="acct-beta", start=t0 + 180,
+                   caller_id_name=HOSTILE_NAME),
+        ]}
+        yield Site(server, uploads)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+def open_page(browser: object, viewer: tuple[str, str] | None, url: str) -> object:
+    credentials = {"username": viewer[0], "password": viewer[1]} if viewer else None
+    context = browser.new_context(http_credentials=credentials,  # type: ignore[attr-defined]
+                                  accept_downloads=True)
+    page = context.new_page()
+    page.goto(url)
+    return page
+
+
+def search(page: object, text: str) -> list[str]:
+    """Type ``text`` into the search field, submit, and return the call ids listed."""
+    page.fill("input[name=q]", text)  # type: ignore[attr-defined]
+    page.click("button[type=submit]")  # type: ignore[attr-defined]
+    page.wait_for_selector("body[data-loaded=true]")  # type: ignore[attr-defined]
+    return listed(page)
+
+
+def listed(page: object) -> list[str]:
+    page.wait_for_selector("body[data-loaded=true]")  # type: ignore[attr-defined]
+    return page.eval_on_selector_all(  # type: ignore[attr-defined]
+        "li.result", "items => items.map(li => li.querySelector('dd:nth-of-type(3)').textContent)")
+
+
+def test_no_viewer_is_401(site: Site, browser: object) -> None:
+    from playwright.sync_api import Error
+
+    context = browser.new_context()  # type: ignore[attr-defined]
+    # Chromium meets the Basic challenge with no credentials to give: the page fails.
+    with pytest.raises(Error, match="ERR_INVALID_AUTH_CREDENTIALS"):
+        context.new_page().goto(site.url())
+    response = context.request.get(site.url())
+    assert response.status == 401
+    assert response.headers["www-authenticate"].startswith("Basic")
+    # A wrong viewer, and Kazoo's upload credentials, are no viewer either.
+    for user, password in (("ops", "wrong"), UPLOADER):
+        token = base64.b64encode(f"{user}:{password}".encode()).decode()
+        for path in ("/ui/", "/ui/api/recordings"):
+            reply = context.request.get(site.url(path), headers={"Authorization": f"Basic {token}"})
+            assert reply.status == 401
+    context.close()
+
+
+def test_find_by_number_and_call_id_then_play_seek_and_download(
+        site: Site, browser: object, tmp_path: Path) -> None:
+    page = open_page(browser, OPS, site.url())
+    assert listed(page) == ["beta-hostile", "beta-call-1", "acme-call-2", "acme-call-1"]
+    assert search(page, "+15557770001") == ["acme-call-1"]
+    assert search(page, "+15558880002") == ["beta-call-1"]
+    assert search(page, "acme-call-1") == ["acme-call-1"]
+    row = page.locator("li.result").first
+    rid = row.get_attribute("data-recording-id")
+    assert rid and re.fullmatch(r"[\w-]+", rid)
+    # The time is shown in the browser's zone, with the zone named.
+    assert re.search(r"(UTC|GMT)", row.locator("time").inner_text())
+    row.locator("summary").click()
+    audio = row.locator("audio")
+    assert audio.is_visible()
+    page.evaluate("() => document.querySelector('li.result audio').play()")
+    page.wait_for_function("""() => {
+        const a = document.querySelector('li.result audio');
+        return isFinite(a.duration) && a.duration > 0 && a.currentTime > 0.5; }""", timeout=15000)
+    duration = page.evaluate("() => document.querySelector('li.result audio').duration")
+    assert 5.5 < duration < 6.5
+    page.evaluate("""() => { const a = document.querySelector('li.result audio');
+        a.pause(); a.currentTime = 4.0; }""")
+    page.wait_for_function("""() => { const a = document.querySelector('li.result audio');
+        return !a.seeking && Math.abs(a.currentTime - 4.0) < 0.3; }""", timeout=15000)
+    page.evaluate("() => document.querySelector('li.result audio').play()")
+    page.wait_for_function(
+        "() => document.querySelector('li.result audio').currentTime > 4.3", timeout=15000)
+    # Seeking asked for a range (the server answers it 206): verified over HTTP too.
+    src = page.evaluate("() => document.querySelector('li.result audio').src")
+    ranged = page.request.get(src, headers={"Range": "bytes=100-199"})
+    assert ranged.status == 206 and ranged.body() == site.uploads["acme-call-1"].body[100:200]
+    with page.expect_download() as info:
+        row.locator("a.download").click()
+    download = info.value
+    assert download.suggested_filename == "20260101T090000Z_+15557770001_1002_acme-call-1.mp3"
+    saved = tmp_path / "saved.mp3"
+    download.save_as(saved)
+    assert saved.read_bytes() == site.uploads["acme-call-1"].body
+    page.context.close()
+
+
+def test_a_scoped_viewer_sees_its_account_only(site: Site, browser: object) -> None:
+    ops = open_page(browser, OPS, site.url())
+    ids = {li.get_attribute("data-recording-id"): li.locator("dd:nth-of-type(3)").text_content()
+           for li in ops.locator("li.result").all()}
+    ops.context.close()
+    page = open_page(browser, ACME, site.url())
+    assert listed(page) == ["acme-call-2", "acme-call-1"]
+    assert search(page, "+15558880002") == []
+    assert search(page, "beta-call-1") == []
+    for rid, call_id in ids.items():
+        item = page.request.get(site.url(f"/ui/api/recordings/{rid}"))
+        audio = page.request.get(site.url(f"/ui/api/recordings/{rid}/audio"))
+        expected = 200 if call_id.startswith("acme") else 404
+        assert (item.status, audio.status) == (expected, expected), call_id
+    assert sorted(ids.values()) == sorted(site.uploads)
+    page.context.close()
+
+
+def test_a_caller_name_with_markup_is_text(site: Site, browser: object) -> None:
+    page = open_page(browser, OPS, site.url())
+    assert search(page, "<img") == ["beta-hostile"]
+    caller = page.locator("li.result .caller").first
+    assert caller.inner_text() == HOSTILE_NAME
+    page.locator("li.result summary").first.click()
+    page.wait_for_timeout(300)  # an image error handler would have fired by now
+    assert page.evaluate("() => window.__pwned") is None
+    assert page.locator("#results img").count() == 0
+    page.context.close()
+
+
+# -- S3: two hosts, one bucket, one PostgreSQL catalog ------------------------------------
+
+
+def test_two_s3_hosts_each_find_and_play_every_recording(
+        browser: object, tmp_path: Path, rec: object, moto_endpoint: str,  # noqa: F811
+        pg_url: str) -> None:  # noqa: F811
+    six = freeswitch_mp3(6.0, rate=8000, channels=1)
+    three = freeswitch_mp3(3.0, rate=8000, channels=1)
+    args = ("--ui", "--viewer", ":".join(OPS), "--basic-auth", ":".join(UPLOADER),
+            "--catalog", pg_url, "--ui-secret", "one-secret-for-every-host")
+    t0 = 1767258000
+    with serve_s3(tmp_path, moto_endpoint, *args, name="a") as a, \
+            serve_s3(tmp_path, moto_endpoint, *args, name="b") as b:
+        hosts = [a, b]
+        sent = {}
+        for i in range(4):
+            body = six if i % 2 else three
+            up = upload(hosts[i % 2], f"s3-call-{i}", body, account_id=f"acct-{i % 3}",
+                        start=t0 + i * 60)
+            sent[up.call_id] = up.body
+        for host in hosts:
+            context = browser.new_context(  # type: ignore[attr-defined]
+                http_credentials={"username": OPS[0], "password": OPS[1]})
+            page = context.new_page()
+            page.goto(host.url + "/ui/?limit=3")
+            assert listed(page) == ["s3-call-3", "s3-call-2", "s3-call-1"]
+            # The next page (a cursor made here) works at the other host too: one secret.
+            token = page.evaluate("() => new URL(document.getElementById('older').href)"
+                                  ".searchParams.get('cursor')")
+            other = hosts[1 - hosts.index(host)]
+            more = context.request.get(f"{other.url}/ui/api/recordings?limit=3&cursor={token}")
+            assert [i["call_id"] for i in more.json()["items"]] == ["s3-call-0"]
+            for li in page.locator("li.result").all():
+                call_id = li.locator("dd:nth-of-type(3)").text_content()
+                src = li.locator("audio").get_attribute("src")
+                whole = context.request.get(host.url + src)
+                assert whole.body() == sent[call_id]
+                part = context.request.get(host.url + src, headers={"Range": "bytes=10-19"})
+                assert part.status == 206 and part.body() == sent[call_id][10:20]
+            # Played in the page: one stored by the other host.
+            row = page.locator("li.result").first
+            row.locator("summary").click()
+            page.evaluate("() => document.querySelector('li.result audio').play()")
+            page.wait_for_function("""() => {
+                const a = document.querySelector('li.result audio');
+                return isFinite(a.duration) && a.duration > 5 && a.currentTime > 0.3; }""",
+                timeout=15000)
+            context.close()
+
+
+def test_a_phone_sized_screen_needs_no_sideways_scrolling(site: Site, browser: object) -> None:
+    context = browser.new_context(  # type: ignore[attr-defined]
+        http_credentials={"username": OPS[0], "password": OPS[1]},
+        viewport={"width": 390, "height": 844}, is_mobile=True)
+    page = context.new_page()
+    page.goto(site.url())
+    assert len(listed(page)) == 4
+    page.locator("li.result summary").first.click()
+    assert page.locator("li.result audio").first.is_visible()
+    width = page.evaluate("() => document.documentElement.scrollWidth")
+    assert width <= 390
+    context.close()

@@ -1,0 +1,149 @@
+"""What the UI tests share: a receiver with the UI mounted beside it, and uploads into it.
+
+``UIWorld`` is a real :class:`~kzr_wsgi.DirectoryStore` under a temporary root with its
+catalog, the middleware taking uploads and :class:`~kzr_wsgi.ui.SearchUI` in front of
+it, driven in process with werkzeug's test client (the same app ``serve --ui`` runs).
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from audio_samples import freeswitch_mp3
+from servers import Server
+from werkzeug.test import Client, TestResponse
+
+from kzr_wsgi import DirectoryStore, KazooRecordings
+from kzr_wsgi.auth import Guard
+from kzr_wsgi.catalog import Catalog, Query
+from kzr_wsgi.cli import not_found
+from kzr_wsgi.ui import SearchUI, Viewer
+
+#: One second of what FreeSWITCH writes (8 kHz mono MPEG-2.5): the default body.
+SECOND = freeswitch_mp3(1.0, rate=8000, channels=1)
+#: Kazoo counts Gregorian seconds: Unix time + this.
+GREGORIAN = 62167219200
+UPLOADER = ("kazoo", "upload-secret")
+OPS = Viewer("ops", "ops-pw")
+ACME = Viewer("acme", "acme-pw", ("acct-acme",))
+BOTH = Viewer("both", "both-pw", ("acct-acme", "acct-beta"))
+
+
+def basic(user: str, password: str) -> dict[str, str]:
+    """An Authorization header."""
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
+
+
+@dataclass
+class UIWorld:
+    """A receiver with the UI, and helpers to upload and to ask as a viewer."""
+
+    root: Path
+    viewers: tuple[Viewer, ...] = (OPS, ACME, BOTH)
+    prefix: str = "/ui"
+    store: DirectoryStore = field(init=False)
+    catalog: Catalog = field(init=False)
+    ui: SearchUI = field(init=False)
+    client: Client = field(init=False)
+    uploads: int = 0
+
+    def __post_init__(self) -> None:
+        self.store = DirectoryStore(self.root)
+        assert self.store.catalog is not None
+        self.catalog = self.store.catalog
+        receiver = KazooRecordings(not_found, self.store, guard=Guard(basic=[":".join(UPLOADER)]))
+        self.ui = SearchUI(self.catalog, self.store, viewers=self.viewers, prefix=self.prefix,
+                           app=receiver)
+        self.client = Client(self.ui)
+
+    def upload(self, call_id: str, body: bytes | None = None, *, ext: str = "mp3",
+               account_id: str | None = "acct-acme", start: int | None = None,
+               content_type: str = "audio/mpeg", **fields: str) -> dict[str, Any]:
+        """PUT one recording as Kazoo 4.x does (a 1 s LAME MP3 unless ``body``); its row."""
+        self.uploads += 1
+        if body is None:
+            body = SECOND
+        query: dict[str, str] = {"from": "1001@acme.example", "to": "1002@acme.example",
+                                 "caller_id_name": "Alice", "caller_id_number": "+15550001",
+                                 "duration_ms": "1000", **fields}
+        if account_id is not None:
+            query["account_id"] = account_id
+        if start is not None:
+            query["start"] = str(start + GREGORIAN)
+        url = f"/call_recording_{quote(call_id, safe='')}.{ext}?{urlencode(query, quote_via=quote)}"
+        reply = self.client.put(url, data=body, headers={
+            **basic(*UPLOADER), "Content-Type": content_type, "Content-Length": str(len(body))},
+            environ_overrides={"CONTENT_LENGTH": str(len(body))})
+        assert reply.status_code == 201, reply.text
+        return self._sync(call_id)
+
+    def _sync(self, call_id: str) -> dict[str, Any]:
+        """The catalog row the store wrote for ``call_id`` before its 2xx, as JSON."""
+        page = self.catalog.search(Query(call_id=call_id, self_test=True, limit=500))
+        assert page.items, f"no row for {call_id!r}"
+        newest = max(page.items, key=lambda r: r.seq)
+        return newest.to_json()
+
+    def get(self, path: str, viewer: Viewer | None = OPS, **kwargs: Any) -> TestResponse:
+        """GET ``prefix + path`` as ``viewer`` (None: no credentials)."""
+        headers = dict(kwargs.pop("headers", {}))
+        if viewer is not None:
+            headers.update(basic(viewer.user, viewer.password))
+        return self.client.get(self.prefix + path, headers=headers, **kwargs)
+
+    def list(self, viewer: Viewer = OPS, params: Iterable[tuple[str, str]] = ()) -> Any:
+        """The JSON of ``/api/recordings?params`` (asserting 200)."""
+        reply = self.get("/api/recordings?" + urlencode(list(params)), viewer)
+        assert reply.status_code == 200, reply.text
+        return reply.json
+
+    def ids(self, viewer: Viewer = OPS, **params: str) -> list[str]:
+        """The call ids one listing returns, in order."""
+        return [i["call_id"] for i in self.list(viewer, params.items())["items"]]
+
+
+# -- for the browser tests and the screenshot: real servers, real MP3s -----------------
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync",
+                 "--autoplay-policy=no-user-gesture-required"]
+#: An onerror payload: if the page ever parsed a caller name as markup, it would set the flag.
+HOSTILE_NAME = '<img src=x onerror="window.__pwned=1">Mallory</b>'
+
+
+@dataclass
+class Uploaded:
+    """One recording a test sent."""
+
+    call_id: str
+    account_id: str
+    body: bytes
+
+
+def upload(server: Server, call_id: str, body: bytes, *, account_id: str, start: int,
+           uploader: tuple[str, str] = ("kazoo", "upload-pw"), **fields: str) -> Uploaded:
+    """PUT a recording to a running ``serve`` as Kazoo 4.x does (Basic, metadata query)."""
+    query = {"from": "1001@acme.example", "to": "1002@acme.example", "caller_id_name": "Alice",
+             "caller_id_number": "+15550001", "duration_ms": "6000", "account_id": account_id,
+             "start": str(start + GREGORIAN), **fields}
+    path = f"/call_recording_{quote(call_id, safe='')}.mp3?{urlencode(query, quote_via=quote)}"
+    token = base64.b64encode(":".join(uploader).encode()).decode()
+    conn = http.client.HTTPConnection(server.host, server.port, timeout=20)
+    try:
+        conn.request("PUT", path, body=body, headers={
+            "Authorization": f"Basic {token}", "Content-Type": "audio/mpeg"})
+        reply = conn.getresponse()
+        assert reply.status == 201, reply.read()
+    finally:
+        conn.close()
+    return Uploaded(call_id, account_id, body)
+
+
