@@ -6,9 +6,12 @@ What it promises, and how:
 
 * **A visible file is always complete; a 2xx means durable.** The body goes to a
   temporary file in ``ROOT/.kzr/tmp`` (same filesystem; see
-  :mod:`~kzr_wsgi.stores.tempfiles`), is ``fsync``-ed, then hard-linked into place under
-  a name no other file has (``link`` fails rather than overwrite), and the directories
-  are ``fsync``-ed before the handler returns.
+  :mod:`~kzr_wsgi.stores.tempfiles`), is written to the disk, then hard-linked into
+  place under a name no other file has (``link`` fails rather than overwrite), and
+  everything is durable before the handler returns. On a filesystem with an ordered
+  journal (ext4 with its journal, XFS) that takes one ``fsync`` per upload, after every
+  name is in place; elsewhere the file is ``fsync``-ed before its name is made, and
+  the sidecar and each directory after (see :mod:`~kzr_wsgi.stores.syncing`).
 * **Names are data.** Every path component comes from
   :func:`~kzr_wsgi.naming.safe_component`: a call id can hold ``/``, ``..``, ``\\``
   or ``%`` and still never leaves ``ROOT`` nor meets another id's file.
@@ -46,8 +49,10 @@ The filesystem semantics relied on (POSIX plus Linux; ext4 and XFS give them):
 * ``link``/``linkat`` is atomic and fails with ``EEXIST`` rather than replace;
   ``rename`` replaces atomically; neither copies data.
 * ``fsync`` of a file makes its data durable; ``fsync`` of a directory makes the names
-  in it durable. Data is synced *before* the name that shows it is made, so after a
-  power cut a visible file is complete (or absent).
+  in it durable. Data is on the disk *before* the name that shows it is made, so after
+  a power cut a visible file is complete (or absent). With an ordered journal, data
+  written back (``sync_file_range``) before the name is made, and one ``fsync`` after,
+  give the same (:mod:`~kzr_wsgi.stores.syncing` says why).
 * Metadata changes reach the journal in the order they were made (ext4 ``data=ordered``
   and XFS), so the marker, made before the file's name, is never lost while that name
   survives; the marker itself is not synced (a power cut at worst leaves a marker of a
@@ -96,6 +101,7 @@ from ..naming import (
     with_suffix,
 )
 from ..recording import Kind, Name, Recording, Stored, StoredFile
+from .syncing import journaled, write_back
 from .tempfiles import NAMED_SUFFIX, TempFile, supports_unnamed, sweep_named, temporary
 
 log = logging.getLogger("kzr_wsgi.store")
@@ -122,7 +128,7 @@ class DirectoryStore:
 
     __slots__ = ("root", "layout", "sweep_min_age", "sweep_every", "unnamed", "_tmp",
                  "_index", "_pending", "_last_sweep", "__weakref__", "catalog",
-                 "_uncatalogued")
+                 "_uncatalogued", "one_sync")
 
     def __init__(
         self,
@@ -133,6 +139,9 @@ class DirectoryStore:
         sweep_every: float | None = _SWEEP_EVERY,
         unnamed_temporaries: bool = True,
         catalog: Catalog | None = DEFAULT_CATALOG,
+        # None: one sync per commit where the filesystem's journal makes it enough
+        # (kzr_wsgi.stores.syncing); False forces a sync of every file and directory.
+        one_sync: bool | None = None,
     ) -> None:
         #: The store's root directory, created when missing.
         self.root = Path(root).absolute()
@@ -152,6 +161,8 @@ class DirectoryStore:
         #: Whether temporary files are unnamed (``O_TMPFILE``); decided once, here.
         #: ``unnamed_temporaries=False`` forces named ones (the fallback) everywhere.
         self.unnamed = unnamed_temporaries and supports_unnamed(self._tmp)
+        #: Whether a commit ends in one ``fsync`` (see :mod:`~kzr_wsgi.stores.syncing`).
+        self.one_sync = journaled(self.root) if one_sync is None else one_sync
         self._last_sweep = 0.0
         #: Where each new copy's row goes: the root's SQLite catalog unless told otherwise
         #: (``None``: no catalog).
@@ -179,7 +190,12 @@ class DirectoryStore:
         """
         with _full_is_storage_full(), temporary(self._tmp, self.unnamed) as tmp:
             size, digest = copy_to_disk(recording.stream, tmp.fd, recording.content_length)
-            tmp.sync()
+            # Complete on disk before it gets a name; durable with the commit's last sync
+            # (one_sync), or right now.
+            if self.one_sync:
+                write_back(tmp.fd)
+            else:
+                tmp.sync()
             return self._commit_catalogued(recording, tmp, size, digest)
 
     def _commit(self, recording: Recording, tmp: TempFile, size: int, digest: str) -> Stored:
@@ -199,8 +215,9 @@ class DirectoryStore:
             record = self._place(recording, tmp, directory, entry, size, digest)
             final = self.root / record["path"]
             self._write_record(record, final, entry)
-            for synced in (directory, index_dir):
-                _fsync_dir(synced)
+            if not self.one_sync:
+                for synced in (directory, index_dir):
+                    _fsync_dir(synced)
             (self._pending / entry.name).unlink()
         return Stored(str(final), size, digest, created=True)
 
@@ -251,13 +268,17 @@ class DirectoryStore:
     def _write_record(self, record: dict[str, Any], final: Path, entry: Path) -> None:
         """Put the sidecar beside ``final`` and the index entry in place: one file, two names.
 
-        All names are put in place first and synced after: on a journaling filesystem
-        the first fsync commits them all at once, so the ones after it cost next to
-        nothing.
+        All names are put in place first and synced after. With ``one_sync`` that sync
+        is the commit's only one: it commits the journal transaction holding every name
+        and allocation made since the body was written back (see
+        :mod:`~kzr_wsgi.stores.syncing`); the sidecar's own bytes are written back before
+        its names exist, so a visible sidecar is never empty.
         """
         sidecar = final.with_name(final.name + SIDECAR_SUFFIX)
         with temporary(self._tmp, self.unnamed) as tmp:
             tmp.write(dumps(record).encode("utf-8"))
+            if self.one_sync:
+                write_back(tmp.fd)
             _link_replacing(tmp, sidecar)  # a stale sidecar of a file removed by hand
             crash_point("dir.sidecar")
             _link_replacing(tmp, entry)  # a stale entry whose file was removed
