@@ -16,6 +16,7 @@ everywhere else through ``wsgi.input``.
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from typing import IO, Any
 
 from .errors import BodyIncomplete, BodyTooLarge, LengthRequired, MalformedUpload
@@ -161,3 +162,21 @@ def parse_content_length(value: str | None) -> int | None:
     if not text.isascii() or not text.isdigit() or len(text) > 19:
         raise MalformedUpload(f"invalid Content-Length: {value[:40]!r}")
     return int(text)
+
+
+def readinto_of(stream: Any) -> Callable[[Any], int]:
+    """``stream.readinto``, or the same made from ``stream.read`` for streams without it.
+
+    Copy loops that reuse one buffer call this once per stream: a :class:`Body` under
+    the embedded server then fills their buffer straight from the socket.
+    """
+    readinto: Callable[[Any], int] | None = getattr(stream, "readinto", None)
+    if readinto is not None:
+        return readinto
+
+    def from_read(buffer: Any) -> int:
+        data = stream.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    return from_read

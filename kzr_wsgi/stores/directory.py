@@ -84,7 +84,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
-from ..body import BLOCK_SIZE
+from ..body import BLOCK_SIZE, readinto_of
 from ..catalog import Catalog
 from ..errors import NotFound, StorageFull
 from ..faults import crash_point
@@ -784,7 +784,7 @@ def copy_to_disk(stream: Any, fd: int, length: int | None = None) -> tuple[int, 
     it has (``POSIX_FADV_DONTNEED`` starts writeback without waiting for it), so the
     final ``fsync`` has little left to wait for.
     """
-    readinto = _readinto_of(stream)
+    readinto = readinto_of(stream)
     if length is not None and length <= _PIPELINE_MIN:
         sha = hashlib.sha256()
         size = 0
@@ -804,20 +804,6 @@ _PIPELINE_MIN = 8 << 20
 _WRITEBACK_EVERY = 16 << 20
 #: Buffers circulating in one pipeline (one being read, the rest hashed or written).
 _PIPE_BUFFERS = 4
-
-
-def _readinto_of(stream: Any) -> Callable[[bytearray], int]:
-    """``stream.readinto``, or the same made from ``stream.read`` for streams without it."""
-    readinto: Callable[[bytearray], int] | None = getattr(stream, "readinto", None)
-    if readinto is not None:
-        return readinto
-
-    def from_read(buffer: bytearray) -> int:
-        data = stream.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
-
-    return from_read
 
 
 class _BufferPool:
