@@ -158,6 +158,7 @@ class DirectoryStore:
         self._pending = self.root / _STATE / "pending"
         for directory in (self._tmp, self._index, self._pending):
             _makedirs(directory)
+        _make_shards(self._index)
         #: Whether temporary files are unnamed (``O_TMPFILE``); decided once, here.
         #: ``unnamed_temporaries=False`` forces named ones (the fallback) everywhere.
         self.unnamed = unnamed_temporaries and supports_unnamed(self._tmp)
@@ -976,6 +977,23 @@ def _makedirs(directory: Path) -> None:
                 raise StorageFull("no space left on the store") from exc
             raise
         _fsync_dir(d.parent)
+
+
+def _make_shards(index: Path) -> None:
+    """Create the index's 256 shard directories at once, with one sync for them all.
+
+    Made on demand, each new shard cost a sync of its own during a fresh store's first
+    few hundred uploads.
+    """
+    made = False
+    for n in range(256):
+        try:
+            (index / f"{n:02x}").mkdir()
+            made = True
+        except FileExistsError:
+            pass
+    if made:
+        _fsync_dir(index)
 
 
 def _fsync_dir(directory: Path) -> None:
