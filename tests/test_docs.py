@@ -13,6 +13,7 @@ import hashlib
 import html
 import http.client
 import importlib
+import json
 import os
 import pkgutil
 import re
@@ -233,6 +234,20 @@ def test_the_examples_in_the_docstrings_run() -> None:
             failures.append(info.name)
     assert attempted >= 10
     assert not failures, failures
+
+
+def test_every_json_sample_is_json() -> None:
+    # Callflows, storage plans, sidecars: readers paste them into Kazoo's API.
+    pages = [*sorted(DOCS.glob("*.md")), REPO / "README.md"]
+    count = 0
+    for page in pages:
+        for block in re.findall(r"^ *```json\n(.*?)^ *```", page.read_text(), re.M | re.S):
+            try:
+                json.loads(block)
+            except ValueError as exc:
+                raise AssertionError(f"{page.name}: {exc}\n{block}") from exc
+            count += 1
+    assert count >= 8
 
 
 # -- the examples the manual includes, run as it says to run them -----------------------
