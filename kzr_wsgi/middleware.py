@@ -28,7 +28,7 @@ from werkzeug.wrappers import Response
 from . import errors
 from .audio import AudioInfo, Inspector
 from .auth import TOKEN_PARAM, Guard
-from .body import DEFAULT_MAX_SIZE, Body
+from .body import DEFAULT_MAX_SIZE, Body, readinto_of
 from .forms import DEFAULT_EXTENSIONS, DEFAULT_MAX_NAME_BYTES, Action, Router, Target
 from .metadata import parse_metadata
 from .multipart import MultipartUpload, boundary_from_content_type
@@ -359,6 +359,7 @@ class _InspectedStream(io.RawIOBase):
     def __init__(self, recording: Recording) -> None:
         super().__init__()
         self._read = recording.stream.read
+        self._readinto = readinto_of(recording.stream)
         self._recording = recording
         self._inspector = Inspector(
             ext=recording.ext,
@@ -380,9 +381,15 @@ class _InspectedStream(io.RawIOBase):
         return data
 
     def readinto(self, buffer: Any) -> int:
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
+        """Fill ``buffer`` as the body's own ``readinto`` does (straight from the socket
+        under the embedded server); inspect a copy of what came in."""
+        n = self._readinto(buffer)
+        if n:
+            # The parsers work on bytes; one copy of the block, not the two of read().
+            self._inspector.feed(bytes(memoryview(buffer)[:n]))
+        elif len(buffer):
+            self.conclude()
+        return n
 
     def conclude(self) -> None:
         """The body has been read to its end: set ``recording.audio`` (once)."""

@@ -2,7 +2,8 @@
 # System tools the tests drive as real parts, installed only when missing (needs root or sudo):
 # curl (libcurl, as FreeSWITCH uses), Erlang/OTP (httpc, as Kazoo 4.x uses), LAME (the
 # encoder FreeSWITCH's MP3s come from), PostgreSQL (the shared catalog), Chromium (the
-# search page, driven headless by Playwright at /usr/bin/chromium: no browser download).
+# search page, driven headless by Playwright at /usr/bin/chromium: no browser download),
+# strace (the order of a commit's syscalls, seen from outside the process).
 set -e
 need=""
 command -v curl >/dev/null 2>&1 || need="$need curl"
@@ -10,6 +11,7 @@ command -v erl >/dev/null 2>&1 || need="$need erlang-nox"
 command -v lame >/dev/null 2>&1 || need="$need lame"
 ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need="$need postgresql"
 command -v chromium >/dev/null 2>&1 || need="$need chromium"
+command -v strace >/dev/null 2>&1 || need="$need strace"
 [ -z "$need" ] && exit 0
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"

@@ -6,9 +6,12 @@ What it promises, and how:
 
 * **A visible file is always complete; a 2xx means durable.** The body goes to a
   temporary file in ``ROOT/.kzr/tmp`` (same filesystem; see
-  :mod:`~kzr_wsgi.stores.tempfiles`), is ``fsync``-ed, then hard-linked into place under
-  a name no other file has (``link`` fails rather than overwrite), and the directories
-  are ``fsync``-ed before the handler returns.
+  :mod:`~kzr_wsgi.stores.tempfiles`), is written to the disk, then hard-linked into
+  place under a name no other file has (``link`` fails rather than overwrite), and
+  everything is durable before the handler returns. On a filesystem with an ordered
+  journal (ext4 with its journal, XFS) that takes one ``fsync`` per upload, after every
+  name is in place; elsewhere the file is ``fsync``-ed before its name is made, and
+  the sidecar and each directory after (see :mod:`~kzr_wsgi.stores.syncing`).
 * **Names are data.** Every path component comes from
   :func:`~kzr_wsgi.naming.safe_component`: a call id can hold ``/``, ``..``, ``\\``
   or ``%`` and still never leaves ``ROOT`` nor meets another id's file.
@@ -46,8 +49,10 @@ The filesystem semantics relied on (POSIX plus Linux; ext4 and XFS give them):
 * ``link``/``linkat`` is atomic and fails with ``EEXIST`` rather than replace;
   ``rename`` replaces atomically; neither copies data.
 * ``fsync`` of a file makes its data durable; ``fsync`` of a directory makes the names
-  in it durable. Data is synced *before* the name that shows it is made, so after a
-  power cut a visible file is complete (or absent).
+  in it durable. Data is on the disk *before* the name that shows it is made, so after
+  a power cut a visible file is complete (or absent). With an ordered journal, data
+  written back (``sync_file_range``) before the name is made, and one ``fsync`` after,
+  give the same (:mod:`~kzr_wsgi.stores.syncing` says why).
 * Metadata changes reach the journal in the order they were made (ext4 ``data=ordered``
   and XFS), so the marker, made before the file's name, is never lost while that name
   survives; the marker itself is not synced (a power cut at worst leaves a marker of a
@@ -79,7 +84,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
-from ..body import BLOCK_SIZE
+from ..body import BLOCK_SIZE, readinto_of
 from ..catalog import Catalog
 from ..errors import NotFound, StorageFull
 from ..faults import crash_point
@@ -96,6 +101,7 @@ from ..naming import (
     with_suffix,
 )
 from ..recording import Kind, Name, Recording, Stored, StoredFile
+from .syncing import journaled, write_back
 from .tempfiles import NAMED_SUFFIX, TempFile, supports_unnamed, sweep_named, temporary
 
 log = logging.getLogger("kzr_wsgi.store")
@@ -122,7 +128,7 @@ class DirectoryStore:
 
     __slots__ = ("root", "layout", "sweep_min_age", "sweep_every", "unnamed", "_tmp",
                  "_index", "_pending", "_last_sweep", "__weakref__", "catalog",
-                 "_uncatalogued")
+                 "_uncatalogued", "one_sync")
 
     def __init__(
         self,
@@ -133,6 +139,9 @@ class DirectoryStore:
         sweep_every: float | None = _SWEEP_EVERY,
         unnamed_temporaries: bool = True,
         catalog: Catalog | None = DEFAULT_CATALOG,
+        # None: one sync per commit where the filesystem's journal makes it enough
+        # (kzr_wsgi.stores.syncing); False forces a sync of every file and directory.
+        one_sync: bool | None = None,
     ) -> None:
         #: The store's root directory, created when missing.
         self.root = Path(root).absolute()
@@ -152,6 +161,8 @@ class DirectoryStore:
         #: Whether temporary files are unnamed (``O_TMPFILE``); decided once, here.
         #: ``unnamed_temporaries=False`` forces named ones (the fallback) everywhere.
         self.unnamed = unnamed_temporaries and supports_unnamed(self._tmp)
+        #: Whether a commit ends in one ``fsync`` (see :mod:`~kzr_wsgi.stores.syncing`).
+        self.one_sync = journaled(self.root) if one_sync is None else one_sync
         self._last_sweep = 0.0
         #: Where each new copy's row goes: the root's SQLite catalog unless told otherwise
         #: (``None``: no catalog).
@@ -179,7 +190,12 @@ class DirectoryStore:
         """
         with _full_is_storage_full(), temporary(self._tmp, self.unnamed) as tmp:
             size, digest = copy_to_disk(recording.stream, tmp.fd, recording.content_length)
-            tmp.sync()
+            # Complete on disk before it gets a name; durable with the commit's last sync
+            # (one_sync), or right now.
+            if self.one_sync:
+                write_back(tmp.fd)
+            else:
+                tmp.sync()
             return self._commit_catalogued(recording, tmp, size, digest)
 
     def _commit(self, recording: Recording, tmp: TempFile, size: int, digest: str) -> Stored:
@@ -199,8 +215,9 @@ class DirectoryStore:
             record = self._place(recording, tmp, directory, entry, size, digest)
             final = self.root / record["path"]
             self._write_record(record, final, entry)
-            for synced in (directory, index_dir):
-                _fsync_dir(synced)
+            if not self.one_sync:
+                for synced in (directory, index_dir):
+                    _fsync_dir(synced)
             (self._pending / entry.name).unlink()
         return Stored(str(final), size, digest, created=True)
 
@@ -251,13 +268,17 @@ class DirectoryStore:
     def _write_record(self, record: dict[str, Any], final: Path, entry: Path) -> None:
         """Put the sidecar beside ``final`` and the index entry in place: one file, two names.
 
-        All names are put in place first and synced after: on a journaling filesystem
-        the first fsync commits them all at once, so the ones after it cost next to
-        nothing.
+        All names are put in place first and synced after. With ``one_sync`` that sync
+        is the commit's only one: it commits the journal transaction holding every name
+        and allocation made since the body was written back (see
+        :mod:`~kzr_wsgi.stores.syncing`); the sidecar's own bytes are written back before
+        its names exist, so a visible sidecar is never empty.
         """
         sidecar = final.with_name(final.name + SIDECAR_SUFFIX)
         with temporary(self._tmp, self.unnamed) as tmp:
             tmp.write(dumps(record).encode("utf-8"))
+            if self.one_sync:
+                write_back(tmp.fd)
             _link_replacing(tmp, sidecar)  # a stale sidecar of a file removed by hand
             crash_point("dir.sidecar")
             _link_replacing(tmp, entry)  # a stale entry whose file was removed
@@ -752,55 +773,110 @@ def _link_replacing(tmp: TempFile, target: Path) -> None:
 def copy_to_disk(stream: Any, fd: int, length: int | None = None) -> tuple[int, str]:
     """Copy ``stream`` to the file ``fd`` in large blocks; return its size and sha256.
 
-    Bodies over :data:`_PIPELINE_MIN` (or of unknown length) run as a pipeline: this
-    thread reads from the client while one thread hashes and another writes the
-    blocks already read (hashlib and ``os.write`` release the GIL on large buffers, so
-    the three overlap). Every :data:`_WRITEBACK_EVERY` bytes the writer asks the
-    kernel to start writing back what it has (``POSIX_FADV_DONTNEED`` starts writeback
-    without waiting for it), so the final ``fsync`` has little left to wait for. At
-    most :data:`_QUEUE_BLOCKS` blocks wait in each queue: memory stays bounded.
+    The stream is read with ``readinto`` into reused buffers (a
+    :class:`~kzr_wsgi.body.Body` under the embedded server fills them straight from the
+    socket), so no block is allocated or copied on the way. Bodies over
+    :data:`_PIPELINE_MIN` (or of unknown length) run as a pipeline: this thread reads
+    from the client while one thread hashes the block before and another writes the one
+    before that (hashlib and ``os.write`` release the GIL on large buffers, so the three
+    overlap); :data:`_PIPE_BUFFERS` buffers circulate, so memory stays bounded. Every
+    :data:`_WRITEBACK_EVERY` bytes the writer asks the kernel to start writing back what
+    it has (``POSIX_FADV_DONTNEED`` starts writeback without waiting for it), so the
+    final ``fsync`` has little left to wait for.
     """
+    readinto = readinto_of(stream)
     if length is not None and length <= _PIPELINE_MIN:
         sha = hashlib.sha256()
         size = 0
-        while block := stream.read(BLOCK_SIZE):
-            sha.update(block)
-            _write_all(fd, block)
-            size += len(block)
+        with _POOL.lease() as buffer:
+            view = memoryview(buffer)
+            while n := readinto(buffer):
+                sha.update(view[:n])
+                _write_all(fd, view[:n])
+                size += n
         return size, sha.hexdigest()
-    return _Pipeline(fd).run(stream)
+    return _Pipeline(fd).run(readinto)
 
 
 #: Bodies up to this size are copied in the request's thread (threads cost more).
 _PIPELINE_MIN = 8 << 20
 #: How often the writer starts the disk's writeback.
 _WRITEBACK_EVERY = 16 << 20
-#: Blocks queued for each stage.
-_QUEUE_BLOCKS = 2
+#: Buffers circulating in one pipeline (one being read, the rest hashed or written).
+_PIPE_BUFFERS = 4
+
+
+class _BufferPool:
+    """Spare :data:`~kzr_wsgi.body.BLOCK_SIZE` buffers, kept between uploads.
+
+    A fresh 1 MiB buffer costs page faults (and zeroing) on every upload; at most
+    ``keep`` spares are kept, so a burst of concurrent uploads does not pin memory.
+    """
+
+    def __init__(self, keep: int) -> None:
+        self.keep = keep
+        self._spare: list[bytearray] = []
+        self._lock = threading.Lock()
+
+    def take(self) -> bytearray:
+        with self._lock:
+            if self._spare:
+                return self._spare.pop()
+        return bytearray(BLOCK_SIZE)
+
+    def give(self, buffer: bytearray) -> None:
+        with self._lock:
+            if len(self._spare) < self.keep:
+                self._spare.append(buffer)
+
+    @contextmanager
+    def lease(self) -> Iterator[bytearray]:
+        buffer = self.take()
+        try:
+            yield buffer
+        finally:
+            self.give(buffer)
+
+
+_POOL = _BufferPool(keep=2 * _PIPE_BUFFERS)
+
+#: A filled buffer and how many of its bytes count; ``None`` ends a stage.
+_Block = tuple[bytearray, int]
 
 
 class _Stage(threading.Thread):
-    """One consumer of the blocks the reader hands out; ``None`` ends it."""
+    """Does ``work`` on each block, then hands it on to ``out``; ``None`` ends it."""
 
-    def __init__(self, work: Callable[[bytes], None], pipeline: _Pipeline) -> None:
+    def __init__(
+        self,
+        work: Callable[[memoryview], object],
+        pipeline: _Pipeline,
+        out: queue.SimpleQueue[_Block | None],
+        forward_end: bool,
+    ) -> None:
         super().__init__(name="kzr-copy", daemon=True)
-        self.queue: queue.Queue[bytes | None] = queue.Queue(_QUEUE_BLOCKS)
+        self.queue: queue.SimpleQueue[_Block | None] = queue.SimpleQueue()
         self.work = work
         self.pipeline = pipeline
+        self.out = out
+        self.forward_end = forward_end
 
     def run(self) -> None:
-        try:
-            while (block := self.queue.get()) is not None:
-                if self.pipeline.error is None:
-                    self.work(block)
-        except BaseException as exc:  # handed to the reader, which raises it
-            self.pipeline.error = exc
-            while self.queue.get() is not None:  # keep the reader's puts from blocking
-                pass
+        # After an error the blocks still travel on (unworked), so every buffer gets
+        # back to the reader, which then sees the error and stops.
+        while (block := self.queue.get()) is not None:
+            if self.pipeline.error is None:
+                try:
+                    self.work(memoryview(block[0])[: block[1]])
+                except BaseException as exc:  # handed to the reader, which raises it
+                    self.pipeline.error = exc
+            self.out.put(block)
+        if self.forward_end:
+            self.out.put(None)
 
 
 class _Pipeline:
-    """Reader (the calling thread) -> [hasher thread, writer thread]."""
+    """Reader (the calling thread) -> hasher thread -> writer thread -> back to the reader."""
 
     def __init__(self, fd: int) -> None:
         self.fd = fd
@@ -809,28 +885,35 @@ class _Pipeline:
         self.size = 0
         self.synced = 0
 
-    def run(self, stream: Any) -> tuple[int, str]:
-        stages = [_Stage(self.sha.update, self), _Stage(self._write, self)]
-        for stage in stages:
-            stage.start()
+    def run(self, readinto: Callable[[bytearray], int]) -> tuple[int, str]:
+        free: queue.SimpleQueue[_Block | None] = queue.SimpleQueue()
+        buffers = [_POOL.take() for _ in range(_PIPE_BUFFERS)]
+        for buffer in buffers:
+            free.put((buffer, 0))
+        writer = _Stage(self._write, self, free, forward_end=False)
+        hasher = _Stage(self.sha.update, self, writer.queue, forward_end=True)
+        writer.start()
+        hasher.start()
         try:
             while self.error is None:
-                block = stream.read(BLOCK_SIZE)
-                if not block:
+                block = free.get()
+                assert block is not None  # only buffers travel on the free queue
+                n = readinto(block[0])
+                if not n:
                     break
-                for stage in stages:
-                    stage.queue.put(block)
+                hasher.queue.put((block[0], n))
         finally:
             # Whatever happened to the reader, let both stages end before leaving.
-            for stage in stages:
-                stage.queue.put(None)
-            for stage in stages:
-                stage.join()
+            hasher.queue.put(None)
+            hasher.join()
+            writer.join()
+            for buffer in buffers:
+                _POOL.give(buffer)
         if self.error is not None:
             raise self.error
         return self.size, self.sha.hexdigest()
 
-    def _write(self, block: bytes) -> None:
+    def _write(self, block: memoryview) -> None:
         _write_all(self.fd, block)
         self.size += len(block)
         if self.size - self.synced >= _WRITEBACK_EVERY:
@@ -838,7 +921,7 @@ class _Pipeline:
             self.synced = self.size
 
 
-def _write_all(fd: int, block: bytes) -> None:
+def _write_all(fd: int, block: bytes | memoryview) -> None:
     view = memoryview(block)
     while view:
         written = os.write(fd, view)
