@@ -269,9 +269,11 @@ def serve(
             + ". Set --basic-auth USER:PASS (Kazoo URL http://USER:PASS@host/...) or --token.",
             err=True, fg="yellow",
         )
-    if ui_on:
+    if ui_viewers is not None:
+        scoped = sum(1 for v in ui_viewers if v.scoped)
         click.echo(f"kzr-wsgi: search page at {scheme}://{shown}:{port}{_norm_prefix(ui_prefix)}/ "
-                   f"for {wsgi_app!r}", err=True)
+                   f"for {len(ui_viewers)} viewer(s), {scoped} limited to their accounts",
+                   err=True)
         if not certfile and not is_loopback_host(host):
             click.secho(
                 "kzr-wsgi: WARNING: viewers' Basic credentials cross the network in the clear: "

@@ -36,7 +36,8 @@ def test_serve_ui_mounts_the_page_in_front_of_the_receiver(
     assert [(v.user, v.accounts) for v in app.viewers] == [("ops", None),
                                                            ("acme", ("acct-1", "acct-2"))]
     assert "certfile" not in options
-    assert "search page at http://127.0.0.1:8080/search/" in result.output
+    assert ("search page at http://127.0.0.1:8080/search/ for 2 viewer(s), 1 limited to their "
+            "accounts\n") in result.output
     assert "pw1" not in result.output and "ops:pw" not in result.output
 
 
