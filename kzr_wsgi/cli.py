@@ -204,6 +204,10 @@ def serve(
         raise click.UsageError("--metrics-allow needs --metrics")
     if (viewers or viewer_file or ui_secret) and not ui_on:
         raise click.UsageError("--viewer, --viewer-file and --ui-secret need --ui")
+    if ui_secret is not None and len(ui_secret.encode("utf-8")) < 16:
+        # Said here, naming the option, before any store or bucket is touched.
+        raise click.UsageError("--ui-secret must be at least 16 bytes long "
+                               "(e.g. the output of `openssl rand -hex 16`)")
     if (certfile is None) != (keyfile is None):
         raise click.UsageError("--certfile and --keyfile go together")
     # Made before prometheus_client is first imported: its multiprocess mode is chosen then.
