@@ -16,24 +16,22 @@ from __future__ import annotations
 
 import click
 
-from ..ages import AgeError, parse_age
+from datetime import timedelta
+
+from ..ages import format_age
 from ..errors import StoreUnavailable
-from . import StoreSpec, store_options
+from . import Age, StoreSpec, store_options
 
 
 @click.command("sweep")
-@click.option("--older-than", default="1d", show_default=True, metavar="AGE",
-              help="Only what is older than this: a whole number and s, h, d, w or y "
-                   "(0s allowed). Complete objects are never removed before 10 minutes.")
+@click.option("--older-than", "age", type=Age(), default="1d", show_default=True,
+              help="Only what is older than AGE (90d, 12w, 2y, 0s). Complete objects are "
+                   "never removed before they are 10 minutes old.")
 @click.option("--dry-run", is_flag=True, help="Report what would be removed; remove nothing.")
 # Innermost: store_options' wrapper takes over the parameters declared above it only.
 @store_options
-def sweep_command(spec: StoreSpec, older_than: str, dry_run: bool) -> None:
+def sweep_command(spec: StoreSpec, age: timedelta, dry_run: bool) -> None:
     """Remove unfinished uploads and unindexed objects a killed host left in the bucket."""
-    try:
-        age = parse_age(older_than)
-    except AgeError as exc:
-        raise click.BadParameter(str(exc), param_hint="--older-than") from exc
     if spec.s3_url is None:
         raise click.UsageError(
             "sweep works on a bucket: give --s3 s3://BUCKET/PREFIX (a directory store "
@@ -59,7 +57,7 @@ def sweep_command(spec: StoreSpec, older_than: str, dry_run: bool) -> None:
         raise click.ClickException(f"{exc} (after {found} leftover(s), {removed} removed)"
                                    ) from exc
     if not found:
-        click.echo(f"nothing to sweep in {store.url_for(store.prefix)} older than {older_than}")
+        click.echo(f"nothing to sweep in {store.url_for(store.prefix)} older than {format_age(age)}")
     else:
         click.echo(f"{found} leftover(s) in {store.url_for(store.prefix)}, "
                    f"{'none removed (dry run)' if dry_run else f'{removed} removed'}")
