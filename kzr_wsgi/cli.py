@@ -324,6 +324,9 @@ def _housekeeping(options: dict[str, Any], store: Any, config: Config | None) ->
         click.echo(f"kzr-wsgi: retention {config.retention.describe()}; pruned every "
                    f"{format_age(config.retention.interval)} by one housekeeper per store",
                    err=True)
+    if any(job.name == "sweep" for job in jobs):
+        click.echo("kzr-wsgi: the bucket's leftovers (unfinished uploads, unindexed objects) "
+                   "are swept daily by one housekeeper per store", err=True)
     # In the master, once the workers run (threads do not survive their fork).
     for hook, action in (("when_ready", keeper.start), ("on_exit", keeper.stop)):
         options[hook] = _then(options.get(hook), action)

@@ -19,7 +19,7 @@ from typing import Any
 import click
 
 from ..audio import FLAGS
-from ..catalog import Query, Row, parse_when
+from ..catalog import Query, Row
 from ..catalog.reindex import IndexedStore
 from ..catalog.reindex import reindex as run_reindex
 from ..housekeeping.verify import Finding, selected

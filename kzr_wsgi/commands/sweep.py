@@ -14,17 +14,19 @@ while serving. See :mod:`kzr_wsgi.housekeeping.sweep`.
 
 from __future__ import annotations
 
-import click
-
 from datetime import timedelta
+
+import click
 
 from ..ages import format_age
 from ..errors import StoreUnavailable
+from ..housekeeping.sweep import DEFAULT_OLDER_THAN, outcome, summary, sweep_s3
 from . import Age, StoreSpec, store_options
 
 
 @click.command("sweep")
-@click.option("--older-than", "age", type=Age(), default="1d", show_default=True,
+@click.option("--older-than", "age", type=Age(), default=format_age(DEFAULT_OLDER_THAN),
+              show_default=True,
               help="Only what is older than AGE (90d, 12w, 2y, 0s). Complete objects are "
                    "never removed before they are 10 minutes old.")
 @click.option("--dry-run", is_flag=True, help="Report what would be removed; remove nothing.")
@@ -37,7 +39,6 @@ def sweep_command(spec: StoreSpec, age: timedelta, dry_run: bool) -> None:
             "sweep works on a bucket: give --s3 s3://BUCKET/PREFIX (a directory store "
             "sweeps itself at start-up and while serving)")
     try:
-        from ..housekeeping.sweep import sweep_s3
         from ..stores.s3 import S3Store
     except ImportError as exc:
         raise click.ClickException(f"--s3 needs boto3: pip install 'kzr_wsgi[s3]' ({exc})"
@@ -51,13 +52,8 @@ def sweep_command(spec: StoreSpec, age: timedelta, dry_run: bool) -> None:
         for leftover, gone in sweep_s3(store, age, dry_run=dry_run):
             found += 1
             removed += gone
-            verb = "would remove" if dry_run else "removed" if gone else "kept (now indexed)"
-            click.echo(f"{verb} {leftover.describe()}")
+            click.echo(f"{outcome(gone, dry_run)} {leftover.describe()}")
     except StoreUnavailable as exc:
         raise click.ClickException(f"{exc} (after {found} leftover(s), {removed} removed)"
                                    ) from exc
-    if not found:
-        click.echo(f"nothing to sweep in {store.url_for(store.prefix)} older than {format_age(age)}")
-    else:
-        click.echo(f"{found} leftover(s) in {store.url_for(store.prefix)}, "
-                   f"{'none removed (dry run)' if dry_run else f'{removed} removed'}")
+    click.echo(summary(store, found, removed, age, dry_run))
