@@ -119,9 +119,13 @@ def kzr_argv(
     root: str | os.PathLike[str], port: int, *, workers: int = 2, inspect: bool = True
 ) -> list[str]:
     """``kzr-wsgi serve`` as the README tells a newcomer to run it (``inspect=False``:
-    with ``--no-inspect``)."""
-    exe = shutil.which("kzr-wsgi")
-    head = [exe] if exe else [sys.executable, "-m", "kzr_wsgi"]
+    with ``--no-inspect``).
+
+    Run as ``python -m kzr_wsgi`` with this checkout first on ``PYTHONPATH`` (see
+    :class:`Server`), not the ``kzr-wsgi`` script on ``PATH``: that one runs whichever
+    kzr_wsgi is installed, which need not be the code being measured.
+    """
+    head = [sys.executable, "-m", "kzr_wsgi"]
     return [
         *head,
         "serve",

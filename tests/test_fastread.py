@@ -422,3 +422,28 @@ def test_keepalive_pipelined_gunicorn_embedding(tmp_path: Path) -> None:
                 if b.startswith(b'{"host"')]
         assert {(h["method"], h["body_len"]) for h in host} == {("GET", 0), ("PUT", 8)}
         assert "Traceback" not in server.log()
+
+
+@pytest.mark.slow
+def test_large_upload_memory_stays_flat(tmp_path: Path) -> None:
+    """A 256 MiB body through the direct read and the copy pipeline: RSS stays flat."""
+    from servers import rss_peak
+
+    body = tmp_path / "body"
+    block = payload(MIB, 11)
+    with open(body, "wb") as f:
+        for _ in range(256):
+            f.write(block)
+    with serve(tmp_path, "--workers", "1") as server:
+        conn = http.client.HTTPConnection(server.host, server.port, timeout=120)
+        with open(body, "rb") as f, rss_peak(server.proc.pid) as peak:
+            conn.putrequest("PUT", "/call_recording_big.wav")
+            conn.putheader("Content-Length", str(256 * MIB))
+            conn.endheaders()
+            assert conn.sock is not None
+            conn.sock.sendfile(f)
+            response = conn.getresponse()
+            response.read()
+        conn.close()
+        assert response.status == 201
+        assert peak.growth <= 8 * MIB, f"grew {peak.growth / MIB:.1f} MiB"

@@ -158,6 +158,7 @@ class DirectoryStore:
         self._pending = self.root / _STATE / "pending"
         for directory in (self._tmp, self._index, self._pending):
             _makedirs(directory)
+        _make_shards(self._index)
         #: Whether temporary files are unnamed (``O_TMPFILE``); decided once, here.
         #: ``unnamed_temporaries=False`` forces named ones (the fallback) everywhere.
         self.unnamed = unnamed_temporaries and supports_unnamed(self._tmp)
@@ -800,8 +801,10 @@ def copy_to_disk(stream: Any, fd: int, length: int | None = None) -> tuple[int, 
 
 #: Bodies up to this size are copied in the request's thread (threads cost more).
 _PIPELINE_MIN = 8 << 20
-#: How often the writer starts the disk's writeback.
-_WRITEBACK_EVERY = 16 << 20
+#: How often the writer starts the disk's writeback: small enough that the final sync
+#: has little left to wait for (4 MiB measured faster than 16 and 8 for 173 MB, and no
+#: slower than 2 or 1).
+_WRITEBACK_EVERY = 4 << 20
 #: Buffers circulating in one pipeline (one being read, the rest hashed or written).
 _PIPE_BUFFERS = 4
 
@@ -976,6 +979,23 @@ def _makedirs(directory: Path) -> None:
                 raise StorageFull("no space left on the store") from exc
             raise
         _fsync_dir(d.parent)
+
+
+def _make_shards(index: Path) -> None:
+    """Create the index's 256 shard directories at once, with one sync for them all.
+
+    Made on demand, each new shard cost a sync of its own during a fresh store's first
+    few hundred uploads.
+    """
+    made = False
+    for n in range(256):
+        try:
+            (index / f"{n:02x}").mkdir()
+            made = True
+        except FileExistsError:
+            pass
+    if made:
+        _fsync_dir(index)
 
 
 def _fsync_dir(directory: Path) -> None:
