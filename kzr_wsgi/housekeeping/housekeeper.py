@@ -51,7 +51,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from ..config import Config, RetentionPolicy
 from ..stores import FanOut
@@ -59,7 +59,8 @@ from .retention import Selection, prune
 from .state import DiskState, S3State, state_for
 from .sweep import DEFAULT_OLDER_THAN, outcome, summary, sweep_s3
 
-if TYPE_CHECKING:  # importable without boto3
+# Only a type here (resolvable, so the reference can show it): importable without boto3.
+with contextlib.suppress(ImportError):
     from ..stores.s3 import S3Store
 
 log = logging.getLogger("kzr_wsgi.housekeeper")

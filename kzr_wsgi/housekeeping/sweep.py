@@ -25,15 +25,17 @@ rule (:meth:`S3Store.lifecycle_rule`) can abort the unfinished uploads instead.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..ages import format_age
 from ..naming import SIDECAR_SUFFIX
 
-if TYPE_CHECKING:  # importable without boto3: the command and the housekeeper need it so
+# Only a type here (resolvable, so the reference can show it): importable without boto3.
+with contextlib.suppress(ImportError):
     from ..stores.s3 import S3Store
 
 #: A complete object is never removed before this age, whatever ``older_than`` says.
