@@ -8,8 +8,10 @@
 Unfinished multipart uploads older than ``--older-than`` are aborted; complete objects
 no index entry names (never served, never acknowledged) are removed with their
 sidecars, never before they are 10 minutes old. Each is reported on a line of its own.
-A directory store needs no command: it sweeps itself at start-up and every few seconds
-while serving. See :mod:`kzr_wsgi.housekeeping.sweep`.
+``serve --s3`` runs the same sweep daily by itself (its housekeeper); this command is for
+cron, or for a bucket no ``serve`` runs on. A directory store needs no command: it sweeps
+itself at start-up and every few seconds while serving. See
+:mod:`kzr_wsgi.housekeeping.sweep` and :mod:`kzr_wsgi.housekeeping.housekeeper`.
 """
 
 from __future__ import annotations
