@@ -81,13 +81,7 @@ def _fsync_dir(path: str) -> None:
 def floor_app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
     """Copy the body to a new file in 1 MiB reads; 201 when complete, 400 when short."""
     done, length = _copy(environ, None)
-    if length is not None and done < length:
-        start_response(
-            "400 Bad Request", [("Content-Type", "text/plain"), ("Content-Length", "11")]
-        )
-        return [b"body short\n"]
-    start_response("201 Created", [("Content-Type", "text/plain"), ("Content-Length", "3")])
-    return [b"ok\n"]
+    return _answer(start_response, done, length)
 
 
 def durable_floor_app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
@@ -118,15 +112,7 @@ def durable_hashed_floor_app(
             sha.update(block)
         os.fsync(f.fileno())
     _fsync_dir(os.path.dirname(path))
-    if length is not None and done < length:
-        start_response(
-            "400 Bad Request", [("Content-Type", "text/plain"), ("Content-Length", "11")]
-        )
-        return [b"body short\n"]
-    digest = sha.hexdigest().encode()
-    start_response("201 Created", [("Content-Type", "text/plain"),
-                                   ("Content-Length", str(len(digest) + 1))])
-    return [digest + b"\n"]
+    return _answer(start_response, done, length, sha.hexdigest().encode() + b"\n")
 
 
 def probe_app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
@@ -145,13 +131,7 @@ def probe_app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterab
     log["finished"] = time.time()
     with open(os.environ["KZR_BENCH_LOG"], "a") as f:
         f.write(json.dumps(log) + "\n")
-    if length is not None and done < length:
-        start_response(
-            "400 Bad Request", [("Content-Type", "text/plain"), ("Content-Length", "11")]
-        )
-        return [b"body short\n"]
-    start_response("201 Created", [("Content-Type", "text/plain"), ("Content-Length", "3")])
-    return [b"ok\n"]
+    return _answer(start_response, done, length)
 
 
 def _make_flask() -> Any:
@@ -178,3 +158,16 @@ def __getattr__(name: str) -> Any:
         globals()["flask_app"] = app
         return app
     raise AttributeError(name)
+
+
+def _answer(start_response: StartResponse, done: int, length: int | None,
+            body: bytes = b"ok\n") -> list[bytes]:
+    """201 with ``body`` when the whole request body was read, 400 when it came short."""
+    if length is not None and done < length:
+        start_response(
+            "400 Bad Request", [("Content-Type", "text/plain"), ("Content-Length", "11")]
+        )
+        return [b"body short\n"]
+    start_response("201 Created", [("Content-Type", "text/plain"),
+                                   ("Content-Length", str(len(body)))])
+    return [body]

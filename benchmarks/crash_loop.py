@@ -59,7 +59,7 @@ from plan_clients import (  # noqa: E402
     multipart_head,
     multipart_tail,
 )
-from servers import store_temporaries  # noqa: E402
+from servers import Server, free_port, store_temporaries, wait_listening  # noqa: E402
 
 from kzr_wsgi.catalog import Catalog, row_id  # noqa: E402
 from kzr_wsgi.naming import SIDECAR_SUFFIX  # noqa: E402
@@ -201,7 +201,7 @@ class Serve:
 
     def __init__(self, root: Path, port: int, log_dir: Path) -> None:
         self.root, self.port, self.log_dir = root, port, log_dir
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.server: Server | None = None
         self.starts = 0
 
     def start(self) -> float:
@@ -211,42 +211,31 @@ class Serve:
                "--host", HOST, "--port", str(self.port), "--workers", "2", "--threads", "8",
                "--attachments-prefix", PLAN_PREFIX]
         env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
+        log_path = self.log_dir / f"serve-{self.starts}.log"
         started = time.monotonic()
-        with open(self.log_dir / f"serve-{self.starts}.log", "wb") as log:
-            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                         cwd=REPO, start_new_session=True)
-        deadline = started + 60
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"serve exited with {self.proc.returncode}, see "
-                                   f"{self.log_dir / f'serve-{self.starts}.log'}")
-            try:
-                with socket.create_connection((HOST, self.port), timeout=0.5):
-                    return started
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise TimeoutError("serve did not start listening") from None
-                time.sleep(0.02)
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                    cwd=REPO, start_new_session=True)
+        self.server = Server(HOST, self.port, proc, log_path)
+        try:
+            wait_listening(HOST, self.port, proc, timeout=60)
+        except (RuntimeError, TimeoutError) as exc:
+            raise RuntimeError(f"serve did not start ({exc}), see {log_path}") from exc
+        return started
 
     def log(self) -> str:
         """What the running ``serve`` printed so far."""
-        return (self.log_dir / f"serve-{self.starts}.log").read_text(errors="replace")
+        assert self.server is not None
+        return self.server.log()
 
     def kill(self) -> None:
         """SIGKILL the whole process group (master and workers) and reap it."""
-        assert self.proc is not None
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(timeout=30)
+        assert self.server is not None
+        self.server.stop(signal.SIGKILL)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        if self.server is not None:
+            self.server.stop()
 
 
 # -- checking the store ----------------------------------------------------------------------
@@ -412,9 +401,7 @@ def run(rounds: int, seed: int, workdir: Path, large_mb: tuple[int, int] = (20, 
     unanswered: list[Upload] = []
     counter = 0
     started = time.monotonic()
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        port = int(s.getsockname()[1])
+    port = free_port(HOST)
     server = Serve(root, port, logs)
 
     def new(form: str, size: int = 0) -> Upload:

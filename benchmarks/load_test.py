@@ -29,20 +29,21 @@ import http.client
 import json
 import os
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from kzr_wsgi import DirectoryStore, Kind, Name
-from kzr_wsgi.errors import NotFound
-from kzr_wsgi.naming import SIDECAR_SUFFIX
+REPO = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(REPO / "tests")]
+
+from servers import free_port, spawn  # noqa: E402
+
+from kzr_wsgi import DirectoryStore, Kind, Name  # noqa: E402
+from kzr_wsgi.errors import NotFound  # noqa: E402
+from kzr_wsgi.naming import SIDECAR_SUFFIX  # noqa: E402
 
 HOST = "127.0.0.1"
 
@@ -69,48 +70,6 @@ class Counts:
         with self.lock:
             self.failed += 1
             self.errors[what] = self.errors.get(what, 0) + 1
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-@contextlib.contextmanager
-def running_server(root: Path, port: int, workers: int, threads: int,
-                   log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """``kzr-wsgi serve`` in its own process group, stopped (that group only) on exit."""
-    cmd = [sys.executable, "-m", "kzr_wsgi", "serve", "--root", str(root), "--host", HOST,
-           "--port", str(port), "--workers", str(workers), "--threads", str(threads)]
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"server exited with {proc.returncode}: "
-                                   f"{log_path.read_text(errors='replace')}")
-            try:
-                with socket.create_connection((HOST, port), timeout=0.5):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise TimeoutError("server did not start listening") from None
-                time.sleep(0.05)
-        yield proc
-    finally:
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=30)
 
 
 def _put(port: int, path: str, body: bytes, timeout: float) -> tuple[int, str | None]:
@@ -180,9 +139,12 @@ def run(concurrency: int, seconds: float, size: int, root: Path, workers: int,
         threads: int, timeout: float, log_path: Path) -> dict[str, object]:
     """Run the load against a fresh server over ``root``; the summary as a dict."""
     root.mkdir(parents=True, exist_ok=True)
-    port = _free_port()
+    port = free_port(HOST)
     counts = Counts()
-    with running_server(root, port, workers, threads, log_path) as proc:
+    # ``kzr-wsgi serve`` in its own process group, stopped (that group only) on exit.
+    cmd = [sys.executable, "-m", "kzr_wsgi", "serve", "--root", str(root), "--host", HOST,
+           "--port", str(port), "--workers", str(workers), "--threads", str(threads)]
+    with spawn(cmd, HOST, port, log_path) as server:
         store = DirectoryStore(root)
         started = time.monotonic()
         deadline = started + seconds
@@ -196,7 +158,7 @@ def run(concurrency: int, seconds: float, size: int, root: Path, workers: int,
             t.join(timeout=max(0.0, deadline - time.monotonic()) + timeout + 30)
         elapsed = time.monotonic() - started
         stuck = sum(t.is_alive() for t in pool)
-        alive = proc.poll() is None
+        alive = server.proc.poll() is None
     leftovers = [p for p in root.rglob("*") if p.is_file() and ".kzr" not in p.parts]
     with counts.lock:
         summary: dict[str, object] = {

@@ -23,7 +23,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import IO, Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -135,61 +135,37 @@ def speed(run: Run, f173: str, load_seconds: float) -> dict[str, Any]:
     }
 
 
+def _curl_put(port: int, path: str, source: str, header: str, stdin: IO[bytes] | None = None,
+              ) -> str:
+    """``curl -T SOURCE -H HEADER``; the status it printed ("-": the body from ``stdin``)."""
+    p = subprocess.run(
+        ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-T", source, "-H", header,
+         f"http://127.0.0.1:{port}{path}"],
+        stdin=stdin, capture_output=True, text=True, timeout=30,
+    )
+    return p.stdout
+
+
 def edges(run: Run) -> dict[str, Any]:
     out: dict[str, Any] = {}
     body = os.path.join(run.dir, "body2m")
     make_file(body, 2 << 20)
     # curl's own Expect handling: it waits up to 1 s for "100 Continue" before sending.
     t0 = time.time()
-    p = subprocess.run(
-        [
-            "curl",
-            "-sS",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "-T",
-            body,
-            "-H",
-            "Expect: 100-continue",
-            f"http://127.0.0.1:{run.port}/expect",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    status = _curl_put(run.port, "/expect", body, "Expect: 100-continue")
     e = run.entries()
     out["expect_100"] = {
-        "status": p.stdout,
+        "status": status,
         "s": round(time.time() - t0, 2),
         "read": e[-1]["read"] if e else None,
     }
     run.reset()
     # Chunked (curl from stdin with Transfer-Encoding: chunked).
     with open(body, "rb") as stdin:
-        p = subprocess.run(
-            [
-                "curl",
-                "-sS",
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{http_code}",
-                "-T",
-                "-",
-                "-H",
-                "Transfer-Encoding: chunked",
-                f"http://127.0.0.1:{run.port}/chunked",
-            ],
-            stdin=stdin,
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
+        status = _curl_put(run.port, "/chunked", "-", "Transfer-Encoding: chunked", stdin)
     e = run.entries()
     out["chunked"] = {
-        "status": p.stdout,
+        "status": status,
         "read": e[-1]["read"] if e else None,
         "input_terminated": e[-1]["input_terminated"] if e else None,
         "content_length": e[-1]["content_length"] if e else None,

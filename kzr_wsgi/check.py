@@ -64,6 +64,8 @@ STEPS = (
     (7, "credentials"),
 )
 
+_NUMBERS = {name: number for number, name in STEPS}
+
 #: What FreeSWITCH counts as success; any other code, other 2xx included, is a failure.
 FREESWITCH_OK = frozenset({200, 201, 202, 204})
 
@@ -178,27 +180,27 @@ class Checker:
         upload = self._put4(call_id, secrets.token_hex(16), 80)
         answer = upload.answer
         if answer.status is None:
-            self._add(Step(2, "kazoo-4x", FAIL,
-                           f"{answer.error} at {self.url.endpoint.netloc}: is the receiver "
-                           "running and reachable from here (host, port, firewall)?"))
+            self._step("kazoo-4x", FAIL,
+                       f"{answer.error} at {self.url.endpoint.netloc}: is the receiver "
+                       "running and reachable from here (host, port, firewall)?")
             return None
         if not answer.ok:
-            self._add(Step(2, "kazoo-4x", FAIL, _refusal_hint(answer, "an upload as Kazoo 4.x "
-                                                              "sends it")))
+            self._step("kazoo-4x", FAIL, _refusal_hint(answer, "an upload as Kazoo 4.x "
+                                                          "sends it"))
             return upload
         retry = self._send4(upload.target, upload.body, self.url.httpc_userinfo)
         if not retry.ok:
-            self._add(Step(2, "kazoo-4x", FAIL,
-                           f"the first upload got {answer.status}, the same again (a retry) "
-                           f"got {retry.describe()}: Kazoo retries up to ~30 times, and each "
-                           "retry of a stored recording must be answered 2xx"))
+            self._step("kazoo-4x", FAIL,
+                       f"the first upload got {answer.status}, the same again (a retry) "
+                       f"got {retry.describe()}: Kazoo retries up to ~30 times, and each "
+                       "retry of a stored recording must be answered 2xx")
         elif answer.status == 201 and retry.status == 201:
-            self._add(Step(2, "kazoo-4x", FAIL,
-                           "a retry of the same recording was answered 201 Created again: "
-                           "the receiver keeps a copy per retry (or says so); a repeated "
-                           "upload should be recognised and stored once"))
+            self._step("kazoo-4x", FAIL,
+                       "a retry of the same recording was answered 201 Created again: "
+                       "the receiver keeps a copy per retry (or says so); a repeated "
+                       "upload should be recognised and stored once")
         else:
-            self._add(Step(2, "kazoo-4x", PASS))
+            self._step("kazoo-4x", PASS)
         return upload
 
     def _freeswitch3(self) -> None:
@@ -207,24 +209,24 @@ class Checker:
         filename = f"{CALL_PREFIX}{self._call_id('3x')}@kzr-check.invalid.mp3"
         target = self.url.freeswitch(filename)
         if target is None:
-            self._add(Step(3, "freeswitch-3x", SKIP,
-                           "the URL has a query: 3.x appends the file name after it, so "
-                           "only Kazoo 4.x can use this URL"))
+            self._step("freeswitch-3x", SKIP,
+                       "the URL has a query: 3.x appends the file name after it, so "
+                       "only Kazoo 4.x can use this URL")
             return
         answer = libcurl_put(self.url.endpoint, target, silent_mp3(60),
                              userinfo=self.url.curl_userinfo, timeout=self.timeout)
         if answer.status in FREESWITCH_OK:
             note = None if answer.continued else (
                 "no '100 Continue' came: FreeSWITCH waits 1 s before sending each body")
-            self._add(Step(3, "freeswitch-3x", PASS, note))
+            self._step("freeswitch-3x", PASS, note)
         elif answer.ok:
-            self._add(Step(3, "freeswitch-3x", FAIL,
-                           f"answered {answer.status}: FreeSWITCH counts only 200, 201, 202 "
-                           "and 204 as success and retries anything else"))
+            self._step("freeswitch-3x", FAIL,
+                       f"answered {answer.status}: FreeSWITCH counts only 200, 201, 202 "
+                       "and 204 as success and retries anything else")
         else:
-            self._add(Step(3, "freeswitch-3x", FAIL,
-                           _refusal_hint(answer, "an upload as FreeSWITCH (3.x) sends it, "
-                                         "with an unencoded name and Expect: 100-continue")))
+            self._step("freeswitch-3x", FAIL,
+                       _refusal_hint(answer, "an upload as FreeSWITCH (3.x) sends it, "
+                                     "with an unencoded name and Expect: 100-continue"))
 
     def _two_recordings(self) -> None:
         """Step 4: start, stop, start in one call: one name, two recording ids."""
@@ -236,12 +238,12 @@ class Checker:
                 what = ("the first of two recordings of one call" if n == 1 else
                         "a second recording of the same call (same name, another "
                         "recording_id)")
-                self._add(Step(4, "two-recordings", FAIL, _refusal_hint(upload.answer, what)))
+                self._step("two-recordings", FAIL, _refusal_hint(upload.answer, what))
                 return
         if not self.read_back:
-            self._add(Step(4, "two-recordings", PASS,
-                           "both answered 2xx; not read back (add --read-back if the "
-                           "receiver serves GET)"))
+            self._step("two-recordings", PASS,
+                       "both answered 2xx; not read back (add --read-back if the "
+                       "receiver serves GET)")
             return
         for n, upload in enumerate((first, second), 1):
             got = self._get(upload.target)
@@ -257,9 +259,9 @@ class Checker:
                         f"then read back as {got.describe()} with {len(got.body)} bytes "
                         f"({len(upload.body)} were sent): the receiver did not keep it "
                         "where its URL finds it")
-            self._add(Step(4, "two-recordings", FAIL, hint))
+            self._step("two-recordings", FAIL, hint)
             return
-        self._add(Step(4, "two-recordings", PASS))
+        self._step("two-recordings", PASS)
 
     def _cut_short(self) -> None:
         """Step 5: a body cut short must not be taken."""
@@ -272,71 +274,75 @@ class Checker:
                                userinfo=self.url.httpc_userinfo,
                                timeout=min(self.timeout, 10.0))
         if answer.ok:
-            self._add(Step(5, "cut-short", FAIL,
-                           f"answered {answer.status} to a body cut short at {len(body) // 2} "
-                           f"of {len(body)} bytes: Kazoo takes a 2xx as stored for good, so "
-                           "the recording is kept half-written; compare the bytes received "
-                           "with Content-Length and answer 400 when they differ"))
+            self._step("cut-short", FAIL,
+                       f"answered {answer.status} to a body cut short at {len(body) // 2} "
+                       f"of {len(body)} bytes: Kazoo takes a 2xx as stored for good, so "
+                       "the recording is kept half-written; compare the bytes received "
+                       "with Content-Length and answer 400 when they differ")
             return
         if self.read_back:
             got = self._get(target)
             if got.status != 404:
-                self._add(Step(5, "cut-short", FAIL,
-                               f"the cut-short upload was refused ({answer.describe()}) but "
-                               f"its URL then answered {got.describe()} instead of 404: "
-                               "partial bytes were kept where a read finds them"))
+                self._step("cut-short", FAIL,
+                           f"the cut-short upload was refused ({answer.describe()}) but "
+                           f"its URL then answered {got.describe()} instead of 404: "
+                           "partial bytes were kept where a read finds them")
                 return
-        self._add(Step(5, "cut-short", PASS))
+        self._step("cut-short", PASS)
 
     def _read_back(self, first: _Upload) -> None:
         """Step 6: the bytes of step 2 come back, whole and by range."""
         if not self.read_back:
-            self._add(Step(6, "read-back", SKIP,
-                           "not asked for (--read-back, when the receiver serves GET)"))
+            self._step("read-back", SKIP,
+                       "not asked for (--read-back, when the receiver serves GET)")
             return
         if not first.answer.ok:
-            self._add(Step(6, "read-back", SKIP, "step 2's upload was not stored"))
+            self._step("read-back", SKIP, "step 2's upload was not stored")
             return
         got = self._get(first.target)
         if got.status != 200 or got.body != first.body:
-            self._add(Step(6, "read-back", FAIL,
-                           f"GET of a stored recording's URL answered {got.describe()} with "
-                           f"{len(got.body)} bytes ({len(first.body)} were stored): Kazoo plays "
-                           "recordings back from that URL; the receiver answered 2xx without "
-                           "keeping the file, or does not serve reads (serve --read-back)"))
+            self._step("read-back", FAIL,
+                       f"GET of a stored recording's URL answered {got.describe()} with "
+                       f"{len(got.body)} bytes ({len(first.body)} were stored): Kazoo plays "
+                       "recordings back from that URL; the receiver answered 2xx without "
+                       "keeping the file, or does not serve reads (serve --read-back)")
             return
         start, end = 100, 299
         ranged = self._get(first.target, [("range", f"bytes={start}-{end}")])
         if ranged.status != 206 or ranged.body != first.body[start : end + 1]:
-            self._add(Step(6, "read-back", FAIL,
-                           f"GET with Range: bytes={start}-{end} answered {ranged.describe()} "
-                           f"with {len(ranged.body)} bytes, not 206 with {end - start + 1}: "
-                           "players seek with Range"))
+            self._step("read-back", FAIL,
+                       f"GET with Range: bytes={start}-{end} answered {ranged.describe()} "
+                       f"with {len(ranged.body)} bytes, not 206 with {end - start + 1}: "
+                       "players seek with Range")
             return
-        self._add(Step(6, "read-back", PASS))
+        self._step("read-back", PASS)
 
     def _credentials(self, first: _Upload) -> None:
         """Step 7: the URL's credentials must be needed."""
         if self.url.raw_userinfo is None:
-            self._add(Step(7, "credentials", SKIP,
-                           "the URL carries no credentials (a receiver reachable by others "
-                           "should require them: serve --basic-auth USER:PASS)"))
+            self._step("credentials", SKIP,
+                       "the URL carries no credentials (a receiver reachable by others "
+                       "should require them: serve --basic-auth USER:PASS)")
             return
         answer = self._send4(first.target, first.body, None)
         if answer.status in (401, 403):
-            self._add(Step(7, "credentials", PASS))
+            self._step("credentials", PASS)
         elif answer.ok:
-            self._add(Step(7, "credentials", FAIL,
-                           f"the same upload without the URL's credentials was answered "
-                           f"{answer.status}: the receiver does not check them, so anyone who "
-                           "can reach it can store files; turn authentication on "
-                           "(serve --basic-auth USER:PASS with the URL's user and password)"))
+            self._step("credentials", FAIL,
+                       f"the same upload without the URL's credentials was answered "
+                       f"{answer.status}: the receiver does not check them, so anyone who "
+                       "can reach it can store files; turn authentication on "
+                       "(serve --basic-auth USER:PASS with the URL's user and password)")
         else:
-            self._add(Step(7, "credentials", FAIL,
-                           f"the same upload without credentials answered {answer.describe()}, "
-                           "not 401 or 403"))
+            self._step("credentials", FAIL,
+                       f"the same upload without credentials answered {answer.describe()}, "
+                       "not 401 or 403")
 
     # -- requests -------------------------------------------------------------------------
+
+    def _step(self, name: str, status: str, hint: str | None = None) -> None:
+        """Record step ``name``'s verdict (its number is the one :data:`STEPS` gives it)."""
+        self._add(Step(_NUMBERS[name], name, status, hint))
 
     def _add(self, step: Step) -> None:
         self.steps.append(step)

@@ -81,10 +81,11 @@ def main() -> None:
 @config_option()
 @click.option("--root", type=click.Path(file_okay=False), default="./recordings",
               show_default=True, help="Directory recordings are stored under (created if missing).")
-@click.option("--host", default="127.0.0.1", show_default=True,
+@click.option("--host", default="127.0.0.1", show_default=True, metavar="ADDRESS",
               help="Address to listen on. Kazoo will not upload to 127.0.0.1: use a routable one.")
-@click.option("--port", type=int, default=8080, show_default=True)
-@click.option("--prefix", default="/", show_default=True,
+@click.option("--port", type=int, default=8080, show_default=True,
+              metavar="PORT", help="TCP port to listen on.")
+@click.option("--prefix", default="/", show_default=True, metavar="PATH",
               help="URL path Kazoo's `url` points at.")
 @click.option("--workers", type=click.IntRange(1, 64), default=DEFAULT_WORKERS,
               show_default=True, help="Worker processes.")
@@ -94,7 +95,7 @@ def main() -> None:
               help="Largest body accepted; larger ones get 413 and nothing is kept.")
 @click.option("--accept-caller/--no-accept-caller", default=True, show_default=True,
               help="Take record_caller's bare <CALL_ID>.<EXT> names too.")
-@click.option("--attachments-prefix", default=None,
+@click.option("--attachments-prefix", default=None, metavar="PATH",
               help="Serve a Kazoo storage plan (handler http) under this path, e.g. /store.")
 @click.option("--attachments-base64", is_flag=True,
               help="The plan sets base64_encode_data: decode multipart file parts.")
@@ -141,7 +142,7 @@ def main() -> None:
 @click.option("--ui", "ui_on", is_flag=True,
               help="Serve the search-and-listen page and its JSON API under --ui-prefix, "
                    "behind viewers (--viewer, --viewer-file). Needs a catalog.")
-@click.option("--ui-prefix", default="/ui", show_default=True,
+@click.option("--ui-prefix", default="/ui", show_default=True, metavar="PATH",
               help="URL path of the page; every URL below it is the UI's, never an upload.")
 @click.option("--viewer", "viewers", multiple=True, metavar="USER:PASS", envvar="KZR_VIEWER",
               help="A viewer who sees every account (HTTP Basic; never an upload credential). "
@@ -334,6 +335,9 @@ def _housekeeping(options: dict[str, Any], store: Any, config: Config | None) ->
         click.echo(f"kzr-wsgi: retention {config.retention.describe()}; pruned every "
                    f"{format_age(config.retention.interval)} by one housekeeper per store",
                    err=True)
+    if any(job.name == "sweep" for job in jobs):
+        click.echo("kzr-wsgi: the bucket's leftovers (unfinished uploads, unindexed objects) "
+                   "are swept daily by one housekeeper per store", err=True)
     # In the master, once the workers run (threads do not survive their fork).
     for hook, action in (("when_ready", keeper.start), ("on_exit", keeper.stop)):
         options[hook] = _then(options.get(hook), action)

@@ -9,6 +9,7 @@ process so a test can kill it. Every server is stopped when its ``with`` block e
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import os
 import signal
@@ -47,6 +48,34 @@ def wait_listening(
         except OSError:
             time.sleep(0.05)
     raise TimeoutError(f"nothing listening on {host}:{port} after {timeout}s")
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What a plain client request got back."""
+
+    status: int
+    headers: http.client.HTTPMessage
+    body: bytes
+
+
+def request(port: int, method: str, path: str, body: bytes | None = None,
+            host: str = "127.0.0.1", timeout: float = 30) -> Answer:
+    """One request as a plain client sends it (``http.client``, a new connection)."""
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        headers = {"Content-Type": "audio/mpeg"} if body is not None else {}
+        conn.request(method, path, body=body, headers=headers)
+        resp = conn.getresponse()
+        return Answer(resp.status, resp.headers, resp.read())
+    finally:
+        conn.close()
+
+
+def get(port: int, path: str) -> tuple[int, bytes]:
+    """GET ``path``: the status and the body."""
+    answer = request(port, "GET", path)
+    return answer.status, answer.body
 
 
 def tree_rss(pid: int) -> int:

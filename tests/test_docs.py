@@ -25,7 +25,7 @@ from pathlib import Path
 
 import click
 import pytest
-from servers import Server, free_port, spawn
+from servers import Server, free_port, get, request, spawn
 
 from kzr_wsgi.cli import main
 
@@ -272,24 +272,8 @@ def test_every_python_sample_parses_and_imports_what_exists() -> None:
 
 
 def put(port: int, path: str, body: bytes) -> tuple[int, str | None]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    try:
-        conn.request("PUT", path, body=body, headers={"Content-Type": "audio/mpeg"})
-        resp = conn.getresponse()
-        resp.read()
-        return resp.status, resp.getheader("ETag")
-    finally:
-        conn.close()
-
-
-def get(port: int, path: str) -> tuple[int, bytes]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    try:
-        conn.request("GET", path)
-        resp = conn.getresponse()
-        return resp.status, resp.read()
-    finally:
-        conn.close()
+    answer = request(port, "PUT", path, body)
+    return answer.status, answer.headers.get("ETag")
 
 
 def gunicorn(tmp_path: Path, app: str, root: Path) -> contextlib.AbstractContextManager[Server]:

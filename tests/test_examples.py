@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import http.client
 import importlib.util
 import json
 import os
@@ -18,7 +17,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from servers import free_port, spawn, wsgi_server
+from servers import free_port, get, request, spawn, wsgi_server
 from werkzeug.test import Client
 
 from kzr_wsgi.server import gunicorn_options
@@ -41,23 +40,8 @@ def load_example(name: str) -> ModuleType:
 
 
 def put(port: int, path: str, body: bytes) -> tuple[int, bytes]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    try:
-        conn.request("PUT", path, body=body, headers={"Content-Type": "audio/mpeg"})
-        resp = conn.getresponse()
-        return resp.status, resp.read()
-    finally:
-        conn.close()
-
-
-def get(port: int, path: str) -> tuple[int, bytes]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    try:
-        conn.request("GET", path)
-        resp = conn.getresponse()
-        return resp.status, resp.read()
-    finally:
-        conn.close()
+    answer = request(port, "PUT", path, body)
+    return answer.status, answer.body
 
 
 def recordings_under(root: Path) -> list[Path]:

@@ -14,7 +14,7 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -378,22 +378,26 @@ def test_a_retry_stored_after_a_crash_survives_the_rerun(
     assert [e["location"] for e in deletions(store)].count(cut["location"]) == 1
 
 
+def two_at_once(prune: Callable[[], subprocess.CompletedProcess[str]]) -> list[str]:
+    """Run ``prune`` twice at the same time; both must succeed. What they say they removed."""
+    results: list[subprocess.CompletedProcess[str]] = []
+    threads = [threading.Thread(target=lambda: results.append(prune())) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(r.returncode == 0 for r in results), [r.stderr for r in results]
+    return [line.split()[1] for r in results for line in r.stdout.splitlines()
+            if line.startswith("removed")]
+
+
 @pytest.mark.slow
 def test_two_prunes_at_once_delete_each_thing_once(
         disk: tuple[DirectoryStore, dict[str, str]], tmp_path: Path) -> None:
     store, locations = disk
     config = tmp_path / "policy.toml"
     config.write_text(POLICY)
-    results: list[subprocess.CompletedProcess[str]] = []
-    threads = [threading.Thread(target=lambda: results.append(run_prune(store.root, config)))
-               for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert all(r.returncode == 0 for r in results), [r.stderr for r in results]
-    removed = [line.split()[1] for r in results for line in r.stdout.splitlines()
-               if line.startswith("removed")]
+    removed = two_at_once(lambda: run_prune(store.root, config))
     assert sorted(removed) == sorted(locations[c] for c in expected_pruned())
     trail = deletions(store)
     assert sorted(e["location"] for e in trail) == sorted(removed)
@@ -576,16 +580,7 @@ def test_s3_two_prunes_at_once(s3: tuple[Any, dict[str, str]], s3_bucket: tuple[
     _, bucket = s3_bucket
     config = tmp_path / "policy.toml"
     config.write_text(POLICY)
-    results: list[subprocess.CompletedProcess[str]] = []
-    threads = [threading.Thread(target=lambda: results.append(
-        run_s3_prune(bucket, moto_endpoint, config))) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert all(r.returncode == 0 for r in results), [r.stderr for r in results]
-    removed = [line.split()[1] for r in results for line in r.stdout.splitlines()
-               if line.startswith("removed")]
+    removed = two_at_once(lambda: run_s3_prune(bucket, moto_endpoint, config))
     assert sorted(removed) == sorted(locations[c] for c in expected_pruned())
     assert sorted(e["location"] for e in deletions(store)) == sorted(removed)
     assert call_ids(store) == {s.call_id for s in DATASET} - expected_pruned()

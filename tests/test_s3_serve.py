@@ -48,6 +48,7 @@ BUCKET = "rec"
 PREFIX = "kazoo/"
 S3_URL = "s3://rec/kazoo"
 INDEX = PREFIX + ".kzr/index/"
+LEASE = PREFIX + ".kzr/housekeeper.lease"
 #: Above the store's 8 MiB single-PUT threshold: sent as a multipart upload.
 LARGE = 9 * MiB + 12345
 REPO = Path(__file__).resolve().parent.parent
@@ -92,11 +93,16 @@ def rec(moto_endpoint: str, aws_env: dict[str, str]) -> Iterator[Any]:
         empty_bucket(client, BUCKET)
 
 
-def all_keys(client: Any) -> list[str]:
+def all_keys(client: Any, *, lease: bool = False) -> list[str]:
+    """Every key in the bucket; the housekeeper's lease only when ``lease``.
+
+    ``serve --s3`` runs a housekeeper (it sweeps the bucket daily) whose lease object
+    lives while it serves: the store's state, not a copy, so left out by default.
+    """
     keys: list[str] = []
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET):
         keys += [item["Key"] for item in page.get("Contents", [])]
-    return sorted(keys)
+    return sorted(k for k in keys if lease or k != LEASE)
 
 
 def uploads(client: Any) -> list[dict[str, Any]]:

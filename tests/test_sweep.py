@@ -36,8 +36,10 @@ from test_s3_serve import (
 
 from kzr_wsgi.errors import StoreUnavailable
 from kzr_wsgi.faults import CRASH_AT_ENV
+from kzr_wsgi.housekeeping.housekeeper import Housekeeper, jobs_for, lease_for
 from kzr_wsgi.housekeeping.sweep import OBJECT, SIDECAR, UNINDEXED_MIN_AGE, UPLOAD, sweep_s3
 from kzr_wsgi.naming import SIDECAR_SUFFIX
+from kzr_wsgi.stores import DirectoryStore, FanOut
 from kzr_wsgi.stores.s3 import S3Store
 
 pytest_plugins = ["s3server"]
@@ -89,14 +91,15 @@ def test_host_killed_before_its_index_entry_leaves_an_object_sweep_removes_alone
     rec.put_object(Bucket=BUCKET, Key="other/call_recording_x.mp3", Body=b"not ours")
     rec.put_object(Bucket=BUCKET, Key=PREFIX + "README.txt", Body=b"an operator's note")
     outside = rec.create_multipart_upload(Bucket=BUCKET, Key="other/big.mp3")["UploadId"]
-    # A host killed mid-upload (an unfinished upload under the prefix) ...
-    rec.create_multipart_upload(Bucket=BUCKET, Key=PREFIX + "call/a/2024/01/01/x~t.mp3")
-    # ... and one killed between completing its object and writing the index entry.
+    # A host killed between completing its object and writing the index entry ...
     cid = _hex()
     target = f"/call_recording_{cid}.mp3?" + query_4x(cid, "r-dies")
     body = os.urandom(300_000)
     with serve_s3(tmp_path, moto_endpoint, name="dies", env={CRASH_AT_ENV: point}) as srv:
         assert unanswered(srv.port, target, body)
+    # ... and one killed mid-upload (an unfinished upload under the prefix; made after
+    # that serve, whose housekeeper sweeps at start, and moto dates uploads to 2010).
+    rec.create_multipart_upload(Bucket=BUCKET, Key=PREFIX + "call/a/2024/01/01/x~t.mp3")
     [orphan] = [k for k in all_keys(rec) if cid in k and not k.endswith(SIDECAR_SUFFIX)]
     assert not inventory(rec).entries_of_call(cid)  # never indexed
     with_sidecar = point == "s3.sidecar"
@@ -184,6 +187,45 @@ def test_sweep_command_reports_and_removes_unfinished_uploads(
     assert no_s3.returncode == 2 and "sweep works on a bucket" in no_s3.stderr
     for upload in uploads(rec):
         rec.abort_multipart_upload(Bucket=BUCKET, Key=upload["Key"], UploadId=upload["UploadId"])
+
+
+# -- the housekeeper sweeps by itself -------------------------------------------------------
+
+
+def test_housekeeper_sweeps_each_s3_store_daily(
+    rec: Any, moto_endpoint: str, tmp_path: Path,
+) -> None:
+    store = S3Store.from_url(S3_URL, endpoint_url=moto_endpoint)
+    disk = DirectoryStore(tmp_path / "recordings")
+    assert jobs_for(disk, None) == []  # a disk store sweeps itself, in every process
+    [job] = jobs_for(store, None)
+    assert (job.name, job.every) == ("sweep", timedelta(days=1))
+    [in_fanout] = jobs_for(FanOut(store, disk), None)
+    assert in_fanout.name == "sweep"
+    # moto dates uploads to 2010: older than the default age of a day.
+    rec.create_multipart_upload(Bucket=BUCKET, Key=PREFIX + "call/a/x~t.mp3")
+    rec.create_multipart_upload(Bucket=BUCKET, Key="other/y.mp3")
+    keeper = Housekeeper([job], lease_for(store))
+    [line] = keeper.run_once()
+    assert line.startswith("housekeeper: sweep: 1 leftover(s) in s3://rec/kazoo/, 1 removed in ")
+    assert [u["Key"] for u in uploads(rec)] == ["other/y.mp3"]
+    assert all_keys(rec, lease=True) == [PREFIX + ".kzr/housekeeper.lease"]
+    assert keeper.run_once() == []  # not due again for a day
+    keeper.stop()
+    assert all_keys(rec, lease=True) == []  # the lease is given up
+    rec.abort_multipart_upload(Bucket=BUCKET, Key="other/y.mp3",
+                               UploadId=uploads(rec)[0]["UploadId"])
+
+
+@pytest.mark.slow
+def test_serve_s3_sweeps_at_start(rec: Any, moto_endpoint: str, tmp_path: Path) -> None:
+    rec.create_multipart_upload(Bucket=BUCKET, Key=PREFIX + "call/a/x~t.mp3")
+    with serve_s3(tmp_path, moto_endpoint) as srv:
+        deadline = time.monotonic() + 30
+        while uploads(rec):
+            assert time.monotonic() < deadline, srv.log()
+            time.sleep(0.2)
+    assert all_keys(rec, lease=True) == []  # stopped: the lease is given up
 
 
 # -- serve --s3 fails fast --------------------------------------------------------------------

@@ -3,23 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-import click
 import pytest
-from click.testing import CliRunner
+from test_cli import start
 
-from kzr_wsgi import KazooRecordings, cli
+from kzr_wsgi import KazooRecordings
 from kzr_wsgi.ui import SearchUI
-
-
-def start(monkeypatch: pytest.MonkeyPatch, args: list[str], env: dict[str, str] | None = None
-          ) -> tuple[click.testing.Result, list[tuple[Any, dict[str, Any]]]]:
-    """Invoke ``serve`` with gunicorn replaced by a recorder of what it would have run."""
-    started: list[tuple[Any, dict[str, Any]]] = []
-    monkeypatch.setattr(cli, "run", lambda app, options: started.append((app, options)))
-    result = CliRunner().invoke(cli.main, ["serve", *args], env=env)
-    return result, started
 
 
 def test_serve_ui_mounts_the_page_in_front_of_the_receiver(

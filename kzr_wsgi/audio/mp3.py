@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import NamedTuple
 
+from ._blocks import skip_ahead
+
 #: Consecutive agreeing headers needed before frames are believed.
 LOCK_FRAMES = 4
 
@@ -188,11 +190,9 @@ class Mp3Parser:
         if self._gave_up:
             return
         if self._skip:
-            if len(block) <= self._skip:
-                self._skip -= len(block)
+            block, self._skip = skip_ahead(block, self._skip)
+            if not block:
                 return
-            block = block[self._skip :]
-            self._skip = 0
         data, start = block, 0
         if self._pending:
             # Decide the few undecided bytes together with the start of the block, then

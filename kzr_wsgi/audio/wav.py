@@ -20,6 +20,8 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
+from ._blocks import skip_ahead
+
 #: A 16-bit sample within +- this is silence.
 SILENCE = 64
 #: Sizes that mean "not filled in": libsndfile's at open, streaming writers' "to the end".
@@ -120,11 +122,9 @@ class WavParser:
         if state in ("after", "stop"):
             return
         if self._skip:
-            if len(block) <= self._skip:
-                self._skip -= len(block)
+            block, self._skip = skip_ahead(block, self._skip)
+            if not block:
                 return
-            block = block[self._skip :]
-            self._skip = 0
         data = self._pending + block if self._pending else block
         pos = self._headers(data)
         self._pending = b""

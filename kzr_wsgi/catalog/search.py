@@ -12,6 +12,7 @@ parameter style where their drivers differ (see :mod:`kzr_wsgi.catalog.backend`)
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -141,14 +142,7 @@ def where_clause(query: Query, snapshot: int | None,
         params["account_id"] = clean_text(query.account_id)
         terms.append("account_id = :account_id")
     if query.scope is not None:
-        if not query.scope:
-            terms.append("1 = 0")
-        else:
-            names = []
-            for i, account in enumerate(sorted(set(query.scope))):
-                params[f"scope{i}"] = clean_text(account)
-                names.append(f":scope{i}")
-            terms.append(f"account_id IN ({', '.join(names)})")
+        terms.append(_one_of("account_id", "scope", map(clean_text, query.scope), params))
     if query.since is not None:
         params["since"] = micros(query.since)
         terms.append("sort_us >= :since")
@@ -165,11 +159,7 @@ def where_clause(query: Query, snapshot: int | None,
     elif query.flagged:
         terms.append("flagged = 1")
     if query.kinds:
-        names = []
-        for i, kind in enumerate(sorted(set(query.kinds))):
-            params[f"kind{i}"] = kind
-            names.append(f":kind{i}")
-        terms.append(f"kind IN ({', '.join(names)})")
+        terms.append(_one_of("kind", "kind", query.kinds, params))
     if not query.self_test:
         terms.append("self_test = 0")
     if query.received_since is not None:
@@ -184,6 +174,18 @@ def where_clause(query: Query, snapshot: int | None,
         params["max_seq"] = snapshot
         terms.append("seq <= :max_seq")
     return (" AND ".join(terms) or "1 = 1"), params
+
+
+def _one_of(column: str, name: str, values: Iterable[str], params: dict[str, Any]) -> str:
+    """``column IN (:name0, …)`` for the distinct ``values``, added to ``params``.
+
+    Sorted, so that one set of values is always one statement; ``1 = 0`` for none.
+    """
+    names = []
+    for i, value in enumerate(sorted(set(values))):
+        params[f"{name}{i}"] = value
+        names.append(f":{name}{i}")
+    return f"{column} IN ({', '.join(names)})" if names else "1 = 0"
 
 
 def select_page(query: Query, snapshot: int | None,

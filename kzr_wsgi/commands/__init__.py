@@ -2,7 +2,9 @@
 
 Every command that works on a store (``ls``, ``reindex``, ``verify``, ``prune``,
 ``sweep``, …) takes the same options through :func:`store_options` and gets a
-:class:`StoreSpec`, so "which store, which catalog" is decided in one place.
+:class:`StoreSpec`, so "which store, which catalog" is decided in one place. Every
+age option (``--older-than``) is an :class:`Age` and every ``--since``/``--until`` a
+:class:`When`, so each is spelled, checked and shown alike in every command.
 Each topic's commands live in a module of this package; :mod:`kzr_wsgi.cli`
 registers them on the ``kzr-wsgi`` group.
 """
@@ -12,12 +14,14 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
-from ..catalog import ROOT_CATALOG, Catalog, open_catalog
+from ..ages import AgeError, parse_age
+from ..catalog import ROOT_CATALOG, Catalog, open_catalog, parse_when
 from ..config import STORE_KEYS, Config, config_option
 from ..recording import Handler
 from ..stores import DirectoryStore, FanOut
@@ -26,6 +30,39 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 #: Where ``serve`` and every other command look when neither ``--root`` nor ``--s3`` is given.
 DEFAULT_ROOT = "./recordings"
+
+
+class Age(click.ParamType):  # type: ignore[type-arg]
+    """An age option: ``90d``, ``12w``, ``2y``, ``0s`` (see :mod:`kzr_wsgi.ages`)."""
+
+    name = "age"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> timedelta:
+        if isinstance(value, timedelta):
+            return value
+        try:
+            return parse_age(str(value))
+        except AgeError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+class When(click.ParamType):  # type: ignore[type-arg]
+    """A date (``2026-01-31``, UTC) or an ISO 8601 time; ``end`` makes a date its last moment."""
+
+    name = "when"
+
+    def __init__(self, end: bool = False) -> None:
+        self.end = end
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> datetime:
+        if isinstance(value, datetime):
+            return value
+        try:
+            return parse_when(str(value), end=self.end)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
 
 
 @dataclass(frozen=True)
@@ -93,10 +130,11 @@ def store_options(func: F) -> F:
     @click.option("--s3", "s3_url", default=None, metavar="s3://BUCKET/PREFIX",
                   envvar=["KZR_S3", "KZR_S3_URL"], help="The store's bucket (as `serve --s3`).")
     @click.option("--s3-endpoint", default=None, metavar="URL", envvar="KZR_S3_ENDPOINT",
-                  help="S3 API endpoint for S3-compatible servers.")
+                  help="S3 API endpoint for S3-compatible servers, e.g. http://minio:9000 "
+                       "(as `serve --s3-endpoint`).")
     @click.option("--catalog", "catalog_url", default=None, metavar="URL", envvar="KZR_CATALOG",
-                  help="The catalog: postgresql://… or sqlite:///PATH (default: the SQLite "
-                       "catalog under --root).")
+                  help="The catalog: postgresql://… or sqlite:///PATH (as `serve --catalog`; "
+                       "default: the SQLite catalog under --root).")
     @config_option(only=STORE_KEYS)
     def wrapper(root: str, s3_url: str | None, s3_endpoint: str | None,
                 catalog_url: str | None, config: Config | None, **kwargs: Any) -> Any:

@@ -19,31 +19,13 @@ from typing import Any
 import click
 
 from ..audio import FLAGS
-from ..catalog import Query, Row, parse_when
+from ..catalog import Query, Row
 from ..catalog.reindex import IndexedStore
 from ..catalog.reindex import reindex as run_reindex
 from ..housekeeping.verify import Finding, selected
 from ..housekeeping.verify import verify as run_verify
 from ..stores import DirectoryStore, FanOut
-from . import StoreSpec, store_options
-
-
-class When(click.ParamType):  # type: ignore[type-arg]
-    """A date (``2026-01-31``, UTC) or an ISO 8601 time; ``end`` makes a date its last moment."""
-
-    name = "when"
-
-    def __init__(self, end: bool = False) -> None:
-        self.end = end
-
-    def convert(self, value: Any, param: click.Parameter | None,
-                ctx: click.Context | None) -> datetime:
-        if isinstance(value, datetime):
-            return value
-        try:
-            return parse_when(str(value), end=self.end)
-        except ValueError as exc:
-            self.fail(str(exc), param, ctx)
+from . import StoreSpec, When, store_options
 
 
 @click.command("ls")
@@ -54,10 +36,12 @@ class When(click.ParamType):  # type: ignore[type-arg]
               help="from, to or caller_id_number is N (an @realm is ignored on both sides).")
 @click.option("--account", "account_id", default=None, metavar="ID",
               help="Only this account (as Kazoo sent it).")
-@click.option("--since", type=When(), default=None, metavar="DATE|TIME",
-              help="Started (else received) at or after this; a bare date is UTC midnight.")
-@click.option("--until", type=When(end=True), default=None, metavar="DATE|TIME",
-              help="Started (else received) at or before this; a bare date takes the whole day.")
+@click.option("--since", type=When(), default=None,
+              help="Only recordings started (else received) at or after WHEN: a date "
+                   "(UTC midnight) or an ISO 8601 time.")
+@click.option("--until", type=When(end=True), default=None,
+              help="Only recordings started (else received) at or before WHEN: a date "
+                   "(the whole day, UTC) or an ISO 8601 time.")
 @click.option("--flag", "flags", multiple=True, type=click.Choice(FLAGS),
               help="Audio with this flag; repeat for any of several.")
 @click.option("--flagged", is_flag=True, help="Audio with any flag.")
@@ -113,8 +97,9 @@ def reindex(spec: StoreSpec, inspect: bool) -> None:
 
 
 @click.command()
-@click.option("--since", type=When(), default=None, metavar="DATE|TIME",
-              help="Only copies received at or after this (a bare date is UTC midnight).")
+@click.option("--since", type=When(), default=None,
+              help="Only copies received at or after WHEN: a date (UTC midnight) or an ISO "
+                   "8601 time.")
 @store_options
 def verify(spec: StoreSpec, since: datetime | None) -> None:
     """Read every stored copy back: report missing, changed and flagged ones.

@@ -12,15 +12,13 @@ from typing import Any
 
 import click
 
-from ..ages import AgeError, parse_age
 from ..errors import KzrError
 from ..housekeeping.audit import AuditTrail
 from ..housekeeping.holds import Hold, Holds, add_hold, remove_hold
 from ..housekeeping.retention import DEFAULT_KINDS, Item, Selection
 from ..housekeeping.retention import prune as run_prune
 from ..housekeeping.state import state_for
-from . import StoreSpec, store_options
-from .catalog import When
+from . import Age, StoreSpec, When, store_options
 
 
 def _state(spec: StoreSpec) -> Any:
@@ -31,28 +29,12 @@ def _state(spec: StoreSpec) -> Any:
         raise click.ClickException(str(exc)) from exc
 
 
-class Age(click.ParamType):  # type: ignore[type-arg]
-    """An age option: ``90d``, ``12w``, ``2y``, ``0s`` (see :mod:`kzr_wsgi.ages`)."""
-
-    name = "age"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None
-                ) -> Any:
-        if not isinstance(value, str):
-            return value
-        try:
-            return parse_age(value)
-        except AgeError as exc:
-            self.fail(str(exc), param, ctx)
-
-
 # -- prune ---------------------------------------------------------------------------------
 
 
 @click.command()
-@store_options
-@click.option("--older-than", type=Age(), default=None, metavar="AGE",
-              help="Remove recordings older than this (90d, 12w, 2y, 0s), measured from "
+@click.option("--older-than", type=Age(), default=None,
+              help="Remove recordings older than AGE (90d, 12w, 2y, 0s), measured from "
                    "Kazoo's start, else the time received. Without it, the config file's "
                    "[retention] policy decides.")
 @click.option("--account", "accounts", multiple=True, metavar="ID",
@@ -62,6 +44,7 @@ class Age(click.ParamType):  # type: ignore[type-arg]
                    "attachments only when named). Repeatable.")
 @click.option("--dry-run", is_flag=True,
               help="List exactly what would be removed, and the bytes; remove nothing.")
+@store_options
 def prune(spec: StoreSpec, older_than: Any, accounts: tuple[str, ...], kinds: tuple[str, ...],
           dry_run: bool) -> None:
     """Remove recordings past their retention, except those on hold; audit each removal."""
@@ -97,11 +80,14 @@ def hold() -> None:
 
 
 @hold.command("add")
+@click.option("--call-id", default=None, metavar="ID", help="Hold every recording of this call.")
+@click.option("--recording-id", default=None, metavar="ID",
+              help="Hold this recording (Kazoo's recording id).")
+@click.option("--account", "account_id", default=None, metavar="ID",
+              help="Hold every recording of this account.")
+@click.option("--reason", required=True, metavar="TEXT",
+              help="Why (a case number, a request): kept and audited.")
 @store_options
-@click.option("--call-id", default=None, help="Hold every recording of this call.")
-@click.option("--recording-id", default=None, help="Hold this recording (Kazoo's recording id).")
-@click.option("--account", "account_id", default=None, help="Hold every recording of this account.")
-@click.option("--reason", required=True, help="Why (a case number, a request): kept and audited.")
 def hold_add(spec: StoreSpec, call_id: str | None, recording_id: str | None,
              account_id: str | None, reason: str) -> None:
     """Place a hold by call id, recording id or account; print its id."""
@@ -120,8 +106,8 @@ def hold_add(spec: StoreSpec, call_id: str | None, recording_id: str | None,
 
 
 @hold.command("rm")
-@store_options
 @click.argument("hold_id")
+@store_options
 def hold_rm(spec: StoreSpec, hold_id: str) -> None:
     """Lift the hold HOLD_ID."""
     state = _state(spec)
@@ -133,8 +119,8 @@ def hold_rm(spec: StoreSpec, hold_id: str) -> None:
 
 
 @hold.command("ls")
-@store_options
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@store_options
 def hold_ls(spec: StoreSpec, as_json: bool) -> None:
     """List the holds: id, selector, reason, who, when."""
     try:
@@ -153,12 +139,14 @@ def hold_ls(spec: StoreSpec, as_json: bool) -> None:
 
 
 @click.command()
-@store_options
-@click.option("--since", type=When(), default=None, help="From this date or time (UTC).")
+@click.option("--since", type=When(), default=None,
+              help="Only events at or after WHEN: a date (UTC midnight) or an ISO 8601 time.")
 @click.option("--until", type=When(end=True), default=None,
-              help="Up to this date (the whole day) or time.")
-@click.option("--call-id", default=None, help="Only events of this call.")
+              help="Only events at or before WHEN: a date (the whole day, UTC) or an ISO "
+                   "8601 time.")
+@click.option("--call-id", default=None, metavar="ID", help="Only events of this call id.")
 @click.option("--json", "as_json", is_flag=True, help="The events as JSON lines, as stored.")
+@store_options
 def audit(spec: StoreSpec, since: datetime | None, until: datetime | None,
           call_id: str | None, as_json: bool) -> None:
     """Print the audit trail: deletions and holds added or removed, oldest first."""

@@ -8,38 +8,39 @@
 Unfinished multipart uploads older than ``--older-than`` are aborted; complete objects
 no index entry names (never served, never acknowledged) are removed with their
 sidecars, never before they are 10 minutes old. Each is reported on a line of its own.
-A directory store needs no command: it sweeps itself at start-up and every few seconds
-while serving. See :mod:`kzr_wsgi.housekeeping.sweep`.
+``serve --s3`` runs the same sweep daily by itself (its housekeeper); this command is for
+cron, or for a bucket no ``serve`` runs on. A directory store needs no command: it sweeps
+itself at start-up and every few seconds while serving. See
+:mod:`kzr_wsgi.housekeeping.sweep` and :mod:`kzr_wsgi.housekeeping.housekeeper`.
 """
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import click
 
-from ..ages import AgeError, parse_age
+from ..ages import format_age
 from ..errors import StoreUnavailable
-from . import StoreSpec, store_options
+from ..housekeeping.sweep import DEFAULT_OLDER_THAN, outcome, summary, sweep_s3
+from . import Age, StoreSpec, store_options
 
 
 @click.command("sweep")
-@click.option("--older-than", default="1d", show_default=True, metavar="AGE",
-              help="Only what is older than this: a whole number and s, h, d, w or y "
-                   "(0s allowed). Complete objects are never removed before 10 minutes.")
+@click.option("--older-than", "age", type=Age(), default=format_age(DEFAULT_OLDER_THAN),
+              show_default=True,
+              help="Only what is older than AGE (90d, 12w, 2y, 0s). Complete objects are "
+                   "never removed before they are 10 minutes old.")
 @click.option("--dry-run", is_flag=True, help="Report what would be removed; remove nothing.")
 # Innermost: store_options' wrapper takes over the parameters declared above it only.
 @store_options
-def sweep_command(spec: StoreSpec, older_than: str, dry_run: bool) -> None:
+def sweep_command(spec: StoreSpec, age: timedelta, dry_run: bool) -> None:
     """Remove unfinished uploads and unindexed objects a killed host left in the bucket."""
-    try:
-        age = parse_age(older_than)
-    except AgeError as exc:
-        raise click.BadParameter(str(exc), param_hint="--older-than") from exc
     if spec.s3_url is None:
         raise click.UsageError(
             "sweep works on a bucket: give --s3 s3://BUCKET/PREFIX (a directory store "
             "sweeps itself at start-up and while serving)")
     try:
-        from ..housekeeping.sweep import sweep_s3
         from ..stores.s3 import S3Store
     except ImportError as exc:
         raise click.ClickException(f"--s3 needs boto3: pip install 'kzr_wsgi[s3]' ({exc})"
@@ -53,13 +54,8 @@ def sweep_command(spec: StoreSpec, older_than: str, dry_run: bool) -> None:
         for leftover, gone in sweep_s3(store, age, dry_run=dry_run):
             found += 1
             removed += gone
-            verb = "would remove" if dry_run else "removed" if gone else "kept (now indexed)"
-            click.echo(f"{verb} {leftover.describe()}")
+            click.echo(f"{outcome(gone, dry_run)} {leftover.describe()}")
     except StoreUnavailable as exc:
         raise click.ClickException(f"{exc} (after {found} leftover(s), {removed} removed)"
                                    ) from exc
-    if not found:
-        click.echo(f"nothing to sweep in {store.url_for(store.prefix)} older than {older_than}")
-    else:
-        click.echo(f"{found} leftover(s) in {store.url_for(store.prefix)}, "
-                   f"{'none removed (dry run)' if dry_run else f'{removed} removed'}")
+    click.echo(summary(store, found, removed, age, dry_run))

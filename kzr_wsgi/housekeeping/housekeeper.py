@@ -1,7 +1,7 @@
 """The housekeeper: periodic work for a store, done by one process among all that serve it.
 
-``kzr-wsgi serve --config FILE`` with a ``[retention]`` table starts one in its master
-process; however many workers, processes and hosts serve the same store, exactly one
+``kzr-wsgi serve`` starts one in its master process whenever :func:`jobs_for` gives it
+work; however many workers, processes and hosts serve the same store, exactly one
 housekeeper at a time does the work, chosen by a :class:`Lease`:
 
 * a disk store: an ``flock`` on ``ROOT/.kzr/housekeeper.lock`` (it vanishes with its
@@ -13,13 +13,28 @@ housekeeper at a time does the work, chosen by a :class:`Lease`:
   when its holder stops renewing it.
 
 The work is a list of :class:`Job` (each a name, an interval and a function returning a
-summary line): pruning by the retention policy today; sweeps and catalog repairs are
-more jobs of the same kind. Each run is logged as one line.
+summary line); each run is logged as one line. Which periodic work runs where, and why:
 
-    keeper = Housekeeper([prune_job(store, policy)], DiskLease(root))
+* **Here, once per store** (:func:`jobs_for`, the one place to add a job): work over
+  the whole store that any one host can do for all, and that would only be repeated,
+  or race, if every process did it: pruning by the config file's ``[retention]``
+  policy (:func:`prune_job`, every ``interval``), and for an S3 store the sweep of
+  unfinished multipart uploads and unindexed objects killed hosts left
+  (:func:`sweep_job`: daily, anything older than a day, as ``kzr-wsgi sweep``).
+* **In every process that opens a** :class:`~kzr_wsgi.stores.DirectoryStore`, by the
+  store's own thread (:meth:`~kzr_wsgi.stores.DirectoryStore.housekeep`, at start-up
+  and every few seconds): its named temporary files, pending commit markers and
+  uncatalogued markers. That work is bounded by what was in flight, not by the size of
+  the store; it must follow a dead writer within seconds (a lease would add a tick's
+  delay); each item is decided under its writer's own ``flock``, so processes never
+  race on it; and a store used without ``serve`` (the Flask extension, the bare
+  middleware) has no housekeeper at all.
+
+::
+
+    keeper = Housekeeper(jobs_for(store, config), lease_for(store))
     keeper.start()
 """
-
 from __future__ import annotations
 
 import contextlib
@@ -39,13 +54,22 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..config import Config, RetentionPolicy
+from ..stores import FanOut
 from .retention import Selection, prune
 from .state import DiskState, S3State, state_for
+from .sweep import DEFAULT_OLDER_THAN, outcome, summary, sweep_s3
+
+# Only a type here (resolvable, so the reference can show it): importable without boto3.
+with contextlib.suppress(ImportError):
+    from ..stores.s3 import S3Store
 
 log = logging.getLogger("kzr_wsgi.housekeeper")
 
 #: How often the housekeeper wakes to see whether it holds the lease and a job is due.
 TICK = 30.0
+#: How often an S3 store is swept: leftovers are rare (a killed host) and cost little
+#: while they wait, and each sweep lists the whole prefix.
+SWEEP_EVERY = timedelta(days=1)
 
 
 @dataclass
@@ -73,16 +97,47 @@ def prune_job(store: Any, policy: RetentionPolicy, catalog: Any = None) -> Job:
     return Job("prune", policy.interval, run)
 
 
+def sweep_job(store: S3Store, older_than: timedelta = DEFAULT_OLDER_THAN,
+              every: timedelta = SWEEP_EVERY) -> Job:
+    """The S3 sweep as a job: remove ``store``'s leftovers older than ``older_than``.
+
+    Each leftover is logged as ``kzr-wsgi sweep`` prints it; the run's line is the
+    command's summary.
+    """
+
+    def run() -> str:
+        found = removed = 0
+        for leftover, gone in sweep_s3(store, older_than):
+            found += 1
+            removed += gone
+            log.info("housekeeper: sweep: %s %s", outcome(gone), leftover.describe())
+        return summary(store, found, removed, older_than)
+
+    return Job("sweep", every, run)
+
+
 def jobs_for(store: Any, config: Config | None) -> list[Job]:
     """The periodic work ``serve`` gives its housekeeper for ``store`` under ``config``.
 
-    The one place to add a job (an S3 sweep, a catalog repair): ``serve`` starts a
-    housekeeper whenever this list is not empty.
+    The one place to add a job: ``serve`` starts a housekeeper whenever this list is
+    not empty. Pruning when ``config`` has a ``[retention]`` table; a daily sweep of
+    each S3 store (``store`` itself, or one in a fan-out).
     """
     jobs = []
     if config is not None and config.retention is not None:
         jobs.append(prune_job(store, config.retention))
+    jobs += [sweep_job(bucket) for bucket in _buckets(store)]
     return jobs
+
+
+def _buckets(store: Any) -> list[S3Store]:
+    """The S3 stores among ``store`` (itself, or the stores of a fan-out)."""
+    try:
+        from ..stores.s3 import S3Store
+    except ImportError:  # without boto3 there is no S3Store
+        return []
+    stores = store.stores if isinstance(store, FanOut) else (store,)
+    return [s for s in stores if isinstance(s, S3Store)]
 
 
 class Lease(Protocol):

@@ -14,7 +14,7 @@ from __future__ import annotations
 import fcntl
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -83,20 +83,17 @@ class DiskState:
             return None
 
     def write(self, name: str, data: bytes) -> None:
-        target = self.path(name)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-        try:
-            with open(tmp, "xb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, target)
-        finally:
-            tmp.unlink(missing_ok=True)
-        fsync_dir(target.parent)
+        self._publish(name, data, os.replace)
 
     def create(self, name: str, data: bytes) -> bool:
+        # link() refuses an existing name: the file appears whole or not at all.
+        return self._publish(name, data, os.link)
+
+    def _publish(self, name: str, data: bytes, place: Callable[[Path, Path], None]) -> bool:
+        """Write ``data`` to a synced temporary file beside ``name``, then ``place`` it.
+
+        False when ``place`` finds the name taken (``os.link``; ``os.replace`` never does).
+        """
         target = self.path(name)
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
@@ -106,8 +103,7 @@ class DiskState:
                 fh.flush()
                 os.fsync(fh.fileno())
             try:
-                # link() refuses an existing name: the file appears whole or not at all.
-                os.link(tmp, target)
+                place(tmp, target)
             except FileExistsError:
                 return False
         finally:

@@ -25,16 +25,23 @@ rule (:meth:`S3Store.lifecycle_rule`) can abort the unfinished uploads instead.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from ..ages import format_age
 from ..naming import SIDECAR_SUFFIX
-from ..stores.s3 import S3Store
+
+# Only a type here (resolvable, so the reference can show it): importable without boto3.
+with contextlib.suppress(ImportError):
+    from ..stores.s3 import S3Store
 
 #: A complete object is never removed before this age, whatever ``older_than`` says.
 UNINDEXED_MIN_AGE = timedelta(minutes=10)
+#: What ``kzr-wsgi sweep`` and the housekeeper's daily sweep take as old enough.
+DEFAULT_OLDER_THAN = timedelta(days=1)
 
 UPLOAD = "unfinished upload"
 OBJECT = "unindexed object"
@@ -64,7 +71,7 @@ class Leftover:
         return f"{self.what} {self.location} ({extra}{rough_age(self.age)} ago{with_sidecar})"
 
 
-def find_s3_leftovers(store: S3Store, older_than: timedelta = timedelta(days=1),
+def find_s3_leftovers(store: S3Store, older_than: timedelta = DEFAULT_OLDER_THAN,
                       now: datetime | None = None) -> Iterator[Leftover]:
     """Every leftover under ``store``'s prefix older than ``older_than``, as found."""
     now = now or datetime.now(timezone.utc)
@@ -76,7 +83,7 @@ def find_s3_leftovers(store: S3Store, older_than: timedelta = timedelta(days=1),
     yield from _unindexed(store, max(older_than, UNINDEXED_MIN_AGE), now)
 
 
-def sweep_s3(store: S3Store, older_than: timedelta = timedelta(days=1), *,
+def sweep_s3(store: S3Store, older_than: timedelta = DEFAULT_OLDER_THAN, *,
              dry_run: bool = False, now: datetime | None = None
              ) -> Iterator[tuple[Leftover, bool]]:
     """Find each leftover and (unless ``dry_run``) remove it; yield it and whether it went.
@@ -100,6 +107,21 @@ def sweep_s3(store: S3Store, older_than: timedelta = timedelta(days=1), *,
         else:
             store.delete(leftover.key)
         yield leftover, True
+
+
+def outcome(removed: bool, dry_run: bool = False) -> str:
+    """What became of a leftover :func:`sweep_s3` yielded, as a report line starts."""
+    return "would remove" if dry_run else "removed" if removed else "kept (now indexed)"
+
+
+def summary(store: S3Store, found: int, removed: int, older_than: timedelta,
+            dry_run: bool = False) -> str:
+    """The line that ends a sweep of ``store`` (the command's last line, the job's log)."""
+    where = store.url_for(store.prefix)
+    if not found:
+        return f"nothing to sweep in {where} older than {format_age(older_than)}"
+    return (f"{found} leftover(s) in {where}, "
+            f"{'none removed (dry run)' if dry_run else f'{removed} removed'}")
 
 
 def _unindexed(store: S3Store, min_age: timedelta, now: datetime) -> Iterator[Leftover]:
