@@ -31,18 +31,20 @@ What it promises, and how:
   (:meth:`DirectoryStore.sweep`); a live writer's are left alone.
 * **Catalogued before the reply.** Each newly stored copy becomes a row in the store's
   catalog (by default SQLite at ``ROOT/.kzr/catalog.sqlite3``; see
-  :mod:`kzr_wsgi.catalog`). A small marker in ``ROOT/.kzr/uncatalogued`` is written
-  before the commit and removed once the row is written; a process killed in between
-  leaves the marker, and the next start-up (or housekeeping pass) catalogues that copy
-  (see :meth:`DirectoryStore.repair_catalog`): the cost grows with what was in flight,
-  not with the size of the store. A failed catalog write never fails the upload.
-* **A kill inside the commit leaves one copy.** Before the file is placed, a
-  *pending marker* ``ROOT/.kzr/pending/<entry name>`` records where it goes and which
-  inode it is; it is removed once the index entry is written. A marker found with its
-  shard's lock free belongs to a writer that died mid-commit: its placed file is
-  adopted (sidecar and index entry written) at start-up, by the periodic sweep, or by
-  the retry itself, and a marker whose file never got placed is dropped. Kazoo's retry
-  of the unanswered upload then finds one recording, in one file.
+  :mod:`kzr_wsgi.catalog`) once its commit is durable. A failed catalog write never
+  fails the upload: its marker (below) stays, and a later pass writes the row.
+* **One marker per upload; a kill anywhere leaves one copy, catalogued.** Before the
+  file is placed, a marker ``ROOT/.kzr/pending/<entry name>`` records where it goes
+  and which inode it is; it is removed once the index entry is written and, when the
+  store has a catalog, the copy's row too. Its writer holds an ``flock`` on it while
+  it lives. A marker nobody holds (its shard's lock taken too) belongs to a writer
+  that died: its placed file is adopted (sidecar, index entry and row written) at
+  start-up, by the periodic housekeeping pass, or by the retry itself, and a marker
+  whose file never got placed is dropped. Kazoo's retry of the unanswered upload then
+  finds one recording, in one file, with one row. The cost of recovery grows with
+  what was in flight, not with the size of the store. Markers a store from before
+  left in ``ROOT/.kzr/uncatalogued`` (one per row not yet written) are still repaired
+  (see :meth:`DirectoryStore.repair_catalog`).
 
 The filesystem semantics relied on (POSIX plus Linux; ext4 and XFS give them):
 
@@ -168,9 +170,8 @@ class DirectoryStore:
         #: (``None``: no catalog).
         self.catalog: Catalog | None = (
             Catalog.for_root(self.root) if catalog is DEFAULT_CATALOG else catalog)
+        # Read only: markers of a store from before (see repair_catalog).
         self._uncatalogued = self.root / _STATE / "uncatalogued"
-        if self.catalog is not None:
-            _makedirs(self._uncatalogued)
         self.recover()
         self.sweep()
         self.repair_catalog()
@@ -196,9 +197,15 @@ class DirectoryStore:
                 write_back(tmp.fd)
             else:
                 tmp.sync()
-            return self._commit_catalogued(recording, tmp, size, digest)
+            return self._commit(recording, tmp, size, digest)
 
     def _commit(self, recording: Recording, tmp: TempFile, size: int, digest: str) -> Stored:
+        """Place ``tmp``, index it and catalogue it, its marker around all three.
+
+        The marker goes under the shard's lock when there is no catalog; otherwise after
+        the row, written outside the lock (a slow catalog holds up no other commit).
+        When the row cannot be written the marker stays for a later pass.
+        """
         index_dir = self._index_dir(recording.name)
         entry = index_dir / _entry_name(recording.name, recording.recording_id, digest)
         with _locked(index_dir / ".lock"):
@@ -212,13 +219,23 @@ class DirectoryStore:
                 return adopted
             directory = self.root / render_layout(self.layout, layout_fields(recording))
             _makedirs(directory)
-            record = self._place(recording, tmp, directory, entry, size, digest)
-            final = self.root / record["path"]
-            self._write_record(record, final, entry)
-            if not self.one_sync:
-                for synced in (directory, index_dir):
-                    _fsync_dir(synced)
-            (self._pending / entry.name).unlink()
+            record, marker = self._place(recording, tmp, directory, entry, size, digest)
+            try:
+                final = self.root / record["path"]
+                self._write_record(record, final, entry)
+                if not self.one_sync:
+                    for synced in (directory, index_dir):
+                        _fsync_dir(synced)
+                if self.catalog is None:
+                    marker.remove()
+            except BaseException:
+                marker.release()  # left for recovery
+                raise
+        if self.catalog is not None:
+            # Still held: a start-up or housekeeping pass elsewhere leaves it alone.
+            with marker:  # released on the way out: kept if the row was not written
+                if self._catalogue(final):
+                    marker.remove()
         return Stored(str(final), size, digest, created=True)
 
     def _indexed(self, entry: Path) -> Stored | None:
@@ -232,38 +249,44 @@ class DirectoryStore:
         return None  # the indexed copy was removed by hand: store this one afresh
 
     def _place(self, recording: Recording, tmp: TempFile, directory: Path, entry: Path,
-               size: int, digest: str) -> dict[str, Any]:
-        """Mark, then link ``tmp`` into ``directory`` under the first free name; its record.
+               size: int, digest: str) -> tuple[dict[str, Any], _Marker]:
+        """Mark, then link ``tmp`` into ``directory`` under the first free name.
 
-        The marker is (re)written for each name tried before trying it, so whenever a
-        placed file exists its marker says where and which inode it is.
+        Returns its record and its marker (held). The marker is (re)written for each
+        name tried before trying it, so whenever a placed file exists its marker says
+        where and which inode it is.
         """
         component = safe_component(recording.filename)
         dev, ino = tmp.identity()
+        marker: _Marker | None = None
         n = 1
-        while True:
-            final = directory / with_suffix(component, n)
-            n += 1
-            if os.path.lexists(final):
-                continue
-            record = self._record(recording, final.relative_to(self.root).as_posix(), size,
-                                  digest)
-            marker = {"record": record, "dev": dev, "ino": ino}
-            self._write_marker(entry.name, dumps(marker).encode("utf-8"))
-            crash_point("dir.marked")
-            try:
-                tmp.link(final)
-            except FileExistsError:
-                continue  # taken since the check: another name, another marker
-            crash_point("dir.placed")
-            return record
-
-    def _write_marker(self, name: str, data: bytes) -> None:
-        marker = self._pending / name
-        with temporary(self._tmp, self.unnamed) as tmp:
-            tmp.write(data)
-            marker.unlink(missing_ok=True)  # the previous name tried
-            tmp.link(marker)
+        try:
+            while True:
+                final = directory / with_suffix(component, n)
+                n += 1
+                if os.path.lexists(final):
+                    continue
+                record = self._record(recording, final.relative_to(self.root).as_posix(),
+                                      size, digest)
+                if marker is not None:
+                    marker.release()  # the previous name tried: replaced just below
+                # "row": whether this upload's catalog row is still owed (so a store
+                # opened without the catalog leaves the marker to one with it).
+                data = dumps({"record": record, "dev": dev, "ino": ino,
+                              "row": self.catalog is not None}).encode("utf-8")
+                marker = _Marker.write(self._tmp, self.unnamed, self._pending / entry.name,
+                                       data)
+                crash_point("dir.marked")
+                try:
+                    tmp.link(final)
+                except FileExistsError:
+                    continue  # taken since the check: another name, another marker
+                crash_point("dir.placed")
+                return record, marker
+        except BaseException:
+            if marker is not None:
+                marker.release()
+            raise
 
     def _write_record(self, record: dict[str, Any], final: Path, entry: Path) -> None:
         """Put the sidecar beside ``final`` and the index entry in place: one file, two names.
@@ -286,15 +309,25 @@ class DirectoryStore:
             tmp.sync()
 
     def _finish_pending(self, entry: Path) -> Stored | None:
-        """Finish the commit a dead writer left at ``entry``'s marker; hold the shard's lock.
+        """Finish the upload a dead writer left at ``entry``'s marker; hold the shard's lock.
 
-        Returns the copy when its file was placed (now indexed), ``None`` when there was
-        no marker or its file never got placed (the marker is dropped).
+        Returns the copy when its file was placed (now indexed and, when the catalog
+        takes the row, catalogued), ``None`` when there was no marker, a live writer
+        holds it (past its commit, writing the row), or its file never got placed (the
+        marker is dropped). The marker stays when the row cannot be written.
         """
         marker_path = self._pending / entry.name
-        marker = _read_json(marker_path)
+        held = _Marker.claim(marker_path)
+        if held is None:
+            return None
+        with held:
+            return self._finish_held(entry, held)
+
+    def _finish_held(self, entry: Path, held: _Marker) -> Stored | None:
+        """:meth:`_finish_pending` once the marker is ours."""
+        marker = _read_json(held.path)
         if marker is None:
-            marker_path.unlink(missing_ok=True)  # absent, or unreadable: nothing placed
+            held.remove()  # unreadable: written by a writer killed before its link
             return None
         record = marker["record"]
         final = self.root / record["path"]
@@ -306,14 +339,18 @@ class DirectoryStore:
                 marker["dev"], marker["ino"], record["size"]):
             # Killed before the link (or the name went to another upload): nothing of
             # this upload is visible, and the retry stores it afresh.
-            marker_path.unlink()
+            held.remove()
             return None
         if self._indexed(entry) is None:
             self._write_record(record, final, entry)
             for synced in (final.parent, entry.parent):
                 _fsync_dir(synced)
             log.warning("finished the commit of %s left by a writer that died", final)
-        marker_path.unlink()
+        if self.catalog is not None:
+            if self._catalogue(final):
+                held.remove()  # else kept: the catalog may take the row next time
+        elif not marker.get("row"):
+            held.remove()  # else kept for a store opened with the catalog the row is owed to
         return Stored(str(final), record["size"], record["sha256"], created=True)
 
     def _record(
@@ -343,47 +380,6 @@ class DirectoryStore:
 
     # -- the catalog --------------------------------------------------------------------
 
-    def _commit_catalogued(
-        self, recording: Recording, tmp: TempFile, size: int, digest: str
-    ) -> Stored:
-        """:meth:`_commit`, with the catalog's row written after it (marker around both)."""
-        if self.catalog is None:
-            return self._commit(recording, tmp, size, digest)
-        index_dir = self._index_dir(recording.name)
-        entry = index_dir / _entry_name(recording.name, recording.recording_id, digest)
-        with self._catalog_marker(entry) as marker:
-            stored = self._commit(recording, tmp, size, digest)
-            if stored.created and not self._catalogue(Path(stored.location)):
-                marker["keep"] = True  # the next start-up tries again
-        return stored
-
-    @contextmanager
-    def _catalog_marker(self, entry: Path) -> Iterator[dict[str, bool]]:
-        """A marker naming ``entry`` while the block runs; left behind if the process dies.
-
-        Held under ``flock`` so a start-up in another process leaves a live one alone.
-        Not synced: it guards against a killed process, and after a power cut the
-        catalog (not synced either) is repaired by ``reindex``. When the block raises,
-        it stays only if the entry exists (the commit happened; the next start-up
-        writes the row). The block sets ``["keep"]`` to keep it after success too.
-        """
-        marker = self._uncatalogued / f"{uuid.uuid4().hex}.json"
-        fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            _write_all(fd, entry.relative_to(self._index).as_posix().encode("utf-8"))
-            state = {"keep": False}
-            try:
-                yield state
-            except BaseException:
-                if not entry.exists():
-                    marker.unlink(missing_ok=True)
-                raise
-            if not state["keep"]:
-                marker.unlink(missing_ok=True)
-        finally:
-            os.close(fd)
-
     def _catalogue(self, final: Path) -> bool:
         """Write the row of the copy at ``final`` from its sidecar; ``False`` if that failed."""
         assert self.catalog is not None
@@ -393,17 +389,21 @@ class DirectoryStore:
         return self.catalog.add_stored(record, str(final)) is not None
 
     def repair_catalog(self) -> int:
-        """Catalogue the copies of uploads that died between their commit and their row.
+        """Catalogue the copies named by markers a store from before left; return how many.
 
-        Runs at construction (once, in gunicorn's master) and with each housekeeping
-        pass (a commit that a dead writer left is finished by :meth:`recover`, which
-        runs first). Each marker left in
-        ``ROOT/.kzr/uncatalogued`` names an index entry: when it exists, its copy's row is
-        written; either way the marker goes (kept only when the catalog cannot be
-        written, for the next start). A marker still held by a live writer in another
-        process is left alone. Returns how many rows were written.
+        Stores before the one-marker commit wrote a second marker per upload in
+        ``ROOT/.kzr/uncatalogued`` (an index entry's relative name, under ``flock`` while
+        its writer lived); a process killed between its commit and its row left one
+        there. This store no longer writes them (:meth:`recover` writes the rows of
+        today's markers) but still reads them, at construction and with each
+        housekeeping pass: when the entry exists, its copy's row is written; either way
+        the marker goes (kept only when the catalog cannot be written, for the next
+        pass). A marker still held by a live writer in another process is left alone.
         """
-        if self.catalog is None or not self._uncatalogued.is_dir():
+        if self.catalog is None:
+            return 0
+        if not self._uncatalogued.is_dir():
+            self.catalog.release()
             return 0
         repaired = 0
         for marker in self._uncatalogued.iterdir():
@@ -661,11 +661,13 @@ class DirectoryStore:
         return removed
 
     def recover(self) -> int:
-        """Finish or drop the commits of writers that died mid-commit; return how many.
+        """Finish or drop the uploads of writers that died in them; return how many.
 
-        Looks only at pending markers (as many as commits were in flight), each under
-        its shard's lock: a live writer holds that lock for its whole commit, so a
-        marker seen under it is a dead writer's.
+        Looks only at the markers (as many as uploads were in flight), each under its
+        shard's lock and its own: a live writer holds the shard's lock for its whole
+        commit and the marker's until its row is written, so a marker free of both is a
+        dead writer's. Its commit is finished and its row written (or it is dropped
+        when its file never got placed).
         """
         finished = 0
         for marker in self._pending.iterdir():
@@ -676,6 +678,8 @@ class DirectoryStore:
             with _locked(index_dir / ".lock"):
                 if self._finish_pending(index_dir / marker.name) is not None:
                     finished += 1
+        if self.catalog is not None:
+            self.catalog.release()  # nothing held between passes, nor across a fork
         return finished
 
     def housekeep(self) -> None:
@@ -749,6 +753,75 @@ _HOUSEKEEPER = _Housekeeper()
 os.register_at_fork(before=_HOUSEKEEPER.before_fork,
                     after_in_parent=_HOUSEKEEPER.after_fork_in_parent,
                     after_in_child=_HOUSEKEEPER.after_fork_in_child)
+
+
+class _Marker:
+    """An upload's one marker: its path, and the descriptor whose ``flock`` says its
+    holder is alive (``None`` once released: the file stays for recovery)."""
+
+    __slots__ = ("path", "fd")
+
+    def __init__(self, path: Path, fd: int | None) -> None:
+        self.path = path
+        self.fd = fd
+
+    @classmethod
+    def write(cls, tmp_dir: Path, unnamed: bool, path: Path, data: bytes) -> _Marker:
+        """Put a marker holding ``data`` at ``path`` (replacing one), locked before named.
+
+        Written whole before it gets its name (a reader never sees half of one); not
+        synced (see the module docstring).
+        """
+        with temporary(tmp_dir, unnamed) as tmp:
+            tmp.write(data)
+            fd = os.dup(tmp.fd)  # outlives the temporary's own descriptor
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                path.unlink(missing_ok=True)  # a name tried before, or a dead writer's
+                tmp.link(path)
+            except BaseException:
+                os.close(fd)
+                raise
+        return cls(path, fd)
+
+    @classmethod
+    def claim(cls, path: Path) -> _Marker | None:
+        """The marker at ``path``, locked by us; ``None`` if absent or its writer lives."""
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        return cls(path, fd)
+
+    def remove(self) -> None:
+        """Unlink the marker (only if the name is still this one's) and let it go."""
+        if self.fd is None:
+            return
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            st = None
+        mine = os.fstat(self.fd)
+        if st is not None and (st.st_dev, st.st_ino) == (mine.st_dev, mine.st_ino):
+            self.path.unlink(missing_ok=True)
+        self.release()
+
+    def release(self) -> None:
+        """Let the marker go, leaving its file (a later pass finishes its upload)."""
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    def __enter__(self) -> _Marker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
 
 
 @contextmanager
