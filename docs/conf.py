@@ -60,6 +60,9 @@ nitpick_ignore_regex = [
     (r"py:.*", rf"({_STDLIB})(\..*)?"),
     (r"py:.*", r"(Any|Callable|Iterator|Iterable|Mapping|Sequence|IO|Protocol|Self|TypeVar"
                r"|Literal|ClassVar|Optional|Union)"),
+    # pathlib's, as a signature shows it when a TYPE_CHECKING-only import (a module's
+    # store type, imported there to avoid an import cycle) keeps hints unevaluated
+    (r"py:.*", r"Path"),
     (r"py:.*", r"(str|bytes|int|float|bool|dict|list|tuple|set|frozenset|object|type|None"
                r"|Exception|BaseException|ValueError|OSError|RuntimeError|KeyError"
                r"|bytearray|memoryview)"),
