@@ -80,16 +80,14 @@ methods; :mod:`~kzr_wsgi.stores.s3.upload` the upload path,
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from ...body import BLOCK_SIZE
 from ...catalog import Catalog
-from ...naming import DEFAULT_LAYOUT, content_type_for, render_layout
+from ...naming import DEFAULT_LAYOUT, render_layout
 from ...recording import Name, Recording, Stored, StoredFile
 from . import changing, reading, sweep, upload
 from .client import make_client
@@ -193,26 +191,7 @@ class S3Store:
         (:class:`~kzr_wsgi.errors.BodyIncomplete`, :class:`~kzr_wsgi.errors.BodyTooLarge`)
         through; in every error case no object and no unfinished upload is left.
         """
-        key = upload.data_key(self, recording)
-        content_type = upload.header_safe(content_type_for(recording)) or "application/octet-stream"
-        extra: dict[str, Any] = {
-            "ContentType": content_type,
-            "Metadata": upload.object_metadata(recording),
-        }
-        stream = recording.stream
-        sha = hashlib.sha256()
-        head: list[bytes] = []
-        buffered = 0
-        # Read up to the threshold first: most recordings fit, and then one PUT does.
-        while buffered <= self.multipart_threshold:
-            block = stream.read(BLOCK_SIZE)
-            if not block:
-                return upload.put_small(self, recording, key, b"".join(head), sha.hexdigest(),
-                                        extra)
-            sha.update(block)
-            head.append(block)
-            buffered += len(block)
-        return upload.put_multipart(self, recording, key, head, buffered, sha, extra)
+        return upload.upload(self, recording)
 
     # -- reading ----------------------------------------------------------------------
 

@@ -39,10 +39,10 @@ def rewrite_record(store: S3Store, record: dict[str, Any]) -> bool:
         if found is None or found[0] is None or found[0].get("key") != record["key"]:
             return False
         store.client.put_object(Bucket=store.bucket, Key=record["key"] + SIDECAR_SUFFIX,
-                               Body=body, ContentType="application/json")
+                                Body=body, ContentType="application/json")
         try:
             store.client.put_object(Bucket=store.bucket, Key=entry_key, Body=body,
-                                   ContentType="application/json", IfMatch=found[1])
+                                    ContentType="application/json", IfMatch=found[1])
         except ClientError as exc:
             if http_status(exc) == 412:
                 return False
@@ -107,7 +107,7 @@ def remove(store: S3Store, record: Mapping[str, Any],
         if found is not None and found[0] is not None and found[0]["key"] == key:
             try:
                 store.client.delete_object(Bucket=store.bucket, Key=entry_key,
-                                          IfMatch=found[1])
+                                           IfMatch=found[1])
                 indexed = True
             except ClientError as exc:
                 if not (missing(exc) or http_status(exc) == 412):

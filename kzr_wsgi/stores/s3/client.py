@@ -44,6 +44,7 @@ def mapped_errors(what: str) -> Iterator[None]:
 
 
 def make_client(endpoint_url: str | None, region_name: str | None) -> S3Client:
+    """A boto3 S3 client with bounded retries and timeouts, shared by every request."""
     config = Config(
         # "standard" retries throttling and 5xx with backoff before we give up.
         retries={"mode": "standard", "max_attempts": 3},
@@ -58,10 +59,12 @@ def make_client(endpoint_url: str | None, region_name: str | None) -> S3Client:
 
 
 def http_status(exc: ClientError) -> int | None:
+    """The HTTP status S3 answered with, when there was one."""
     return exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
 
 
 def missing(exc: ClientError) -> bool:
+    """Whether ``exc`` says the object is absent (a missing bucket is misconfiguration)."""
     code = exc.response.get("Error", {}).get("Code")
     if code == "NoSuchBucket":
         return False  # a misconfigured store, not a missing recording

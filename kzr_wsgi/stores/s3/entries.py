@@ -42,7 +42,9 @@ INDEX = ".kzr/index"
 _CONFLICT_RETRIES = 5
 
 
-def commit(store: S3Store, recording: Recording,
+def commit(
+    store: S3Store,
+    recording: Recording,
     key: str,
     entry_key: str,
     size: int,
@@ -57,7 +59,7 @@ def commit(store: S3Store, recording: Recording,
     try:
         with mapped_errors("store"):
             store.client.put_object(Bucket=store.bucket, Key=key + SIDECAR_SUFFIX, Body=body,
-                                   ContentType="application/json")
+                                    ContentType="application/json")
     except BaseException:
         # Not committed: nothing points at the object, so nothing must be left of it.
         delete_quietly(store, key)
@@ -67,7 +69,7 @@ def commit(store: S3Store, recording: Recording,
         for attempt in range(_CONFLICT_RETRIES):
             try:
                 store.client.put_object(Bucket=store.bucket, Key=entry_key, Body=body,
-                                       ContentType="application/json", IfNoneMatch="*")
+                                        ContentType="application/json", IfNoneMatch="*")
                 return catalogue(store, record, Stored(store.url_for(key), size, digest))
             except ClientError as exc:
                 status = http_status(exc)
@@ -125,8 +127,8 @@ def committed(store: S3Store, entry_key: str, replace_stale: bytes | None = None
     if replace_stale is not None:
         try:
             store.client.put_object(Bucket=store.bucket, Key=entry_key, Body=replace_stale,
-                                   ContentType="application/json",
-                                   IfMatch=s3_etag)
+                                    ContentType="application/json",
+                                    IfMatch=s3_etag)
         except ClientError as exc:
             if http_status(exc) != 412:
                 raise
@@ -152,25 +154,30 @@ def get_entry(store: S3Store, key: str) -> tuple[dict[str, Any] | None, str] | N
 
 
 def read_entry(store: S3Store, key: str) -> dict[str, Any] | None:
+    """The index entry at ``key``; ``None`` when absent or unreadable."""
     found = get_entry(store, key)
     return None if found is None else found[0]
 
 
 def index_key(store: S3Store, name: Name, recording_id: str | None, digest: str) -> str:
+    """The index entry's key for ``name``, ``recording_id`` and body ``digest``."""
     return f"{index_dir(store, name)}{rid_digest(recording_id)}-{digest}.json"
 
 
 def index_dir(store: S3Store, name: Name) -> str:
+    """The index "directory" (a key prefix) holding ``name``'s entries."""
     nd = name_digest(name)
     return f"{store.prefix}{INDEX}/{nd[:2]}/{nd}/"
 
 
 def record_index_key(store: S3Store, record: Mapping[str, Any]) -> str:
+    """The index entry's key for the copy a sidecar dict describes."""
     name = Name(Kind(record["kind"]), tuple(record["segments"]), record["filename"])
     return index_key(store, name, record.get("recording_id"), str(record["sha256"]))
 
 
 def delete_quietly(store: S3Store, *keys: str) -> None:
+    """Delete ``keys``, logging (not raising) a failure: the sweep finds what is left."""
     for key in keys:
         try:
             store.client.delete_object(Bucket=store.bucket, Key=key)
@@ -187,6 +194,7 @@ def rid_digest(recording_id: str | None) -> str:
 def new_record(
     recording: Recording, location: str, key: str, size: int, digest: str, content_type: str
 ) -> dict[str, Any]:
+    """The sidecar dict (and index entry) of ``recording`` stored at ``key``."""
     return {
         **recording.describe(),
         "content_type": content_type,

@@ -142,11 +142,11 @@ def preflight(store: S3Store) -> list[str]:
     warnings = []
     try:
         store.client.put_object(Bucket=store.bucket, Key=probe, Body=b"kzr-wsgi probe",
-                               IfNoneMatch="*")
+                                IfNoneMatch="*")
         try:
             try:
                 store.client.put_object(Bucket=store.bucket, Key=probe, Body=b"again",
-                                       IfNoneMatch="*")
+                                        IfNoneMatch="*")
             except ClientError as exc:
                 if http_status(exc) not in (409, 412):
                     raise

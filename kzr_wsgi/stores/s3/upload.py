@@ -25,6 +25,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from ...body import BLOCK_SIZE
 from ...errors import StoreUnavailable
 from ...naming import (
+    content_type_for,
     layout_fields,
     name_digest,
     render_layout,
@@ -54,8 +55,37 @@ _MAX_KEY = 1000
 _MAX_META_VALUE = 512
 
 
+def upload(store: S3Store, recording: Recording) -> Stored:
+    """Stream ``recording``'s body to S3 and commit it (the store's ``__call__``).
+
+    Reads up to ``multipart_threshold`` first: most recordings fit, and then one PUT
+    does; a larger body continues as a multipart upload.
+    """
+    key = data_key(store, recording)
+    content_type = header_safe(content_type_for(recording)) or "application/octet-stream"
+    extra: dict[str, Any] = {
+        "ContentType": content_type,
+        "Metadata": object_metadata(recording),
+    }
+    stream = recording.stream
+    sha = hashlib.sha256()
+    head: list[bytes] = []
+    buffered = 0
+    # Read up to the threshold first: most recordings fit, and then one PUT does.
+    while buffered <= store.multipart_threshold:
+        block = stream.read(BLOCK_SIZE)
+        if not block:
+            return put_small(store, recording, key, b"".join(head), sha.hexdigest(),
+                                    extra)
+        sha.update(block)
+        head.append(block)
+        buffered += len(block)
+    return put_multipart(store, recording, key, head, buffered, sha, extra)
+
+
 def put_small(store: S3Store, recording: Recording, key: str, data: bytes, digest: str,
               extra: dict[str, Any]) -> Stored:
+    """Send a body that fits under the threshold in one ``PutObject``, then commit it."""
     entry_key = index_key(store, recording.name, recording.recording_id, digest)
     with mapped_errors("store"):
         existing = committed(store, entry_key)
@@ -73,13 +103,16 @@ def put_small(store: S3Store, recording: Recording, key: str, data: bytes, diges
         "ContentType"])
 
 
-def put_multipart(store: S3Store, recording: Recording,
+def put_multipart(
+    store: S3Store,
+    recording: Recording,
     key: str,
     head: list[bytes],
     buffered: int,
     sha: Any,
     extra: dict[str, Any],
 ) -> Stored:
+    """Send a larger body as a multipart upload, then commit it; abort on any error."""
     part_size = store.part_size
     if recording.content_length is not None:
         # Keep a known-size body within S3's 10,000 parts.
@@ -110,7 +143,9 @@ def put_multipart(store: S3Store, recording: Recording,
                         content_type=extra["ContentType"])
 
 
-def send_parts(store: S3Store, recording: Recording,
+def send_parts(
+    store: S3Store,
+    recording: Recording,
     key: str,
     upload_id: str,
     head: list[bytes],
@@ -158,8 +193,9 @@ def send_parts(store: S3Store, recording: Recording,
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def upload_part(store: S3Store, key: str, upload_id: str, number: int, data: bytes
-) -> CompletedPartTypeDef:
+def upload_part(store: S3Store, key: str, upload_id: str, number: int,
+                data: bytes) -> CompletedPartTypeDef:
+    """Send part ``number`` of the multipart upload ``upload_id``; its ETag for completing."""
     with mapped_errors("store"):
         response = store.client.upload_part(
             Bucket=store.bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=data
@@ -168,6 +204,7 @@ def upload_part(store: S3Store, key: str, upload_id: str, number: int, data: byt
 
 
 def abort(store: S3Store, key: str, upload_id: str) -> None:
+    """Abort a multipart upload, logging (not raising) a failure: the sweep retries it."""
     try:
         store.client.abort_multipart_upload(Bucket=store.bucket, Key=key, UploadId=upload_id)
     except (BotoCoreError, ClientError):
@@ -198,6 +235,7 @@ def meta_value(text: str) -> str:
 
 
 def object_metadata(recording: Recording) -> dict[str, str]:
+    """The S3 user metadata known before the body: kind, name digest, ids."""
     meta = {"kzr-kind": recording.kind.value, "kzr-name": name_digest(recording.name)}
     if recording.call_id is not None:
         meta["kzr-call-id"] = meta_value(recording.call_id)
