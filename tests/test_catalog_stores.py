@@ -193,3 +193,27 @@ def test_s3_reindex_inspects_legacy_sidecars_and_verify_finds_a_missing_object(
     report = verify(store)
     assert (report.checked, report.missing, report.changed, report.flagged) == (2, 1, 0, 1)
     assert not report.ok
+
+
+class _RecoversDuringTheRow(DirectoryStore):
+    """While writing its row, opens the root again (another process's start-up would)."""
+
+    seen: list[list[str]] = []
+
+    def _catalogue(self, final: Path) -> bool:
+        DirectoryStore(self.root, sweep_every=None)  # its recovery runs here
+        self.seen.append(sorted(p.name for p in (self.root / ".kzr" / "pending").iterdir()))
+        return super()._catalogue(final)
+
+
+def test_one_marker_per_upload_held_until_its_row_is_written(tmp_path: Path) -> None:
+    store = _RecoversDuringTheRow(tmp_path, sweep_every=None)
+    stored = store(make(b"one", "c1"))
+    # During the row: the upload's one marker, still held, so the other store's recovery
+    # left it alone (and wrote no row of its own).
+    (during,) = _RecoversDuringTheRow.seen
+    assert len(during) == 1 and during[0].endswith(stored.sha256 + ".json")
+    # After: no marker at all, and one row.
+    assert list((tmp_path / ".kzr" / "pending").iterdir()) == []
+    assert store.catalog is not None
+    assert [r.location for r in rows(store.catalog)] == [stored.location]
