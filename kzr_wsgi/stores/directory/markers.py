@@ -139,13 +139,17 @@ def finish_pending(store: DirectoryStore, entry: Path) -> Stored | None:
             # this upload is visible, and the retry stores it afresh.
             held.remove()
             return None
-        if commit.indexed(store.root, entry) is None:
+        committed = commit.indexed(store.root, entry) is not None
+        if not committed:
             commit.write_record(store, record, final, entry)
             for synced in (final.parent, entry.parent):
                 fsync_dir(synced)
             log.warning("finished the commit of %s left by a writer that died", final)
         if store.catalog is not None:
             if store._catalogue(final):
+                if committed:
+                    log.warning("catalogued %s, left without its row by a writer that died",
+                                final)
                 held.remove()  # else kept: the catalog may take the row next time
         elif not marker.get("row"):
             held.remove()
