@@ -17,8 +17,8 @@ Each round, against ``python -m kzr_wsgi serve`` on 127.0.0.1 (its own process g
 3. then the store is checked: every upload that got a 2xx is there, byte-identical,
    with its sidecar, its index entry and its catalog row (naming that file and those
    bytes); no visible file is partial or unindexed; no recording has a second copy; no
-   temporary file, pending marker or uncatalogued marker is left 10 s after the
-   restart; retries of acknowledged uploads were answered 200 (duplicate).
+   temporary file or marker (``pending``, or a legacy ``uncatalogued`` one) is left
+   10 s after the restart; retries of acknowledged uploads were answered 200 (duplicate).
 
 At the end every upload still unanswered is retried until it is acknowledged, and the
 store is checked once more. It prints a line per round and the summary; the exit status
@@ -352,8 +352,9 @@ class Checker:
     def debris(self, since: float) -> list[str]:
         """Temporary files and markers still there; waits up to the bound.
 
-        Markers: ``pending`` (a commit in flight) and ``uncatalogued`` (a row not yet
-        written); with no upload in flight, any left belongs to a writer the kill took.
+        Markers: ``pending`` (an upload in flight: its commit or its row) and the
+        legacy ``uncatalogued`` (which no store writes now); with no upload in flight,
+        any left belongs to a writer the kill took.
         """
         while True:
             left = store_temporaries(self.root)

@@ -18,7 +18,7 @@ The points, in commit order:
 ``dir.sidecar``
     The sidecar is in place; no index entry yet.
 ``dir.indexed``
-    The index entry is in place; the marker is not yet removed.
+    The index entry is in place; no catalog row yet, and the marker is not yet removed.
 ``s3.completed``
     :class:`~kzr_wsgi.stores.s3.S3Store`: the object is complete; no sidecar and no
     index entry yet.

@@ -32,7 +32,8 @@ def test_directory_store_catalogues_each_new_copy_once(tmp_path: Path) -> None:
     assert sorted(r.location for r in found) == sorted([first.location, other.location])
     row = store.catalog.search(Query(number="1001")).items[0]
     assert row.account_id == "acc1" and row.sha256 == first.sha256
-    assert not list((tmp_path / ".kzr" / "uncatalogued").iterdir())
+    assert not list((tmp_path / ".kzr" / "pending").iterdir())
+    assert not (tmp_path / ".kzr" / "uncatalogued").exists()  # one marker per upload
     # records() yields the same sidecars, with their locations.
     records = list(store.records())
     assert sorted(r["location"] for r in records) == sorted([first.location, other.location])
@@ -55,7 +56,7 @@ def test_a_broken_catalog_never_fails_the_upload(tmp_path: Path) -> None:
     assert stored.created and Path(stored.location).read_bytes() == b"one"
     assert WRITE_FAILURES.count == before + 1
     # The marker stays: the next start-up writes the row once the catalog is back.
-    assert len(list((tmp_path / ".kzr" / "uncatalogued").iterdir())) == 1
+    assert len(list((tmp_path / ".kzr" / "pending").iterdir())) == 1
 
 
 class _DiesBeforeTheRow(DirectoryStore):
@@ -77,12 +78,21 @@ def test_a_kill_between_commit_and_row_is_repaired_at_start_up(tmp_path: Path) -
             os._exit(1)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
-    pending = tmp_path / ".kzr" / "uncatalogued"
+    pending = tmp_path / ".kzr" / "pending"
     assert len(list(pending.iterdir())) == 1
     assert Catalog.for_root(tmp_path).count() == 0
-    # A marker for an upload that never committed is dropped; a live writer's is kept.
-    (pending / "nothing.json").write_text("ab/no-such-entry.json")
-    live = pending / "live.json"
+    # Markers a store from before left in its second directory are still read: one for
+    # an upload that never committed is dropped; a live writer's is kept.
+    legacy = tmp_path / ".kzr" / "uncatalogued"
+    legacy.mkdir()
+    # A copy committed by a store from before that died before its row: its marker
+    # names the index entry.
+    old = DirectoryStore(tmp_path, catalog=None, sweep_every=None)(make(b"old", "co"))
+    index = tmp_path / ".kzr" / "index"
+    (entry,) = [p for p in index.glob("*/*.json") if old.sha256 in p.name]
+    (legacy / "old.json").write_text(entry.relative_to(index).as_posix())
+    (legacy / "nothing.json").write_text("ab/no-such-entry.json")
+    live = legacy / "live.json"
     live.write_text("ab/another.json")
     holder = os.open(live, os.O_RDONLY)
     fcntl.flock(holder, fcntl.LOCK_EX)
@@ -91,8 +101,9 @@ def test_a_kill_between_commit_and_row_is_repaired_at_start_up(tmp_path: Path) -
     finally:
         os.close(holder)
     assert store.catalog is not None
-    assert [r.call_id for r in rows(store.catalog)] == ["ck"]
-    assert [p.name for p in pending.iterdir()] == ["live.json"]
+    assert sorted(r.call_id for r in rows(store.catalog)) == ["ck", "co"]
+    assert list(pending.iterdir()) == []
+    assert [p.name for p in legacy.iterdir()] == ["live.json"]
 
 
 @pytest.mark.slow
@@ -147,7 +158,7 @@ def test_a_postgresql_catalog_out_of_reach_never_holds_an_upload_up(tmp_path: Pa
     assert time.monotonic() - started < 5
     assert WRITE_FAILURES.count == before + 3
     # Each copy's marker stays for the repair once the database answers again.
-    assert len(list((tmp_path / ".kzr" / "uncatalogued").iterdir())) == 3
+    assert len(list((tmp_path / ".kzr" / "pending").iterdir())) == 3
 
 
 @pytest.mark.slow
@@ -182,3 +193,27 @@ def test_s3_reindex_inspects_legacy_sidecars_and_verify_finds_a_missing_object(
     report = verify(store)
     assert (report.checked, report.missing, report.changed, report.flagged) == (2, 1, 0, 1)
     assert not report.ok
+
+
+class _RecoversDuringTheRow(DirectoryStore):
+    """While writing its row, opens the root again (another process's start-up would)."""
+
+    seen: list[list[str]] = []
+
+    def _catalogue(self, final: Path) -> bool:
+        DirectoryStore(self.root, sweep_every=None)  # its recovery runs here
+        self.seen.append(sorted(p.name for p in (self.root / ".kzr" / "pending").iterdir()))
+        return super()._catalogue(final)
+
+
+def test_one_marker_per_upload_held_until_its_row_is_written(tmp_path: Path) -> None:
+    store = _RecoversDuringTheRow(tmp_path, sweep_every=None)
+    stored = store(make(b"one", "c1"))
+    # During the row: the upload's one marker, still held, so the other store's recovery
+    # left it alone (and wrote no row of its own).
+    (during,) = _RecoversDuringTheRow.seen
+    assert len(during) == 1 and during[0].endswith(stored.sha256 + ".json")
+    # After: no marker at all, and one row.
+    assert list((tmp_path / ".kzr" / "pending").iterdir()) == []
+    assert store.catalog is not None
+    assert [r.location for r in rows(store.catalog)] == [stored.location]

@@ -57,7 +57,8 @@ def pending(root: Path) -> list[Path]:
 
 
 def markers(root: Path) -> list[Path]:
-    """Every marker: commits in flight, and catalog rows not yet written."""
+    """Every marker: uploads in flight (one each: commit and row), and any in the
+    directory of catalog-only markers stores from before wrote."""
     directory = root / ".kzr" / "uncatalogued"
     return pending(root) + (sorted(directory.iterdir()) if directory.is_dir() else [])
 

@@ -1,0 +1,126 @@
+"""Changing committed copies in S3: rewritten (``reindex``), discarded (a fan-out's
+rollback), removed for good (retention).
+
+S3 has no locks: each change of an index entry is conditional on the entry read
+(``If-Match`` on its ETag), so a retry that re-stored the recording meanwhile keeps its
+new entry. Object keys are unique per upload, so deleting an object never hits another's.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+from ...metadata import dumps
+from ...naming import (
+    SIDECAR_SUFFIX,
+)
+from ...recording import Kind, Name, Stored
+from .client import http_status, mapped_errors, missing
+from .entries import get_entry, index_key, read_entry, record_index_key
+
+if TYPE_CHECKING:
+    from . import S3Store
+
+
+def rewrite_record(store: S3Store, record: dict[str, Any]) -> bool:
+    """Replace a copy's sidecar and index entry with ``record`` (``reindex`` adds ``audio``).
+
+    The body of :meth:`~kzr_wsgi.stores.s3.S3Store.rewrite_record`, which says more.
+    """
+    name = Name(Kind(record["kind"]), tuple(record["segments"]), record["filename"])
+    entry_key = index_key(store, name, record.get("recording_id"), record["sha256"])
+    body = dumps(record).encode("ascii")
+    with mapped_errors("store"):
+        found = get_entry(store, entry_key)
+        if found is None or found[0] is None or found[0].get("key") != record["key"]:
+            return False
+        store.client.put_object(Bucket=store.bucket, Key=record["key"] + SIDECAR_SUFFIX,
+                                Body=body, ContentType="application/json")
+        try:
+            store.client.put_object(Bucket=store.bucket, Key=entry_key, Body=body,
+                                    ContentType="application/json", IfMatch=found[1])
+        except ClientError as exc:
+            if http_status(exc) == 412:
+                return False
+            raise
+    return True
+
+
+def discard(store: S3Store, stored: Stored) -> None:
+    """Take back a copy this store committed (a fan-out's rollback).
+
+    The body of :meth:`~kzr_wsgi.stores.s3.S3Store.discard`, which says more.
+    """
+    prefix = f"s3://{store.bucket}/"
+    if not stored.location.startswith(prefix):
+        raise ValueError(f"{stored.location!r} is not in this store")
+    key = stored.location[len(prefix):]
+    with mapped_errors("discard"):
+        try:
+            response = store.client.get_object(Bucket=store.bucket, Key=key + SIDECAR_SUFFIX)
+        except ClientError as exc:
+            if not missing(exc):
+                raise
+            record = None
+        else:
+            with response["Body"] as body:
+                record = json.loads(body.read())
+        if isinstance(record, dict):
+            name = Name(Kind(record["kind"]), tuple(record["segments"]), record["filename"])
+            entry_key = index_key(store, name, record.get("recording_id"), stored.sha256)
+            entry = read_entry(store, entry_key)
+            if entry is not None and entry.get("key") == key:
+                store.client.delete_object(Bucket=store.bucket, Key=entry_key)
+                if store.catalog is not None:
+                    store.catalog.remove_stored(record)
+        store.client.delete_object(Bucket=store.bucket, Key=key)
+        store.client.delete_object(Bucket=store.bucket, Key=key + SIDECAR_SUFFIX)
+
+
+def indexes(store: S3Store, record: Mapping[str, Any]) -> bool:
+    """True when the index entry for ``record``'s name, recording id and sha256 is this copy.
+
+    The body of :meth:`~kzr_wsgi.stores.s3.S3Store.indexes`, which says more.
+    """
+    with mapped_errors("read"):
+        found = get_entry(store, record_index_key(store, record))
+    return found is not None and found[0] is not None and found[0]["key"] == record["key"]
+
+
+def remove(store: S3Store, record: Mapping[str, Any],
+           unindexed: Callable[[], None] | None = None) -> bool:
+    """Remove the stored copy ``record`` (a sidecar dict) for good; True if it was indexed.
+
+    The body of :meth:`~kzr_wsgi.stores.s3.S3Store.remove`, which says more.
+    """
+    key = str(record["key"])
+    if not key.startswith(store.prefix):
+        raise ValueError(f"{key!r} is not in this store")
+    entry_key = record_index_key(store, record)
+    indexed = False
+    with mapped_errors("remove"):
+        found = get_entry(store, entry_key)
+        if found is not None and found[0] is not None and found[0]["key"] == key:
+            try:
+                store.client.delete_object(Bucket=store.bucket, Key=entry_key,
+                                           IfMatch=found[1])
+                indexed = True
+            except ClientError as exc:
+                if not (missing(exc) or http_status(exc) == 412):
+                    raise
+                # Gone or replaced since it was read: not ours to remove any more.
+        if unindexed is not None:
+            unindexed()
+            # A retry may have re-stored this recording between the entry's removal
+            # and the row's (same row id): its row must stay. Rare; one GET to know.
+            again = get_entry(store, entry_key) if store.catalog is not None else None
+            if store.catalog is not None and again is not None and again[0] is not None \
+                    and again[0]["key"] != key:
+                store.catalog.add_stored(again[0])
+        store.client.delete_object(Bucket=store.bucket, Key=key)
+        store.client.delete_object(Bucket=store.bucket, Key=key + SIDECAR_SUFFIX)
+    return indexed

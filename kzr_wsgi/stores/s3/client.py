@@ -1,0 +1,87 @@
+"""boto3 at the S3 store's edge: the client it makes, and S3's errors in the project's terms.
+
+Every S3 request of :mod:`kzr_wsgi.stores.s3` runs inside :func:`mapped_errors`, so a
+caller sees :class:`~kzr_wsgi.errors.NotFound` or
+:class:`~kzr_wsgi.errors.StoreUnavailable`, never a botocore exception.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from ...errors import NotFound, StoreUnavailable
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3.client import S3Client
+
+log = logging.getLogger("kzr_wsgi.store")
+
+
+@contextmanager
+def mapped_errors(what: str) -> Iterator[None]:
+    """Turn boto3's errors into the project's: 404 -> NotFound (reads), else StoreUnavailable.
+
+    The project's own errors (a body cut short, a NotFound raised inside) pass unchanged.
+    """
+    try:
+        yield
+    except ClientError as exc:
+        if what == "read" and missing(exc):
+            raise NotFound("no such recording") from exc
+        code = exc.response.get("Error", {}).get("Code", "error")
+        log.error("S3 %s failed: %s (HTTP %s)", what, code, http_status(exc))
+        raise StoreUnavailable("the object store refused the request") from exc
+    except BotoCoreError as exc:
+        log.error("S3 %s failed: %s", what, exc)
+        raise StoreUnavailable("the object store cannot be reached") from exc
+
+
+def make_client(endpoint_url: str | None, region_name: str | None) -> S3Client:
+    """A boto3 S3 client with bounded retries and timeouts, shared by every request."""
+    config = Config(
+        # "standard" retries throttling and 5xx with backoff before we give up.
+        retries={"mode": "standard", "max_attempts": 3},
+        connect_timeout=10,
+        read_timeout=120,
+        # Several requests, each with a few parts in flight, share one client.
+        max_pool_connections=64,
+    )
+    session = boto3.session.Session()
+    return session.client("s3", endpoint_url=endpoint_url, region_name=region_name,
+                          config=config)
+
+
+def http_status(exc: ClientError) -> int | None:
+    """The HTTP status S3 answered with, when there was one."""
+    return exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+
+
+def missing(exc: ClientError) -> bool:
+    """Whether ``exc`` says the object is absent (a missing bucket is misconfiguration)."""
+    code = exc.response.get("Error", {}).get("Code")
+    if code == "NoSuchBucket":
+        return False  # a misconfigured store, not a missing recording
+    return code in ("NoSuchKey", "404", "NotFound") or http_status(exc) == 404
+
+
+def preflight_message(exc: ClientError, bucket: str, where: str) -> str:
+    """What a refused probe write means, in the operator's words."""
+    error = exc.response.get("Error", {})
+    code = error.get("Code", "")
+    status = http_status(exc)
+    detail = f"({code or 'HTTP'} {status}: {error.get('Message', '')})".replace(": )", ")")
+    if code == "NoSuchBucket":
+        return f"no such bucket: {bucket!r} {detail}"
+    if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken",
+                "InvalidToken"):
+        return f"the S3 credentials were refused for bucket {bucket!r} {detail}"
+    if code in ("AccessDenied", "AllAccessDisabled") or status == 403:
+        return f"no permission to write to {where} {detail}"
+    return f"cannot write to {where} {detail}"

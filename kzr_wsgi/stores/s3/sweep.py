@@ -1,0 +1,178 @@
+"""What runs beside the S3 store: sweeping what killed writers leave, and the preflight.
+
+A process killed mid-upload leaves an unfinished multipart upload (invisible, but
+billed), and one killed between completing an object and writing its index entry
+leaves an object no entry names. ``kzr-wsgi sweep``
+(:mod:`kzr_wsgi.housekeeping.sweep`) lists and removes both through these functions;
+a bucket lifecycle rule (:func:`lifecycle_rule`) removes the first kind without a
+process. :func:`preflight` checks at start-up that the bucket exists and takes writes.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from ...errors import StoreUnavailable
+from ...naming import (
+    SIDECAR_SUFFIX,
+)
+from ...recording import Kind, Name
+from .client import http_status, mapped_errors, missing, preflight_message
+from .entries import INDEX, get_entry, index_key, read_entry
+from .upload import abort
+
+if TYPE_CHECKING:
+    from . import S3Store
+
+log = logging.getLogger("kzr_wsgi.store")
+
+
+def sweep_incomplete(store: S3Store, older_than: timedelta = timedelta(days=1)) -> int:
+    """Abort multipart uploads under the prefix started more than ``older_than`` ago.
+
+    The body of :meth:`~kzr_wsgi.stores.s3.S3Store.sweep_incomplete`, which says more.
+    """
+    cutoff = datetime.now(timezone.utc) - older_than
+    aborted = 0
+    with mapped_errors("sweep"):
+        pages = store.client.get_paginator("list_multipart_uploads").paginate(
+            Bucket=store.bucket, Prefix=store.prefix)
+        for page in pages:
+            for upload in page.get("Uploads", []):
+                if upload["Initiated"] <= cutoff:
+                    abort(store, upload["Key"], upload["UploadId"])
+                    aborted += 1
+    if aborted:
+        log.warning("aborted %d unfinished multipart upload(s) under s3://%s/%s",
+                    aborted, store.bucket, store.prefix)
+    return aborted
+
+
+def unfinished_uploads(store: S3Store) -> Iterator[dict[str, Any]]:
+    """Every unfinished multipart upload under the prefix, as S3 lists it.
+
+    The body of :meth:`~kzr_wsgi.stores.s3.S3Store.unfinished_uploads`, which says more.
+    """
+    with mapped_errors("sweep"):
+        pages = store.client.get_paginator("list_multipart_uploads").paginate(
+            Bucket=store.bucket, Prefix=store.prefix)
+        for page in pages:
+            for upload in page.get("Uploads", []):
+                yield dict(upload)
+
+
+def abort_upload(store: S3Store, key: str, upload_id: str) -> None:
+    """Abort one unfinished multipart upload (its parts are freed).
+
+    The body of :meth:`~kzr_wsgi.stores.s3.S3Store.abort_upload`, which says more.
+    """
+    with mapped_errors("sweep"):
+        store.client.abort_multipart_upload(Bucket=store.bucket, Key=key, UploadId=upload_id)
+
+
+def sidecar_record(store: S3Store, key: str) -> dict[str, Any] | None:
+    """The sidecar of the object ``key``, when it has a readable one that names it.
+
+    The body of :meth:`~kzr_wsgi.stores.s3.S3Store.sidecar_record`, which says more.
+    """
+    with mapped_errors("sweep"):
+        found = get_entry(store, key + SIDECAR_SUFFIX)
+    if found is None or found[0] is None or found[0].get("key") != key:
+        return None
+    return found[0]
+
+
+def is_indexed(store: S3Store, key: str, record: dict[str, Any] | None = None) -> bool | None:
+    """Whether an index entry names the object ``key``; ``None`` when it is not ours.
+
+    The body of :meth:`~kzr_wsgi.stores.s3.S3Store.is_indexed`, which says more.
+    """
+    with mapped_errors("sweep"):
+        if record is not None:
+            name = Name(Kind(record["kind"]), tuple(record["segments"]), record["filename"])
+            entry = read_entry(store, index_key(store, name, record.get("recording_id"),
+                                                record["sha256"]))
+            return entry is not None and entry.get("key") == key
+        try:
+            head = store.client.head_object(Bucket=store.bucket, Key=key)
+        except ClientError as exc:
+            if missing(exc):
+                return None
+            raise
+        digest = head.get("Metadata", {}).get("kzr-name", "")
+        if len(digest) != 64 or not all(c in "0123456789abcdef" for c in digest):
+            return None
+        listing = f"{store.prefix}{INDEX}/{digest[:2]}/{digest}/"
+        pages = store.client.get_paginator("list_objects_v2").paginate(
+            Bucket=store.bucket, Prefix=listing)
+        for page in pages:
+            for item in page.get("Contents", []):
+                entry = read_entry(store, item["Key"])
+                if entry is not None and entry.get("key") == key:
+                    return True
+        return False
+
+
+def delete(store: S3Store, *keys: str) -> None:
+    """Delete objects by key (a sweep's removal); keys outside the prefix are refused.
+
+    The body of :meth:`~kzr_wsgi.stores.s3.S3Store.delete`, which says more.
+    """
+    for key in keys:
+        if not key.startswith(store.prefix):
+            raise ValueError(f"{key!r} is outside this store's prefix {store.prefix!r}")
+    with mapped_errors("sweep"):
+        for key in keys:
+            store.client.delete_object(Bucket=store.bucket, Key=key)
+
+
+def preflight(store: S3Store) -> list[str]:
+    """Check, before serving, that the bucket exists and takes writes; return warnings.
+
+    The body of :meth:`~kzr_wsgi.stores.s3.S3Store.preflight`, which says more.
+    """
+    probe = f"{store.prefix}.kzr/probe-{secrets.token_hex(8)}"
+    where = store.url_for(store.prefix)
+    warnings = []
+    try:
+        store.client.put_object(Bucket=store.bucket, Key=probe, Body=b"kzr-wsgi probe",
+                                IfNoneMatch="*")
+        try:
+            try:
+                store.client.put_object(Bucket=store.bucket, Key=probe, Body=b"again",
+                                        IfNoneMatch="*")
+            except ClientError as exc:
+                if http_status(exc) not in (409, 412):
+                    raise
+            else:
+                warnings.append(
+                    f"s3://{store.bucket} ignores conditional writes (If-None-Match): "
+                    "retries are still answered as duplicates, but two truly "
+                    "simultaneous uploads of one recording may be kept twice")
+        finally:
+            store.client.delete_object(Bucket=store.bucket, Key=probe)
+    except ClientError as exc:
+        raise StoreUnavailable(preflight_message(exc, store.bucket, where)) from exc
+    except BotoCoreError as exc:
+        endpoint = store.client.meta.endpoint_url
+        raise StoreUnavailable(f"no answer from the S3 endpoint {endpoint}: {exc}") from exc
+    return warnings
+
+
+def lifecycle_rule(store: S3Store, days: int = 1) -> dict[str, Any]:
+    """A bucket lifecycle rule aborting this store's unfinished uploads after ``days``.
+
+    The body of :meth:`~kzr_wsgi.stores.s3.S3Store.lifecycle_rule`, which says more.
+    """
+    return {
+        "ID": "kzr-abort-incomplete-uploads",
+        "Filter": {"Prefix": store.prefix},
+        "Status": "Enabled",
+        "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": days},
+    }
