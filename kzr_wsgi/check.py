@@ -233,10 +233,10 @@ class Checker:
         second = self._put4(call_id, secrets.token_hex(16), 50)
         for n, upload in enumerate((first, second), 1):
             if not upload.answer.ok:
-                self._add(Step(4, "two-recordings", FAIL,
-                               f"recording {n} of one call: " + _refusal_hint(
-                                   upload.answer, "a second recording of the same call "
-                                   "(same name, another recording_id)")))
+                what = ("the first of two recordings of one call" if n == 1 else
+                        "a second recording of the same call (same name, another "
+                        "recording_id)")
+                self._add(Step(4, "two-recordings", FAIL, _refusal_hint(upload.answer, what)))
                 return
         if not self.read_back:
             self._add(Step(4, "two-recordings", PASS,

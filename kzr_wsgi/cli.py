@@ -204,6 +204,10 @@ def serve(
         raise click.UsageError("--metrics-allow needs --metrics")
     if (viewers or viewer_file or ui_secret) and not ui_on:
         raise click.UsageError("--viewer, --viewer-file and --ui-secret need --ui")
+    if ui_secret is not None and len(ui_secret.encode("utf-8")) < 16:
+        # Said here, naming the option, before any store or bucket is touched.
+        raise click.UsageError("--ui-secret must be at least 16 bytes long "
+                               "(e.g. the output of `openssl rand -hex 16`)")
     if (certfile is None) != (keyfile is None):
         raise click.UsageError("--certfile and --keyfile go together")
     # Made before prometheus_client is first imported: its multiprocess mode is chosen then.
@@ -269,9 +273,11 @@ def serve(
             + ". Set --basic-auth USER:PASS (Kazoo URL http://USER:PASS@host/...) or --token.",
             err=True, fg="yellow",
         )
-    if ui_on:
+    if ui_viewers is not None:
+        scoped = sum(1 for v in ui_viewers if v.scoped)
         click.echo(f"kzr-wsgi: search page at {scheme}://{shown}:{port}{_norm_prefix(ui_prefix)}/ "
-                   f"for {wsgi_app!r}", err=True)
+                   f"for {len(ui_viewers)} viewer(s), {scoped} limited to their accounts",
+                   err=True)
         if not certfile and not is_loopback_host(host):
             click.secho(
                 "kzr-wsgi: WARNING: viewers' Basic credentials cross the network in the clear: "

@@ -109,8 +109,13 @@ def test_ls_json_has_the_row_keys_and_text_lines_escape_control_characters(
 
 
 def test_ls_says_when_there_is_no_catalog(tmp_path: Path) -> None:
-    out = run("ls", "--root", str(tmp_path / "none"), code=1)
+    store = DirectoryStore(tmp_path / "rec", catalog=None, sweep_every=None)
+    upload(store, "c1", b"abc", start=None)
+    out = run("ls", "--root", str(store.root), code=1)
     assert "reindex" in out
+    # No store at all (a mistyped --root): reindex would not help, so it is not suggested.
+    out = run("ls", "--root", str(tmp_path / "none"), code=1)
+    assert "no store at" in out and "check --root" in out and "reindex" not in out
 
 
 def test_reindex_after_losing_the_catalog_gives_the_same_listing(

@@ -148,3 +148,37 @@ def test_a_postgresql_catalog_out_of_reach_never_holds_an_upload_up(tmp_path: Pa
     assert WRITE_FAILURES.count == before + 3
     # Each copy's marker stays for the repair once the database answers again.
     assert len(list((tmp_path / ".kzr" / "uncatalogued").iterdir())) == 3
+
+
+@pytest.mark.slow
+def test_s3_reindex_inspects_legacy_sidecars_and_verify_finds_a_missing_object(
+        s3_bucket: tuple[Any, str], tmp_path: Path) -> None:
+    import json
+
+    from audio_samples import freeswitch_mp3
+
+    from kzr_wsgi.catalog.reindex import reindex
+    from kzr_wsgi.housekeeping.verify import verify
+    from kzr_wsgi.stores.s3 import S3Store
+
+    client, bucket = s3_bucket
+    store = S3Store(bucket, "p", client=client)
+    ten = store(make(freeswitch_mp3(10.0), "ten"))
+    store(make(b"<html>502</html>", "html"))
+    for record in store.records():  # as sidecars from before inspection
+        del record["audio"]
+        assert store.rewrite_record(record)
+    catalog = open_catalog(f"sqlite:///{tmp_path / 'c.sqlite3'}")
+    result = reindex(store, catalog)
+    assert (result.rows, result.inspected) == (2, 2)
+    flags = {r.call_id: r.flags for r in rows(catalog)}
+    assert flags == {"ten": (), "html": ("not_audio",)}
+    key = ten.location.removeprefix(f"s3://{bucket}/")
+    sidecar = json.loads(client.get_object(Bucket=bucket, Key=key + ".kzr.json")["Body"].read())
+    assert sidecar["audio"]["format"] == "mp3"
+    entries = [r for r in store.records() if r["key"] == key]
+    assert entries[0]["audio"] == sidecar["audio"]  # the index entry too
+    client.delete_object(Bucket=bucket, Key=key)
+    report = verify(store)
+    assert (report.checked, report.missing, report.changed, report.flagged) == (2, 1, 0, 1)
+    assert not report.ok

@@ -250,6 +250,10 @@ def test_fails_when_credentials_are_not_needed_or_wrong(tmp_path: Path) -> None:
     assert by_name["kazoo-4x"].status == FAIL
     assert "401" in (by_name["kazoo-4x"].hint or "")
     assert "--basic-auth" in (by_name["kazoo-4x"].hint or "")
+    # The first upload of step 4 was refused: the hint must not call it the second one.
+    assert by_name["two-recordings"].status == FAIL
+    assert (by_name["two-recordings"].hint or "").startswith(
+        "the first of two recordings of one call was answered 401")
 
 
 def _get(port: int, path: str) -> tuple[int, str]:

@@ -296,6 +296,17 @@ def test_older_than_with_account_and_kind(tmp_path: Path) -> None:
     assert call_ids(store) == {"att-c-100"}
 
 
+def test_copies_received_under_a_minute_ago_are_counted_as_left(tmp_path: Path) -> None:
+    store = DirectoryStore(tmp_path / "rec")
+    spec = next(s for s in DATASET if s.pruned)
+    store(recording(spec, received_at=datetime.now(timezone.utc)))
+    summary = prune(store, Selection(older_than=timedelta(0)))
+    assert (summary.removed, summary.settling, summary.examined) == (0, 1, 1)
+    assert summary.line().endswith(
+        "; left 1 due but received less than a minute ago for the next run")
+    assert call_ids(store) == {spec.call_id}
+
+
 def test_a_hold_covers_recordings_stored_later(tmp_path: Path) -> None:
     store = DirectoryStore(tmp_path / "rec")
     place_holds(store)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -193,6 +193,24 @@ def test_flags(world: UIWorld) -> None:
     assert world.ids(flag="empty") == ["c-empty"]
     both = world.list(params=[("flag", "empty"), ("flag", "not_audio")])
     assert {i["call_id"] for i in both["items"]} == {"c-empty", "c-html"}
+
+
+def test_self_tests_are_hidden_unless_asked_for(world: UIWorld) -> None:
+    world.upload("c-real", start=T0)
+    row = world.upload("kzr-check-0123abcd-4x", start=T0 + 1)
+    assert row["self_test"] is True
+    assert world.ids() == ["c-real"]
+    assert world.ids(self_test="true") == ["kzr-check-0123abcd-4x", "c-real"]
+    assert world.ids(self_test="false") == ["c-real"]
+    reply = world.get("/api/recordings?self_test=maybe")
+    assert reply.status_code == 400 and reply.json["parameter"] == "self_test"
+    # A cursor made without self-tests does not page a listing with them.
+    world.upload("c-real-2", start=T0 + 2)
+    page = world.list(params=[("limit", "1")])
+    assert page["next"] is not None
+    reply = world.get("/api/recordings?" + urlencode(
+        [("limit", "1"), ("self_test", "true"), ("cursor", page["next"])]))
+    assert reply.status_code == 400 and reply.json["parameter"] == "cursor"
 
 
 # -- cursors ----------------------------------------------------------------------------

@@ -36,7 +36,8 @@ def test_serve_ui_mounts_the_page_in_front_of_the_receiver(
     assert [(v.user, v.accounts) for v in app.viewers] == [("ops", None),
                                                            ("acme", ("acct-1", "acct-2"))]
     assert "certfile" not in options
-    assert "search page at http://127.0.0.1:8080/search/" in result.output
+    assert ("search page at http://127.0.0.1:8080/search/ for 2 viewer(s), 1 limited to their "
+            "accounts\n") in result.output
     assert "pw1" not in result.output and "ops:pw" not in result.output
 
 
@@ -138,3 +139,12 @@ def test_ui_settings_from_the_config_file(tmp_path: Path, monkeypatch: pytest.Mo
     [(app, _options)] = started
     assert isinstance(app, SearchUI) and app.prefix == "/listen"
     assert [v.user for v in app.viewers] == ["ops", "acme"]
+
+
+def test_a_short_ui_secret_is_refused_naming_the_option(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    result, started = start(monkeypatch, ["--root", str(tmp_path / "rec"), "--ui",
+                                          "--viewer", "ops:pw", "--ui-secret", "15-bytes-secret"])
+    assert result.exit_code == 2 and not started
+    assert "--ui-secret must be at least 16 bytes" in result.output
+    assert not (tmp_path / "rec").exists()

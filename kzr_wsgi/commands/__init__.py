@@ -63,6 +63,10 @@ class StoreSpec:
                     "(postgresql://… or sqlite:///PATH)")
             path = Path(self.root).absolute() / ROOT_CATALOG
             if not create and not path.is_file():
+                if not (path.parent / "index").is_dir():
+                    # A mistyped --root: reindex would find nothing there either.
+                    raise click.ClickException(
+                        f"no store at {path.parent.parent} (no .kzr/index): check --root")
                 raise click.ClickException(
                     f"no catalog at {path}: run `kzr-wsgi reindex --root {self.root}`")
             return Catalog.for_root(self.root)

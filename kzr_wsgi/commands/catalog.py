@@ -49,7 +49,7 @@ class When(click.ParamType):  # type: ignore[type-arg]
 @click.command("ls")
 @click.option("--json", "as_json", is_flag=True,
               help="One JSON object per line, with the row's keys.")
-@click.option("--call-id", default=None, help="Only this call id.")
+@click.option("--call-id", default=None, metavar="ID", help="Only this call id.")
 @click.option("--number", default=None, metavar="N",
               help="from, to or caller_id_number is N (an @realm is ignored on both sides).")
 @click.option("--account", "account_id", default=None, metavar="ID",

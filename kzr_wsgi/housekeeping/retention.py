@@ -137,6 +137,8 @@ class Summary:
     held: int = 0
     finished: int = 0
     examined: int = 0
+    #: Due, but received less than :data:`SETTLE` ago: left for the next run.
+    settling: int = 0
     #: Every item, when :func:`prune` was asked to ``collect`` them.
     items: list[Item] = field(default_factory=list)
 
@@ -148,6 +150,10 @@ class Summary:
         if self.finished:
             text += (f"; finished {self.finished} removal(s) an interrupted or concurrent "
                      "prune began")
+        if self.settling:
+            # Otherwise a prune right after an upload says "0" and nobody can tell why.
+            text += (f"; left {self.settling} due but received less than a minute ago "
+                     "for the next run")
         return text
 
 
@@ -246,7 +252,10 @@ class _Pruner:
             return
         self.summary.examined += 1
         reason = selection.due(f, now)
-        if reason is None or now - f.received_at < SETTLE:
+        if reason is None:
+            return
+        if now - f.received_at < SETTLE:
+            self.summary.settling += 1
             return
         hold = self.held_by(f)
         if hold is not None:

@@ -32,7 +32,8 @@ MAX_VALUE = 1024
 
 #: Parameters that take one text value, as the API and the catalog's Query name them.
 _TEXT = ("q", "call_id", "number", "account_id")
-_KNOWN = frozenset((*_TEXT, "since", "until", "flag", "flagged", "limit", "cursor"))
+_KNOWN = frozenset((*_TEXT, "since", "until", "flag", "flagged", "self_test", "limit",
+                    "cursor"))
 _TRUE = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 #: Content types an audio URL may answer with; anything else is sent as bytes.
 AUDIO_TYPES = frozenset((
@@ -64,6 +65,8 @@ class Filters:
     until: datetime | None = None
     flags: tuple[str, ...] = ()
     flagged: bool = False
+    #: Include ``kzr-wsgi check``'s own uploads (hidden unless asked for, as in ``ls``).
+    self_test: bool = False
     limit: int = DEFAULT_LIMIT
     cursor: str | None = None
 
@@ -74,7 +77,7 @@ class Filters:
             self.q, self.call_id, self.number, self.account_id,
             self.since.isoformat() if self.since else None,
             self.until.isoformat() if self.until else None,
-            sorted(self.flags), self.flagged,
+            sorted(self.flags), self.flagged, self.self_test,
         ], separators=(",", ":"))
 
     def query_fields(self) -> dict[str, Any]:
@@ -82,7 +85,8 @@ class Filters:
         return {
             "q": self.q, "call_id": self.call_id, "number": self.number,
             "account_id": self.account_id, "since": self.since, "until": self.until,
-            "flags": self.flags, "flagged": self.flagged, "limit": self.limit,
+            "flags": self.flags, "flagged": self.flagged, "self_test": self.self_test,
+            "limit": self.limit,
         }
 
 
@@ -123,11 +127,12 @@ def parse_filters(pairs: Iterable[tuple[str, str]]) -> Filters:
             except (ValueError, OverflowError):
                 raise BadParameter(name, "not a date (YYYY-MM-DD) or an ISO 8601 time") from None
             fields[name] = when
-    if "flagged" in values:
-        flagged = _TRUE.get(values["flagged"].lower())
-        if flagged is None:
-            raise BadParameter("flagged", "must be true or false")
-        fields["flagged"] = flagged
+    for name in ("flagged", "self_test"):
+        if name in values:
+            chosen = _TRUE.get(values[name].lower())
+            if chosen is None:
+                raise BadParameter(name, "must be true or false")
+            fields[name] = chosen
     if "limit" in values:
         text = values["limit"]
         if not text.isascii() or not text.isdigit() or not 1 <= int(text) <= MAX_LIMIT:

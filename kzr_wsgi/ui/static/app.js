@@ -3,7 +3,8 @@
 // text (textContent, attributes), never as markup: caller names are attacker-chosen.
 "use strict";
 
-const FIELDS = ["q", "account_id", "since", "until", "flag", "flagged", "limit", "cursor"];
+const FIELDS = ["q", "account_id", "since", "until", "flag", "flagged", "self_test", "limit",
+  "cursor"];
 
 function el(tag, attrs, ...children) {
   const node = document.createElement(tag);
