@@ -23,6 +23,7 @@ from .commands.retention import audit, hold, prune
 from .commands.sweep import sweep_command
 from .config import Config, config_option
 from .errors import KzrError, StoreUnavailable
+from .metrics import DEFAULT_PATH as METRICS_PATH
 from .metrics import LOOPBACK, MultiprocessDir
 from .middleware import KazooRecordings
 from .notify import WebhookNotifier
@@ -203,6 +204,10 @@ def serve(
     )
     if metrics_allow and not metrics_on:
         raise click.UsageError("--metrics-allow needs --metrics")
+    if ui_on and metrics_on and (METRICS_PATH + "/").startswith(_norm_prefix(ui_prefix) + "/"):
+        # The UI owns everything under its prefix: /metrics would be a viewer's 401.
+        raise click.UsageError(f"--ui-prefix {ui_prefix} would hide {METRICS_PATH}: "
+                               "choose another")
     if (viewers or viewer_file or ui_secret) and not ui_on:
         raise click.UsageError("--viewer, --viewer-file and --ui-secret need --ui")
     if ui_secret is not None and len(ui_secret.encode("utf-8")) < 16:

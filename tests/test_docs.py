@@ -132,9 +132,10 @@ def test_the_manual_includes_the_examples_it_shows(built: Path) -> None:
 
 
 def test_no_page_is_left_with_a_placeholder() -> None:
+    # e.g. a line MEASUREMENTS or RESULTS_TABLE, where numbers are still to be filled in
     pages = [*sorted(DOCS.glob("*.md")), REPO / "README.md", REPO / "CHANGELOG.md"]
     marked = [p.name for p in pages
-              if re.search(r"\bTODO\b|\bTBD\b|\bFIXME\b|^MEASUREMENTS$", p.read_text(), re.M)]
+              if re.search(r"\bTODO\b|\bTBD\b|\bFIXME\b|^[A-Z][A-Z_]{5,}$", p.read_text(), re.M)]
     assert not marked, marked
 
 

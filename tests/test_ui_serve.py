@@ -137,3 +137,16 @@ def test_a_short_ui_secret_is_refused_naming_the_option(
     assert result.exit_code == 2 and not started
     assert "--ui-secret must be at least 16 bytes" in result.output
     assert not (tmp_path / "rec").exists()
+
+
+def test_a_ui_prefix_that_hides_the_metrics_is_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    result, started = start(monkeypatch, ["--root", str(tmp_path / "rec"), "--ui",
+                                          "--viewer", "ops:pw", "--ui-prefix", "/metrics/",
+                                          "--metrics"])
+    assert result.exit_code == 2 and not started
+    assert "--ui-prefix /metrics/ would hide /metrics" in result.output
+    result, started = start(monkeypatch, ["--root", str(tmp_path / "rec"), "--ui",
+                                          "--viewer", "ops:pw", "--ui-prefix", "/metrics-ui",
+                                          "--metrics"])
+    assert result.exit_code == 0, result.output

@@ -198,10 +198,8 @@ def _open_for_serving(url: str) -> Catalog:
         return open_catalog(url)
     except ValueError:
         raise
-    except Exception as exc:
-        click.secho(f"kzr-wsgi: WARNING: the catalog cannot be reached ({exc}); uploads are "
-                    "stored all the same, rows are written once it answers, and "
-                    "`kzr-wsgi reindex` adds the ones missed", err=True, fg="yellow")
+    except Exception:
+        # Said once, by catalog_notices, beside the catalog's own start-up line.
         return open_catalog(url, connect_now=False)
 
 
@@ -239,8 +237,10 @@ def catalog_notices(store: Handler) -> list[str]:
             catalog.set_state(NEEDS_REINDEX, "1")
         behind = catalog.get_state(NEEDS_REINDEX) is not None
     except Exception as exc:  # a catalog out of reach never stops uploads
-        return [*lines, f"WARNING: the catalog cannot be read ({exc}); uploads are stored "
-                        "all the same, and `kzr-wsgi reindex` catalogues them later"]
+        said = " ".join(str(exc).split())  # drivers' messages span lines
+        return [*lines, f"WARNING: the catalog cannot be reached ({said}); uploads are stored "
+                        "all the same, rows are written once it answers, and "
+                        "`kzr-wsgi reindex` adds the ones missed"]
     finally:
         catalog.release()  # nothing open across gunicorn's fork
     if behind:
