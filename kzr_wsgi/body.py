@@ -99,6 +99,7 @@ class Body(io.RawIOBase):
             source = self._direct if self._direct is not None else self._input
             data = source.read(size)
         except Exception as exc:  # any server's read error means the body is not whole
+            self.bytes_read += getattr(exc, "received", 0)
             raise self._broke_off(exc) from exc
         self._count(len(data))
         return bytes(data)
@@ -120,6 +121,7 @@ class Body(io.RawIOBase):
         try:
             n = self._direct.readinto(view)
         except Exception as exc:
+            self.bytes_read += getattr(exc, "received", 0)
             raise self._broke_off(exc) from exc
         self._count(n)
         return n

@@ -113,6 +113,18 @@ def direct_reader(environ: dict[str, Any], content_length: int) -> DirectReader 
     return DirectReader(body, reader, unreader, environ["gunicorn.socket"], content_length)
 
 
+class ClientStopped(EOFError):
+    """The client stopped before the body's end.
+
+    ``received`` counts the bytes of the failed read that did arrive, so the body's
+    count (and the upload's log line) says what the client really sent.
+    """
+
+    def __init__(self, message: str, *, received: int = 0) -> None:
+        super().__init__(message)
+        self.received = received
+
+
 class DirectReader:
     """The rest of one ``Content-Length`` body, read from gunicorn's connection.
 
@@ -160,8 +172,9 @@ class DirectReader:
             while filled < want:
                 got = self._sock.recv_into(view[filled:want])
                 if not got:
-                    raise EOFError(
-                        f"the client stopped with {self.remaining} body bytes still to come"
+                    raise ClientStopped(
+                        f"the client stopped with {self.remaining - filled} body bytes still "
+                        "to come", received=filled,
                     )
                 self._reader.length -= got
                 filled += got
@@ -188,7 +201,10 @@ class DirectReader:
         if len(data) < want:
             # gunicorn's LengthReader takes a closed connection for the end of the body.
             self._body.failed = True
-            raise EOFError(f"the client stopped with {self.remaining} body bytes still to come")
+            raise ClientStopped(
+                f"the client stopped with {self.remaining} body bytes still to come",
+                received=len(data),
+            )
         return data
 
     @staticmethod

@@ -178,7 +178,7 @@ def assert_consistent(inv: Inventory) -> None:
 @contextlib.contextmanager
 def serve_s3(tmp_path: Path, endpoint: str, *args: str, workers: int = 1,
              name: str = "serve", env: dict[str, str] | None = None) -> Iterator[Server]:
-    """``python -m kzr_wsgi serve --s3 s3://rec/kazoo --s3-endpoint ENDPOINT ARGS…``.
+    """``python -m kzr_wsgi serve --s3 s3://rec/kazoo --s3-endpoint ENDPOINT ARGS…``, swept.
 
     Run with ``tmp_path/<name>-cwd`` as its working directory and no ``--root`` (the
     disk store's default, ``./recordings``, would land there); its log beside it.
@@ -193,7 +193,24 @@ def serve_s3(tmp_path: Path, endpoint: str, *args: str, workers: int = 1,
     clean: dict[str, str | None] = {k: None for k in os.environ if k.startswith("KZR_")}
     with spawn(cmd, H, port, tmp_path / f"{name}-{port}.log", {**clean, **(env or {})},
                cwd) as server:
+        wait_for_first_sweep(server)
         yield server
+
+
+def wait_for_first_sweep(server: Server, timeout: float = 30) -> None:
+    """Wait until the bucket's housekeeper has done its start-up sweep.
+
+    Moto dates every multipart upload to 2010, so that sweep would abort a test's upload
+    in progress as a day-old leftover. The lease's holder sweeps once, then not for a
+    day: this server (its log says so), or another one started before it (waited for).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        log = server.log()
+        if "housekeeper: sweep: " in log or "housekeeper: standing by" in log:
+            return
+        assert time.monotonic() < deadline, f"no start-up sweep:\n{log}"
+        time.sleep(0.05)
 
 
 def timed(call: Callable[[], Reply]) -> tuple[Reply, float]:

@@ -9,6 +9,7 @@ object and writing its index entry is made with the store's crash points
 from __future__ import annotations
 
 import http.client
+import logging
 import os
 import subprocess
 import sys
@@ -193,7 +194,7 @@ def test_sweep_command_reports_and_removes_unfinished_uploads(
 
 
 def test_housekeeper_sweeps_each_s3_store_daily(
-    rec: Any, moto_endpoint: str, tmp_path: Path,
+    rec: Any, moto_endpoint: str, tmp_path: Path, caplog: pytest.LogCaptureFixture,
 ) -> None:
     store = S3Store.from_url(S3_URL, endpoint_url=moto_endpoint)
     disk = DirectoryStore(tmp_path / "recordings")
@@ -206,7 +207,11 @@ def test_housekeeper_sweeps_each_s3_store_daily(
     rec.create_multipart_upload(Bucket=BUCKET, Key=PREFIX + "call/a/x~t.mp3")
     rec.create_multipart_upload(Bucket=BUCKET, Key="other/y.mp3")
     keeper = Housekeeper([job], lease_for(store))
+    other = Housekeeper([in_fanout], lease_for(store))
     [line] = keeper.run_once()
+    with caplog.at_level(logging.INFO, logger="kzr_wsgi.housekeeper"):
+        assert other.run_once() == []  # one housekeeper per bucket: the other stands by
+    assert "housekeeper: standing by: another process holds the lease" in caplog.text
     assert line.startswith("housekeeper: sweep: 1 leftover(s) in s3://rec/kazoo/, 1 removed in ")
     assert [u["Key"] for u in uploads(rec)] == ["other/y.mp3"]
     assert all_keys(rec, lease=True) == [PREFIX + ".kzr/housekeeper.lease"]

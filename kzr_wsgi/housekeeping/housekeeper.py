@@ -302,10 +302,17 @@ class Housekeeper:
         self.tick = tick
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._holding: bool | None = None
 
     def run_once(self) -> list[str]:
         """One tick: if this process holds the lease, run every due job; their lines."""
-        if not self.lease.acquire():
+        holding = self.lease.acquire()
+        if holding != self._holding:
+            # Said on each change only: which process does the work is worth a line.
+            self._holding = holding
+            log.info("housekeeper: %s", "holding the lease: this process does the work"
+                     if holding else "standing by: another process holds the lease")
+        if not holding:
             return []
         lines = []
         for job in self.jobs:
