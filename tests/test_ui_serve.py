@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from test_cli import start
 
-from kzr_wsgi import KazooRecordings
+from kzr_wsgi import KazooRecordings, cli
 from kzr_wsgi.ui import SearchUI
 
 
@@ -146,6 +146,11 @@ def test_a_ui_prefix_that_hides_the_metrics_is_refused(
                                           "--metrics"])
     assert result.exit_code == 2 and not started
     assert "--ui-prefix /metrics/ would hide /metrics" in result.output
+    # What is checked is the prefix rule; the metrics themselves are test_metrics.py's (an
+    # in-process serve cannot choose prometheus_client's multiprocess mode once another
+    # test has imported it).
+    monkeypatch.setattr(cli, "_metrics_dir", lambda root: None)
+    monkeypatch.setattr(cli, "_metrics", lambda allow, proxies: None)
     result, started = start(monkeypatch, ["--root", str(tmp_path / "rec"), "--ui",
                                           "--viewer", "ops:pw", "--ui-prefix", "/metrics-ui",
                                           "--metrics"])
