@@ -23,7 +23,8 @@ from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from .state import DiskState, S3State, fsync_dir
+from ..stores.directory.files import fsync_dir
+from .state import DiskState, S3State
 
 #: The keys of every event, in the order they are written.
 KEYS = ("at", "action", "user", "call_id", "recording_id", "account_id", "location", "size",

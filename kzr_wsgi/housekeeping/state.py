@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import KzrError, StoreUnavailable
 from ..stores import DirectoryStore, FanOut
+from ..stores.directory.files import fsync_dir
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
@@ -235,15 +236,6 @@ def _has_state(store: Any) -> bool:
     except KzrError:
         return False
     return True
-
-
-def fsync_dir(directory: Path) -> None:
-    """Make the names in ``directory`` durable."""
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @contextmanager
