@@ -170,6 +170,10 @@ def _chunks(data: bytes, size: int) -> Iterator[bytes]:
         yield data[i:i + size]
 
 
+#: Retries of each upload still unanswered after the last round, with backoff.
+FINAL_RETRIES = 10
+
+
 def send(port: int, upload: Upload, maker: Mp3Maker, pace: float) -> int | None:
     """One attempt, as httpc sends it; the status, or ``None`` when no answer came."""
     pieces, length, content_type = upload.pieces(maker)
@@ -467,11 +471,16 @@ def run(rounds: int, seed: int, workdir: Path, large_mb: tuple[int, int] = (20, 
             summary.seconds = time.monotonic() - started
             print(f"round {n}: {summary.line()}", file=out, flush=True)
         # Kazoo keeps retrying what it never got an answer for.
+        # Kazoo keeps retrying for minutes (5 s apart, then 1-10 minutes): a restarted
+        # server still booting its workers must not count as a failure, so back off.
         for upload in unanswered:
-            for _ in range(3):
+            for tries in range(1, FINAL_RETRIES + 1):
                 attempt(upload, 0.0, False)
                 if upload.acknowledged:
                     break
+                time.sleep(min(0.5 * tries, 3.0))
+            else:
+                summary.notes.append(f"{upload.key}: no 2xx after {FINAL_RETRIES} retries")
         final = Summary(rounds=summary.rounds, kills=summary.kills)
         catalog = _open_catalog(root)
         try:
