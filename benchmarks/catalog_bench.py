@@ -180,7 +180,7 @@ def measure_writes(catalog: Catalog, repeat: int) -> dict[str, float]:
 
 
 def run(url: str, n: int, repeat: int, label: str) -> dict[str, object]:
-    from kzr_wsgi.catalog import sqlite
+    from kzr_wsgi.catalog.backends import sqlite
 
     # Filling a million rows into eleven indexes with random keys is bound by the page
     # cache: give the filling connection a large one. The searches and single adds are

@@ -9,7 +9,7 @@ into one place: it yields exactly the body, raises
 :class:`~kzr_wsgi.errors.BodyTooLarge` past the limit.
 
 Under the embedded gunicorn, a ``Content-Length`` body is read straight from the
-socket into the caller's buffer (:meth:`Body.readinto`, see :mod:`kzr_wsgi.fastread`);
+socket into the caller's buffer (:meth:`Body.readinto`, see :mod:`kzr_wsgi.server.fastread`);
 everywhere else through ``wsgi.input``.
 """
 
@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import IO, Any
 
 from .errors import BodyIncomplete, BodyTooLarge, LengthRequired, MalformedUpload
-from .fastread import DirectReader, direct_reader
+from .server.fastread import DirectReader, direct_reader
 
 #: Default maximum body size: 2 GiB. A 3-hour 16 kHz stereo WAV is about 691 MB.
 DEFAULT_MAX_SIZE = 2 << 30

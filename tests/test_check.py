@@ -20,8 +20,8 @@ import mutagen.mp3
 import pytest
 from servers import serve, wsgi_server
 
-from kzr_wsgi.check import FAIL, PASS, SKIP, WARN, Step, run_check, url_step
-from kzr_wsgi.wire import MP3_FRAME_BYTES, KazooURL, silent_mp3
+from kzr_wsgi.selftest.check import FAIL, PASS, SKIP, WARN, Step, run_check, url_step
+from kzr_wsgi.selftest.wire import MP3_FRAME_BYTES, KazooURL, silent_mp3
 
 # -- pure ---------------------------------------------------------------------------------
 

@@ -13,8 +13,8 @@ from click.testing import CliRunner
 
 from kzr_wsgi import cli
 from kzr_wsgi.ages import AgeError, format_age, parse_age, parse_policy_age
-from kzr_wsgi.commands import StoreSpec, store_options
-from kzr_wsgi.config import ConfigError, RetentionPolicy, load_config, option_keys
+from kzr_wsgi.cli.config import ConfigError, RetentionPolicy, load_config, option_keys
+from kzr_wsgi.cli.options import StoreSpec, store_options
 
 # -- ages -----------------------------------------------------------------------------------
 

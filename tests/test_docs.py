@@ -212,7 +212,7 @@ def toml_samples() -> list[tuple[str, str]]:
 
 
 def test_every_config_file_in_the_manual_is_accepted(tmp_path: Path) -> None:
-    from kzr_wsgi.config import ConfigError, load_config, option_keys
+    from kzr_wsgi.cli.config import ConfigError, load_config, option_keys
 
     samples = toml_samples()
     assert samples, "the manual shows a config file"

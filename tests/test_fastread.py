@@ -1,4 +1,4 @@
-"""The direct body read under gunicorn (kzr_wsgi.fastread): its edges, and keep-alive after it.
+"""The direct body read under gunicorn (kzr_wsgi.server.fastread): its edges, keep-alive after it.
 
 The in-process tests drive gunicorn's own parser and environ (``RequestParser``,
 ``gunicorn.http.wsgi.create``) over a real loopback TCP connection, exactly as a gthread
@@ -32,9 +32,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from servers import serve, wsgi_server
 
-from kzr_wsgi import fastread
 from kzr_wsgi.body import Body
 from kzr_wsgi.errors import BodyIncomplete
+from kzr_wsgi.server import fastread
 
 #: Generous: a read that blocks this long is a hang, and fails the test instead.
 TIMEOUT = 10.0

@@ -28,7 +28,7 @@ from werkzeug.test import Client
 from kzr_wsgi import DirectoryStore, Guard, KazooRecordings, Recording, WebhookNotifier, errors
 from kzr_wsgi.audio import FLAGS, AudioInfo
 from kzr_wsgi.metrics import SECONDS_BUCKETS, Metrics, MultiprocessDir, store_error_label
-from kzr_wsgi.wire import silent_mp3
+from kzr_wsgi.selftest.wire import silent_mp3
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 

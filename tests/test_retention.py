@@ -157,7 +157,7 @@ def expected_pruned() -> set[str]:
 
 
 def policy_selection(tmp_path: Path) -> Selection:
-    from kzr_wsgi.config import load_config
+    from kzr_wsgi.cli.config import load_config
 
     path = tmp_path / "policy.toml"
     path.write_text(POLICY)

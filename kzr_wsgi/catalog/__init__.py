@@ -37,7 +37,7 @@ def open_catalog(url: str, *, connect_now: bool = True) -> Catalog:
 def backend_for(url: str) -> Backend:
     """The :class:`Backend` a catalog URL names."""
     if url.startswith("sqlite:///"):
-        from .sqlite import SQLiteBackend
+        from .backends.sqlite import SQLiteBackend
 
         path = url[len("sqlite:///"):]
         if not path or path.startswith("?"):
@@ -45,7 +45,7 @@ def backend_for(url: str) -> Backend:
         return SQLiteBackend(Path(os.path.expanduser(path)).absolute())
     if url.startswith(("postgresql://", "postgres://")):
         try:
-            from .postgres import PostgresBackend
+            from .backends.postgres import PostgresBackend
         except ImportError as exc:
             raise ValueError(
                 f"a postgresql:// catalog needs psycopg: pip install 'kzr_wsgi[postgres]' "

@@ -150,7 +150,7 @@ class Catalog:
     @classmethod
     def for_root(cls, root: str | os.PathLike[str]) -> Catalog:
         """The SQLite catalog of the store at ``root`` (``ROOT/.kzr/catalog.sqlite3``)."""
-        from .sqlite import SQLiteBackend
+        from .backends.sqlite import SQLiteBackend
 
         path = Path(root).absolute() / ROOT_CATALOG
         return cls(SQLiteBackend(path))

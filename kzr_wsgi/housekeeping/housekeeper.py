@@ -53,7 +53,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..config import Config, RetentionPolicy
+from ..cli.config import Config, RetentionPolicy
 from ..stores import FanOut
 from .retention import Selection, prune
 from .state import DiskState, S3State, state_for

@@ -44,7 +44,7 @@ from typing import Any
 
 from ..ages import format_age
 from ..catalog import Row, row_from_record
-from ..config import RetentionPolicy
+from ..cli.config import RetentionPolicy
 from ..errors import KzrError
 from ..stores import DirectoryStore, FanOut
 from .audit import DELETE, AuditTrail, audit_event, os_user

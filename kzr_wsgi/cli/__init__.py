@@ -13,30 +13,30 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from .ages import format_age
-from .auth import Guard, is_loopback_host, read_secrets
-from .body import DEFAULT_MAX_SIZE
-from .commands import build_store, catalog_notices, catalog_of
-from .commands import catalog as catalog_commands
-from .commands.check import check as check_command
-from .commands.retention import audit, hold, prune
-from .commands.sweep import sweep_command
+from ..ages import format_age
+from ..auth import Guard, is_loopback_host, read_secrets
+from ..body import DEFAULT_MAX_SIZE
+from ..errors import KzrError, StoreUnavailable
+from ..metrics import DEFAULT_PATH as METRICS_PATH
+from ..metrics import LOOPBACK, MultiprocessDir
+from ..middleware import KazooRecordings
+from ..notify import WebhookNotifier
+from ..recording import Handler
+from ..server.gunicorn import DEFAULT_THREADS, DEFAULT_WORKERS, gunicorn_options, run
+from ..stores import FanOut
+from . import catalog as catalog_commands
+from .check import check as check_command
 from .config import Config, config_option
-from .errors import KzrError, StoreUnavailable
-from .metrics import DEFAULT_PATH as METRICS_PATH
-from .metrics import LOOPBACK, MultiprocessDir
-from .middleware import KazooRecordings
-from .notify import WebhookNotifier
-from .recording import Handler
-from .server import DEFAULT_THREADS, DEFAULT_WORKERS, gunicorn_options, run
-from .stores import FanOut
+from .options import build_store, catalog_notices, catalog_of
+from .retention import audit, hold, prune
+from .sweep import sweep_command
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
-    from .metrics import Metrics
-    from .ui import SearchUI
-    from .ui.viewers import Viewers
+    from ..metrics import Metrics
+    from ..ui import SearchUI
+    from ..ui.viewers import Viewers
 
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
@@ -320,7 +320,7 @@ def _housekeeping(options: dict[str, Any], store: Any, config: Config | None) ->
     One process among all serving the store does them (see
     :mod:`kzr_wsgi.housekeeping.housekeeper`).
     """
-    from .housekeeping.housekeeper import TICK, Housekeeper, jobs_for, lease_for
+    from ..housekeeping.housekeeper import TICK, Housekeeper, jobs_for, lease_for
 
     jobs = jobs_for(store, config)
     if not jobs:
@@ -367,7 +367,7 @@ def _metrics_dir(root: str) -> MultiprocessDir:
 
 
 def _metrics(allow: tuple[str, ...], trusted_proxies: tuple[str, ...]) -> Metrics:
-    from .metrics import Metrics  # prometheus_client itself is imported when one is built
+    from ..metrics import Metrics  # prometheus_client itself is imported when one is built
 
     try:
         return Metrics(allow=allow or LOOPBACK, trusted_proxies=trusted_proxies)
@@ -397,7 +397,7 @@ def _ui_viewers(
     has_catalog: bool,
 ) -> Viewers:
     """``serve --ui``'s viewers, checked before any store is touched; or a refusal saying why."""
-    from .ui.viewers import Viewers, parse_viewer, read_viewer_file
+    from ..ui.viewers import Viewers, parse_viewer, read_viewer_file
 
     ui_prefix = _norm_prefix(ui_prefix)
     if ui_prefix == "/":
@@ -431,7 +431,7 @@ def _ui_viewers(
 def _with_ui(receiver: WSGIApplication, store: Any, ui_prefix: str, viewers: Viewers, *,
              secret: str | None) -> SearchUI:
     """The search page in front of the receiver, on the catalog the store writes."""
-    from .ui import SearchUI
+    from ..ui import SearchUI
 
     catalog = catalog_of(store)
     if catalog is None:

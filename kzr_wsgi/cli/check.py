@@ -6,7 +6,7 @@ import json
 
 import click
 
-from ..check import DEFAULT_TIMEOUT, Step, passed, run_check
+from ..selftest.check import DEFAULT_TIMEOUT, Step, passed, run_check
 
 
 @click.command()

@@ -23,7 +23,7 @@ import click
 from ..ages import format_age
 from ..errors import StoreUnavailable
 from ..housekeeping.sweep import DEFAULT_OLDER_THAN, outcome, summary, sweep_s3
-from . import Age, StoreSpec, store_options
+from .options import Age, StoreSpec, store_options
 
 
 @click.command("sweep")

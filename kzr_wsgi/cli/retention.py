@@ -18,7 +18,7 @@ from ..housekeeping.holds import Hold, Holds, add_hold, remove_hold
 from ..housekeeping.retention import DEFAULT_KINDS, Item, Selection
 from ..housekeeping.retention import prune as run_prune
 from ..housekeeping.state import state_for
-from . import Age, StoreSpec, When, store_options
+from .options import Age, StoreSpec, When, store_options
 
 
 def _state(spec: StoreSpec) -> Any:

@@ -37,10 +37,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .auth import is_loopback_host, parse_address
-from .forms import CALL_PREFIX
-from .metadata import GREGORIAN_OFFSET
-from .recording import SELF_TEST_PREFIX
+from ..auth import is_loopback_host, parse_address
+from ..forms import CALL_PREFIX
+from ..metadata import GREGORIAN_OFFSET
+from ..recording import SELF_TEST_PREFIX
 from .wire import (
     MP3_FRAME_MS,
     Answer,

@@ -25,7 +25,7 @@ from ..catalog.reindex import reindex as run_reindex
 from ..housekeeping.verify import Finding, selected
 from ..housekeeping.verify import verify as run_verify
 from ..stores import DirectoryStore, FanOut
-from . import StoreSpec, When, store_options
+from .options import StoreSpec, When, store_options
 
 
 @click.command("ls")

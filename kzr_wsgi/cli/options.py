@@ -22,9 +22,9 @@ import click
 
 from ..ages import AgeError, parse_age
 from ..catalog import ROOT_CATALOG, Catalog, open_catalog, parse_when
-from ..config import STORE_KEYS, Config, config_option
 from ..recording import Handler
 from ..stores import DirectoryStore, FanOut
+from .config import STORE_KEYS, Config, config_option
 
 F = TypeVar("F", bound=Callable[..., Any])
 

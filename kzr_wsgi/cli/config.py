@@ -38,8 +38,8 @@ from typing import Any, TypeVar
 
 import click
 
-from .ages import AgeError, format_age, parse_age, parse_policy_age
-from .errors import KzrError
+from ..ages import AgeError, format_age, parse_age, parse_policy_age
+from ..errors import KzrError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -301,14 +301,14 @@ class _Locator:
 
 def _serve_command() -> click.Command:
     # Imported when a file is read, not at import time: cli imports the commands.
-    from .cli import serve
+    from . import serve
 
     return serve
 
 
 def _store_params() -> dict[str, click.Parameter]:
     """The store options' parameters, by key (they are known keys even where serve lacks one)."""
-    from .commands import store_options
+    from .options import store_options
 
     @store_options
     def probe(**kwargs: Any) -> None:

@@ -1,0 +1,2 @@
+"""The catalog's database backends: :mod:`~kzr_wsgi.catalog.backends.sqlite` (the
+embedded default) and :mod:`~kzr_wsgi.catalog.backends.postgres` (extra ``postgres``)."""
