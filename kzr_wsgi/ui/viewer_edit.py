@@ -142,7 +142,8 @@ def edit_viewer_file(path: str | os.PathLike[str], change: Callable[[str], str],
     target = Path(path).resolve()
     with _folder_locked(target.parent):
         try:
-            text = target.read_text(encoding="utf-8")
+            # Bytes, not read_text: its newline translation would rewrite CRLF lines.
+            text = target.read_bytes().decode("utf-8")
         except FileNotFoundError:
             if not create:
                 raise ViewerEditError(f"{path}: no such viewer file") from None
