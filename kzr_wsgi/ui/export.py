@@ -43,7 +43,7 @@ MANIFEST_CSV = "manifest.csv"
 MANIFEST_JSON = "manifest.json"
 #: Longest stem of a name, in UTF-8 bytes: with a suffix and an extension it stays under
 #: the 255 bytes most file systems allow a name.
-_MAX_STEM = 200
+_MAX_STEM = 180
 _DOTS = re.compile(r"\.{2,}")
 _NOT_ID = re.compile(r"[^A-Za-z0-9]+")
 
@@ -79,7 +79,7 @@ def export_names(rows: Iterable[Row]) -> dict[str, str]:
         suffix = _NOT_ID.sub("", row_id) or "x"
         candidate = f"{stem}_{suffix[:12]}"
         if candidate.casefold() in taken:
-            candidate = f"{stem}_{suffix[:64]}"
+            candidate = f"{stem}_{suffix[:32]}"
         number = 2
         base = candidate
         while candidate.casefold() in taken:
