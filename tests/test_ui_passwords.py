@@ -360,3 +360,17 @@ def test_authenticate_matches() -> None:
 
     environ = {"HTTP_AUTHORIZATION": "Basic " + base64.b64encode(b"ops:ops-pw").decode()}
     assert Viewers([Viewer("ops", "ops-pw")]).authenticate(environ).user == "ops"
+
+
+def test_the_manuals_viewer_file_sample_reads_and_checks() -> None:
+    from pathlib import Path
+
+    page = (Path(__file__).parent.parent / "docs" / "ui.md").read_text()
+    sample = page.split("```text\n# /etc/kzr/viewers")[1].split("```")[0]
+    viewers = Viewers(parse_viewer_file("#" + sample))
+    assert [(v.user, v.kind, v.share) for v in viewers] == [
+        ("ops", SecretKind.ARGON2ID, True), ("acme", SecretKind.BCRYPT, False),
+        ("globex", SecretKind.BCRYPT, False)]
+    assert viewers.check("acme", "Tr0ub4dor&3") is not None
+    assert viewers.check("globex", "hunter2-but-longer") is not None
+    assert viewers.check("ops", "correct-horse-battery-staple") is not None
