@@ -100,7 +100,7 @@ def test_an_export_of_real_uploads_reads_back(tmp_path: Path) -> None:
     items = json.loads(archive.read("manifest.json"))
     api = world.list()["items"]
     assert [i["id"] for i in items] == [i["id"] for i in api]
-    for got, want in zip(items, api):
+    for got, want in zip(items, api, strict=True):
         assert set(got) == set(want) | {"transcript_url"}
         assert {k: v for k, v in got.items() if k not in ("audio_url", "transcript_url")} == {
             k: v for k, v in want.items() if k != "audio_url"}
