@@ -64,8 +64,8 @@ def speakers(names: Sequence[str], caller: str = "left") -> dict[str, str]:
     if tuple(names) == ("mono",):
         return {"mono": "all"}
     if tuple(names) == ("left", "right"):
-        callee = "right" if caller == "left" else "left"
-        return {caller: "caller", callee: "callee"}
+        other = "callee" if caller == "left" else "caller"
+        return {"left": "caller" if caller == "left" else "callee", "right": other}
     return {}
 
 
