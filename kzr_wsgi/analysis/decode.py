@@ -31,7 +31,7 @@ import numpy as np
 import numpy.typing as npt
 import soundfile
 
-from ..audio import SNIFF_BYTES, inspect_audio, sniff_format
+from ..audio import REPORTED_SLACK_MS, SNIFF_BYTES, inspect_audio, sniff_format
 from ..audio.wav import UNSET_SIZES, WavParser
 from ..errors import KzrError
 
@@ -112,23 +112,51 @@ class Decoder:
         """Every block in order. Each is a view of one reused buffer, valid until the next.
 
         Reads until libsndfile gives no more frames: a cut-short file ends where its
-        bytes do (the frame count in its header is not trusted).
+        bytes do (the frame count in its header is not trusted). Raises
+        :class:`DecodeError` where the audio cannot be decoded, or an MP3's decoding
+        ended well before its frames did.
         """
         buffer, sound = self._buffer, self._sound
         while True:
             try:
                 got = sound.buffer_read_into(buffer, dtype="float32")
             except (soundfile.SoundFileError, RuntimeError) as exc:
-                at = self.frames / self.info.sample_rate
+                rate = self.info.sample_rate
                 raise DecodeError(
-                    f"{self.info.format.upper()} decoding failed after {at:.1f} s: "
+                    f"{self.info.format.upper()} decoding failed between "
+                    f"{self.frames / rate:.1f} s and {(self.frames + len(buffer)) / rate:.1f} s: "
                     f"{_message(exc)}") from exc
             if got <= 0:
-                return
+                break
             self.frames += got
             block = buffer[:got]
             np.clip(block, -1.0, 1.0, out=block)
             yield block
+        if self.info.format == "mp3":
+            self._check_complete()
+
+    def _check_complete(self) -> None:
+        """Raise :class:`DecodeError` when mpg123 gave up before the frames ran out.
+
+        Where it cannot resync past damage (or stops at the length a summary frame of
+        the first of several appended segments states), mpg123 ends the stream as if
+        the file had ended, and says so only on stderr. Then it has not read the file to
+        its end, and the upload's inspection, counting the frames that are there, finds
+        more audio than was decoded. (A file cut short is read to its end: no error.)
+        """
+        raw = self._raw
+        stopped_at = raw.tell()
+        if stopped_at >= raw.seek(0, io.SEEK_END):
+            return
+        raw.seek(0)
+        found = inspect_audio(iter(lambda: raw.read(1 << 20), b""), ext="mp3")
+        decoded_ms = self.frames * 1000 // self.info.sample_rate
+        if found is not None and found.duration_ms is not None and (
+                decoded_ms < found.duration_ms - REPORTED_SLACK_MS):
+            raise DecodeError(
+                f"MP3 decoding stopped at {decoded_ms / 1000:.1f} s of the "
+                f"{found.duration_ms / 1000:.1f} s its frames hold (damaged data, or "
+                f"segments the decoder does not continue into)")
 
     def close(self) -> None:
         """Close libsndfile's handle, and the file when :func:`open_audio` opened it."""

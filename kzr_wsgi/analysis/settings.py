@@ -78,7 +78,8 @@ class AnalysisSettings:
     """A frame whose energy outside its two strongest spectral peaks lies this many dB
     (or more) below its total is a tone, not speech: sines, ringback, DTMF, fax tones
     measure -30 to -51 dB, speech -28 dB at its most tonal and above -20 dB in 99 % of
-    frames. The frames next to a tonal frame are taken as tone too (a tone's onset)."""
+    frames. The two frames either side of a tonal frame are taken as tone too (a tone's
+    edges, which LAME smears)."""
 
     vad_mode: int = 3
     """webrtcvad's aggressiveness, 0 (least) to 3 (most: fewest non-speech frames taken

@@ -12,8 +12,8 @@ each frame in three stages, the first two vectorised over a whole block:
 
 Speech frames become intervals, bridged across pauses shorter than ``speech-bridge``,
 and bursts shorter than ``speech-min`` are dropped (:mod:`~kzr_wsgi.analysis.timeline`).
-The last whole frame of each block waits for the next block, so a tone's neighbour is
-known across block boundaries and the result never depends on how blocks are cut.
+The last two whole frames of each block wait for the next block, so a tone's neighbours
+are known across block boundaries and the result never depends on how blocks are cut.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from .decode import Block, StreamInfo
 from .resample import Resampler
 from .settings import AnalysisSettings
 from .timeline import Interval, bridge, drop_short
-from .tones import FRAME, FRAME_MS, RATE, frame_db, residual_db, widen
+from .tones import FRAME, FRAME_MS, RATE, REACH, frame_db, residual_db, widen
 
 Mask = npt.NDArray[np.bool_]
 
@@ -50,8 +50,8 @@ class _Channel:
 
     def __init__(self, mode: int) -> None:
         self.vad = webrtcvad.Vad(mode)
-        #: Whether the last committed frame was tonal (its neighbour is tone too).
-        self.tonal = False
+        #: Whether the last :data:`REACH` committed frames were tonal (their neighbours are tone).
+        self.tonal: Mask = np.zeros(0, dtype=bool)
         #: The frame the speech run still going on started at, if one is.
         self.open: int | None = None
         self.runs: list[Interval] = []
@@ -96,17 +96,19 @@ class SpeechStep:
 
     def _frames(self, samples: npt.NDArray[np.float32], *, final: bool) -> None:
         """Decide the whole frames of carry + ``samples``; keep the rest (and, unless
-        ``final``, the last whole frame) for the next call."""
+        ``final``, the last :data:`REACH` whole frames: their tonality decides their
+        neighbours') for the next call."""
         data = np.concatenate((self._carry, samples)) if len(self._carry) else samples
         whole = len(data) // FRAME
-        commit = whole if final else whole - 1
+        commit = whole if final else whole - REACH
         if commit <= 0:
             self._carry = data.copy() if not final else data[:0].copy()
             return
-        # soxr may overshoot full scale a little; the detector takes 16-bit samples.
-        framed = np.clip(data[: whole * FRAME], -1.0, 1.0).reshape(whole, FRAME, -1)
+        # A row per channel (contiguous: fast reductions); soxr may overshoot full scale
+        # a little, and the detector takes 16-bit samples.
+        rows = np.clip(data[: whole * FRAME].T, -1.0, 1.0, order="C")
         for c, channel in enumerate(self._channels):
-            self._channel(channel, np.ascontiguousarray(framed[:, :, c]), commit)
+            self._channel(channel, rows[c].reshape(whole, FRAME), commit)
         self._carry = data[commit * FRAME :].copy()
         self._done += commit
 
@@ -115,9 +117,8 @@ class SpeechStep:
         loud = frame_db(frames) > settings.speech_level
         tonal = np.zeros(len(frames), dtype=bool)
         tonal[loud] = residual_db(frames[loud]) <= settings.tone_residual
-        after = bool(tonal[commit]) if commit < len(frames) else False
-        tone = widen(tonal[:commit], before=channel.tonal, after=after) & loud[:commit]
-        channel.tonal = bool(tonal[commit - 1])
+        tone = widen(tonal[:commit], before=channel.tonal, after=tonal[commit:]) & loud[:commit]
+        channel.tonal = np.concatenate((channel.tonal, tonal[:commit]))[-REACH:]
         channel.tone_frames += int(np.count_nonzero(tone))
         asked = np.flatnonzero(loud[:commit] & ~tone)
         speech = np.zeros(commit, dtype=bool)
