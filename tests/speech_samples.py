@@ -3,8 +3,8 @@
 Every helper returns a :class:`Sample`: a file in a temporary directory of this test
 session (made once, removed at exit) and the speech that was put into each channel,
 measured independently of the code under test: each sentence from its first sound to its
-last, as sox's ``silence`` effect trims it (:func:`speech_ms`). The MP3s have FreeSWITCH's shapes (kazoo-contract §8),
-through :func:`audio_samples.lame_mp3`::
+last, as sox's ``silence`` effect trims it (:func:`speech_ms`). The MP3s have FreeSWITCH's
+shapes (kazoo-contract §8), through :func:`audio_samples.lame_mp3`::
 
     conversation()           # 16 kHz stereo MP3, different sentences left and right
     monologue()              # 8 kHz mono MP3
@@ -96,10 +96,10 @@ def speech_ms(path: Path) -> int:
 
 def gap(seconds: float, rate: int) -> Path:
     """Digital silence."""
-    out = workdir() / f"gap{seconds:g}-{rate}.wav"
+    out = workdir() / f"gap{seconds:.6f}-{rate}.wav"
     if not out.exists():
         run("sox", "-n", "-r", str(rate), "-c", "1", "-b", "16", str(out), "trim", "0",
-            f"{seconds:g}")
+            f"{seconds:.6f}")
     return out
 
 
@@ -146,11 +146,21 @@ def freeswitch_mp3(wav: Path, rate: int, channels: int) -> Path:
 
 @functools.cache
 def conversation() -> Sample:
-    """16 kHz stereo: the caller (left) and the callee (right) take turns."""
-    left, talk_l = track([(0, VOICES[0]), 2.5, (2, VOICES[0]), 2.5, (4, VOICES[0])], 16000,
-                         "conv-left")
-    right, talk_r = track([3.0, (1, VOICES[1]), 2.0, (3, VOICES[1]), 2.0, (5, VOICES[1])],
-                          16000, "conv-right")
+    """16 kHz stereo: the caller (left) and the callee (right) take turns, 0.6 s apart.
+
+    Sentences 0, 2, 4 on the left, 1, 3, 5 on the right; each side is silent while the
+    other speaks.
+    """
+    sides: tuple[list[tuple[int, str] | float], list[tuple[int, str] | float]] = ([], [])
+    for index in range(len(SENTENCES)):
+        side = index % 2
+        said = (index, VOICES[side])
+        sides[side].append(said)
+        sides[1 - side].append(seconds_of(sentence(index, VOICES[side], 16000)))
+        for parts in sides:
+            parts.append(0.6)
+    left, talk_l = track(sides[0], 16000, "conv-left")
+    right, talk_r = track(sides[1], 16000, "conv-right")
     path = freeswitch_mp3(stereo(left, right, "conversation"), 16000, 2)
     return Sample(path, {"left": talk_l, "right": talk_r})
 

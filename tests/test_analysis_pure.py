@@ -8,7 +8,9 @@ gate, block boundaries) fed numpy blocks, and the result's JSON both ways.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -59,7 +61,7 @@ def test_defaults_are_the_documented_thresholds() -> None:
     # The silence level is the upload inspection's: silent means one thing.
     assert DEFAULTS.silent_level == SILENCE
     # Every field has its docstring (the manual lists them).
-    source = open(AnalysisSettings.__module__.replace(".", "/") + ".py").read()
+    source = inspect.getsource(sys.modules[AnalysisSettings.__module__])
     for f in dataclasses.fields(AnalysisSettings):
         assert f'    {f.name}: ' in source
         after = source.split(f"    {f.name}: ", 1)[1].split("\n", 2)[1]
@@ -286,7 +288,8 @@ def test_tones_are_kept_from_the_detector_and_blocks_do_not_matter() -> None:
     assert tone_ms[1] >= 2900  # type: ignore[index]
     assert tone_ms[0] >= 2900  # type: ignore[index]
     spoken = intervals[0]  # type: ignore[index]
-    assert spoken and all(4000 - 60 <= s and e <= 6000 + 60 for s, e in spoken)
+    # The buzz lies at 4..6 s; a frame either side at most.
+    assert spoken and all(s >= 3940 and e <= 6060 for s, e in spoken)
     assert total_ms(spoken) > 1500
     for block in (241, 480, 1000, 4097):
         assert speech_of(data, rate, block) == whole, block
