@@ -75,11 +75,11 @@ class AnalysisSettings:
     not asked about it (line noise and comfort noise lie well below)."""
 
     tone_residual: float = -25.0
-    """A frame whose energy outside its two strongest spectral peaks lies this many dB
-    (or more) below its total is a tone, not speech: sines, ringback, DTMF, fax tones
-    measure -30 to -51 dB, speech -28 dB at its most tonal and above -20 dB in 99 % of
-    frames. The two frames either side of a tonal frame are taken as tone too (a tone's
-    edges, which LAME smears)."""
+    """A frame whose energy outside its three strongest spectral peaks lies this many dB
+    (or more) below its total is a tone, not speech: sines, ringback, busy, DTMF and fax
+    tones measure -42 dB or less, speech -21 dB or more in 99 % of frames (0.08 % at
+    -25 dB or less). The two frames either side of a tonal frame are taken as tone too
+    (a tone's edges, which LAME smears)."""
 
     vad_mode: int = 3
     """webrtcvad's aggressiveness, 0 (least) to 3 (most: fewest non-speech frames taken
