@@ -6,7 +6,8 @@ Every signal is made here (sox ``synth``, espeak-ng), encoded as FreeSWITCH writ
 (LAME, 8 kHz mono 16 kbit/s) and analysed by :func:`kzr_wsgi.analysis.analyse`. For each
 it prints how much of the loud audio (30 ms frames above ``speech-level``) the analysis
 counted as speech, against what webrtcvad alone (the same mode, every loud frame) says,
-and the per-frame tone residual (:func:`kzr_wsgi.analysis.tones.residual_db`) at the 1st,
+the speech put in (sentences from first sound to last, as sox trims them), the time the
+tone gate took for tone, and the per-frame tone residual (:func:`kzr_wsgi.analysis.tones.residual_db`) at the 1st,
 50th and 99th percentile. Files go under a temporary folder removed at the end.
 """
 
@@ -85,14 +86,16 @@ def measure(name: str, path: Path, reference_ms: int | None = None) -> None:
     talk = result.talk_ms["mono"]
     res = np.percentile(residual_db(loud), [1, 50, 99]) if len(loud) else [np.nan] * 3
     ref = f"{reference_ms / 1000:6.1f}" if reference_ms is not None else "     -"
+    tone = result.tone_ms["mono"]
     print(f"{name:30s} {loud_ms / 1000:6.1f} {vad_ms / 1000:7.1f} {talk / 1000:7.1f} {ref}  "
-          f"{res[0]:6.1f} {res[1]:6.1f} {res[2]:6.1f}  {','.join(result.flags) or '-'}")
+          f"{tone / 1000:6.1f}  {res[0]:6.1f} {res[1]:6.1f} {res[2]:6.1f}  "
+          f"{','.join(result.flags) or '-'}")
 
 
 def main() -> None:
     print(f"load average {os.getloadavg()}")
     print(f"{'signal (8 kHz mono MP3)':30s} {'loud s':>6s} {'vad s':>7s} {'talk s':>7s} "
-          f"{'ref s':>6s}  {'res1%':>6s} {'res50':>6s} {'res99':>6s}  flags")
+          f"{'ref s':>6s}  {'tone s':>6s}  {'res1%':>6s} {'res50':>6s} {'res99':>6s}  flags")
     for name in SIGNALS:
         measure(name, make(name))
     for voice in ("en-us", "en+f3", "en+f2", "en-gb-scotland", "en+m3"):
