@@ -7,8 +7,9 @@ Every signal is made here (sox ``synth``, espeak-ng), encoded as FreeSWITCH writ
 it prints how much of the loud audio (30 ms frames above ``speech-level``) the analysis
 counted as speech, against what webrtcvad alone (the same mode, every loud frame) says,
 the speech put in (sentences from first sound to last, as sox trims them), the time the
-tone gate took for tone, and the per-frame tone residual (:func:`kzr_wsgi.analysis.tones.residual_db`) at the 1st,
-50th and 99th percentile. Files go under a temporary folder removed at the end.
+tone gate took for tone, and the per-frame tone residual
+(:func:`kzr_wsgi.analysis.tones.residual_db`) at the 1st, 50th and 99th percentile.
+Files go under a temporary folder removed at the end.
 """
 
 from __future__ import annotations
