@@ -7,7 +7,7 @@ Every signal is made here (sox ``synth``, espeak-ng), encoded as FreeSWITCH writ
 it prints how much of the loud audio (30 ms frames above ``speech-level``) the analysis
 counted as speech, against what webrtcvad alone (the same mode, every loud frame) says,
 the speech put in (sentences from first sound to last, as sox trims them), the time the
-tone gate took for tone, and the per-frame tone residual
+tone gate took for tone and the time judged music, and the per-frame tone residual
 (:func:`kzr_wsgi.analysis.tones.residual_db`) at the 1st, 50th and 99th percentile.
 Files go under a temporary folder removed at the end.
 """
@@ -49,6 +49,15 @@ SIGNALS: dict[str, list[list[str]]] = {
                                 "1,2,3"] for a, b, c in (("C4", "E4", "G4"), ("F4", "A4", "C5"),
                                                          ("G4", "B4", "D5"))],
 }
+SIGNALS["melody, plucked, reverb + chorus"] = SIGNALS["melody, plucked notes"]
+SIGNALS["chords, tremolo + reverb"] = SIGNALS["chords, triangle waves"]
+SIGNALS["chords with noise at -20 dB"] = SIGNALS["chords, triangle waves"]
+#: sox effects applied to the whole signal: closer to recorded music than bare synthesis.
+EFFECTS = {
+    "melody, plucked, reverb + chorus": ["reverb", "50", "chorus", "0.7", "0.9", "55", "0.4",
+                                         "0.25", "2", "-t"],
+    "chords, tremolo + reverb": ["tremolo", "5", "40", "reverb", "40"],
+}
 #: Silence between repeats of a signal (ringback's cadence; gaps between digits).
 GAPS = {"ringback 440+480 Hz (US)": 4.0, "ringback 400+450 Hz (UK)": 0.4,
         "busy 480+620 Hz": 0.5, "DTMF, 100 ms digits": 0.1, "DTMF, 50 ms digits": 0.05}
@@ -65,7 +74,13 @@ def make(name: str) -> Path:
         if name in GAPS:
             pieces.append(str(ss.gap(GAPS[name], 8000)))
     once = ss.workdir() / f"sig-{abs(hash(name))}.wav"
-    ss.run("sox", *pieces, str(once))
+    ss.run("sox", *pieces, str(once), *EFFECTS.get(name, []))
+    if "noise" in name:
+        noise = ss.workdir() / f"sig-{abs(hash(name))}-noise.wav"
+        ss.run("sox", str(once), str(noise), "synth", "whitenoise", "vol", "0.03")
+        mixed = ss.workdir() / f"sig-{abs(hash(name))}-mixed.wav"
+        ss.run("sox", "-m", str(once), str(noise), str(mixed))
+        once = mixed
     repeats = max(1, round(20.0 / ss.seconds_of(once)) - 1)
     wav = ss.workdir() / f"sig-{abs(hash(name))}-x.wav"
     ss.run("sox", str(once), str(wav), "repeat", str(repeats))
@@ -87,16 +102,17 @@ def measure(name: str, path: Path, reference_ms: int | None = None) -> None:
     talk = result.talk_ms["mono"]
     res = np.percentile(residual_db(loud), [1, 50, 99]) if len(loud) else [np.nan] * 3
     ref = f"{reference_ms / 1000:6.1f}" if reference_ms is not None else "     -"
-    tone = result.tone_ms["mono"]
+    tone, music = result.tone_ms["mono"], result.music_ms["mono"]
     print(f"{name:30s} {loud_ms / 1000:6.1f} {vad_ms / 1000:7.1f} {talk / 1000:7.1f} {ref}  "
-          f"{tone / 1000:6.1f}  {res[0]:6.1f} {res[1]:6.1f} {res[2]:6.1f}  "
+          f"{tone / 1000:6.1f} {music / 1000:7.1f}  {res[0]:6.1f} {res[1]:6.1f} {res[2]:6.1f}  "
           f"{','.join(result.flags) or '-'}")
 
 
 def main() -> None:
     print(f"load average {os.getloadavg()}")
     print(f"{'signal (8 kHz mono MP3)':30s} {'loud s':>6s} {'vad s':>7s} {'talk s':>7s} "
-          f"{'ref s':>6s}  {'tone s':>6s}  {'res1%':>6s} {'res50':>6s} {'res99':>6s}  flags")
+          f"{'ref s':>6s}  {'tone s':>6s} {'music s':>7s}  {'res1%':>6s} {'res50':>6s} "
+          f"{'res99':>6s}  flags")
     for name in SIGNALS:
         measure(name, make(name))
     for voice in ("en-us", "en+f3", "en+f2", "en-gb-scotland", "en+m3"):

@@ -12,6 +12,8 @@ shapes (kazoo-contract §8), through :func:`audio_samples.lame_mp3`::
     dead_air()               # 8 kHz mono MP3, 40 s of silence between two sentences
     silent("mp3"), silent("wav")
     tone("tone440" | "dtmf" | "fax" | "ringback")   # 8 kHz mono MP3, no speech
+    music("melody" | "chords")                       # 8 kHz mono MP3, no speech
+    on_hold()                # 16 kHz stereo MP3, 36 s of music on hold between sentences
     clipped()                # speech driven 20 dB into the rails
 """
 
@@ -230,6 +232,61 @@ def tone(kind: str) -> Sample:
     repeats = max(1, round(20.0 / seconds_of(once)) - 1)
     run("sox", str(once), str(wav), "repeat", str(repeats))
     return Sample(freeswitch_mp3(wav, 8000, 1), {"mono": 0})
+
+
+#: sox ``synth`` notes of the music: a plucked melody, and chords of triangle waves.
+_MUSIC_SYNTH = {
+    "melody": [["0.4", "pluck", note] for note in ("C4", "E4", "G4", "C5", "A4", "F4", "D4",
+                                                   "G4")],
+    "chords": [["1", "triangle", a, "triangle", b, "triangle", c, "remix", "1,2,3"]
+               for a, b, c in (("C4", "E4", "G4"), ("F4", "A4", "C5"), ("G4", "B4", "D5"))],
+}
+MUSIC = tuple(_MUSIC_SYNTH)
+
+
+@functools.cache
+def music_track(kind: str, seconds: float, rate: int) -> Path:
+    """About ``seconds`` of synthetic music (sox), mono at ``rate``."""
+    notes = []
+    for i, spec in enumerate(_MUSIC_SYNTH[kind]):
+        out = workdir() / f"{kind}-{rate}-{i}.wav"
+        run("sox", "-n", "-r", str(rate), "-c", "1", "-b", "16", str(out), "synth", *spec,
+            "vol", "0.3")
+        notes.append(str(out))
+    once = workdir() / f"{kind}-{rate}-once.wav"
+    run("sox", *notes, str(once))
+    out = workdir() / f"{kind}-{rate}-{seconds:g}.wav"
+    repeats = max(1, round(seconds / seconds_of(once)) - 1)
+    run("sox", str(once), str(out), "repeat", str(repeats))
+    return out
+
+
+@functools.cache
+def music(kind: str) -> Sample:
+    """About 20 s of music and nothing else, 8 kHz mono MP3."""
+    return Sample(freeswitch_mp3(music_track(kind, 20.0, 8000), 8000, 1), {"mono": 0})
+
+
+@functools.cache
+def on_hold() -> Sample:
+    """16 kHz stereo: both sides talk, the caller hears 36 s of music on hold, both talk.
+
+    The music is on the right (what the recorded leg hears), between the callee's two
+    sentences.
+    """
+    hold = music_track("melody", 36.0, 16000)
+    held = seconds_of(hold)
+    s0, s1 = (seconds_of(sentence(i, VOICES[i % 2], 16000)) for i in (0, 1))
+    s3 = seconds_of(sentence(3, VOICES[1], 16000))
+    left, talk_l = track([(0, VOICES[0]), 0.5 + s1 + held + 0.5 + s3 + 0.5, (4, VOICES[0])],
+                         16000, "hold-left")
+    right_parts: list[tuple[int, str] | float] = [s0 + 0.5, (1, VOICES[1])]
+    right_speech, talk_r = track(right_parts, 16000, "hold-right-1")
+    after, talk_after = track([0.5, (3, VOICES[1])], 16000, "hold-right-2")
+    right = workdir() / "hold-right.wav"
+    run("sox", str(right_speech), str(hold), str(after), str(right))
+    path = freeswitch_mp3(stereo(left, right, "on-hold"), 16000, 2)
+    return Sample(path, {"left": talk_l, "right": talk_r + talk_after})
 
 
 @functools.cache

@@ -51,6 +51,9 @@ CASES: dict[str, tuple[Callable[[], ss.Sample], tuple[str, ...]]] = {
     "dtmf": (lambda: ss.tone("dtmf"), ("no_speech",)),
     "fax": (lambda: ss.tone("fax"), ("no_speech",)),
     "ringback": (lambda: ss.tone("ringback"), ("no_speech",)),
+    "melody": (lambda: ss.music("melody"), ("no_speech",)),
+    "chords": (lambda: ss.music("chords"), ("no_speech",)),
+    "on_hold": (ss.on_hold, ("dead_air",)),
     "clipped": (ss.clipped, ("clipped",)),
     "multichannel": (ss.multichannel, ()),
 }
@@ -105,6 +108,20 @@ def test_tones_are_kept_from_the_detector(
         assert conversation.tone_ms[channel] <= 0.05 * talk
 
 
+def test_music_is_not_speech(results: dict[str, tuple[ss.Sample, Analysed]]) -> None:
+    for name in ss.MUSIC:
+        result = results[name][1].result
+        assert result.music_ms["mono"] >= 0.9 * result.duration_ms, name
+        assert result.tone_ms["mono"] <= 0.1 * result.duration_ms, name
+    # Music on hold, heard on the right between the callee's sentences: not talk, and the
+    # 36 s without speech between them is dead air.
+    held = results["on_hold"][1].result
+    assert held.music_ms["right"] >= 33000 and held.music_ms["left"] == 0
+    assert held.longest_silence_ms >= 33000
+    for name in ("conversation", "monologue", "one_way", "dead_air", "clipped"):
+        assert set(results[name][1].result.music_ms.values()) == {0}, name
+
+
 def test_the_sides_of_a_conversation_take_turns(
         results: dict[str, tuple[ss.Sample, Analysed]]) -> None:
     result = results["conversation"][1].result
@@ -155,7 +172,7 @@ def sox_stats(path: object) -> tuple[float, list[float]]:
 
 
 @pytest.mark.parametrize("name", ["conversation", "monologue", "one_way", "dead_air",
-                                  "clipped", "tone440"])
+                                  "clipped", "tone440", "on_hold"])
 def test_mp3_decoding_agrees_with_sox_and_mutagen(
         name: str, results: dict[str, tuple[ss.Sample, Analysed]]) -> None:
     sample, found = results[name]

@@ -41,10 +41,12 @@ from kzr_wsgi.analysis.timeline import (
     drop_short,
     longest_pause,
     longest_silence,
+    subtract,
     total_ms,
     union,
 )
-from kzr_wsgi.analysis.tones import frame_db, residual_db, widen
+from kzr_wsgi.analysis.music import LAG, music_windows, similarity
+from kzr_wsgi.analysis.tones import frame_db, residual_db, spectra, widen
 from kzr_wsgi.audio.wav import SILENCE
 
 # -- settings -----------------------------------------------------------------------------
@@ -55,7 +57,8 @@ def test_defaults_are_the_documented_thresholds() -> None:
     assert table == {
         "dead-air": "30s", "one-way-min-speech": "5s", "one-way-max-other": "500ms",
         "silent-level": 64, "clip-level": 0.999, "clip-fraction": 0.001,
-        "speech-level": -50.0, "tone-residual": -25.0, "vad-mode": 3,
+        "speech-level": -50.0, "tone-residual": -25.0, "steady-similarity": 0.9,
+        "music-fraction": 0.5, "vad-mode": 3,
         "speech-bridge": "300ms", "speech-min": "90ms",
     }
     # The silence level is the upload inspection's: silent means one thing.
@@ -250,6 +253,35 @@ def test_tones_have_a_low_residual_and_noise_a_high_one() -> None:
     assert frame_db(np.full((1, 240), 0.5, dtype=np.float32))[0] == -120.0  # DC only
 
 
+def test_held_notes_are_steady_and_a_voice_is_not() -> None:
+    chord = synth(8000, 1.0, 261.6, 329.6, 392.0)[:7920].reshape(-1, 240)
+    power = spectra(chord)
+    assert (similarity(power[:-LAG], power[LAG:]) > 0.95).all()
+    t = np.arange(7920) / 8000
+    # A buzz whose pitch moves as a voice's does from syllable to syllable (4 a second).
+    pitch = 2 * np.pi * np.cumsum(130 + 50 * np.sin(2 * np.pi * 4 * t)) / 8000
+    voice = (sum(np.sin(k * pitch) / k for k in range(1, 30)) * 0.2).astype(np.float32)
+    power = spectra(voice.reshape(-1, 240))
+    assert np.median(similarity(power[:-LAG], power[LAG:])) < 0.8
+    noise = np.random.default_rng(1).normal(0, 0.1, (33, 240)).astype(np.float32)
+    power = spectra(noise)
+    assert np.median(similarity(power[:-LAG], power[LAG:])) < 0.85
+    assert similarity(np.zeros((1, 4)), np.ones((1, 4))).tolist() == [0.0]
+    # A stretch too quiet to judge goes with the music next to it, not otherwise.
+    judged, steady = np.array([33, 33, 2, 30]), np.array([30, 0, 2, 0])
+    assert music_windows(judged, steady, fraction=0.5) == [0]
+    assert music_windows(np.array([33, 2]), np.array([30, 0]), fraction=0.5) == [0, 1]
+    assert music_windows(np.array([33, 33]), np.array([16, 17]), fraction=0.5) == [1]
+
+
+def test_subtracting_holes_from_intervals() -> None:
+    assert subtract([(0, 1000)], []) == [(0, 1000)]
+    assert subtract([(0, 1000)], [(0, 1000)]) == []
+    assert subtract([(0, 100), (200, 300), (400, 500)], [(50, 250), (450, 600)]) == [
+        (0, 50), (250, 300), (400, 450)]
+    assert subtract([(100, 200)], [(0, 50), (300, 400)]) == [(100, 200)]
+
+
 def test_widening_reaches_across_block_edges() -> None:
     mask = np.zeros(6, dtype=bool)
     assert widen(mask, before=np.array([True, False])).tolist() == [True] + [False] * 5
@@ -266,7 +298,7 @@ def speech_of(data: np.ndarray, rate: int, block: int) -> tuple[object, ...]:
     for a in range(0, len(data), block):
         step.feed(data[a : a + block])
     found = step.finish()
-    return found.intervals, found.tone_ms
+    return found.intervals, found.tone_ms, found.music_ms
 
 
 def test_tones_are_kept_from_the_detector_and_blocks_do_not_matter() -> None:
@@ -283,7 +315,8 @@ def test_tones_are_kept_from_the_detector_and_blocks_do_not_matter() -> None:
     right = np.concatenate((quiet, quiet, tone, quiet, np.zeros(rate, dtype=np.float32)))
     data = np.stack((left, right[: len(left)]), axis=1)
     whole = speech_of(data, rate, len(data))
-    intervals, tone_ms = whole
+    intervals, tone_ms, music_ms = whole
+    assert music_ms == (0, 0)
     assert intervals[1] == ()  # only a tone on the right: no speech  # type: ignore[index]
     assert tone_ms[1] >= 2900  # type: ignore[index]
     assert tone_ms[0] >= 2900  # type: ignore[index]

@@ -86,6 +86,8 @@ class AnalysisResult:
     flags: tuple[str, ...]
     #: Time the tone gate kept from the voice detector per channel, milliseconds.
     tone_ms: dict[str, int] = field(default_factory=dict)
+    #: Time judged music (steady notes and chords) per channel, milliseconds.
+    music_ms: dict[str, int] = field(default_factory=dict)
     #: The loudest sample per channel, 0..1.
     peak: dict[str, float] = field(default_factory=dict)
     #: Fraction of all samples at or beyond the clip level.
@@ -119,6 +121,7 @@ class AnalysisResult:
             "longest_silence_ms": self.longest_silence_ms,
             "flags": list(self.flags),
             "tone_ms": dict(self.tone_ms),
+            "music_ms": dict(self.music_ms),
             "peak": dict(self.peak),
             "clipped_fraction": self.clipped_fraction,
         }
@@ -137,6 +140,7 @@ class AnalysisResult:
             longest_silence_ms=int(data["longest_silence_ms"]),
             flags=tuple(data["flags"]),
             tone_ms={n: int(v) for n, v in (data.get("tone_ms") or {}).items()},
+            music_ms={n: int(v) for n, v in (data.get("music_ms") or {}).items()},
             peak={n: float(v) for n, v in (data.get("peak") or {}).items()},
             clipped_fraction=float(data.get("clipped_fraction") or 0.0),
             version=int(data["version"]),
@@ -214,6 +218,7 @@ def build_result(stream: StreamInfo, levels: Levels, speech: Speech,
         longest_silence_ms=longest_silence(speech.intervals, duration_ms),
         flags=flags,
         tone_ms=dict(zip(names, speech.tone_ms, strict=True)),
+        music_ms=dict(zip(names, speech.music_ms, strict=True)),
         peak={n: round(p, 4) for n, p in zip(names, levels.peak, strict=True)},
         clipped_fraction=round(clipped, 6),
         settings=settings.fingerprint(),

@@ -81,6 +81,15 @@ class AnalysisSettings:
     -25 dB or less). The two frames either side of a tonal frame are taken as tone too
     (a tone's edges, which LAME smears)."""
 
+    steady_similarity: float = 0.9
+    """A loud frame whose magnitude spectrum has at least this cosine similarity with the
+    one 60 ms before is steady (a held note or chord); speech rarely holds that still."""
+
+    music_fraction: float = 0.5
+    """A stretch of 990 ms in which at least this fraction of the loud frames are steady is
+    music, not speech: espeak-ng speech measures at most 0.22, sox's synthetic melodies
+    and chords 0.69 to 0.94."""
+
     vad_mode: int = 3
     """webrtcvad's aggressiveness, 0 (least) to 3 (most: fewest non-speech frames taken
     for speech)."""
@@ -106,6 +115,10 @@ class AnalysisSettings:
             problems.append("speech-level must be -120..0 (dBFS)")
         if not -90 <= self.tone_residual <= 0:
             problems.append("tone-residual must be -90..0 (dB)")
+        if not 0 < self.steady_similarity <= 1:
+            problems.append("steady-similarity must be above 0 and at most 1")
+        if not 0 < self.music_fraction <= 1:
+            problems.append("music-fraction must be above 0 and at most 1")
         if self.vad_mode not in (0, 1, 2, 3):
             problems.append("vad-mode must be 0, 1, 2 or 3")
         if problems:

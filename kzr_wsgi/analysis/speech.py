@@ -1,14 +1,16 @@
-"""Speech per channel: a gate for quiet frames and tones, then webrtcvad.
+"""Speech per channel: a gate for quiet frames, tones and music, then webrtcvad.
 
 :class:`SpeechStep` is a :class:`~kzr_wsgi.analysis.steps.Step`. It resamples the
 stream to 8 kHz (:class:`~kzr_wsgi.analysis.resample.Resampler`; webrtcvad works at
 8 kHz inside whatever it is given), cuts each channel into 30 ms frames and decides
-each frame in three stages, the first two vectorised over a whole block:
+each frame in four stages, all but the third vectorised over a whole block:
 
 1. a frame below ``speech-level`` (RMS, dBFS) is not speech;
 2. a tonal frame (:func:`~kzr_wsgi.analysis.tones.residual_db` at or below
    ``tone-residual``) and its neighbours are not speech (:mod:`~kzr_wsgi.analysis.tones`);
-3. the frames left are given to webrtcvad (one call each, the only per-frame Python).
+3. the frames left are given to webrtcvad (one call each, the only per-frame Python);
+4. nothing in a stretch of music (steady notes and chords,
+   :mod:`~kzr_wsgi.analysis.music`) is speech.
 
 Speech frames become intervals, bridged across pauses shorter than ``speech-bridge``,
 and bursts shorter than ``speech-min`` are dropped (:mod:`~kzr_wsgi.analysis.timeline`).
@@ -25,12 +27,14 @@ import numpy.typing as npt
 import webrtcvad
 
 from .decode import Block, StreamInfo
+from .music import LAG, WINDOW, music_windows, similarity
 from .resample import Resampler
 from .settings import AnalysisSettings
-from .timeline import Interval, bridge, drop_short
-from .tones import FRAME, FRAME_MS, RATE, REACH, frame_db, residual_db, widen
+from .timeline import Interval, bridge, drop_short, subtract, total_ms
+from .tones import FRAME, FRAME_MS, RATE, REACH, frame_db, residual_db, spectra, widen
 
 Mask = npt.NDArray[np.bool_]
+Values = npt.NDArray[np.float64]
 
 
 @dataclass(frozen=True)
@@ -41,12 +45,15 @@ class Speech:
     intervals: tuple[tuple[Interval, ...], ...]
     #: Time taken for tones (frames the tone gate stopped), in milliseconds.
     tone_ms: tuple[int, ...]
+    #: Time of the stretches judged music, in milliseconds.
+    music_ms: tuple[int, ...] = ()
 
 
 class _Channel:
     """One channel's detector and what it has found so far (frame numbers)."""
 
-    __slots__ = ("vad", "tonal", "open", "runs", "tone_frames")
+    __slots__ = ("vad", "tonal", "open", "runs", "tone_frames", "tail_power", "tail_loud",
+                 "judged", "steady")
 
     def __init__(self, mode: int) -> None:
         self.vad = webrtcvad.Vad(mode)
@@ -56,6 +63,38 @@ class _Channel:
         self.open: int | None = None
         self.runs: list[Interval] = []
         self.tone_frames = 0
+        #: The last :data:`~kzr_wsgi.analysis.music.LAG` committed frames' spectra and
+        #: loudness: the frames the next block's first frames are compared with.
+        self.tail_power: Values = np.zeros((0, 0))
+        self.tail_loud: Mask = np.zeros(0, dtype=bool)
+        #: Per stretch of music's WINDOW frames: loud frames compared, and steady ones.
+        self.judged: list[int] = []
+        self.steady: list[int] = []
+
+    def count_steady(self, power: Values, loud: Mask, first: int, level: float) -> None:
+        """Count the steady frames of committed frames ``first``… (their ``power`` spectra)."""
+        known = len(self.tail_loud)
+        every = np.concatenate((self.tail_power, power)) if known else power
+        loud_all = np.concatenate((self.tail_loud, loud))
+        self.tail_power, self.tail_loud = every[-LAG:].copy(), loud_all[-LAG:].copy()
+        start = max(LAG - known, 0)  # the stream's first frames have nothing to compare
+        now = np.arange(known + start, len(every))
+        judged = loud_all[now] & loud_all[now - LAG]
+        steady = judged & (similarity(every[now - LAG], every[now]) >= level)
+        windows = (first + now - known) // WINDOW
+        base = int(windows[0]) if len(windows) else 0
+        for counts, mask in ((self.judged, judged), (self.steady, steady)):
+            found = np.bincount(windows[mask] - base, minlength=len(windows) and
+                                int(windows[-1]) - base + 1)
+            counts.extend([0] * (base + len(found) - len(counts)))
+            for offset, value in enumerate(found.tolist()):
+                counts[base + offset] += value
+
+    def music(self, fraction: float, frames: int) -> list[Interval]:
+        """The stretches judged music, as frame ranges."""
+        found = music_windows(np.array(self.judged, dtype=np.int64),
+                              np.array(self.steady, dtype=np.int64), fraction=fraction)
+        return bridge(((w * WINDOW, min((w + 1) * WINDOW, frames)) for w in found), 1)
 
 
 class SpeechStep:
@@ -86,13 +125,18 @@ class SpeechStep:
         gap = round(self.settings.speech_bridge * 1000)
         shortest = round(self.settings.speech_min * 1000)
         found: list[tuple[Interval, ...]] = []
+        music_ms: list[int] = []
         for channel in self._channels:
             if channel.open is not None:
                 channel.runs.append((channel.open, self._done))
                 channel.open = None
-            in_ms = ((s * FRAME_MS, e * FRAME_MS) for s, e in channel.runs)
+            music = channel.music(self.settings.music_fraction, self._done)
+            music_ms.append(total_ms(music) * FRAME_MS)
+            spoken = subtract(channel.runs, music)
+            in_ms = ((s * FRAME_MS, e * FRAME_MS) for s, e in spoken)
             found.append(tuple(drop_short(bridge(in_ms, gap), shortest)))
-        return Speech(tuple(found), tuple(c.tone_frames * FRAME_MS for c in self._channels))
+        return Speech(tuple(found), tuple(c.tone_frames * FRAME_MS for c in self._channels),
+                      tuple(music_ms))
 
     def _frames(self, samples: npt.NDArray[np.float32], *, final: bool) -> None:
         """Decide the whole frames of carry + ``samples``; keep the rest (and, unless
@@ -115,11 +159,16 @@ class SpeechStep:
     def _channel(self, channel: _Channel, frames: npt.NDArray[np.float32], commit: int) -> None:
         settings = self.settings
         loud = frame_db(frames) > settings.speech_level
+        power = spectra(frames)
         tonal = np.zeros(len(frames), dtype=bool)
-        tonal[loud] = residual_db(frames[loud]) <= settings.tone_residual
+        tonal[loud] = residual_db(frames[loud], power[loud]) <= settings.tone_residual
         tone = widen(tonal[:commit], before=channel.tonal, after=tonal[commit:]) & loud[:commit]
         channel.tonal = np.concatenate((channel.tonal, tonal[:commit]))[-REACH:]
         channel.tone_frames += int(np.count_nonzero(tone))
+        # Music is judged on what is neither quiet nor tone: a tone is steady too, but it
+        # is counted as tone.
+        channel.count_steady(power[:commit], loud[:commit] & ~tone, self._done,
+                             settings.steady_similarity)
         asked = np.flatnonzero(loud[:commit] & ~tone)
         speech = np.zeros(commit, dtype=bool)
         if len(asked):

@@ -51,6 +51,29 @@ def drop_short(intervals: Iterable[Interval], min_ms: int) -> list[Interval]:
     return [(s, e) for s, e in intervals if e - s >= min_ms]
 
 
+def subtract(intervals: Iterable[Interval], holes: Sequence[Interval]) -> list[Interval]:
+    """``intervals`` with the parts that lie in ``holes`` cut out (both sorted).
+
+    >>> subtract([(0, 100), (150, 400)], [(50, 200), (300, 350)])
+    [(0, 50), (200, 300), (350, 400)]
+    """
+    out: list[Interval] = []
+    first = 0
+    for start, end in intervals:
+        while first < len(holes) and holes[first][1] <= start:
+            first += 1  # holes wholly before this interval: none of the rest needs them
+        at = start
+        for hole_start, hole_end in holes[first:]:
+            if hole_start >= end:
+                break
+            if hole_start > at:
+                out.append((at, hole_start))
+            at = max(at, hole_end)
+        if at < end:
+            out.append((at, end))
+    return out
+
+
 def total_ms(intervals: Iterable[Interval]) -> int:
     """The time the intervals cover.
 

@@ -58,15 +58,22 @@ def frame_db(frames: Frames) -> Values:
     return db
 
 
-def residual_db(frames: Frames) -> Values:
+def spectra(frames: Frames) -> Values:
+    """Each frame's power spectrum: its mean taken out, a Hann window, a 256-point FFT."""
+    centred = frames - frames.mean(axis=1, keepdims=True)
+    power: Values = np.abs(np.fft.rfft(centred * _WINDOW, _FFT, axis=1)) ** 2
+    return power
+
+
+def residual_db(frames: Frames, power: Values | None = None) -> Values:
     """The energy outside each frame's three strongest spectral peaks, relative to its total (dB).
 
     A tone or a pair of tones gives -42 dB or less; speech rarely goes below -21 dB.
+    ``power`` is the frames' :func:`spectra`, where already computed.
     """
     if not len(frames):
         return np.zeros(0)
-    centred = frames - frames.mean(axis=1, keepdims=True)
-    power = np.abs(np.fft.rfft(centred * _WINDOW, _FFT, axis=1)) ** 2
+    power = (spectra(frames) if power is None else power).copy()
     total = power.sum(axis=1)
     kept = np.zeros(len(frames))
     for _ in range(_PEAKS):
