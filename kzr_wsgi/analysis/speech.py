@@ -31,7 +31,18 @@ from .music import LAG, WINDOW, music_windows, similarity
 from .resample import Resampler
 from .settings import AnalysisSettings
 from .timeline import Interval, bridge, drop_short, subtract, total_ms
-from .tones import FRAME, FRAME_MS, RATE, REACH, frame_db, residual_db, spectra, widen
+from .tones import (
+    FRAME,
+    FRAME_MS,
+    RATE,
+    REACH,
+    SPECTRUM,
+    Spectra,
+    frame_db,
+    residual_db,
+    spectra,
+    widen,
+)
 
 Mask = npt.NDArray[np.bool_]
 Values = npt.NDArray[np.float64]
@@ -52,7 +63,7 @@ class Speech:
 class _Channel:
     """One channel's detector and what it has found so far (frame numbers)."""
 
-    __slots__ = ("vad", "tonal", "open", "runs", "tone_frames", "tail_power", "tail_loud",
+    __slots__ = ("vad", "tonal", "open", "runs", "tone_frames", "tail_spectra", "tail_loud",
                  "judged", "steady")
 
     def __init__(self, mode: int) -> None:
@@ -65,18 +76,18 @@ class _Channel:
         self.tone_frames = 0
         #: The last :data:`~kzr_wsgi.analysis.music.LAG` committed frames' spectra and
         #: loudness: the frames the next block's first frames are compared with.
-        self.tail_power: Values = np.zeros((0, 0))
+        self.tail_spectra: Spectra = np.zeros((0, SPECTRUM), dtype=np.float32)
         self.tail_loud: Mask = np.zeros(0, dtype=bool)
         #: Per stretch of music's WINDOW frames: loud frames compared, and steady ones.
         self.judged: list[int] = []
         self.steady: list[int] = []
 
-    def count_steady(self, power: Values, loud: Mask, first: int, level: float) -> None:
-        """Count the steady frames of committed frames ``first``… (their ``power`` spectra)."""
+    def count_steady(self, magnitude: Spectra, loud: Mask, first: int, level: float) -> None:
+        """Count the steady frames of committed frames ``first``… (their spectra)."""
         known = len(self.tail_loud)
-        every = np.concatenate((self.tail_power, power)) if known else power
+        every = np.concatenate((self.tail_spectra, magnitude)) if known else magnitude
         loud_all = np.concatenate((self.tail_loud, loud))
-        self.tail_power, self.tail_loud = every[-LAG:].copy(), loud_all[-LAG:].copy()
+        self.tail_spectra, self.tail_loud = every[-LAG:].copy(), loud_all[-LAG:].copy()
         start = max(LAG - known, 0)  # the stream's first frames have nothing to compare
         now = np.arange(known + start, len(every))
         judged = loud_all[now] & loud_all[now - LAG]
@@ -159,15 +170,17 @@ class SpeechStep:
     def _channel(self, channel: _Channel, frames: npt.NDArray[np.float32], commit: int) -> None:
         settings = self.settings
         loud = frame_db(frames) > settings.speech_level
-        power = spectra(frames)
+        # Spectra of the loud frames only: nothing looks at a quiet frame's.
+        magnitude = np.zeros((len(frames), SPECTRUM), dtype=np.float32)
+        magnitude[loud] = spectra(frames[loud])
         tonal = np.zeros(len(frames), dtype=bool)
-        tonal[loud] = residual_db(frames[loud], power[loud]) <= settings.tone_residual
+        tonal[loud] = residual_db(frames[loud], magnitude[loud]) <= settings.tone_residual
         tone = widen(tonal[:commit], before=channel.tonal, after=tonal[commit:]) & loud[:commit]
         channel.tonal = np.concatenate((channel.tonal, tonal[:commit]))[-REACH:]
         channel.tone_frames += int(np.count_nonzero(tone))
         # Music is judged on what is neither quiet nor tone: a tone is steady too, but it
         # is counted as tone.
-        channel.count_steady(power[:commit], loud[:commit] & ~tone, self._done,
+        channel.count_steady(magnitude[:commit], loud[:commit] & ~tone, self._done,
                              settings.steady_similarity)
         asked = np.flatnonzero(loud[:commit] & ~tone)
         speech = np.zeros(commit, dtype=bool)

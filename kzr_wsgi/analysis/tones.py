@@ -38,7 +38,9 @@ _HALF = 3
 #: Peaks taken out: a tone pair, and room for the beat between close tones to spread.
 _PEAKS = 3
 _WINDOW = np.hanning(FRAME).astype(np.float32)
-_BINS = np.arange(_FFT // 2 + 1)
+#: Bins of a frame's spectrum.
+SPECTRUM = _FFT // 2 + 1
+_BINS = np.arange(SPECTRUM)
 #: Frames either side of a tonal frame that are taken as tone too: an MP3 frame at 8 kHz
 #: is 72 ms, and LAME smears a tone's edges over about that much.
 REACH = 2
@@ -46,6 +48,8 @@ REACH = 2
 _FLOOR = 1e-12
 
 Frames = npt.NDArray[np.float32]
+#: Magnitude spectra, a row per frame.
+Spectra = npt.NDArray[np.float32]
 Values = npt.NDArray[np.float64]
 Mask = npt.NDArray[np.bool_]
 
@@ -58,22 +62,22 @@ def frame_db(frames: Frames) -> Values:
     return db
 
 
-def spectra(frames: Frames) -> Values:
-    """Each frame's power spectrum: its mean taken out, a Hann window, a 256-point FFT."""
+def spectra(frames: Frames) -> Spectra:
+    """Each frame's magnitude spectrum: its mean taken out, a Hann window, a 256-point FFT."""
     centred = frames - frames.mean(axis=1, keepdims=True)
-    power: Values = np.abs(np.fft.rfft(centred * _WINDOW, _FFT, axis=1)) ** 2
-    return power
+    magnitude = np.abs(np.fft.rfft(centred * _WINDOW, _FFT, axis=1))
+    return magnitude.astype(np.float32, copy=False)
 
 
-def residual_db(frames: Frames, power: Values | None = None) -> Values:
+def residual_db(frames: Frames, magnitude: Spectra | None = None) -> Values:
     """The energy outside each frame's three strongest spectral peaks, relative to its total (dB).
 
     A tone or a pair of tones gives -42 dB or less; speech rarely goes below -21 dB.
-    ``power`` is the frames' :func:`spectra`, where already computed.
+    ``magnitude`` is the frames' :func:`spectra`, where already computed.
     """
     if not len(frames):
         return np.zeros(0)
-    power = (spectra(frames) if power is None else power).copy()
+    power = np.square(spectra(frames) if magnitude is None else magnitude)
     total = power.sum(axis=1)
     kept = np.zeros(len(frames))
     for _ in range(_PEAKS):
