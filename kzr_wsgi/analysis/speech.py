@@ -45,7 +45,6 @@ from .tones import (
 )
 
 Mask = npt.NDArray[np.bool_]
-Values = npt.NDArray[np.float64]
 
 
 @dataclass(frozen=True)
