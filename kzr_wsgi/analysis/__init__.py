@@ -4,8 +4,8 @@ The I/O is at the edge (:mod:`~kzr_wsgi.analysis.decode`: libsndfile through
 :mod:`soundfile`, in blocks, in bounded memory); everything else is pure computation on
 blocks of samples, done by steps (:mod:`~kzr_wsgi.analysis.steps`) that one decoding
 feeds: :mod:`~kzr_wsgi.analysis.levels` (silence, clipping, the waveform) and
-:mod:`~kzr_wsgi.analysis.speech` (a tone gate, :mod:`~kzr_wsgi.analysis.tones`, in front
-of webrtcvad). :mod:`~kzr_wsgi.analysis.result` turns what they found into the result,
+:mod:`~kzr_wsgi.analysis.speech` (gates for tones, :mod:`~kzr_wsgi.analysis.tones`, and
+music, :mod:`~kzr_wsgi.analysis.music`, around webrtcvad). :mod:`~kzr_wsgi.analysis.result` turns what they found into the result,
 its flags and the waveform; :mod:`~kzr_wsgi.analysis.settings` holds every threshold.
 
 >>> import io
