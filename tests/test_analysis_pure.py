@@ -36,6 +36,7 @@ from kzr_wsgi.analysis import (
     speakers,
 )
 from kzr_wsgi.analysis.decode import other_audio
+from kzr_wsgi.analysis.music import LAG, music_windows, similarity
 from kzr_wsgi.analysis.timeline import (
     bridge,
     drop_short,
@@ -45,7 +46,6 @@ from kzr_wsgi.analysis.timeline import (
     total_ms,
     union,
 )
-from kzr_wsgi.analysis.music import LAG, music_windows, similarity
 from kzr_wsgi.analysis.tones import frame_db, residual_db, spectra, widen
 from kzr_wsgi.audio.wav import SILENCE
 

@@ -5,8 +5,9 @@ The I/O is at the edge (:mod:`~kzr_wsgi.analysis.decode`: libsndfile through
 blocks of samples, done by steps (:mod:`~kzr_wsgi.analysis.steps`) that one decoding
 feeds: :mod:`~kzr_wsgi.analysis.levels` (silence, clipping, the waveform) and
 :mod:`~kzr_wsgi.analysis.speech` (gates for tones, :mod:`~kzr_wsgi.analysis.tones`, and
-music, :mod:`~kzr_wsgi.analysis.music`, around webrtcvad). :mod:`~kzr_wsgi.analysis.result` turns what they found into the result,
-its flags and the waveform; :mod:`~kzr_wsgi.analysis.settings` holds every threshold.
+music, :mod:`~kzr_wsgi.analysis.music`, around webrtcvad).
+:mod:`~kzr_wsgi.analysis.result` turns what they found into the result, its flags and the
+waveform; :mod:`~kzr_wsgi.analysis.settings` holds every threshold.
 
 >>> import io
 >>> analyse(io.BytesIO(b""))
