@@ -34,7 +34,7 @@ from .result import (
     decide_flags,
     speakers,
 )
-from .settings import DEFAULTS, VERSION, AnalysisSettings, SettingsError
+from .settings import DEFAULTS, KEYS, VERSION, AnalysisSettings, SettingsError
 from .speech import Speech, SpeechStep
 from .steps import Step, run_steps
 
@@ -42,6 +42,7 @@ __all__ = [
     "DEFAULTS",
     "DEFECTS",
     "FLAGS",
+    "KEYS",
     "PEAK_RATE",
     "REASONS",
     "VERSION",

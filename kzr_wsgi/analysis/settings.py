@@ -153,7 +153,8 @@ class AnalysisSettings:
         """Settings from an ``[analysis]`` table; keys left out keep their defaults.
 
         Durations may be numbers (seconds) or text: ``"30s"``, ``"1.5s"``, ``"500ms"``.
-        Raises :class:`SettingsError` naming the key for anything else.
+        Raises :class:`SettingsError` naming the key for anything else, and for a key
+        not in :data:`KEYS`.
 
         >>> AnalysisSettings.from_table({"dead-air": 20}).dead_air
         20.0
@@ -175,6 +176,11 @@ class AnalysisSettings:
 
 #: The settings every result is made with unless the config says otherwise.
 DEFAULTS = AnalysisSettings()
+
+#: The ``[analysis]`` keys that are thresholds (:meth:`AnalysisSettings.from_table` takes
+#: these and no others): a config reader takes its own keys (``caller``, the queue's)
+#: and sub-tables out of the table first.
+KEYS = frozenset(DEFAULTS.table())
 
 
 def _key(name: str) -> str:
