@@ -79,7 +79,7 @@ def test_a_table_round_trips_and_takes_durations_as_text_or_seconds() -> None:
     assert (got.dead_air, got.speech_min, got.one_way_min_speech, got.clip_level) == (
         1.5, 0.12, 7.0, 1.0)
     assert AnalysisSettings.from_table({}) == DEFAULTS
-    assert KEYS == set(DEFAULTS.table()) and "caller" not in KEYS
+    assert set(DEFAULTS.table()) == KEYS and "caller" not in KEYS
 
 
 @pytest.mark.parametrize("table, words", [

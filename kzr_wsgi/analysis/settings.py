@@ -177,11 +177,6 @@ class AnalysisSettings:
 #: The settings every result is made with unless the config says otherwise.
 DEFAULTS = AnalysisSettings()
 
-#: The ``[analysis]`` keys that are thresholds (:meth:`AnalysisSettings.from_table` takes
-#: these and no others): a config reader takes its own keys (``caller``, the queue's)
-#: and sub-tables out of the table first.
-KEYS = frozenset(DEFAULTS.table())
-
 
 def _key(name: str) -> str:
     return name.replace("_", "-")
@@ -218,3 +213,9 @@ def _format_duration(seconds: float) -> str:
     if seconds == int(seconds):
         return f"{int(seconds)}s"
     return f"{round(seconds * 1000)}ms"
+
+
+#: The ``[analysis]`` keys that are thresholds (:meth:`AnalysisSettings.from_table` takes
+#: these and no others): a config reader takes its own keys (``caller``, the queue's)
+#: and sub-tables out of the table first.
+KEYS = frozenset(DEFAULTS.table())
