@@ -87,16 +87,18 @@ class _Channel:
         every = np.concatenate((self.tail_spectra, magnitude)) if known else magnitude
         loud_all = np.concatenate((self.tail_loud, loud))
         self.tail_spectra, self.tail_loud = every[-LAG:].copy(), loud_all[-LAG:].copy()
-        start = max(LAG - known, 0)  # the stream's first frames have nothing to compare
-        now = np.arange(known + start, len(every))
+        # Rows of ``every`` compared with the row LAG before (the stream's first frames
+        # have none); row i is frame first - known + i.
+        now = np.arange(max(known, LAG), len(every))
+        if not len(now):
+            return
         judged = loud_all[now] & loud_all[now - LAG]
         steady = judged & (similarity(every[now - LAG], every[now]) >= level)
-        windows = (first + now - known) // WINDOW
-        base = int(windows[0]) if len(windows) else 0
+        windows = (first - known + now) // WINDOW
+        base, span = int(windows[0]), int(windows[-1] - windows[0]) + 1
         for counts, mask in ((self.judged, judged), (self.steady, steady)):
-            found = np.bincount(windows[mask] - base, minlength=len(windows) and
-                                int(windows[-1]) - base + 1)
-            counts.extend([0] * (base + len(found) - len(counts)))
+            found = np.bincount(windows[mask] - base, minlength=span)
+            counts.extend([0] * (base + span - len(counts)))
             for offset, value in enumerate(found.tolist()):
                 counts[base + offset] += value
 
