@@ -72,7 +72,8 @@ nitpick_ignore_regex = [
     (r"py:.*", r"(.*\.)?_\w+"),
     # third-party libraries (no intersphinx offline)
     (r"py:.*", r"(click|werkzeug|flask|Flask|blinker|boto3|botocore|mypy_boto3_s3|S3Client"
-               r"|CompletedPartTypeDef|psycopg|prometheus_client|gunicorn|mutagen)(\..*)?"),
+               r"|CompletedPartTypeDef|psycopg|prometheus_client|gunicorn|mutagen"
+               r"|numpy|soundfile|soxr|webrtcvad)(\..*)?"),
 ]
 
 # Straight quotes: option help, commands and JSON are copied from this manual.

@@ -23,6 +23,7 @@ import os
 import struct
 import subprocess
 import tempfile
+import wave
 from pathlib import Path
 
 import numpy as np
@@ -84,11 +85,28 @@ def mp3(
     write its Info/Xing frame where it fits (``-t`` when False); ``id3v1``: a trailing
     ``TAG`` as well.
     """
-    raw = pcm(seconds, rate, channels, kind=kind)
-    argv = [
-        "lame", "--quiet", "-r", "-s", _khz(rate), "--bitwidth", "16", "--signed",
-        "--little-endian", "-m", "m" if channels == 1 else "s", "--resample", _khz(rate),
-    ]
+    return lame_mp3(pcm(seconds, rate, channels, kind=kind), rate=rate, channels=channels,
+                    kbps=kbps, id3=id3, info=info, vbr=vbr, id3v1=id3v1)
+
+
+def lame_mp3(
+    raw: bytes,
+    *,
+    rate: int,
+    channels: int,
+    kbps: int | None = None,
+    id3: bool = True,
+    info: bool = True,
+    vbr: bool = False,
+    id3v1: bool = False,
+) -> bytes:
+    """16-bit little-endian interleaved PCM encoded by LAME (the options of :func:`mp3`).
+
+    LAME is given a WAV, not raw samples: Debian's LAME reads its input through
+    libsndfile, which may take raw PCM for some headered format it happens to resemble
+    (dithered speech did: a 20 s recording came out as 0.6 s).
+    """
+    argv = ["lame", "--quiet", "-m", "m" if channels == 1 else "s", "--resample", _khz(rate)]
     if vbr:
         argv += ["-V", "5"]
     else:
@@ -101,7 +119,7 @@ def mp3(
         argv += ["--id3v2-only", "--pad-id3v2", "--tc", "FreeSWITCH"]
     elif id3v1:
         argv += ["--id3v1-only", "--tt", "kzr"]
-    return _run_encoder(argv, raw)
+    return _run_encoder(argv, raw, rate, channels)
 
 
 def freeswitch_mp3(
@@ -196,10 +214,14 @@ def _khz(rate: int) -> str:
     return f"{rate / 1000:g}"
 
 
-def _run_encoder(argv: list[str], raw: bytes) -> bytes:
+def _run_encoder(argv: list[str], raw: bytes, rate: int, channels: int) -> bytes:
     with tempfile.TemporaryDirectory(prefix="kzr-lame-") as tmp:
-        src, dst = Path(tmp, "in.raw"), Path(tmp, "out.mp3")
-        src.write_bytes(raw)
+        src, dst = Path(tmp, "in.wav"), Path(tmp, "out.mp3")
+        with wave.open(str(src), "wb") as out:
+            out.setnchannels(channels)
+            out.setsampwidth(2)
+            out.setframerate(rate)
+            out.writeframes(raw)
         subprocess.run([*argv, str(src), str(dst)], check=True, timeout=120,
                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                        env={**os.environ, "LC_ALL": "C"})

@@ -111,7 +111,7 @@ _CLAIMS = {
     "audio/x-pn-wav": "wav",
 }
 #: Bytes needed to tell WAV (``RIFF....WAVE``) from MP3 by the start of the body.
-_SNIFF = 12
+SNIFF_BYTES = 12
 
 
 def claimed_format(ext: str | None, content_type: str | None) -> str | None:
@@ -124,6 +124,24 @@ def claimed_format(ext: str | None, content_type: str | None) -> str | None:
         return found
     if content_type:
         return _CLAIMS.get(content_type.split(";", 1)[0].strip().lower())
+    return None
+
+
+def sniff_format(head: bytes) -> str | None:
+    """``"wav"`` or ``"mp3"`` when the first bytes of a file say so, else None.
+
+    ``RIFF....WAVE`` is WAV; an ``ID3`` tag or a Layer III frame header at byte 0 is
+    MP3. :data:`SNIFF_BYTES` bytes are enough.
+
+    >>> sniff_format(b"RIFF\\x24\\x00\\x00\\x00WAVEfmt "), sniff_format(b"ID3\\x04\\x00")
+    ('wav', 'mp3')
+    >>> sniff_format(b"<html>") is None
+    True
+    """
+    if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+        return "wav"
+    if head[:3] == b"ID3" or (len(head) >= 4 and header_at(head, 0) is not None):
+        return "mp3"
     return None
 
 
@@ -164,9 +182,9 @@ class Inspector:
         self.size += len(block)
         parser = self._parser
         if parser is None:
-            if self._head or len(block) < _SNIFF:
+            if self._head or len(block) < SNIFF_BYTES:
                 self._head += block
-                if len(self._head) < _SNIFF:
+                if len(self._head) < SNIFF_BYTES:
                     return
                 block, self._head = self._head, b""
             parser = self._choose(block)
@@ -202,9 +220,10 @@ class Inspector:
 
     def _choose(self, head: bytes) -> Mp3Parser | WavParser | None:
         """Pick the parser by the first bytes, else by the claim; None: not inspected."""
-        if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+        found = sniff_format(head)
+        if found == "wav":
             self._parser = WavParser()
-        elif head[:3] == b"ID3" or (len(head) >= 4 and header_at(head, 0) is not None):
+        elif found == "mp3":
             self._parser = Mp3Parser()
         elif self.claim is not None:
             # Claimed but unrecognised at byte 0: the MP3 walk searches past junk for

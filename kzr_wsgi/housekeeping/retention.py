@@ -40,16 +40,20 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..ages import format_age
 from ..catalog import Row, row_from_record
-from ..cli.config import RetentionPolicy
 from ..errors import KzrError
 from ..stores import DirectoryStore, FanOut
 from .audit import DELETE, AuditTrail, audit_event, os_user
 from .holds import Hold, Holds
 from .state import DiskState, S3State, state_for
+
+if TYPE_CHECKING:
+    # Only a type here: importing the cli package at run time would import this module
+    # again, half made (the cli's prune command imports it).
+    from ..cli.config import RetentionPolicy
 
 log = logging.getLogger("kzr_wsgi.prune")
 
