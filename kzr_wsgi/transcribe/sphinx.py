@@ -70,6 +70,11 @@ class PocketsphinxTranscriber(Transcriber):
         self._decoder = pocketsphinx.Decoder(samprate=ENGINE_RATE, loglevel="FATAL")
         self._frate = int(self._decoder.config["frate"])
         self._lock = threading.Lock()
+        self.prepare(self._decoder)
+
+    def prepare(self, decoder: Any) -> None:
+        """Change the decoder before first use (a subclass's hook: e.g. add and activate
+        a JSGF grammar, as the phrase-spotting example plug-in does). Does nothing here."""
 
     @property
     def model(self) -> str:
