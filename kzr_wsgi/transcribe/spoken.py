@@ -148,14 +148,28 @@ def _rest(tokens: list[Token], j: int, below: int) -> tuple[int, int] | None:
 
 
 def _oh_as_zero(tokens: list[Token]) -> list[Token]:
-    """``oh``/``o`` stays a 0 only with a number right before or after it."""
+    """``oh``/``o`` stays a 0 only with a number before or after it (punctuation and line
+    breaks between are no matter: ``four one oh,`` / ``five…``)."""
     out = list(tokens)
     for i, t in enumerate(tokens):
         if t.kind == "num" and t.spoken and t.value == "0" and t.ambiguous:
-            beside = [tokens[k] for k in (i - 1, i + 1) if 0 <= k < len(tokens)]
-            if not any(b.kind == "num" and not (b.ambiguous and b.value == "0") for b in beside):
+            beside = [_beside(tokens, i, -1), _beside(tokens, i, 1)]
+            if not any(b is not None and b.kind == "num" and not _is_oh(b) for b in beside):
                 out[i] = Token("word", t.start, t.end, "oh")
     return out
+
+
+def _beside(tokens: list[Token], i: int, step: int) -> Token | None:
+    """The nearest token that is not punctuation, before (-1) or after (1) ``tokens[i]``;
+    ``oh`` after ``oh`` is looked past (``oh oh seven``)."""
+    k = i + step
+    while 0 <= k < len(tokens) and (tokens[k].kind == "sep" or _is_oh(tokens[k])):
+        k += step
+    return tokens[k] if 0 <= k < len(tokens) else None
+
+
+def _is_oh(token: Token) -> bool:
+    return token.kind == "num" and token.ambiguous and token.value == "0"
 
 
 def _word(tokens: list[Token], i: int) -> str | None:
