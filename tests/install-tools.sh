@@ -3,7 +3,8 @@
 # curl (libcurl, as FreeSWITCH uses), Erlang/OTP (httpc, as Kazoo 4.x uses), LAME (the
 # encoder FreeSWITCH's MP3s come from), PostgreSQL (the shared catalog), Chromium (the
 # search page, driven headless by Playwright at /usr/bin/chromium: no browser download),
-# strace (the order of a commit's syscalls, seen from outside the process).
+# strace (the order of a commit's syscalls, seen from outside the process), espeak-ng (speech
+# for the transcription engines to hear).
 set -e
 need=""
 command -v curl >/dev/null 2>&1 || need="$need curl"
@@ -12,6 +13,7 @@ command -v lame >/dev/null 2>&1 || need="$need lame"
 ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need="$need postgresql"
 command -v chromium >/dev/null 2>&1 || need="$need chromium"
 command -v strace >/dev/null 2>&1 || need="$need strace"
+command -v espeak-ng >/dev/null 2>&1 || need="$need espeak-ng"
 [ -z "$need" ] && exit 0
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
