@@ -7,7 +7,7 @@ What each part is (the queue that runs them is the pipeline's):
 * :mod:`~kzr_wsgi.transcribe.settings`: :class:`Settings`, one per ``[transcribe]``
   table (pure);
 * :mod:`~kzr_wsgi.transcribe.engine`: the :class:`Transcriber` interface and the
-  registry of engines, built-in and plug-in (:func:`create`);
+  registry of engines, built-in and plug-in (:func:`~kzr_wsgi.transcribe.engine.create`);
 * :mod:`~kzr_wsgi.transcribe.pieces`: cutting a channel at its silences, placing
   answers back in the recording's time (pure), :func:`transcribe_channel`;
 * :mod:`~kzr_wsgi.transcribe.pcm`: samples as 16 kHz 16-bit PCM and WAV;
