@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 import sys
 import threading
 from collections.abc import Iterator
@@ -11,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile
 from speech import placed, speak
 
 from kzr_wsgi.transcribe import (
@@ -102,6 +106,22 @@ def test_the_example_plug_in_spots_a_phrase_in_real_speech(examples_on_path: Non
     t = engine.transcribe(audio, RATE, "en")
     assert [s.text for s in t.segments] == ["i want a refund", "speak to an agent"]
     assert 0.3 <= t.segments[0].start < t.segments[0].end < 3.8 <= t.segments[1].start
+
+
+def test_the_example_plug_in_runs_as_a_script_on_a_wav_file(tmp_path: Path) -> None:
+    wav = tmp_path / "call.wav"
+    soundfile.write(wav, placed([(0.5, speak("cancel my subscription"))], 3.5), RATE,
+                    subtype="PCM_16")
+    run = subprocess.run(
+        [sys.executable, str(EXAMPLES / "transcriber_plugin.py"), str(wav),
+         "cancel my subscription", "i want a refund"],
+        capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PYTHONPATH": str(EXAMPLES.parent)})
+    assert run.returncode == 0, run.stderr
+    doc = json.loads(run.stdout)
+    assert doc["engine"] == "phrases" and doc["text"] == "cancel my subscription"
+    assert [w["word"] for w in doc["words"]] == ["cancel", "my", "subscription"]
+    assert {s["speaker"] for s in doc["segments"]} == {"all"}
 
 
 @pytest.mark.parametrize("value, message", [
