@@ -41,7 +41,7 @@ The answer comes in the shape of a real server (``shape``), each taken from its 
 It can also be told what to do next (:meth:`TranscriptionServer.then`): ``ok``,
 ``500``, ``hang`` (answer nothing until the test ends), ``401``/``403``/``400``/``404``,
 ``redirect`` (``307`` to a path that would answer, and counts it if anyone follows),
-``not-json``. It counts calls per (sha256 of the audio, model).
+``not-json``, ``huge`` (17 MiB of answer). It counts calls per (sha256 of the audio, model).
 """
 
 from __future__ import annotations
@@ -142,6 +142,8 @@ class TranscriptionServer:
             return _error(503, "too late")
         if action == "redirect":
             return Response(status=307, headers={"Location": MOVED})
+        if action == "huge":  # more than any transcript: a server gone wrong
+            return Response(b" " * (17 * 1024 * 1024), 200, mimetype="application/json")
         if action == "not-json":
             return Response("<html>a proxy's page</html>", 200, mimetype="text/html")
         status = int(action)

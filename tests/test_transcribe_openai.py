@@ -26,6 +26,7 @@ from kzr_wsgi.transcribe import (
     EngineUnauthorized,
     Settings,
     TranscribeError,
+    Transcript,
     create,
     outcome_of,
     transcribe_channel,
@@ -139,6 +140,25 @@ def test_a_25_minute_recording_goes_in_pieces_with_times_offset_back() -> None:
     assert len(t.words) == 150 and t.words[-1].end <= 25 * 60
 
 
+def test_pieces_answered_before_are_not_asked_again() -> None:
+    bursts = [(1.0, 2.0), (40.0, 41.0), (80.0, 81.5)]  # three pieces (30 s silences)
+    samples = tones(90, bursts)
+    speech_ms = [(int(a * 1000), int(b * 1000)) for a, b in bursts]
+    kept: dict[tuple[int, int], Transcript] = {}
+    with transcription_server("openai") as server:
+        server.then("ok", "ok", "500")
+        e = engine(server)
+        with pytest.raises(EngineBusy):  # the third piece fails: two are kept
+            transcribe_channel(e, samples, RATE, speech_ms, language=None,
+                               on_piece=lambda p, t: kept.update({(p.start_ms, p.end_ms): t}))
+        assert len(kept) == 2 and sum(server.calls.values()) == 3
+        t = transcribe_channel(e, samples, RATE, speech_ms, language=None,
+                               known=lambda p: kept.get((p.start_ms, p.end_ms)))
+    assert sum(server.calls.values()) == 4  # only the missing piece was asked again
+    for s, (a, b) in zip(t.segments, bursts, strict=True):
+        assert abs(s.start - a) <= 0.03 and abs(s.end - b) <= 0.03
+
+
 def test_a_channel_without_speech_is_never_sent() -> None:
     # nothing listens on this port: any request would raise
     quiet = engine(f"http://127.0.0.1:{free_port()}/v1")
@@ -204,7 +224,8 @@ def test_a_redirect_is_not_followed() -> None:
 @pytest.mark.parametrize("action, kind, retryable", [
     ("400", EngineRejected, False), ("404", EngineRejected, False),
     ("429", EngineBusy, True), ("not-json", EngineRejected, False),
-], ids=["400", "404", "429", "not-json"])
+    ("huge", EngineRejected, False),
+], ids=["400", "404", "429", "not-json", "huge"])
 def test_other_answers_are_classified(action: str, kind: type[TranscribeError],
                                       retryable: bool) -> None:
     with transcription_server("openai") as server:

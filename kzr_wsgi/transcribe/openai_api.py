@@ -130,7 +130,12 @@ class OpenAITranscriber(Transcriber):
                                           redirect=False, preload_content=False)
             try:
                 data = response.read(MAX_ANSWER_BYTES + 1)
-            finally:
+            except BaseException:
+                response.close()  # half-read: the connection cannot be used again
+                raise
+            if len(data) > MAX_ANSWER_BYTES:
+                response.close()
+            else:
                 response.release_conn()
         # NewConnectionError is a ConnectTimeoutError subclass: test it first.
         except u3.NewConnectionError as exc:

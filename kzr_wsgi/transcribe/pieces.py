@@ -92,20 +92,26 @@ def cut_pieces(speech_ms: Sequence[tuple[int, int]], duration_ms: int, *, piece:
 def transcribe_channel(engine: Transcriber, samples: Any, rate: int,
                        speech_ms: Sequence[tuple[int, int]], *, language: str | None,
                        piece: float = 600.0,
+                       known: Callable[[Piece], Transcript | None] | None = None,
                        on_piece: Callable[[Piece, Transcript], None] | None = None) -> Transcript:
     """Transcribe one channel: a request per piece, the answers in the recording's time.
 
-    No speech, no request: the result is then an empty transcript. ``on_piece`` (if
-    given) sees each piece's placed answer as it arrives, e.g. to keep it. An engine's
+    No speech, no request: the result is then an empty transcript. ``known`` (if
+    given) is asked first for each piece and may return its answer from an earlier
+    run (already placed): then the engine is not called for it. ``on_piece`` sees each
+    piece's placed answer as it arrives from the engine, e.g. to keep it, so a retry
+    after a failure asks only for the pieces still missing. An engine's
     :class:`~kzr_wsgi.transcribe.errors.TranscribeError` propagates at the first piece
     that fails.
     """
     duration_ms = len(samples) * 1000 // rate
     done: list[Transcript] = []
     for p in cut_pieces(speech_ms, duration_ms, piece=piece):
-        placed = p.place(engine.transcribe(p.cut(samples, rate), rate, language))
-        if on_piece is not None:
-            on_piece(p, placed)
+        placed = known(p) if known is not None else None
+        if placed is None:
+            placed = p.place(engine.transcribe(p.cut(samples, rate), rate, language))
+            if on_piece is not None:
+                on_piece(p, placed)
         done.append(placed)
     return join_pieces(done, language=language, engine=engine.name, model=engine.model)
 
