@@ -63,7 +63,7 @@ nitpick_ignore_regex = [
     # the standard library's, unqualified, as a signature shows them when a
     # TYPE_CHECKING-only import (a store module's store type, imported there to avoid
     # an import cycle) keeps the hints unevaluated
-    (r"py:.*", r"(Path|timedelta)"),
+    (r"py:.*", r"(Path|timedelta|EntryPoint)"),
     (r"py:.*", r"(str|bytes|int|float|bool|dict|list|tuple|set|frozenset|object|type|None"
                r"|Exception|BaseException|ValueError|OSError|RuntimeError|KeyError"
                r"|bytearray|memoryview)"),
@@ -73,7 +73,7 @@ nitpick_ignore_regex = [
     # third-party libraries (no intersphinx offline)
     (r"py:.*", r"(click|werkzeug|flask|Flask|blinker|boto3|botocore|mypy_boto3_s3|S3Client"
                r"|CompletedPartTypeDef|psycopg|prometheus_client|gunicorn|mutagen"
-               r"|numpy|soundfile|soxr|webrtcvad)(\..*)?"),
+               r"|numpy|np|npt|urllib3|pocketsphinx|soundfile|soxr|webrtcvad)(\..*)?"),
 ]
 
 # Straight quotes: option help, commands and JSON are copied from this manual.
