@@ -5,8 +5,8 @@
 # search page, driven headless by Playwright at /usr/bin/chromium: no browser download),
 # strace (the order of a commit's syscalls, seen from outside the process), apache2-utils
 # (htpasswd -B: the bcrypt hashes viewer files hold), espeak-ng (the speech the analysis
-# and transcription tests put into recordings), sox with its formats (mixes that speech, makes tones, and
-# decodes MP3 as a reader independent of libsndfile).
+# and transcription tests put into recordings), sox with its formats (mixes that speech,
+# makes tones, and decodes MP3 as a reader independent of libsndfile).
 set -e
 need=""
 command -v curl >/dev/null 2>&1 || need="$need curl"
