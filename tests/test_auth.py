@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import http.client
+import importlib
 import json
 import subprocess
 from pathlib import Path
@@ -480,7 +481,8 @@ def test_serve_warns_when_exposed_without_authentication(
 ) -> None:
     started: list[dict[str, object]] = []
     # Stop short of gunicorn: the warning is printed before the server starts.
-    monkeypatch.setattr(cli, "run", lambda app, options: started.append(options))
+    monkeypatch.setattr(importlib.import_module("kzr_wsgi.cli.serve"), "run",
+                        lambda app, options: started.append(options))
     result = CliRunner().invoke(cli.main, ["serve", "--root", str(tmp_path / "r"), *args])
     assert result.exit_code == 0, result.output
     assert len(started) == 1

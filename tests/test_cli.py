@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,9 @@ from kzr_wsgi import DirectoryStore, FanOut, KazooRecordings, cli
 from kzr_wsgi.errors import ReadNotSupported
 from kzr_wsgi.recording import Recording
 
+#: The module of ``serve`` (``kzr_wsgi.cli.serve`` is the command itself).
+SERVE = importlib.import_module("kzr_wsgi.cli.serve")
+
 #: The moto server fixtures (``moto_endpoint``, ``s3_bucket``) live there.
 pytest_plugins = ["s3server"]
 
@@ -21,7 +25,7 @@ def start(monkeypatch: pytest.MonkeyPatch, args: list[str], env: dict[str, str] 
           ) -> tuple[click.testing.Result, list[tuple[Any, dict[str, Any]]]]:
     """Invoke ``serve`` with gunicorn replaced by a recorder of what it would have run."""
     started: list[tuple[Any, dict[str, Any]]] = []
-    monkeypatch.setattr(cli, "run", lambda app, options: started.append((app, options)))
+    monkeypatch.setattr(SERVE, "run", lambda app, options: started.append((app, options)))
     result = CliRunner().invoke(cli.main, ["serve", *args], env=env)
     return result, started
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 from datetime import timedelta
 from pathlib import Path
@@ -22,6 +23,7 @@ from kzr_wsgi.cli.options import StoreSpec, store_options
 @pytest.mark.parametrize("text, age", [
     ("0s", timedelta(0)), ("90d", timedelta(days=90)), ("12w", timedelta(weeks=12)),
     ("2y", timedelta(days=730)), ("36h", timedelta(hours=36)), ("1s", timedelta(seconds=1)),
+    ("30m", timedelta(minutes=30)), ("90m", timedelta(minutes=90)), ("1m", timedelta(minutes=1)),
 ])
 def test_parse_age(text: str, age: timedelta) -> None:
     assert parse_age(text) == age
@@ -29,12 +31,22 @@ def test_parse_age(text: str, age: timedelta) -> None:
 
 
 @pytest.mark.parametrize("text", [
-    "", "90", "d", "1.5d", "-1d", "90 d", " 90d", "90D", "1m", "forever", "2y1d",
+    "", "90", "d", "1.5d", "-1d", "90 d", " 90d", "90D", "forever", "2y1d",
     "99999999999999999999y",
+    # m is minutes, never months: no other spelling of either is an age.
+    "1M", "1mo", "1min", "1mon", "1m30s",
 ])
 def test_parse_age_refuses(text: str) -> None:
     with pytest.raises(AgeError):
         parse_age(text)
+
+
+def test_minutes_are_spelled_m() -> None:
+    assert format_age(timedelta(minutes=30)) == "30m"
+    assert format_age(timedelta(hours=2)) == "2h"  # the largest unit that is exact
+    assert format_age(timedelta(seconds=90)) == "90s"
+    with pytest.raises(AgeError, match="m is minutes"):
+        parse_age("1mo")
 
 
 def test_forever_only_in_policies() -> None:
@@ -133,7 +145,8 @@ def test_every_serve_option_round_trips(tmp_path: Path) -> None:
 def start(monkeypatch: pytest.MonkeyPatch, args: list[str], env: dict[str, str] | None = None
           ) -> tuple[click.testing.Result, list[dict[str, Any]]]:
     started: list[dict[str, Any]] = []
-    monkeypatch.setattr(cli, "run", lambda app, options: started.append(options))
+    monkeypatch.setattr(importlib.import_module("kzr_wsgi.cli.serve"), "run",
+                        lambda app, options: started.append(options))
     result = CliRunner().invoke(cli.main, ["serve", *args], env=env)
     return result, started
 
@@ -168,12 +181,14 @@ def test_store_commands_read_the_file(tmp_path: Path) -> None:
     path = tmp_path / "kzr.toml"
     path.write_text('root = "/srv/r"\ns3 = "s3://b/p"\ns3-endpoint = "http://127.0.0.1:9"\n'
                     'catalog = "sqlite:////tmp/x.db"\nport = 9\n[retention]\ndefault = "1y"\n')
-    command = click.command()(_where)
-    result = CliRunner().invoke(command, ["--config", str(path)])
+    # One file serves every command: the probe beside serve (whose key port is), as the
+    # kzr-wsgi group holds its commands.
+    program = click.Group(commands={"serve": cli.serve, "where": click.command("where")(_where)})
+    result = CliRunner().invoke(program, ["where", "--config", str(path)])
     assert result.exit_code == 0, result.output
     assert json.loads(result.output) == [
         "/srv/r", True, "s3://b/p", "http://127.0.0.1:9", "sqlite:////tmp/x.db", True]
-    result = CliRunner().invoke(command, ["--root", "/elsewhere"],
+    result = CliRunner().invoke(program, ["where", "--root", "/elsewhere"],
                                 env={"KZR_CONFIG": str(path), "KZR_CATALOG": "sqlite:///e"})
     assert json.loads(result.output)[:5] == [
         "/elsewhere", True, "s3://b/p", "http://127.0.0.1:9", "sqlite:///e"]

@@ -44,11 +44,11 @@ from typing import Any
 
 from ..ages import format_age
 from ..catalog import Row, row_from_record
-from ..cli.config import RetentionPolicy
 from ..errors import KzrError
 from ..stores import DirectoryStore, FanOut
 from .audit import DELETE, AuditTrail, audit_event, os_user
 from .holds import Hold, Holds
+from .policy import RetentionPolicy
 from .state import DiskState, S3State, state_for
 
 log = logging.getLogger("kzr_wsgi.prune")
