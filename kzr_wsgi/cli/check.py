@@ -1,4 +1,4 @@
-"""``kzr-wsgi check URL``: a Kazoo-shaped self-test of a receiver (:mod:`kzr_wsgi.check`)."""
+"""``kzr-wsgi check URL``: a Kazoo-shaped self-test of a receiver (:mod:`kzr_wsgi.selftest.check`)."""
 
 from __future__ import annotations
 
