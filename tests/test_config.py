@@ -14,8 +14,21 @@ from click.testing import CliRunner
 
 from kzr_wsgi import cli
 from kzr_wsgi.ages import AgeError, format_age, parse_age, parse_policy_age
-from kzr_wsgi.cli.config import ConfigError, RetentionPolicy, load_config, option_keys
+from kzr_wsgi.cli.config import (
+    STORE_KEYS,
+    ConfigError,
+    RetentionPolicy,
+    config_option,
+    load_config,
+    option_keys,
+    readings,
+)
+from kzr_wsgi.cli.environment import name_variables
 from kzr_wsgi.cli.options import StoreSpec, store_options
+from kzr_wsgi.cli.params import CommandLineOnly
+from kzr_wsgi.configfile import RETENTION, Config, Tables
+from kzr_wsgi.configtable import TableError
+from kzr_wsgi.housekeeping.policy import parse_retention
 
 # -- ages -----------------------------------------------------------------------------------
 
@@ -267,3 +280,119 @@ def test_not_toml(tmp_path: Path) -> None:
     path.write_text("port = = 1\n")
     with pytest.raises(ConfigError, match="not valid TOML.*line 1"):
         load_config(path, cli.serve)
+
+
+# -- what each command reads; one file for every command ------------------------------------
+
+
+def test_each_command_declares_what_it_reads() -> None:
+    read = {found.command: found for found in readings(cli.main)}
+    assert set(read) == {"serve", "ls", "reindex", "verify", "prune", "sweep", "audit",
+                         "hold add", "hold rm", "hold ls"}  # check takes no file
+    assert set(read["serve"].keys) == set(option_keys(cli.serve))
+    for name, found in read.items():
+        if name != "serve":
+            assert tuple(found.keys) == STORE_KEYS, name
+    assert {name for name, found in read.items() if RETENTION in found.tables} == {
+        "serve", "prune"}
+
+
+def test_one_file_is_checked_whole_for_every_command(tmp_path: Path) -> None:
+    path = tmp_path / "kzr.toml"
+    # serve's keys, read by serve alone: ls takes the store's and is refused nothing.
+    path.write_text(f'root = "{tmp_path / "nowhere"}"\nport = 9\nworkers = 2\n'
+                    '[retention]\ndefault = "1y"\n')
+    result = CliRunner().invoke(cli.main, ["ls", "--config", str(path)])
+    assert result.exit_code == 1 and "no store at" in result.output  # the file's root
+    # A mistake in serve's keys stops ls too: one file, checked whole.
+    path.write_text('port = "eighty"\n')
+    result = CliRunner().invoke(cli.main, ["ls", "--config", str(path)])
+    assert result.exit_code == 2 and f"{path}:1: key 'port'" in result.output
+
+
+@pytest.mark.parametrize("text, said", [
+    ('older-than = "1d"', "key 'older-than': an option of prune, sweep, not read from a file"),
+    ("dry-run = true", "key 'dry-run': an option of prune, sweep, not read from a file"),
+    ('retention-default = "90d"',
+     "key 'retention-default': belongs in the [retention] table: write `default = …` under "
+     "[retention]"),
+    ('Retention_Interval = "1h"', "key 'Retention_Interval': belongs in the [retention] table: "
+                                  "write `interval = …`"),
+    ('RETENTION = "90d"', "key 'RETENTION': a table: write it as [retention]"),
+    ("prot = 1", "key 'prot': unknown: not an option kzr-wsgi knows"),
+], ids=["another-command-s", "a-switch", "table-setting", "table-setting-spelled", "table",
+        "unknown"])
+def test_keys_no_command_reads_are_refused_saying_why(tmp_path: Path, text: str,
+                                                      said: str) -> None:
+    path = tmp_path / "kzr.toml"
+    path.write_text(f'root = "/srv/r"\n{text}\n')
+    with pytest.raises(ConfigError) as info:
+        load_config(path, cli.main)
+    assert str(info.value).startswith(f"{path}:2: {said}")
+
+
+def test_a_table_is_one_call_and_claims_its_settings() -> None:
+    tables = Tables()
+    transcribe = tables.register("transcribe", dict, about="where transcripts come from")
+    assert tables.get("transcribe") is transcribe and list(tables) == [transcribe]
+    assert tables.claiming("transcribe-url") == (transcribe, "url")
+    assert tables.claiming("Transcribe_Model") == (transcribe, "model")
+    assert tables.claiming("transcribe") == (transcribe, "")
+    assert tables.claiming("transcriber") is None and tables.claiming("url") is None
+    with pytest.raises(ValueError, match="already"):
+        tables.register("transcribe", dict, about="twice")
+    # A handle reads its table's value from a loaded file.
+    config = Config(path=Path("x.toml"), options={}, tables={"transcribe": {"url": "u"}})
+    assert transcribe.of(config) == {"url": "u"} and transcribe.of(None) is None
+    assert RETENTION.of(config) is None and config.retention is None
+
+
+def test_the_retention_table_parses_without_a_file() -> None:
+    policy = parse_retention({"default": "30m", "kinds": {"caller": "forever"}})
+    assert policy.default == timedelta(minutes=30) and policy.kinds == {"caller": None}
+    with pytest.raises(TableError) as info:
+        parse_retention({"kinds": {"fax": "1y"}})
+    assert (info.value.below, info.value.key) == (("kinds",), "fax")
+    with pytest.raises(TableError, match="longer than 0s"):
+        parse_retention({"interval": "0m"})
+
+
+# -- options typed on the command line only -------------------------------------------------
+
+
+@click.command("erase")
+@click.option("--call-id", cls=CommandLineOnly, default=None, help="Which call.")
+@click.option("--reason", default=None, help="Why.")
+@config_option()
+def _erase(call_id: str | None, reason: str | None, config: Config | None) -> None:
+    """A command whose selector must be typed."""
+    click.echo(json.dumps([call_id, reason]))
+
+
+def test_a_command_line_only_option_is_never_read_from_the_environment_or_the_file(
+    tmp_path: Path,
+) -> None:
+    program = click.Group("kzr-wsgi", commands={"erase": _erase})
+    name_variables(program)
+    env = {"KZR_CALL_ID": "env", "KZR_ERASE_CALL_ID": "env", "KZR_REASON": "from env"}
+    result = CliRunner().invoke(program, ["erase"], env=env)
+    assert json.loads(result.output) == [None, "from env"]
+    result = CliRunner().invoke(program, ["erase", "--call-id", "typed"])
+    assert json.loads(result.output) == ["typed", None]
+    # Every option of the command is read from the file, except this one: refused, saying why.
+    path = tmp_path / "kzr.toml"
+    path.write_text('reason = "filed"\ncall-id = "filed"\n')
+    result = CliRunner().invoke(program, ["erase", "--config", str(path)])
+    assert result.exit_code == 2
+    assert (f"{path}:2: key 'call-id': given on the command line only, never in a file or "
+            "the environment") in " ".join(result.output.split())
+    path.write_text('reason = "filed"\n')
+    result = CliRunner().invoke(program, ["erase", "--config", str(path)])
+    assert json.loads(result.output) == [None, "filed"]
+    # Nor can a command declare that it reads one from the file, nor give it a variable.
+    with pytest.raises(RuntimeError, match="call-id"):
+        list(readings(click.Group(commands={"erase": config_option(keys=("call-id",))(
+            click.option("--call-id", cls=CommandLineOnly)(click.command("erase")(
+                lambda call_id, config: None)))})))
+    with pytest.raises(TypeError):
+        CommandLineOnly(["--call-id"], envvar="KZR_CALL_ID")

@@ -109,7 +109,7 @@ class ConfigKeysDirective(ClickDirective):
             keys = ", ".join(f"``{key}``" for key in found.keys) if found else \
                 "none (it takes no ``--config``)"
             tables = ", ".join(f"``[{t.name}]``" for t in found.tables) if found else ""
-            rows += [f"   * - ``{name}``", f"     - {keys}", f"     - {tables or '-'}"]
+            rows += [f"   * - ``{name}``", f"     - {keys}", f"     - {tables or 'none'}"]
         rows += ["", "The tables a file may hold:", ""]
         for table in TABLES:
             readers = [n for n, found in read.items() if table in found.tables]

@@ -94,9 +94,10 @@ def parse_retention(table: Mapping[str, Any]) -> RetentionPolicy:
         if "default" in table else None
     interval = DEFAULT_INTERVAL
     if "interval" in table:
-        interval = table_age((), "interval", table["interval"]) or interval
-        if interval <= timedelta(0):
+        given = table_age((), "interval", table["interval"])
+        if given is None or given <= timedelta(0):
             raise TableError((), "interval", "must be longer than 0s")
+        interval = given
     return RetentionPolicy(default=default, accounts=_ages(table, "accounts"),
                            kinds=_ages(table, "kinds"), interval=interval)
 
