@@ -396,3 +396,21 @@ def test_a_command_line_only_option_is_never_read_from_the_environment_or_the_fi
                 lambda call_id, config: None)))})))
     with pytest.raises(TypeError):
         CommandLineOnly(["--call-id"], envvar="KZR_CALL_ID")
+
+
+def test_the_old_import_paths_still_import() -> None:
+    import kzr_wsgi.commands as commands
+    import kzr_wsgi.config as config
+    from kzr_wsgi import building
+    from kzr_wsgi.cli import announce, options, params
+
+    assert config.RetentionPolicy is RetentionPolicy and config.load_config is load_config
+    assert config.ConfigError is ConfigError and config.Config is Config
+    assert config.config_option is config_option and config.option_keys is option_keys
+    assert commands.StoreSpec is options.StoreSpec
+    assert commands.store_options is options.store_options
+    assert (commands.Age, commands.When) == (params.Age, params.When)
+    assert commands.build_store is building.build_store
+    assert commands.catalog_of is building.catalog_of
+    assert commands.catalog_notices is announce.catalog_notices
+    assert cli.Size is params.Size

@@ -175,13 +175,13 @@ def _check_value(param: click.Parameter, key: str, value: Any, where: Locator) -
         raise ConfigError(where.say((), key, exc.message)) from exc
 
 
-def read_config(ctx: click.Context, path: str, option: ConfigOption) -> Config:
+def read_config(ctx: click.Context, path: str) -> Config:
     """Load ``path`` for the command of ``ctx`` and set its ``default_map``.
 
     Called by ``--config``'s callback, before the other options are processed (the
     option is eager), so the file's values take their place below the command line
     and the environment. The file is checked against the whole program (the root of
-    ``ctx``); the command takes the keys it declares.
+    ``ctx``); the command takes the keys its ``--config`` declares.
     """
     try:
         config = load_config(path, ctx.find_root().command)
@@ -206,13 +206,17 @@ def config_option(keys: Iterable[str] | None = None, tables: Iterable[Table[Any]
 
     def callback(ctx: click.Context, param: click.Parameter, value: str | None
                  ) -> Config | None:
-        assert isinstance(param, ConfigOption)
-        return None if value is None else read_config(ctx, value, param)
+        return None if value is None else read_config(ctx, value)
 
+    keys = None if keys is None else tuple(keys)
+    tables = tuple(tables)
+    said = ("options under their long names" if keys is None
+            else " and ".join(filter(None, (", ".join(keys[:-1]), *keys[-1:]))) or "no option")
+    if tables:
+        said += ", and a " + ", ".join(f"[{t.name}]" for t in tables) + " table"
     return click.option(
-        "--config", "config", cls=ConfigOption, keys=None if keys is None else tuple(keys),
-        tables=tuple(tables), type=click.Path(dir_okay=False, exists=True), default=None,
-        envvar="KZR_CONFIG", is_eager=True, expose_value=True, callback=callback,
-        metavar="FILE",
-        help="TOML config file: options under their long names, and a [retention] table "
-             "(also KZR_CONFIG). The command line and the environment override it.")
+        "--config", "config", cls=ConfigOption, keys=keys, tables=tables,
+        type=click.Path(dir_okay=False, exists=True), default=None, envvar="KZR_CONFIG",
+        is_eager=True, expose_value=True, callback=callback, metavar="FILE",
+        help=f"TOML config file: {said} (also KZR_CONFIG). The command line and the "
+             "environment override it.")

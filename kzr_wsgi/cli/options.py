@@ -134,8 +134,7 @@ def _declare(serving: bool, tables: tuple[Table[Any], ...]) -> list[Callable[[F]
     """The five store options, as decorators, with ``serve``'s help or the commands'."""
     said = {key: texts[1 if serving else 0] for key, texts in _HELP.items()}
     config = config_option(keys=None if serving else STORE_KEYS, tables=tables)
-    # In the order --help shows them: serve's file first, the other commands' last.
-    return [*([config] if serving else []),
+    store = [
         click.option("--root", type=click.Path(file_okay=False), default=DEFAULT_ROOT,
                      show_default=True, help=said["root"]),
         # The envvars these declare are the names they were read under before the
@@ -145,8 +144,9 @@ def _declare(serving: bool, tables: tuple[Table[Any], ...]) -> list[Callable[[F]
         click.option("--s3-endpoint", default=None, metavar="URL", help=said["s3-endpoint"]),
         click.option("--catalog", "catalog_url", default=None, metavar="URL",
                      envvar="KZR_CATALOG", help=said["catalog"]),
-        *([] if serving else [config]),
     ]
+    # In the order --help shows them: serve's file first, the other commands' last.
+    return [config, *store] if serving else [*store, config]
 
 
 @overload
