@@ -7,8 +7,7 @@ print.
 from __future__ import annotations
 
 import json
-from datetime import datetime
-from typing import Any
+from datetime import datetime, timedelta
 
 import click
 
@@ -18,12 +17,12 @@ from ..housekeeping.audit import AuditTrail
 from ..housekeeping.holds import Hold, Holds, add_hold, remove_hold
 from ..housekeeping.retention import DEFAULT_KINDS, Item, Selection
 from ..housekeeping.retention import prune as run_prune
-from ..housekeeping.state import state_for
+from ..housekeeping.state import DiskState, S3State, state_for
 from .options import StoreSpec, store_options
 from .params import Age, When
 
 
-def _state(spec: StoreSpec) -> Any:
+def _state(spec: StoreSpec) -> DiskState | S3State:
     store, _ = spec.open_store()
     try:
         return state_for(store)
@@ -47,8 +46,8 @@ def _state(spec: StoreSpec) -> Any:
 @click.option("--dry-run", is_flag=True,
               help="List exactly what would be removed, and the bytes; remove nothing.")
 @store_options(tables=(RETENTION,))
-def prune(spec: StoreSpec, older_than: Any, accounts: tuple[str, ...], kinds: tuple[str, ...],
-          dry_run: bool) -> None:
+def prune(spec: StoreSpec, older_than: timedelta | None, accounts: tuple[str, ...],
+          kinds: tuple[str, ...], dry_run: bool) -> None:
     """Remove recordings past their retention, except those on hold; audit each removal."""
     policy = RETENTION.of(spec.config)
     if older_than is None:
