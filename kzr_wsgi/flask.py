@@ -140,7 +140,7 @@ def _search_ui(app: Flask, handler: Handler, middleware: KazooRecordings) -> Any
 
         catalog = open_catalog(url)
     else:
-        from .cli.options import catalog_of
+        from .building import catalog_of
 
         # The catalog the store writes (KZR_ROOT's SQLite one by default).
         found = catalog_of(handler)

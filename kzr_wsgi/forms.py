@@ -74,10 +74,23 @@ class Target:
     allow: tuple[str, ...]
 
 
+def url_prefix(prefix: str) -> str:
+    """A URL path prefix in its one spelling: ``/a/b``, and ``/`` for the root.
+
+    Empty segments go, so a missing or doubled slash does not make another prefix:
+
+    >>> url_prefix("search/"), url_prefix("/a//b/"), url_prefix("/"), url_prefix("")
+    ('/search', '/a/b', '/', '/')
+    """
+    return "/" + "/".join(s for s in prefix.split("/") if s)
+
+
 def _norm_prefix(prefix: str) -> tuple[str, ...]:
+    """The router's prefix as segments; it must be written from the root (``/…``)."""
     if not prefix.startswith("/"):
         raise ValueError(f"prefix must start with '/': {prefix!r}")
-    return tuple(s for s in prefix.split("/") if s)
+    canonical = url_prefix(prefix)
+    return tuple(canonical[1:].split("/")) if canonical != "/" else ()
 
 
 class Router:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import http.client
+import importlib
 import json
 import subprocess
 from pathlib import Path
@@ -430,9 +431,8 @@ def test_serve_tokens_from_env_and_file(tmp_path: Path) -> None:
     root = tmp_path / "recordings"
     token_file = tmp_path / "tokens"
     token_file.write_text("# rotated monthly\nfrom-file\n", encoding="utf-8")
-    # click's auto_envvar_prefix names a subcommand's variables KZR_SERVE_<OPTION> today;
-    # the docs promise KZR_<OPTION>. Both are set so the test holds either way.
-    environ = {"KZR_TOKEN": "from-env", "KZR_SERVE_TOKEN": "from-env"}
+    # KZR_<OPTION>, as the manual promises for every command's options.
+    environ = {"KZR_TOKEN": "from-env"}
     with serve(tmp_path, "--prefix", "/kzr", "--token-file", str(token_file), root=root,
                env=environ) as server:
         assert _request(server.port, "PUT", "/kzr/call_recording_a.mp3", BODY)[0] == 403
@@ -480,7 +480,8 @@ def test_serve_warns_when_exposed_without_authentication(
 ) -> None:
     started: list[dict[str, object]] = []
     # Stop short of gunicorn: the warning is printed before the server starts.
-    monkeypatch.setattr(cli, "run", lambda app, options: started.append(options))
+    monkeypatch.setattr(importlib.import_module("kzr_wsgi.cli.serve"), "run",
+                        lambda app, options: started.append(options))
     result = CliRunner().invoke(cli.main, ["serve", "--root", str(tmp_path / "r"), *args])
     assert result.exit_code == 0, result.output
     assert len(started) == 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,9 @@ from kzr_wsgi import DirectoryStore, FanOut, KazooRecordings, cli
 from kzr_wsgi.errors import ReadNotSupported
 from kzr_wsgi.recording import Recording
 
+#: The module of ``serve`` (``kzr_wsgi.cli.serve`` is the command itself).
+SERVE = importlib.import_module("kzr_wsgi.cli.serve")
+
 #: The moto server fixtures (``moto_endpoint``, ``s3_bucket``) live there.
 pytest_plugins = ["s3server"]
 
@@ -21,7 +26,7 @@ def start(monkeypatch: pytest.MonkeyPatch, args: list[str], env: dict[str, str] 
           ) -> tuple[click.testing.Result, list[tuple[Any, dict[str, Any]]]]:
     """Invoke ``serve`` with gunicorn replaced by a recorder of what it would have run."""
     started: list[tuple[Any, dict[str, Any]]] = []
-    monkeypatch.setattr(cli, "run", lambda app, options: started.append((app, options)))
+    monkeypatch.setattr(SERVE, "run", lambda app, options: started.append((app, options)))
     result = CliRunner().invoke(cli.main, ["serve", *args], env=env)
     return result, started
 
@@ -114,3 +119,102 @@ def test_wrapping_twice_at_one_prefix_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="already wrapped"):
         KazooRecordings(once, DirectoryStore(tmp_path), prefix="/kzr/")
     KazooRecordings(once, DirectoryStore(tmp_path), prefix="/other")  # a second mount: fine
+
+
+# -- the environment: one naming for every command ---------------------------------------
+
+#: What click's automatic prefix named these options before the one naming (where that
+#: is not KZR_<COMMAND>_<OPTION>): they keep working.
+EARLIER = {
+    ("ls", "--json"): "KZR_LS_AS_JSON", ("ls", "--account"): "KZR_LS_ACCOUNT_ID",
+    ("ls", "--flag"): "KZR_LS_FLAGS", ("prune", "--account"): "KZR_PRUNE_ACCOUNTS",
+    ("prune", "--kind"): "KZR_PRUNE_KINDS", ("hold add", "--account"): "KZR_HOLD_ADD_ACCOUNT_ID",
+    ("hold ls", "--json"): "KZR_HOLD_LS_AS_JSON", ("audit", "--json"): "KZR_AUDIT_AS_JSON",
+    ("check", "--json"): "KZR_CHECK_AS_JSON", ("sweep", "--older-than"): "KZR_SWEEP_AGE",
+    ("serve", "--metrics"): "KZR_METRICS_ON", ("serve", "--ui"): "KZR_UI_ON",
+    ("serve", "--notify-url"): "KZR_NOTIFY_URLS",
+    **{(command, "--s3"): "KZR_S3_URL" for command in (
+        "serve", "ls", "reindex", "verify", "prune", "sweep", "audit", "hold add", "hold rm",
+        "hold ls")},
+}
+
+
+def every_option() -> list[tuple[str, click.Command, click.Option, str]]:
+    """(command, the command, the option, its long name) for every command of kzr-wsgi."""
+    found = []
+    pending: list[tuple[str, click.Command]] = [("", cli.main)]
+    while pending:
+        name, command = pending.pop()
+        if isinstance(command, click.Group):
+            pending += [(f"{name} {sub}".strip(), c) for sub, c in command.commands.items()]
+        for param in command.params:
+            longs = [o for o in getattr(param, "opts", ()) if o.startswith("--")]
+            if isinstance(param, click.Option) and param.expose_value and longs:
+                found.append((name, command, param, longs[0]))
+    return found
+
+
+def _env_name(*parts: str) -> str:
+    return "_".join(["KZR", *parts]).upper().replace("-", "_").replace(" ", "_")
+
+
+def test_every_option_of_every_command_reads_its_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    options = every_option()
+    assert len(options) >= 90
+    assert {name for name, *_ in options} >= {"serve", "ls", "prune", "hold add", "check"}
+    for name, command, option, long in options:
+        own, general = _env_name(name, long[2:]), _env_name(long[2:])
+        ctx = click.Context(command, info_name=name.split()[-1])
+        expected = [own, general, *([EARLIER[name, long]] if (name, long) in EARLIER else [])]
+        for variable in expected:
+            monkeypatch.setenv(variable, f"from {variable}")
+            assert option.resolve_envvar_value(ctx) == f"from {variable}", (name, long)
+            monkeypatch.delenv(variable)
+        # The command's own name wins over the one every command shares, and both over
+        # the earlier names.
+        for variable in reversed(expected):
+            monkeypatch.setenv(variable, f"from {variable}")
+        assert option.resolve_envvar_value(ctx) == f"from {own}", (name, long)
+        for variable in expected:
+            monkeypatch.delenv(variable)
+
+
+def test_no_variable_names_two_different_options() -> None:
+    meaning: dict[str, set[str]] = {}
+    for _, _, option, long in every_option():
+        for variable in option.envvar or ():
+            meaning.setdefault(variable, set()).add(long)
+    assert meaning["KZR_ROOT"] == {"--root"} and meaning["KZR_JSON"] == {"--json"}
+    assert {v: m for v, m in meaning.items() if len(m) > 1} == {}
+
+
+def test_one_variable_serves_every_command_and_the_command_s_own_wins(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    env = {"KZR_OLDER_THAN": "7d", "KZR_PRUNE_OLDER_THAN": "90d", "KZR_ROOT": "/srv/r"}
+    for variable, value in env.items():
+        monkeypatch.setenv(variable, value)
+    prune = cli.main.commands["prune"].make_context("prune", ["--dry-run"])
+    sweep = cli.main.commands["sweep"].make_context("sweep", [])
+    assert prune.params["older_than"] == timedelta(days=90)
+    assert sweep.params["age"] == timedelta(days=7)
+    assert prune.params["root"] == sweep.params["root"] == "/srv/r"
+    # The earlier names: read, after the command's own and the shared one.
+    monkeypatch.setenv("KZR_SWEEP_AGE", "3d")
+    assert cli.main.commands["sweep"].make_context("sweep", []).params["age"] == timedelta(days=7)
+    monkeypatch.delenv("KZR_OLDER_THAN")
+    assert cli.main.commands["sweep"].make_context("sweep", []).params["age"] == timedelta(days=3)
+
+
+def test_serve_reads_its_own_names_and_the_shared_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    result, started = start(monkeypatch, [], env={
+        "KZR_ROOT": str(tmp_path / "r"), "KZR_PORT": "8123", "KZR_SERVE_PORT": "8124"})
+    assert result.exit_code == 0, result.output
+    assert started[0][1]["bind"] == ["127.0.0.1:8124"]
+    # --s3-endpoint from KZR_S3_ENDPOINT, as in every other command.
+    result, started = start(monkeypatch, ["--root", str(tmp_path)],
+                            env={"KZR_S3_ENDPOINT": "http://x"})
+    assert result.exit_code == 2 and "--s3-endpoint needs --s3" in result.output
+    assert started == []

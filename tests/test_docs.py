@@ -110,6 +110,42 @@ def test_every_other_command_and_option_is_in_the_command_reference(built: Path)
 
 
 @pytest.mark.slow
+def test_every_environment_variable_is_in_the_manual(built: Path) -> None:
+    from kzr_wsgi.cli.environment import commands, names_for
+
+    pages = {"serve": text_of(built / "serve.html"), "": text_of(built / "commands.html")}
+    count = 0
+    for path, cmd in commands(main):
+        page = pages["serve" if path == ("serve",) else ""]
+        for param in cmd.params:
+            names = names_for(path, param) if isinstance(param, click.Option) else None
+            if names is None:
+                continue
+            # each listed beside its option: this command's, the shared one, the earlier
+            line = f"{param.opts[0]}: {names.command} (this command alone), then {names.general}"
+            assert line in page, (path, line)
+            for older in names.older:
+                assert older in page, (path, older)
+            count += 1
+    assert count >= 90
+
+
+@pytest.mark.slow
+def test_the_config_page_lists_what_each_command_reads(built: Path) -> None:
+    from kzr_wsgi.cli.config import readings
+
+    page = text_of(built / "config.html")
+    table = page[page.index("command keys it reads tables"):]
+    read = list(readings(main))
+    assert len(read) >= 10
+    for found in read:
+        keys = ", ".join(found.keys)
+        tables = ", ".join(f"[{t.name}]" for t in found.tables) or "none"
+        assert f"{found.command} {keys} {tables}" in table, found.command
+    assert "check none (it takes no --config)" in table
+
+
+@pytest.mark.slow
 def test_the_api_reference_documents_the_public_names(built: Path) -> None:
     import kzr_wsgi
 
@@ -229,7 +265,7 @@ def test_every_config_file_in_the_manual_is_accepted(tmp_path: Path) -> None:
         path = tmp_path / f"sample{n}.toml"
         path.write_text(text)
         try:
-            load_config(path, main.commands["serve"])
+            load_config(path, main)
         except ConfigError as exc:  # it names the key and the line
             raise AssertionError(f"{page}: {exc}\n{block}") from exc
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from test_cli import start
+from test_cli import SERVE, start
 
-from kzr_wsgi import KazooRecordings, cli
+from kzr_wsgi import KazooRecordings
+from kzr_wsgi.cli import serving
 from kzr_wsgi.ui import SearchUI
 
 
@@ -149,8 +150,8 @@ def test_a_ui_prefix_that_hides_the_metrics_is_refused(
     # What is checked is the prefix rule; the metrics themselves are test_metrics.py's (an
     # in-process serve cannot choose prometheus_client's multiprocess mode once another
     # test has imported it).
-    monkeypatch.setattr(cli, "_metrics_dir", lambda root: None)
-    monkeypatch.setattr(cli, "_metrics", lambda allow, proxies: None)
+    monkeypatch.setattr(SERVE, "metrics_dir", lambda root: None)
+    monkeypatch.setattr(serving, "_metrics", lambda allow, proxies: None)
     result, started = start(monkeypatch, ["--root", str(tmp_path / "rec"), "--ui",
                                           "--viewer", "ops:pw", "--ui-prefix", "/metrics-ui",
                                           "--metrics"])

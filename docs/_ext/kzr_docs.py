@@ -3,7 +3,13 @@
 ``kzr-commands`` documents every ``kzr-wsgi`` command (and its subcommands) from
 the click objects themselves, except those named in ``:exclude:`` (``serve`` has a
 page of its own). A command added to :mod:`kzr_wsgi.cli` appears in the manual
-without anyone editing it, and no option is ever copied by hand.
+without anyone editing it, and no option is ever copied by hand. Each command's
+environment variables are listed by option, as :mod:`kzr_wsgi.cli.environment` names
+them.
+
+``kzr-config-keys`` lists, for every command of a group, the config-file keys and
+tables it reads (as its ``--config`` option declares them), and the tables the file may
+hold; so the config page cannot drift from the commands.
 """
 
 from __future__ import annotations
@@ -14,7 +20,12 @@ from typing import Any, TypeVar
 import click
 from docutils import nodes
 from docutils.parsers.rst import directives
+from docutils.statemachine import StringList
 from sphinx_click.ext import ClickDirective
+
+from kzr_wsgi.cli.config import readings
+from kzr_wsgi.cli.environment import commands, names_for
+from kzr_wsgi.configfile import TABLES
 
 
 def _generated_here(env: Any) -> None:
@@ -58,6 +69,56 @@ class CommandsDirective(ClickDirective):
                 continue
             result.extend(self._generate_nodes(name, group.commands[name], parent, "full"))
         return result
+
+
+def _envvars(app: Any, ctx: click.Context, lines: list[str]) -> None:
+    """A command's environment variables, one line per option, in the order they are tried.
+
+    (sphinx-click would show each option's list of names as a Python list.)
+    """
+    path = tuple(ctx.command_path.split()[1:])
+    lines[:] = []
+    for param in ctx.command.params:
+        names = names_for(path, param) if isinstance(param, click.Option) else None
+        if names is None:
+            continue
+        line = (f"- ``{param.opts[0]}``: ``{names.command}`` (this command alone), then "
+                f"``{names.general}``")
+        if names.older:
+            line += "; as before, also " + ", ".join(f"``{n}``" for n in names.older)
+        lines.append(line)
+    if lines:
+        lines.append("")
+
+
+class ConfigKeysDirective(ClickDirective):
+    """What each command of a group reads from the config file: keys and tables."""
+
+    def run(self) -> list[nodes.Node]:
+        self.env = self.state.document.settings.env
+        _generated_here(self.env)
+        group = self._load_module(self.arguments[0])
+        read = {found.command: found for found in readings(group)}
+        rows = [".. list-table::", "   :header-rows: 1", "   :widths: 15 70 15", "",
+                "   * - command", "     - keys it reads", "     - tables"]
+        for path, command in commands(group):
+            name = " ".join(path)
+            if not path or isinstance(command, click.Group):
+                continue
+            found = read.get(name)
+            keys = ", ".join(f"``{key}``" for key in found.keys) if found else \
+                "none (it takes no ``--config``)"
+            tables = ", ".join(f"``[{t.name}]``" for t in found.tables) if found else ""
+            rows += [f"   * - ``{name}``", f"     - {keys}", f"     - {tables or 'none'}"]
+        rows += ["", "The tables a file may hold:", ""]
+        for table in TABLES:
+            readers = [n for n, found in read.items() if table in found.tables]
+            rows.append(f"- ``[{table.name}]``: {table.about}; read by "
+                        + ", ".join(f"``{n}``" for n in readers))
+        node = nodes.container()
+        self.state.nested_parse(StringList(rows, source="kzr-config-keys"),
+                                self.content_offset, node)
+        return list(node.children)
 
 
 def _signature(
@@ -148,6 +209,12 @@ def setup(app: Any) -> dict[str, Any]:
     app.setup_extension("sphinx_click")
     app.add_directive("click", Click, override=True)
     app.add_directive("kzr-commands", CommandsDirective)
+    app.add_directive("kzr-config-keys", ConfigKeysDirective)
+    # sphinx-click registers "…-envvars" but emits "…-envars" (6.2): listen to both.
+    if "sphinx-click-process-envars" not in app.events.events:
+        app.add_event("sphinx-click-process-envars")
+    app.connect("sphinx-click-process-envars", _envvars)
+    app.connect("sphinx-click-process-envvars", _envvars)
     app.connect("env-get-outdated", _outdated)
     app.connect("env-purge-doc", _purge)
     app.connect("env-merge-info", _merge)

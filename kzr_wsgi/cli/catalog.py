@@ -24,8 +24,9 @@ from ..catalog.reindex import IndexedStore
 from ..catalog.reindex import reindex as run_reindex
 from ..housekeeping.verify import Finding, selected
 from ..housekeeping.verify import verify as run_verify
-from ..stores import DirectoryStore, FanOut
-from .options import StoreSpec, When, store_options
+from ..stores import DirectoryStore
+from .options import StoreSpec, store_options
+from .params import When
 
 
 @click.command("ls")
@@ -129,11 +130,9 @@ def _indexed_store(spec: StoreSpec, *, catalogued: bool = False) -> IndexedStore
     """
     fan_out_to_disk = catalogued and spec.root_given and spec.catalog_url is None
     if spec.s3_url is not None and not fan_out_to_disk:
-        handler, _ = spec.open_store()
-        if isinstance(handler, FanOut):
-            handler = handler.stores[0]  # the bucket: what every host shares
-        store: Any = handler
-        return store  # type: ignore[no-any-return]
+        # The bucket alone (in a fan-out, the store every host shares); the catalog is
+        # the command's own business.
+        return spec.open_bucket()
     root = Path(spec.root)
     if not (root / ".kzr" / "index").is_dir():
         raise click.ClickException(f"no store at {root.absolute()} (no .kzr/index)")

@@ -1,4 +1,7 @@
-"""``kzr-wsgi check URL``: a Kazoo-shaped self-test of a receiver (:mod:`kzr_wsgi.check`)."""
+"""``kzr-wsgi check URL``: a Kazoo-shaped self-test of a receiver.
+
+The work is done in :mod:`kzr_wsgi.selftest.check`; this command parses options and prints.
+"""
 
 from __future__ import annotations
 

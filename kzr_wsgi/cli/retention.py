@@ -7,21 +7,22 @@ print.
 from __future__ import annotations
 
 import json
-from datetime import datetime
-from typing import Any
+from datetime import datetime, timedelta
 
 import click
 
+from ..configfile import RETENTION
 from ..errors import KzrError
 from ..housekeeping.audit import AuditTrail
 from ..housekeeping.holds import Hold, Holds, add_hold, remove_hold
 from ..housekeeping.retention import DEFAULT_KINDS, Item, Selection
 from ..housekeeping.retention import prune as run_prune
-from ..housekeeping.state import state_for
-from .options import Age, StoreSpec, When, store_options
+from ..housekeeping.state import DiskState, S3State, state_for
+from .options import StoreSpec, store_options
+from .params import Age, When
 
 
-def _state(spec: StoreSpec) -> Any:
+def _state(spec: StoreSpec) -> DiskState | S3State:
     store, _ = spec.open_store()
     try:
         return state_for(store)
@@ -44,11 +45,11 @@ def _state(spec: StoreSpec) -> Any:
                    "attachments only when named). Repeatable.")
 @click.option("--dry-run", is_flag=True,
               help="List exactly what would be removed, and the bytes; remove nothing.")
-@store_options
-def prune(spec: StoreSpec, older_than: Any, accounts: tuple[str, ...], kinds: tuple[str, ...],
-          dry_run: bool) -> None:
+@store_options(tables=(RETENTION,))
+def prune(spec: StoreSpec, older_than: timedelta | None, accounts: tuple[str, ...],
+          kinds: tuple[str, ...], dry_run: bool) -> None:
     """Remove recordings past their retention, except those on hold; audit each removal."""
-    policy = spec.config.retention if spec.config is not None else None
+    policy = RETENTION.of(spec.config)
     if older_than is None:
         if accounts or kinds:
             raise click.UsageError("--account and --kind go with --older-than")

@@ -23,7 +23,8 @@ import click
 from ..ages import format_age
 from ..errors import StoreUnavailable
 from ..housekeeping.sweep import DEFAULT_OLDER_THAN, outcome, summary, sweep_s3
-from .options import Age, StoreSpec, store_options
+from .options import StoreSpec, store_options
+from .params import Age
 
 
 @click.command("sweep")
@@ -40,15 +41,7 @@ def sweep_command(spec: StoreSpec, age: timedelta, dry_run: bool) -> None:
         raise click.UsageError(
             "sweep works on a bucket: give --s3 s3://BUCKET/PREFIX (a directory store "
             "sweeps itself at start-up and while serving)")
-    try:
-        from ..stores.s3 import S3Store
-    except ImportError as exc:
-        raise click.ClickException(f"--s3 needs boto3: pip install 'kzr_wsgi[s3]' ({exc})"
-                                   ) from exc
-    try:
-        store = S3Store.from_url(spec.s3_url, endpoint_url=spec.s3_endpoint)
-    except ValueError as exc:
-        raise click.ClickException(str(exc)) from exc
+    store = spec.open_bucket()
     found = removed = 0
     try:
         for leftover, gone in sweep_s3(store, age, dry_run=dry_run):

@@ -53,8 +53,9 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..cli.config import Config, RetentionPolicy
+from ..configfile import Config
 from ..stores import FanOut
+from .policy import RetentionPolicy
 from .retention import Selection, prune
 from .state import DiskState, S3State, state_for
 from .sweep import DEFAULT_OLDER_THAN, outcome, summary, sweep_s3

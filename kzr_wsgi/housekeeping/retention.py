@@ -48,6 +48,7 @@ from ..errors import KzrError
 from ..stores import DirectoryStore, FanOut
 from .audit import DELETE, AuditTrail, audit_event, os_user
 from .holds import Hold, Holds
+from .policy import RetentionPolicy
 from .state import DiskState, S3State, state_for
 
 if TYPE_CHECKING:

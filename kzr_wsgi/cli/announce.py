@@ -1,0 +1,109 @@
+"""What ``kzr-wsgi serve`` says at start-up: where it listens and stores, and every warning.
+
+All of it on stderr, each line starting ``kzr-wsgi:``; warnings in yellow. Secrets are
+never shown (the :class:`~kzr_wsgi.auth.Guard`'s repr counts them).
+"""
+
+from __future__ import annotations
+
+import click
+
+from ..auth import is_loopback_host
+from ..building import catalog_of
+from ..forms import url_prefix
+from ..metrics import MultiprocessDir
+from ..recording import Handler
+from ..stores import FanOut
+from .serving import Served, ServeOptions
+
+
+def _say(line: str) -> None:
+    click.echo(f"kzr-wsgi: {line}", err=True)
+
+
+def _warn(line: str) -> None:
+    click.secho(f"kzr-wsgi: WARNING: {line}", err=True, fg="yellow")
+
+
+def announce(options: ServeOptions, served: Served, metrics: MultiprocessDir | None) -> None:
+    """Say what ``serve`` built from ``options``, before gunicorn starts."""
+    shown = f"[{options.host}]" if ":" in options.host else options.host
+    scheme = "https" if options.certfile else "http"
+    _say(f"listening on {scheme}://{shown}:{options.port}{options.prefix}")
+    _say(f"storing {served.where}")
+    for line in catalog_notices(served.store):
+        _say(line)
+    for warning in served.warnings:
+        _warn(warning)
+    if options.attachments_prefix:
+        _say(f"storage-plan attachments under {options.attachments_prefix}")
+    if not options.inspect:
+        _say("audio inspection off (--no-inspect): `audio` is null")
+    guard = served.guard
+    if guard.enabled:
+        # The Guard's repr counts secrets and never shows them.
+        _say(f"access control: {guard!r}")
+    if not guard.authenticates and not is_loopback_host(options.host):
+        _warn(f"listening on {options.host} with no authentication: anyone who can reach "
+              "this port can store files"
+              + (" (only --allow limits who)" if guard.enabled else "")
+              + ". Set --basic-auth USER:PASS (Kazoo URL http://USER:PASS@host/...) or --token.")
+    if served.viewers is not None:
+        scoped = sum(1 for v in served.viewers if v.scoped)
+        _say(f"search page at {scheme}://{shown}:{options.port}{url_prefix(options.ui_prefix)}/ "
+             f"for {len(served.viewers)} viewer(s), {scoped} limited to their accounts")
+        if not options.certfile and not is_loopback_host(options.host):
+            _warn("viewers' Basic credentials cross the network in the clear: add "
+                  "--certfile/--keyfile or put a TLS proxy in front.")
+    if metrics is not None:
+        _say(f"metrics at /metrics for {', '.join(served.metrics_allow)} "
+             f"(worker files in {metrics.path})")
+
+
+def catalog_notices(store: Handler) -> list[str]:
+    """What ``serve`` says at start-up about the catalog: where, or why there is none.
+
+    A store that holds recordings while its catalog is empty is from before the
+    catalog (or its catalog was lost): the notice names ``kzr-wsgi reindex``, which
+    catalogues the sidecars and inspects the audio of those that have none.
+    """
+    catalog = catalog_of(store)
+    if catalog is None:
+        return ["no catalog is kept (--s3 alone): `kzr-wsgi ls` and searches need "
+                "--catalog URL (postgresql://… shared by every host on the bucket)"]
+    from ..catalog.reindex import NEEDS_REINDEX
+
+    lines = [f"catalog: {catalog.url}"]
+    try:
+        # An empty catalog beside a store that holds copies: from before the catalog, or
+        # lost. Remembered in the catalog until a reindex, so the notice stays after new
+        # uploads have made it non-empty.
+        if catalog.max_seq() is None and _holds_recordings(store):
+            catalog.set_state(NEEDS_REINDEX, "1")
+        behind = catalog.get_state(NEEDS_REINDEX) is not None
+    except Exception as exc:  # a catalog out of reach never stops uploads
+        said = " ".join(str(exc).split())  # drivers' messages span lines
+        return [*lines, f"WARNING: the catalog cannot be reached ({said}); uploads are stored "
+                        "all the same, rows are written once it answers, and "
+                        "`kzr-wsgi reindex` adds the ones missed"]
+    finally:
+        catalog.release()  # nothing open across gunicorn's fork
+    if behind:
+        lines.append(
+            "this store holds recordings from before its catalog (no catalog, or sidecars "
+            "without `audio`): run `kzr-wsgi reindex` with the same --root/--s3/--catalog "
+            "to catalog them and inspect their audio")
+    return lines
+
+
+def _holds_recordings(store: Handler) -> bool:
+    """True when the store has at least one index entry (cheap: stops at the first)."""
+    if isinstance(store, FanOut):
+        return any(_holds_recordings(s) for s in store.stores)
+    records = getattr(store, "records", None)
+    if records is None:
+        return False
+    try:
+        return next(iter(records()), None) is not None
+    except Exception:
+        return False

@@ -1,0 +1,142 @@
+"""``kzr-wsgi serve``: run the receiver on its own.
+
+Three steps, each its own function: :func:`check_options` refuses what does not go
+together before anything is touched; :func:`~kzr_wsgi.cli.serving.build_app` builds
+the store and the WSGI app; :func:`~kzr_wsgi.cli.announce.announce` says what it built.
+Then gunicorn runs it (:mod:`kzr_wsgi.server.gunicorn`).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import click
+
+from ..body import DEFAULT_MAX_SIZE
+from ..configfile import RETENTION
+from ..forms import url_prefix
+from ..metrics import DEFAULT_PATH as METRICS_PATH
+from ..server.gunicorn import DEFAULT_THREADS, DEFAULT_WORKERS, gunicorn_options, run
+from .announce import announce
+from .options import StoreSpec, store_options
+from .params import Size
+from .serving import ServeOptions, build_app, metrics_dir, start_housekeeping
+
+
+def check_options(options: ServeOptions) -> None:
+    """Refuse, as a usage error naming the options, what does not go together.
+
+    Before any store or bucket is touched; what needs a file read or the store is
+    checked while building (:func:`~kzr_wsgi.cli.serving.build_app`).
+    """
+    if options.metrics_allow and not options.metrics_on:
+        raise click.UsageError("--metrics-allow needs --metrics")
+    if (options.ui_on and options.metrics_on
+            and (METRICS_PATH + "/").startswith(url_prefix(options.ui_prefix) + "/")):
+        # The UI owns everything under its prefix: /metrics would be a viewer's 401.
+        raise click.UsageError(f"--ui-prefix {options.ui_prefix} would hide {METRICS_PATH}: "
+                               "choose another")
+    if (options.viewers or options.viewer_file or options.ui_secret) and not options.ui_on:
+        raise click.UsageError("--viewer, --viewer-file and --ui-secret need --ui")
+    if options.ui_secret is not None and len(options.ui_secret.encode("utf-8")) < 16:
+        # Said here, naming the option, before any store or bucket is touched.
+        raise click.UsageError("--ui-secret must be at least 16 bytes long "
+                               "(e.g. the output of `openssl rand -hex 16`)")
+    if (options.certfile is None) != (options.keyfile is None):
+        raise click.UsageError("--certfile and --keyfile go together")
+
+
+@click.command()
+@store_options(serving=True, tables=(RETENTION,))
+@click.option("--host", default="127.0.0.1", show_default=True, metavar="ADDRESS",
+              help="Address to listen on. Kazoo will not upload to 127.0.0.1: use a routable one.")
+@click.option("--port", type=int, default=8080, show_default=True,
+              metavar="PORT", help="TCP port to listen on.")
+@click.option("--prefix", default="/", show_default=True, metavar="PATH",
+              help="URL path Kazoo's `url` points at.")
+@click.option("--workers", type=click.IntRange(1, 64), default=DEFAULT_WORKERS,
+              show_default=True, help="Worker processes.")
+@click.option("--threads", type=click.IntRange(1, 256), default=DEFAULT_THREADS,
+              show_default=True, help="Concurrent uploads per worker.")
+@click.option("--max-size", type=Size(), default=DEFAULT_MAX_SIZE, show_default="2G",
+              help="Largest body accepted; larger ones get 413 and nothing is kept.")
+@click.option("--accept-caller/--no-accept-caller", default=True, show_default=True,
+              help="Take record_caller's bare <CALL_ID>.<EXT> names too.")
+@click.option("--attachments-prefix", default=None, metavar="PATH",
+              help="Serve a Kazoo storage plan (handler http) under this path, e.g. /store.")
+@click.option("--attachments-base64", is_flag=True,
+              help="The plan sets base64_encode_data: decode multipart file parts.")
+@click.option("--read-back", is_flag=True,
+              help="Serve GET/HEAD on a recording's own upload URL (Kazoo's recordings API).")
+@click.option("--basic-auth", multiple=True, metavar="USER:PASS",
+              help="Require HTTP Basic (Kazoo: http://USER:PASS@host/...). Repeatable. "
+                   "From KZR_BASIC_AUTH, several are split on whitespace.")
+@click.option("--basic-auth-file", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="File of USER:PASS lines (keeps secrets out of `ps`).")
+@click.option("--token", multiple=True, metavar="SECRET",
+              help="Require this secret as the first path segment after the prefix, or as a "
+                   "`token` query parameter (4.x). Repeatable.")
+@click.option("--token-file", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="File of URL tokens, one a line.")
+@click.option("--allow", multiple=True, metavar="CIDR",
+              help="Only accept clients in this network (403 otherwise). Repeatable.")
+@click.option("--trust-proxy", multiple=True, metavar="CIDR",
+              help="Believe X-Forwarded-For from proxies in this network (off by default). "
+                   "Repeatable.")
+# The envvars declared below are the names these were read under before the environment
+# had one naming (kzr_wsgi.cli.environment keeps them as aliases).
+@click.option("--notify-url", "notify_urls", multiple=True, metavar="URL",
+              envvar=["KZR_NOTIFY_URL", "KZR_NOTIFY_URLS"],
+              help="POST a JSON notification here after each newly stored recording, off "
+                   "the request path (retried with backoff). Repeatable.")
+@click.option("--metrics", "metrics_on", is_flag=True, envvar="KZR_METRICS_ON",
+              help="Serve Prometheus metrics at /metrics, summed over every worker. "
+                   "Needs the metrics extra (prometheus_client).")
+@click.option("--metrics-allow", multiple=True, metavar="CIDR",
+              help="Who may read /metrics (403 otherwise; upload credentials do not apply). "
+                   "Repeatable. Default: loopback only. The client address is found as for "
+                   "--allow, --trust-proxy included.")
+@click.option("--ui", "ui_on", is_flag=True, envvar="KZR_UI_ON",
+              help="Serve the search-and-listen page and its JSON API under --ui-prefix, "
+                   "behind viewers (--viewer, --viewer-file). Needs a catalog.")
+@click.option("--ui-prefix", default="/ui", show_default=True, metavar="PATH",
+              help="URL path of the page; every URL below it is the UI's, never an upload.")
+@click.option("--viewer", "viewers", multiple=True, metavar="USER:PASS", envvar="KZR_VIEWER",
+              help="A viewer who sees every account (HTTP Basic; never an upload credential). "
+                   "Repeatable. From KZR_VIEWER, several are split on whitespace.")
+@click.option("--viewer-file", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="File of viewers, one a line: USER:PASS, then optionally white space and "
+                   "the comma-separated account ids that viewer may see (and nothing else).")
+@click.option("--ui-secret", default=None, metavar="SECRET",
+              help="Signs the UI's paging cursors (default: random per start). Give every "
+                   "host behind one balancer the same one.")
+@click.option("--certfile", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="Serve HTTPS with this PEM certificate (chain) file; needs --keyfile.")
+@click.option("--keyfile", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="The PEM private key for --certfile.")
+@click.option("--inspect/--no-inspect", default=True, show_default=True,
+              help="Inspect each MP3/WAV upload's audio as it streams in (format, duration, "
+                   "flags such as empty, truncated, silent) and keep it in the sidecar under "
+                   "`audio`; flagged recordings are logged at WARNING and still stored. "
+                   "--no-inspect leaves `audio` null.")
+def serve(spec: StoreSpec, **given: Any) -> None:
+    """Run the receiver: store every Kazoo upload under ROOT (or in S3 with --s3)."""
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr,
+        format="%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s",
+    )
+    options = ServeOptions(**given)
+    check_options(options)
+    # Made before prometheus_client is first imported: its multiprocess mode is chosen then.
+    metrics = metrics_dir(spec.root) if options.metrics_on else None
+    served = build_app(options, spec)
+    announce(options, served, metrics)
+    settings = gunicorn_options(options.host, options.port, workers=options.workers,
+                                threads=options.threads, certfile=options.certfile,
+                                keyfile=options.keyfile)
+    if metrics is not None:
+        settings.update(metrics.gunicorn_hooks())
+    start_housekeeping(settings, served.store, spec)
+    run(served.app, settings)

@@ -1,0 +1,270 @@
+"""What ``kzr-wsgi serve`` builds from its options: the store, the WSGI app, the housekeeper.
+
+:func:`build_app` turns checked options into a :class:`Served` (the app gunicorn runs,
+and what :mod:`~kzr_wsgi.cli.announce` says about it); :func:`start_housekeeping` hooks
+the periodic jobs into gunicorn's master. Every refusal is a click error naming the
+option.
+"""
+
+from __future__ import annotations
+
+import atexit
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from ..ages import format_age
+from ..auth import Guard, read_secrets
+from ..building import BuiltStore, catalog_of
+from ..configfile import RETENTION
+from ..errors import KzrError, StoreUnavailable
+from ..forms import url_prefix
+from ..metrics import LOOPBACK, MultiprocessDir
+from ..middleware import KazooRecordings
+from ..notify import WebhookNotifier
+from ..recording import Handler
+from ..stores import FanOut
+from .options import StoreSpec
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+    from ..metrics import Metrics
+    from ..ui import SearchUI
+    from ..ui.viewers import Viewers
+
+
+def not_found(environ: WSGIEnvironment, start_response: StartResponse) -> list[bytes]:
+    """The app behind ``serve``: whatever is not a recording is ``404``."""
+    body = b"not a Kazoo recording URL\n"
+    start_response(
+        "404 Not Found",
+        [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))],
+    )
+    return [body]
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """``serve``'s own options (the store's are a :class:`~kzr_wsgi.cli.options.StoreSpec`)."""
+
+    host: str
+    port: int
+    prefix: str
+    workers: int
+    threads: int
+    max_size: int
+    accept_caller: bool
+    attachments_prefix: str | None
+    attachments_base64: bool
+    read_back: bool
+    basic_auth: tuple[str, ...]
+    basic_auth_file: str | None
+    token: tuple[str, ...]
+    token_file: str | None
+    allow: tuple[str, ...]
+    trust_proxy: tuple[str, ...]
+    notify_urls: tuple[str, ...]
+    metrics_on: bool
+    metrics_allow: tuple[str, ...]
+    ui_on: bool
+    ui_prefix: str
+    viewers: tuple[str, ...]
+    viewer_file: str | None
+    ui_secret: str | None
+    certfile: str | None
+    keyfile: str | None
+    inspect: bool
+
+
+@dataclass(frozen=True)
+class Served:
+    """What :func:`build_app` built: the app to run, and what start-up says of it."""
+
+    #: What gunicorn runs: the receiver, or the search page in front of it.
+    app: WSGIApplication
+    store: BuiltStore
+    #: Where the store is, as a line (``under /srv/recordings``).
+    where: str
+    guard: Guard
+    #: The search page's viewers; ``None`` without ``--ui``.
+    viewers: Viewers | None
+    #: What the buckets said before listening (a bucket without versioning, …).
+    warnings: list[str]
+    #: Who may read ``/metrics`` (with ``--metrics``).
+    metrics_allow: tuple[str, ...]
+
+
+def build_app(options: ServeOptions, spec: StoreSpec) -> Served:
+    """The store and the app ``options`` describe; a click error when they cannot be."""
+    try:
+        guard = Guard(
+            basic=[*options.basic_auth,
+                   *(read_secrets(options.basic_auth_file) if options.basic_auth_file else ())],
+            tokens=[*options.token,
+                    *(read_secrets(options.token_file) if options.token_file else ())],
+            allow=options.allow,
+            trusted_proxies=options.trust_proxy,
+        )
+        viewers = _ui_viewers(
+            options, guard,
+            has_catalog=spec.catalog_url is not None or spec.s3_url is None or spec.root_given,
+        ) if options.ui_on else None
+        store, where = spec.open_store()
+        warnings = _fail_fast(store)
+        receiver = KazooRecordings(
+            not_found,
+            store,
+            prefix=options.prefix,
+            accept_caller=options.accept_caller,
+            max_size=options.max_size,
+            attachments_prefix=options.attachments_prefix,
+            attachments_base64=options.attachments_base64,
+            read_back=options.read_back,
+            guard=guard if guard.enabled else None,
+            # Built here, in the master: each worker starts its sender on first use.
+            on_stored=[WebhookNotifier(url) for url in options.notify_urls],
+            metrics=(_metrics(options.metrics_allow, options.trust_proxy)
+                     if options.metrics_on else None),
+            inspect=options.inspect,
+        )
+        app: WSGIApplication = receiver
+        if viewers is not None:
+            app = _with_ui(receiver, store, options.ui_prefix, viewers, secret=options.ui_secret)
+    except (ValueError, OSError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    return Served(app=app, store=store, where=where, guard=guard, viewers=viewers,
+                  warnings=warnings, metrics_allow=options.metrics_allow or LOOPBACK)
+
+
+def _fail_fast(store: Handler) -> list[str]:
+    """Check every bucket ``store`` writes to before listening; its warnings.
+
+    A bucket that is missing, refuses writes or does not answer ends ``serve`` here,
+    saying which and why, rather than every upload being answered 503.
+    """
+    stores = store.stores if isinstance(store, FanOut) else (store,)
+    warnings: list[str] = []
+    for each in stores:
+        preflight = getattr(each, "preflight", None)
+        if preflight is not None:
+            try:
+                warnings += preflight()
+            except StoreUnavailable as exc:
+                raise click.ClickException(f"cannot store in {each!r}: {exc}") from exc
+    return warnings
+
+
+def metrics_dir(root: str) -> MultiprocessDir:
+    """A private directory for the workers' metric files, removed when serve exits."""
+    try:
+        directory = MultiprocessDir.create(avoid=root)
+    except (ValueError, OSError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    # Every way out of the master removes it (gunicorn's on_exit hook is one, this the
+    # rest); a forked worker runs the same handler and leaves it alone.
+    atexit.register(directory.remove)
+    return directory
+
+
+def _metrics(allow: tuple[str, ...], trusted_proxies: tuple[str, ...]) -> Metrics:
+    from ..metrics import Metrics  # prometheus_client itself is imported when one is built
+
+    try:
+        return Metrics(allow=allow or LOOPBACK, trusted_proxies=trusted_proxies)
+    except ImportError as exc:
+        raise click.ClickException(
+            f"--metrics needs prometheus_client: pip install 'kzr_wsgi[metrics]' ({exc})"
+        ) from exc
+    except RuntimeError as exc:  # prometheus_client imported before its directory was set
+        raise click.ClickException(str(exc)) from exc
+
+
+_NO_CATALOG = ("--ui needs a catalog to search: with --s3, add --catalog postgresql://… "
+               "(one shared by every host on the bucket), or --root DIR for a local one")
+
+
+def _ui_viewers(options: ServeOptions, guard: Guard, *, has_catalog: bool) -> Viewers:
+    """``serve --ui``'s viewers, checked before any store is touched; or a refusal saying why."""
+    from ..ui.viewers import Viewers, parse_viewer, read_viewer_file
+
+    ui_prefix = url_prefix(options.ui_prefix)
+    if ui_prefix == "/":
+        raise click.UsageError("--ui-prefix must be a path of its own, such as /ui")
+    for taken in (options.prefix, options.attachments_prefix):
+        if taken is not None and (url_prefix(taken) + "/").startswith(ui_prefix + "/"):
+            raise click.UsageError(
+                f"--ui-prefix {ui_prefix} would hide the uploads under {taken}: choose another")
+    if not has_catalog:
+        raise click.UsageError(_NO_CATALOG)
+    try:
+        listed = [parse_viewer(v) for v in options.viewers]
+        if options.viewer_file is not None:
+            listed += read_viewer_file(options.viewer_file)
+        every = Viewers(listed)
+    except ValueError as exc:
+        raise click.UsageError(f"--viewer/--viewer-file: {exc}") from exc
+    if not len(every):
+        raise click.UsageError(
+            "--ui needs a viewer: add --viewer USER:PASS (sees every account) or "
+            "--viewer-file FILE (USER:PASS [ACCOUNT,...] a line), or KZR_VIEWER / "
+            "KZR_VIEWER_FILE")
+    for viewer in every:
+        if guard.accepts_basic(viewer.user, viewer.password):
+            raise click.UsageError(
+                f"viewer {viewer.user!r} has the same credentials as an upload credential "
+                "(--basic-auth): viewers must not be able to upload; give them their own")
+    return every
+
+
+def _with_ui(receiver: WSGIApplication, store: BuiltStore, ui_prefix: str, viewers: Viewers, *,
+             secret: str | None) -> SearchUI:
+    """The search page in front of the receiver, on the catalog the store writes."""
+    from ..ui import SearchUI
+
+    catalog = catalog_of(store)
+    if catalog is None:
+        raise click.UsageError(_NO_CATALOG)
+    return SearchUI(catalog, store, viewers=viewers, prefix=url_prefix(ui_prefix),
+                    app=receiver, secret=secret)
+
+
+def start_housekeeping(settings: dict[str, Any], store: Handler, spec: StoreSpec) -> None:
+    """Run the periodic jobs (pruning by ``[retention]``, …) from gunicorn's master.
+
+    One process among all serving the store does them (see
+    :mod:`kzr_wsgi.housekeeping.housekeeper`); ``settings`` gets gunicorn hooks that
+    start it once the workers run and stop it on the way out.
+    """
+    from ..housekeeping.housekeeper import TICK, Housekeeper, jobs_for, lease_for
+
+    jobs = jobs_for(store, spec.config)
+    if not jobs:
+        return
+    try:
+        keeper = Housekeeper(jobs, lease_for(store, spec.catalog_url),
+                             tick=min(TICK, *(job.every.total_seconds() for job in jobs)))
+    except KzrError as exc:
+        raise click.ClickException(str(exc)) from exc
+    policy = RETENTION.of(spec.config)
+    if policy is not None:
+        click.echo(f"kzr-wsgi: retention {policy.describe()}; pruned every "
+                   f"{format_age(policy.interval)} by one housekeeper per store", err=True)
+    if any(job.name == "sweep" for job in jobs):
+        click.echo("kzr-wsgi: the bucket's leftovers (unfinished uploads, unindexed objects) "
+                   "are swept daily by one housekeeper per store", err=True)
+    # In the master, once the workers run (threads do not survive their fork).
+    for hook, action in (("when_ready", keeper.start), ("on_exit", keeper.stop)):
+        settings[hook] = _then(settings.get(hook), action)
+
+
+def _then(before: Any, action: Any) -> Any:
+    """A gunicorn hook (one argument, as gunicorn checks) running ``before``, then ``action``."""
+
+    def hook(server: Any) -> None:
+        if before is not None:
+            before(server)
+        action()
+
+    return hook
