@@ -85,11 +85,25 @@ def open_page(browser: object, viewer: tuple[str, str] | None, url: str) -> obje
     return page
 
 
+def generation(page: object) -> str:
+    """The generation of the listing the page shows (once it shows one)."""
+    page.wait_for_selector("body[data-loaded=true]")  # type: ignore[attr-defined]
+    shown = page.get_attribute("body", "data-generation")  # type: ignore[attr-defined]
+    assert shown
+    return str(shown)
+
+
 def submit_search(page: object, text: str) -> None:
-    """Type ``text`` into the search field, submit, and wait for this search's results."""
+    """Type ``text`` into the search field, submit, and wait for this search's results.
+
+    The page being left says ``data-loaded`` until the next one replaces it: the wait is
+    for a listing of another generation.
+    """
+    before = generation(page)
     page.fill("input[name=q]", text)  # type: ignore[attr-defined]
     page.click("button[type=submit]")  # type: ignore[attr-defined]
-    page.wait_for_selector("body[data-loaded=true]")  # type: ignore[attr-defined]
+    page.wait_for_selector(  # type: ignore[attr-defined]
+        f'body[data-loaded=true]:not([data-generation="{before}"])')
 
 
 def search(page: object, text: str) -> list[str]:
@@ -167,6 +181,7 @@ def test_find_by_number_and_call_id_then_play_seek_and_download(
 
 def test_a_scoped_viewer_sees_its_account_only(site: Site, browser: object) -> None:
     ops = open_page(browser, OPS, site.url())
+    assert len(listed(ops)) == len(site.uploads)
     ids = {li.get_attribute("data-recording-id"): li.locator("dd:nth-of-type(3)").text_content()
            for li in ops.locator("li.result").all()}
     ops.context.close()
