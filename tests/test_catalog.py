@@ -199,7 +199,7 @@ def test_q_finds_call_id_number_or_a_name_prefix_in_any_case(
         catalog: Catalog, common: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     if common:
         # Any prefix counts as common: the page walks the order's index instead.
-        monkeypatch.setattr("kzr_wsgi.catalog.backend.COMMON_PREFIX", 1)
+        monkeypatch.setattr("kzr_wsgi.catalog.facade.COMMON_PREFIX", 1)
     catalog.add(sidecar("abc", fields={"caller_id_name": "Émilie Durand"}))
     catalog.add(sidecar("def", fields={"from": "+15555550100@r", "caller_id_name": "BOB"}))
     catalog.add(sidecar("ghi", fields={"caller_id_name": "Bobby"}))
