@@ -68,6 +68,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from .recording import Recording, Stored
+from .textenum import TextEnum
 
 log = logging.getLogger("kzr_wsgi.notify")
 
@@ -130,10 +131,21 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
-#: Told each notification's fate: ``"delivered"``, ``"retried"`` (an attempt failed and
-#: another follows) or ``"given_up"`` (not delivered: refused, out of attempts, dropped
-#: or abandoned at close). :meth:`WebhookNotifier.add_listener`; e.g. the metrics.
-Listener = Callable[[str], None]
+class NotificationOutcome(TextEnum):
+    """What became of one attempt or notification, as a :data:`Listener` is told it."""
+
+    #: The webhook answered ``2xx``.
+    DELIVERED = "delivered"
+    #: An attempt failed and another follows.
+    RETRIED = "retried"
+    #: Not delivered: refused, out of attempts, dropped or abandoned at close.
+    GIVEN_UP = "given_up"
+
+
+#: Told each notification's fate (a :class:`NotificationOutcome`, which is its text:
+#: ``"delivered"``, ``"retried"``, ``"given_up"``). :meth:`WebhookNotifier.add_listener`;
+#: e.g. the metrics.
+Listener = Callable[[NotificationOutcome], None]
 
 #: Every live notifier, so the fork hook can give each child fresh locks.
 _INSTANCES: weakref.WeakSet[WebhookNotifier] = weakref.WeakSet()
@@ -200,7 +212,7 @@ class WebhookNotifier:
         """Tell ``listener`` each outcome (see :data:`Listener`); it runs on the sender's thread."""
         self._listeners.append(listener)
 
-    def _tell(self, outcome: str) -> None:
+    def _tell(self, outcome: NotificationOutcome) -> None:
         for listener in self._listeners:
             try:
                 listener(outcome)
@@ -262,7 +274,7 @@ class WebhookNotifier:
     def _count_drop(self) -> None:
         with self._lock:  # request threads race here
             self.dropped += 1
-        self._tell("given_up")
+        self._tell(NotificationOutcome.GIVEN_UP)
 
     # -- the worker thread --------------------------------------------------------------
 
@@ -273,7 +285,7 @@ class WebhookNotifier:
                 return
             if self._past_deadline():
                 self.abandoned += 1
-                self._tell("given_up")
+                self._tell(NotificationOutcome.GIVEN_UP)
                 # Named one by one: these are the recordings to reconcile by hand.
                 log.error("webhook %s: closing, abandoned notification %s (%s)",
                           self.url, pending.id, pending.label)
@@ -283,7 +295,7 @@ class WebhookNotifier:
             except Exception:
                 # Never let one bad notification stop the thread for all later ones.
                 self.failed += 1
-                self._tell("given_up")
+                self._tell(NotificationOutcome.GIVEN_UP)
                 log.exception("webhook %s: notification %s failed", self.url, pending.id)
 
     def _deliver(self, pending: _Pending) -> None:
@@ -293,32 +305,32 @@ class WebhookNotifier:
                 self._post(pending)
             except _GiveUp as exc:
                 self.failed += 1
-                self._tell("given_up")
+                self._tell(NotificationOutcome.GIVEN_UP)
                 log.error("webhook %s: gave up on notification %s (%s) after %d attempt(s): %s",
                           self.url, pending.id, pending.label, attempt, exc)
                 return
             except Exception as exc:  # network errors, timeouts, 5xx: worth another try
                 if attempt == attempts:
                     self.failed += 1
-                    self._tell("given_up")
+                    self._tell(NotificationOutcome.GIVEN_UP)
                     log.error(
                         "webhook %s: gave up on notification %s (%s) after %d attempt(s): %s",
                         self.url, pending.id, pending.label, attempt, _describe(exc))
                     return
                 delay = min(self.backoff * 2 ** (attempt - 1), MAX_BACKOFF)
-                self._tell("retried")
+                self._tell(NotificationOutcome.RETRIED)
                 log.warning("webhook %s: notification %s attempt %d failed (%s); "
                             "retrying in %.1fs", self.url, pending.id, attempt,
                             _describe(exc), delay)
                 if not self._sleep(delay):
                     self.abandoned += 1
-                    self._tell("given_up")
+                    self._tell(NotificationOutcome.GIVEN_UP)
                     log.error("webhook %s: closing, abandoned notification %s (%s) after "
                               "%d attempt(s)", self.url, pending.id, pending.label, attempt)
                     return
             else:
                 self.delivered += 1
-                self._tell("delivered")
+                self._tell(NotificationOutcome.DELIVERED)
                 return
 
     def _post(self, pending: _Pending) -> None:

@@ -2,9 +2,9 @@
 
 A self-test for operators, shaped like Kazoo, to run after every change::
 
-    >>> from kzr_wsgi.check import run_check
+    >>> from kzr_wsgi.selftest.check import run_check
     >>> steps = run_check("http://kazoo:s3cret@recorder:8080/kzr", read_back=True)  # doctest: +SKIP
-    >>> [s.status for s in steps]                                                # doctest: +SKIP
+    >>> [s.status.value for s in steps]                                          # doctest: +SKIP
     ['PASS', 'PASS', 'PASS', 'PASS', 'PASS', 'PASS', 'PASS']
 
 Each :class:`Step` is ``PASS``, ``WARN``, ``FAIL`` or ``SKIP`` (it does not apply), with
@@ -41,6 +41,7 @@ from ..auth import is_loopback_host, parse_address
 from ..forms import CALL_PREFIX
 from ..metadata import GREGORIAN_OFFSET
 from ..recording import SELF_TEST_PREFIX
+from ..textenum import TextEnum
 from .wire import (
     MP3_FRAME_MS,
     Answer,
@@ -51,7 +52,21 @@ from .wire import (
     silent_mp3,
 )
 
-PASS, WARN, FAIL, SKIP = "PASS", "WARN", "FAIL", "SKIP"
+
+class Status(TextEnum):
+    """A step's verdict; printed and in JSON as its text (``PASS``, ``WARN``, …)."""
+
+    #: The receiver does what Kazoo needs.
+    PASS = "PASS"
+    #: It works here, but Kazoo will not (or may not) use it as it stands.
+    WARN = "WARN"
+    #: Kazoo's uploads would be lost or refused: the check fails.
+    FAIL = "FAIL"
+    #: The step does not apply (nothing to test it with).
+    SKIP = "SKIP"
+
+
+PASS, WARN, FAIL, SKIP = Status.PASS, Status.WARN, Status.FAIL, Status.SKIP
 
 #: Every step's number and name, in order.
 STEPS = (
@@ -82,7 +97,7 @@ class Step:
 
     step: int
     name: str
-    status: str
+    status: Status
     #: What was seen and what to change (for PASS: a note, or None).
     hint: str | None = None
 
@@ -340,7 +355,7 @@ class Checker:
 
     # -- requests -------------------------------------------------------------------------
 
-    def _step(self, name: str, status: str, hint: str | None = None) -> None:
+    def _step(self, name: str, status: Status, hint: str | None = None) -> None:
         """Record step ``name``'s verdict (its number is the one :data:`STEPS` gives it)."""
         self._add(Step(_NUMBERS[name], name, status, hint))
 
