@@ -10,7 +10,9 @@ The flow of a request the receiver owns: URL (:mod:`kzr_wsgi.forms`) -> who may 
 request goes to the wrapped app with the very same ``environ`` and
 ``start_response``: no key added, no byte read.
 
-Errors are the project's own types; :data:`STATUS` maps them to replies in one place.
+Errors are the project's own types; :data:`kzr_wsgi.errors.STATUS` maps them to replies
+in one place. With ``metrics=``, scrapes are answered by a
+:class:`~kzr_wsgi.metrics.MetricsApp` in front of the mount's own routing.
 """
 
 from __future__ import annotations
@@ -23,41 +25,24 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
-from werkzeug.wrappers import Response
-
 from . import errors
 from .audio import AudioInfo, Inspector
 from .auth import TOKEN_PARAM, Guard
 from .body import DEFAULT_MAX_SIZE, Body, readinto_of
+from .errors import STATUS as STATUS  # documented here before errors.py held it
 from .forms import DEFAULT_EXTENSIONS, DEFAULT_MAX_NAME_BYTES, Action, Router, Target
 from .metadata import parse_metadata
+from .metrics import UNKNOWN_KIND, Metrics, MetricsApp, ReadOutcome, UploadOutcome
 from .multipart import MultipartUpload, boundary_from_content_type
 from .naming import utcnow
 from .recording import Handler, Kind, ReadableStore, Recording, Stored, is_self_test
-from .sending import send_stored
+from .sending import send_error, send_stored, send_text
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
-    from .metrics import Metrics
-
 
 log = logging.getLogger("kzr_wsgi")
-
-#: Each error type's reply. The first matching class in the exception's MRO wins.
-STATUS: dict[type[errors.KzrError], int] = {
-    errors.MalformedUpload: 400,
-    errors.MultipartError: 400,
-    errors.BodyIncomplete: 400,
-    errors.Unauthorized: 401,
-    errors.Forbidden: 403,
-    errors.NotFound: 404,
-    errors.ReadNotSupported: 405,
-    errors.LengthRequired: 411,
-    errors.BodyTooLarge: 413,
-    errors.StoreUnavailable: 503,
-    errors.StorageFull: 507,
-}
 
 #: Called after a recording is committed: the recording (its stream already read) and
 #: what the handler returned.
@@ -82,6 +67,7 @@ class KazooRecordings:
         "attachments_base64",
         "metrics",
         "inspect",
+        "_entry",
     )
 
     app: WSGIApplication
@@ -93,6 +79,7 @@ class KazooRecordings:
     attachments_base64: bool
     metrics: Metrics | None
     inspect: bool
+    _entry: WSGIApplication
 
     def __init__(
         self,
@@ -122,6 +109,8 @@ class KazooRecordings:
         # Count uploads, reads and failures, and answer scrapes at `metrics.path`
         # (see kzr_wsgi.metrics; needs prometheus_client). Off when None.
         metrics: Metrics | None = None,
+        # False: count only; a MetricsApp composed in front answers scrapes (as serve does).
+        answer_scrapes: bool = True,
         # Inspect MP3/WAV bodies as they stream by (recording.audio); off: audio is None.
         inspect: bool = True,
     ) -> None:
@@ -152,24 +141,32 @@ class KazooRecordings:
         self.on_stored = tuple(on_stored)
         self.attachments_base64 = attachments_base64
         self.metrics = metrics
+        self._entry = self._route
         if metrics is not None:
             for callback in self.on_stored:
                 # Webhook senders report each outcome to the counters.
                 add_listener = getattr(callback, "add_listener", None)
                 if add_listener is not None:
                     add_listener(metrics.notification)
+            if answer_scrapes:
+                self._entry = MetricsApp(self._route, metrics)
         self.inspect = inspect
 
     def __call__(
         self, environ: WSGIEnvironment, start_response: StartResponse
     ) -> Iterable[bytes]:
-        metrics = self.metrics
-        if metrics is not None and environ.get("PATH_INFO") == metrics.path:
-            return self._scrape(metrics, environ, start_response)
+        return self._entry(environ, start_response)
+
+    def _route(
+        self, environ: WSGIEnvironment, start_response: StartResponse
+    ) -> Iterable[bytes]:
+        """Own the request when it is a recording's; else hand it to the wrapped app."""
         try:
             target = self.router.route(environ)
         except errors.KzrError as exc:
-            return _reply_error(exc, environ, start_response)
+            if self.metrics is not None:
+                self._count_unrouted(self.metrics, environ, exc)
+            return send_error(exc, environ, start_response)
         if target is None:
             return self.app(environ, start_response)
         return self._own(target, environ, start_response)
@@ -187,29 +184,36 @@ class KazooRecordings:
                 pairs = tuple(p for p in target.pairs if p[0] != TOKEN_PARAM)
                 target = replace(target, name=name, pairs=pairs)
             if target.action is Action.NOT_ALLOWED:
-                return _reply(environ, start_response, 405, "method not allowed\n",
-                              [("Allow", ", ".join(target.allow))])
+                return send_text(environ, start_response, 405, "method not allowed\n",
+                                 [("Allow", ", ".join(target.allow))])
             if target.action is Action.READ:
                 return self._read(target, environ, start_response)
             return self._upload(target, environ, start_response)
         except errors.KzrError as exc:
             if self.metrics is not None:
                 self._count_refusal(self.metrics, target, exc)
-            return _reply_error(exc, environ, start_response)
+            return send_error(exc, environ, start_response)
 
     def _count_refusal(self, metrics: Metrics, target: Target, exc: errors.KzrError) -> None:
         """Count a request answered with one of the project's errors: 4xx refused, 5xx failed."""
-        status = _status_of(exc)
+        status = errors.status_of(exc)
         if target.action is Action.UPLOAD:
-            metrics.upload(target.name.kind.value, "refused" if status < 500 else "failed",
+            metrics.upload(target.name.kind.value, _refusal(status),
                            self_test=is_self_test(target.call_id))
         elif target.action is Action.READ:
             if isinstance(exc, errors.NotFound):
-                metrics.read("not_found")
+                metrics.read(ReadOutcome.NOT_FOUND)
             elif status < 500:
-                metrics.read("refused")
+                metrics.read(ReadOutcome.REFUSED)
         if status >= 500:
             metrics.store_error(exc)
+
+    def _count_unrouted(
+        self, metrics: Metrics, environ: WSGIEnvironment, exc: errors.KzrError
+    ) -> None:
+        """Count an upload refused before its kind was known (a bad extension, a long name)."""
+        if environ.get("REQUEST_METHOD", "GET").upper() in ("PUT", "POST"):
+            metrics.upload(UNKNOWN_KIND, _refusal(errors.status_of(exc)))
 
     def _upload(
         self, target: Target, environ: WSGIEnvironment, start_response: StartResponse
@@ -247,26 +251,28 @@ class KazooRecordings:
                 # A handler that read exactly the body's length never asked for the b"".
                 inspected.conclude()
         except errors.KzrError as exc:
-            status = _status_of(exc)
+            status = errors.status_of(exc)
             _log_upload(label, body, started, f"refused {status}: {exc}")
             if self.metrics is not None:
                 self._count_refusal(self.metrics, target, exc)
-            return _reply_error(exc, environ, start_response)
+            return send_error(exc, environ, start_response)
         except Exception as exc:
             log.exception("handler failed for %r", label)
             _log_upload(label, body, started, "failed 500")
             if self.metrics is not None:
-                self.metrics.upload(target.name.kind.value, "failed",
+                self.metrics.upload(target.name.kind.value, UploadOutcome.FAILED,
                                     self_test=is_self_test(target.call_id))
                 self.metrics.store_error(exc)
-            return _reply(environ, start_response, 500, "internal error: recording not stored\n")
+            return send_text(environ, start_response, 500,
+                             "internal error: recording not stored\n")
         created = result is None or result.created
         _log_upload(label, body, started, "stored" if created else "duplicate",
                     result.location if result else None,
                     recording if inspected is not None else None)
         if self.metrics is not None:
             self.metrics.upload(
-                recording.kind.value, "stored" if created else "duplicate",
+                recording.kind.value,
+                UploadOutcome.STORED if created else UploadOutcome.DUPLICATE,
                 self_test=recording.self_test,
                 size=result.size if result is not None else body.bytes_read,
                 seconds=time.monotonic() - started,
@@ -277,8 +283,8 @@ class KazooRecordings:
             self._notify(recording, result)
         headers = [("ETag", f'"{result.sha256}"')] if result is not None else []
         if created:
-            return _reply(environ, start_response, 201, "stored\n", headers)
-        return _reply(environ, start_response, 200, "already stored\n", headers)
+            return send_text(environ, start_response, 201, "stored\n", headers)
+        return send_text(environ, start_response, 200, "already stored\n", headers)
 
     def _prepare(self, recording: Recording) -> MultipartUpload | None:
         """Decode a multipart storage-plan body: the handler gets the file part only.
@@ -320,22 +326,6 @@ class KazooRecordings:
                 # A notification must never turn a stored recording into a failure.
                 log.exception("on_stored callback %r failed", callback)
 
-    def _scrape(
-        self, metrics: Metrics, environ: WSGIEnvironment, start_response: StartResponse
-    ) -> Iterable[bytes]:
-        """Answer a scrape: never an upload or a read, and upload credentials do not apply."""
-        method = environ.get("REQUEST_METHOD", "GET").upper()
-        if method not in ("GET", "HEAD"):
-            return _reply(environ, start_response, 405, "method not allowed\n",
-                          [("Allow", "GET, HEAD")])
-        if not metrics.allowed(environ):
-            return _reply_error(errors.Forbidden("client address may not read metrics"),
-                                environ, start_response)
-        page, content_type = metrics.render(environ.get("HTTP_ACCEPT"))
-        response = Response(page, content_type=content_type,
-                            headers=[("Cache-Control", "no-store")])
-        return response(environ, start_response)
-
     def _read(
         self, target: Target, environ: WSGIEnvironment, start_response: StartResponse
     ) -> Iterable[bytes]:
@@ -343,7 +333,7 @@ class KazooRecordings:
         recording_id = next((v for k, v in target.pairs if k == "recording_id" and v), None)
         stored = self.handler.open(target.name, recording_id)
         if self.metrics is not None:
-            self.metrics.read("ok")
+            self.metrics.read(ReadOutcome.OK)
         return send_stored(environ, start_response, stored)
 
 
@@ -417,35 +407,9 @@ def _check_consumed(body: Body) -> None:
         )
 
 
-def _status_of(exc: errors.KzrError) -> int:
-    for cls in type(exc).__mro__:
-        if cls in STATUS:
-            return STATUS[cls]
-    return 500
-
-
-def _reply_error(
-    exc: errors.KzrError, environ: WSGIEnvironment, start_response: StartResponse
-) -> Iterable[bytes]:
-    status = _status_of(exc)
-    headers: list[tuple[str, str]] = []
-    if isinstance(exc, errors.Unauthorized):
-        headers.append(("WWW-Authenticate", 'Basic realm="kzr_wsgi", charset="UTF-8"'))
-    if status == 500:
-        log.error("unmapped error: %r", exc)
-        return _reply(environ, start_response, 500, "internal error\n")
-    return _reply(environ, start_response, status, f"{exc}\n", headers)
-
-
-def _reply(
-    environ: WSGIEnvironment,
-    start_response: StartResponse,
-    status: int,
-    text: str,
-    headers: Sequence[tuple[str, str]] = (),
-) -> Iterable[bytes]:
-    response = Response(text, status=status, mimetype="text/plain", headers=list(headers))
-    return response(environ, start_response)
+def _refusal(status: int) -> UploadOutcome:
+    """The upload outcome of an answer with ``status``: ``refused`` (4xx) or ``failed``."""
+    return UploadOutcome.REFUSED if status < 500 else UploadOutcome.FAILED
 
 
 def _log_upload(

@@ -7,7 +7,7 @@ what the first one does; ``max_seq`` pins a snapshot so rows that arrive while a
 operator pages do not shift the pages.
 
 The SQL is written once, with ``:name`` parameters; the backends translate the
-parameter style where their drivers differ (see :mod:`kzr_wsgi.catalog.backends`).
+parameter style where their drivers differ (see :mod:`kzr_wsgi.catalog.backends.base`).
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from ..auth import Guard, is_loopback_host, read_secrets
 from ..body import DEFAULT_MAX_SIZE
 from ..errors import KzrError, StoreUnavailable
 from ..metrics import DEFAULT_PATH as METRICS_PATH
-from ..metrics import LOOPBACK, MultiprocessDir
+from ..metrics import LOOPBACK, MetricsApp, MultiprocessDir
 from ..middleware import KazooRecordings
 from ..notify import WebhookNotifier
 from ..recording import Handler
@@ -236,6 +236,7 @@ def serve(
         ) if ui_on else None
         store, where = build_store(root, root_given, s3_url, s3_endpoint, catalog_url)
         warnings = _fail_fast(store)
+        metrics = _metrics(metrics_allow, trust_proxy) if metrics_on else None
         app = KazooRecordings(
             not_found,
             store,
@@ -248,12 +249,15 @@ def serve(
             guard=guard if guard.enabled else None,
             # Built here, in the master: each worker starts its sender on first use.
             on_stored=[WebhookNotifier(url) for url in notify_urls],
-            metrics=_metrics(metrics_allow, trust_proxy) if metrics_on else None,
+            # Counted in the middleware; scrapes answered in front of everything.
+            metrics=metrics, answer_scrapes=False,
             inspect=inspect,
         )
         wsgi_app: WSGIApplication = app
         if ui_viewers is not None:
             wsgi_app = _with_ui(app, store, ui_prefix, ui_viewers, secret=ui_secret)
+        if metrics is not None:
+            wsgi_app = MetricsApp(wsgi_app, metrics)
     except (ValueError, OSError) as exc:
         raise click.ClickException(str(exc)) from exc
     shown = f"[{host}]" if ":" in host else host
