@@ -17,7 +17,6 @@ in one place. With ``metrics=``, scrapes are answered by a
 
 from __future__ import annotations
 
-import io
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -26,11 +25,12 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from . import errors
-from .audio import AudioInfo, Inspector
+from .audio import AudioInfo
 from .auth import TOKEN_PARAM, Guard
-from .body import DEFAULT_MAX_SIZE, Body, readinto_of
+from .body import DEFAULT_MAX_SIZE, Body
 from .errors import STATUS as STATUS  # documented here before errors.py held it
 from .forms import DEFAULT_EXTENSIONS, DEFAULT_MAX_NAME_BYTES, Action, Router, Target
+from .inspecting import InspectedStream
 from .metadata import parse_metadata
 from .metrics import UNKNOWN_KIND, Metrics, MetricsApp, ReadOutcome, UploadOutcome
 from .multipart import MultipartUpload, boundary_from_content_type
@@ -310,11 +310,11 @@ class KazooRecordings:
         )
         return upload
 
-    def _inspecting(self, recording: Recording) -> _InspectedStream | None:
+    def _inspecting(self, recording: Recording) -> InspectedStream | None:
         """Put the inspector between the handler and the (decoded) body, when inspecting."""
         if not self.inspect:
             return None
-        stream = _InspectedStream(recording)
+        stream = InspectedStream(recording)
         recording.stream = stream
         return stream
 
@@ -335,57 +335,6 @@ class KazooRecordings:
         if self.metrics is not None:
             self.metrics.read(ReadOutcome.OK)
         return send_stored(environ, start_response, stored)
-
-
-class _InspectedStream(io.RawIOBase):
-    """``recording.stream``, feeding every block it hands out to an :class:`Inspector`.
-
-    ``recording.audio`` is set the moment the final ``b""`` is handed out, before the
-    handler sees it: a store that writes its sidecar after reading to the end (all the
-    built-in ones do) writes the audio with it. A raw binary stream like the body it
-    wraps, so handlers that use ``readinto`` or ``io.BufferedReader`` keep working.
-    """
-
-    def __init__(self, recording: Recording) -> None:
-        super().__init__()
-        self._read = recording.stream.read
-        self._readinto = readinto_of(recording.stream)
-        self._recording = recording
-        self._inspector = Inspector(
-            ext=recording.ext,
-            content_type=recording.content_type,
-            reported_ms=recording.metadata.duration_ms,
-        )
-        self._done = False
-
-    def readable(self) -> bool:
-        return True
-
-    def read(self, size: int | None = -1, /) -> bytes:
-        """Read from the body as it would; inspect what goes by."""
-        data = self._read(-1 if size is None else size)
-        if data:
-            self._inspector.feed(data)
-        elif size != 0:
-            self.conclude()
-        return data
-
-    def readinto(self, buffer: Any) -> int:
-        """Fill ``buffer`` as the body's own ``readinto`` does (straight from the socket
-        under the embedded server); inspect a copy of what came in."""
-        n = self._readinto(buffer)
-        if n:
-            # The parsers work on bytes; one copy of the block, not the two of read().
-            self._inspector.feed(bytes(memoryview(buffer)[:n]))
-        elif len(buffer):
-            self.conclude()
-        return n
-
-    def conclude(self) -> None:
-        """The body has been read to its end: set ``recording.audio`` (once)."""
-        if not self._done:
-            self._done = True
-            self._recording.audio = self._inspector.result()
 
 
 def _without_token(query: str) -> str:
