@@ -52,21 +52,19 @@ import atexit
 import base64
 import contextlib
 import hashlib
-import http.client
 import json
 import logging
 import os
 import queue
 import threading
 import time
-import urllib.error
-import urllib.request
 import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
+from . import posting
 from .recording import Recording, Stored
 from .textenum import TextEnum
 
@@ -74,11 +72,6 @@ log = logging.getLogger("kzr_wsgi.notify")
 
 #: The longest wait between two attempts, whatever ``backoff`` and the attempt number.
 MAX_BACKOFF = 300.0
-#: Answers worth retrying: the webhook is busy, rate-limiting, or broken for now.
-_RETRY_STATUS = frozenset({408, 425, 429})
-#: Read at most this much of a webhook's answer: it is ignored, but reading it lets
-#: the connection close cleanly.
-_MAX_ANSWER = 64 << 10
 
 
 def notification(recording: Recording, result: Stored | None) -> dict[str, Any]:
@@ -118,17 +111,6 @@ class _Pending:
     id: str
     body: bytes
     label: str
-
-
-class _GiveUp(Exception):
-    """An answer that retrying will not change."""
-
-
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    # urllib would turn a redirected POST into a GET without the document: treat a
-    # redirect as the answer it is (a misconfigured URL), not as success.
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None
 
 
 class NotificationOutcome(TextEnum):
@@ -199,7 +181,7 @@ class WebhookNotifier:
         self._url = urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))
         #: The URL as logged: without credentials.
         self.url = self._url
-        self._opener = urllib.request.build_opener(_NoRedirect)
+        self._opener = posting.opener()
         self._closed = False
         self._listeners: list[Listener] = []
         self._reset()
@@ -303,7 +285,7 @@ class WebhookNotifier:
         for attempt in range(1, attempts + 1):
             try:
                 self._post(pending)
-            except _GiveUp as exc:
+            except posting.GiveUp as exc:
                 self.failed += 1
                 self._tell(NotificationOutcome.GIVEN_UP)
                 log.error("webhook %s: gave up on notification %s (%s) after %d attempt(s): %s",
@@ -315,13 +297,13 @@ class WebhookNotifier:
                     self._tell(NotificationOutcome.GIVEN_UP)
                     log.error(
                         "webhook %s: gave up on notification %s (%s) after %d attempt(s): %s",
-                        self.url, pending.id, pending.label, attempt, _describe(exc))
+                        self.url, pending.id, pending.label, attempt, posting.describe(exc))
                     return
                 delay = min(self.backoff * 2 ** (attempt - 1), MAX_BACKOFF)
                 self._tell(NotificationOutcome.RETRIED)
                 log.warning("webhook %s: notification %s attempt %d failed (%s); "
                             "retrying in %.1fs", self.url, pending.id, attempt,
-                            _describe(exc), delay)
+                            posting.describe(exc), delay)
                 if not self._sleep(delay):
                     self.abandoned += 1
                     self._tell(NotificationOutcome.GIVEN_UP)
@@ -337,18 +319,8 @@ class WebhookNotifier:
         timeout = self.timeout
         if self._stopping.is_set():
             timeout = max(0.1, min(timeout, self._deadline - time.monotonic()))
-        request = urllib.request.Request(
-            self._url, data=pending.body, method="POST",
-            headers={**self._headers, "Idempotency-Key": pending.id},
-        )
-        try:
-            with self._opener.open(request, timeout=timeout) as response:
-                response.read(_MAX_ANSWER)
-        except urllib.error.HTTPError as exc:
-            exc.close()
-            if exc.code in _RETRY_STATUS or exc.code >= 500:
-                raise
-            raise _GiveUp(f"HTTP {exc.code} {exc.reason}") from exc
+        posting.post(self._opener, self._url, pending.body,
+                     {**self._headers, "Idempotency-Key": pending.id}, timeout)
 
     def _sleep(self, delay: float) -> bool:
         """Wait ``delay`` seconds before a retry; False when close()'s deadline comes first."""
@@ -414,13 +386,3 @@ def _after_fork_in_child() -> None:
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, urllib.error.HTTPError):
-        return f"HTTP {exc.code} {exc.reason}"
-    if isinstance(exc, urllib.error.URLError):
-        return f"{type(exc.reason).__name__}: {exc.reason}"
-    if isinstance(exc, http.client.HTTPException | OSError):
-        return f"{type(exc).__name__}: {exc}"
-    return repr(exc)
