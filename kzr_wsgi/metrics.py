@@ -279,8 +279,7 @@ class Metrics:
 class MetricsApp:
     """A WSGI app that answers scrapes at ``metrics.path`` and passes on every other request.
 
-    >>> app = MetricsApp(KazooRecordings(app, store, metrics=metrics, answer_scrapes=False),
-    ...                  metrics)                                       # doctest: +SKIP
+    >>> app = MetricsApp(SearchUI(catalog, store, viewers=v, app=mount), metrics)  # doctest: +SKIP
 
     A scrape is ``GET`` or ``HEAD`` from a client :meth:`Metrics.allowed` lets in
     (``403`` otherwise, whatever credentials it carries; ``405`` for other methods): the
