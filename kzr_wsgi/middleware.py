@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -67,7 +68,8 @@ class KazooRecordings:
         "attachments_base64",
         "metrics",
         "inspect",
-        "_entry",
+        "_front",
+        "__weakref__",
     )
 
     app: WSGIApplication
@@ -79,7 +81,7 @@ class KazooRecordings:
     attachments_base64: bool
     metrics: Metrics | None
     inspect: bool
-    _entry: WSGIApplication
+    _front: WSGIApplication | None
 
     def __init__(
         self,
@@ -141,7 +143,7 @@ class KazooRecordings:
         self.on_stored = tuple(on_stored)
         self.attachments_base64 = attachments_base64
         self.metrics = metrics
-        self._entry = self._route
+        self._front = None
         if metrics is not None:
             for callback in self.on_stored:
                 # Webhook senders report each outcome to the counters.
@@ -149,13 +151,15 @@ class KazooRecordings:
                 if add_listener is not None:
                     add_listener(metrics.notification)
             if answer_scrapes:
-                self._entry = MetricsApp(self._route, metrics)
+                self._front = MetricsApp(_routing_of(self), metrics)
         self.inspect = inspect
 
     def __call__(
         self, environ: WSGIEnvironment, start_response: StartResponse
     ) -> Iterable[bytes]:
-        return self._entry(environ, start_response)
+        if self._front is not None:  # answers scrapes, and hands the rest to _route
+            return self._front(environ, start_response)
+        return self._route(environ, start_response)
 
     def _route(
         self, environ: WSGIEnvironment, start_response: StartResponse
@@ -335,6 +339,23 @@ class KazooRecordings:
         if self.metrics is not None:
             self.metrics.read(ReadOutcome.OK)
         return send_stored(environ, start_response, stored)
+
+
+def _routing_of(mount: KazooRecordings) -> WSGIApplication:
+    """``mount``'s own routing as a WSGI app that does not keep ``mount`` alive.
+
+    A strong reference would be a cycle (mount -> front -> mount): the mount, its
+    handler and a store's housekeeping thread would outlive their last user until the
+    next garbage collection.
+    """
+    route = weakref.WeakMethod(mount._route)
+
+    def routing(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        method = route()
+        assert method is not None, "called through a mount that is gone"
+        return method(environ, start_response)
+
+    return routing
 
 
 def _without_token(query: str) -> str:

@@ -7,6 +7,7 @@ scrape it with prometheus_client's own parser.
 
 from __future__ import annotations
 
+import gc
 import http.server
 import json
 import os
@@ -15,6 +16,7 @@ import signal
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -173,6 +175,22 @@ def test_the_middleware_can_count_and_leave_scrapes_to_an_app_in_front(tmp_path:
     client = Client(MetricsApp(middleware, metrics))
     assert client.put(mp3_url("a"), data=b"x").status_code == 201
     assert value(scrape(client), "kzr_uploads_total", kind="call", outcome="stored") == 1
+
+
+def test_a_mount_that_answers_scrapes_is_freed_with_its_last_reference(tmp_path: Path) -> None:
+    # No reference cycle: a store's housekeeping ends with the store, not at some later
+    # garbage collection (while other code runs and reads its logs).
+    metrics = Metrics()
+    gc.disable()
+    try:
+        store = DirectoryStore(tmp_path)
+        mount = KazooRecordings(host_app, store, metrics=metrics)
+        assert Client(mount).get("/metrics", environ_base=LOCAL).status_code == 200
+        gone = weakref.ref(store)
+        del mount, store
+        assert gone() is None
+    finally:
+        gc.enable()
 
 
 class _Failing:
