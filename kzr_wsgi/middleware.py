@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from . import errors
-from .audio import AudioInfo
 from .auth import TOKEN_PARAM, Guard
 from .body import DEFAULT_MAX_SIZE, Body
 from .errors import STATUS as STATUS  # documented here before errors.py held it
@@ -38,6 +37,7 @@ from .multipart import MultipartUpload, boundary_from_content_type
 from .naming import utcnow
 from .recording import Handler, Kind, ReadableStore, Recording, Stored, is_self_test
 from .sending import send_error, send_stored, send_text
+from .uploadlog import log_upload
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -256,13 +256,13 @@ class KazooRecordings:
                 inspected.conclude()
         except errors.KzrError as exc:
             status = errors.status_of(exc)
-            _log_upload(label, body, started, f"refused {status}: {exc}")
+            log_upload(label, body, started, f"refused {status}: {exc}")
             if self.metrics is not None:
                 self._count_refusal(self.metrics, target, exc)
             return send_error(exc, environ, start_response)
         except Exception as exc:
             log.exception("handler failed for %r", label)
-            _log_upload(label, body, started, "failed 500")
+            log_upload(label, body, started, "failed 500")
             if self.metrics is not None:
                 self.metrics.upload(target.name.kind.value, UploadOutcome.FAILED,
                                     self_test=is_self_test(target.call_id))
@@ -270,7 +270,7 @@ class KazooRecordings:
             return send_text(environ, start_response, 500,
                              "internal error: recording not stored\n")
         created = result is None or result.created
-        _log_upload(label, body, started, "stored" if created else "duplicate",
+        log_upload(label, body, started, "stored" if created else "duplicate",
                     result.location if result else None,
                     recording if inspected is not None else None)
         if self.metrics is not None:
@@ -380,40 +380,6 @@ def _check_consumed(body: Body) -> None:
 def _refusal(status: int) -> UploadOutcome:
     """The upload outcome of an answer with ``status``: ``refused`` (4xx) or ``failed``."""
     return UploadOutcome.REFUSED if status < 500 else UploadOutcome.FAILED
-
-
-def _log_upload(
-    label: str,
-    body: Body | None,
-    started: float,
-    outcome: str,
-    location: str | None = None,
-    inspected: Recording | None = None,
-) -> None:
-    size = body.bytes_read if body is not None else 0
-    audio = inspected.audio if inspected is not None else None
-    # A flagged recording is stored and answered 2xx all the same: the WARNING is where
-    # an operator (and a log alert) learns that its audio is not what it should be.
-    level = logging.WARNING if audio is not None and audio.flagged else logging.INFO
-    log.log(
-        level,
-        "upload %s bytes=%d seconds=%.3f outcome=%s%s%s",
-        label,
-        size,
-        time.monotonic() - started,
-        outcome,
-        f" location={location}" if location else "",
-        _describe_audio(audio) if inspected is not None else "",
-    )
-
-
-def _describe_audio(audio: AudioInfo | None) -> str:
-    """`` audio=mp3 duration_ms=10080 flags=truncated`` for the upload log line."""
-    if audio is None:
-        return " audio=none"
-    duration = "-" if audio.duration_ms is None else str(audio.duration_ms)
-    flags = ",".join(audio.flags) or "-"
-    return f" audio={audio.format or 'unknown'} duration_ms={duration} flags={flags}"
 
 
 def _norm(prefix: str) -> tuple[str, ...]:
