@@ -348,12 +348,12 @@ def _routing_of(mount: KazooRecordings) -> WSGIApplication:
     handler and a store's housekeeping thread would outlive their last user until the
     next garbage collection.
     """
-    route = weakref.WeakMethod(mount._route)
+    ref = weakref.ref(mount)
 
     def routing(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        method = route()
-        assert method is not None, "called through a mount that is gone"
-        return method(environ, start_response)
+        alive = ref()
+        assert alive is not None, "called through a mount that is gone"
+        return alive._route(environ, start_response)
 
     return routing
 
