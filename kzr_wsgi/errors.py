@@ -1,8 +1,12 @@
-"""The project's own errors.
+"""The project's own errors, and the one table of the HTTP status each is answered with.
 
 Every failure that can reach a client is one of these types. Parsing, bodies and
-stores raise them without knowing anything of HTTP; the WSGI edge
-(:mod:`kzr_wsgi.middleware`) maps each type to a status code in one table.
+stores raise them without knowing anything of HTTP; the edges that answer clients
+(the middleware, the search page, the metrics app) map each type to a status code
+through :data:`STATUS` (:func:`status_of`), and nowhere else.
+
+>>> status_of(BodyTooLarge("over 2 GiB")), status_of(KzrError("unmapped"))
+(413, 500)
 """
 
 from __future__ import annotations
@@ -35,6 +39,10 @@ class BodyIncomplete(KzrError):
     """The body ended (or the client went away) before all announced bytes arrived."""
 
 
+class BadRequest(KzrError):
+    """A request the receiver cannot take as asked: a query parameter, a paging cursor."""
+
+
 class MultipartError(KzrError):
     """A ``multipart/form-data`` body does not have the framing Kazoo sends."""
 
@@ -61,3 +69,29 @@ class Unauthorized(KzrError):
 
 class Forbidden(KzrError):
     """The client is outside the allowlist, or the URL token is missing or wrong."""
+
+
+#: Each error type's status. The first class in the exception's MRO found here wins;
+#: an error of none of them is answered ``500``.
+STATUS: dict[type[KzrError], int] = {
+    MalformedUpload: 400,
+    MultipartError: 400,
+    BodyIncomplete: 400,
+    BadRequest: 400,
+    Unauthorized: 401,
+    Forbidden: 403,
+    NotFound: 404,
+    ReadNotSupported: 405,
+    LengthRequired: 411,
+    BodyTooLarge: 413,
+    StoreUnavailable: 503,
+    StorageFull: 507,
+}
+
+
+def status_of(exc: KzrError) -> int:
+    """The HTTP status ``exc`` is answered with (:data:`STATUS`; ``500`` when unmapped)."""
+    for cls in type(exc).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]
+    return 500

@@ -4,7 +4,7 @@ Pure: no I/O, nothing read from the body. :class:`Router` is built once from the
 mount's settings; :meth:`Router.route` turns a WSGI environ into a :class:`Target`
 (or ``None``: not ours, pass it on).
 
-The URL forms (contract §2):
+The URL forms (the manual's Kazoo page, ``docs/kazoo.md``):
 
 1. ``…/call_recording_<CALL_ID>.<EXT>`` (3.x, 4.x ``record_call``), with or without
    4.x's metadata query.

@@ -7,12 +7,16 @@
 The mount then answers ``GET /metrics`` (Prometheus' text format) before anything
 else, to clients in ``allow`` only (loopback by default; others get ``403``);
 upload credentials do not apply there, and ``/metrics`` is never an upload or a read.
-``kzr-wsgi serve --metrics`` does all of this, across gunicorn's worker processes.
+It does so through :class:`MetricsApp`, the small WSGI app that answers scrapes and
+passes every other request on; ``kzr-wsgi serve --metrics`` composes one in front of
+everything it serves, and counts across gunicorn's worker processes.
 
 The metrics (names and labels are fixed; no label ever carries an id or a number):
 
 * ``kzr_uploads_total{kind, outcome}``: ``stored``, ``duplicate`` (a retry already
-  stored), ``refused`` (answered ``4xx``), ``failed`` (answered ``5xx``);
+  stored), ``refused`` (answered ``4xx``), ``failed`` (answered ``5xx``); kind
+  ``unknown`` for an upload refused before its kind was known (a bad extension, a name
+  too long);
 * ``kzr_selftest_uploads_total{outcome}``: ``kzr-wsgi check``'s own uploads, counted
   here *instead* of in the metrics above, so a self-test never moves an alert;
 * ``kzr_upload_bytes_total{kind}`` and ``kzr_upload_seconds{kind}`` (a histogram):
@@ -43,11 +47,17 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from werkzeug.wrappers import Response
+
 from . import errors
 from .audio import FLAGS
 from .auth import Guard, parse_network
+from .notify import NotificationOutcome
+from .sending import send_error, send_text
+from .textenum import TextEnum
 
 if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
     from prometheus_client import CollectorRegistry
 
     from .audio import AudioInfo
@@ -58,11 +68,39 @@ LOOPBACK = ("127.0.0.0/8", "::1/128")
 #: Where the mount answers scrapes.
 DEFAULT_PATH = "/metrics"
 
+
+
+class UploadOutcome(TextEnum):
+    """How an upload ended: the ``outcome`` label of ``kzr_uploads_total``."""
+
+    #: A new recording, answered ``201``.
+    STORED = "stored"
+    #: A retry of one already stored, answered ``200``.
+    DUPLICATE = "duplicate"
+    #: Answered ``4xx``.
+    REFUSED = "refused"
+    #: Answered ``5xx``: nothing was kept.
+    FAILED = "failed"
+
+
+class ReadOutcome(TextEnum):
+    """How a read (read-back, an attachment) ended: the label of ``kzr_reads_total``."""
+
+    OK = "ok"
+    NOT_FOUND = "not_found"
+    #: Credentials or network.
+    REFUSED = "refused"
+
+
 #: The fixed label values (pre-created at zero, so alerts see a series from the start).
 KINDS = ("call", "caller", "attachment")
-UPLOAD_OUTCOMES = ("stored", "duplicate", "refused", "failed")
-READ_OUTCOMES = ("ok", "not_found", "refused")
-NOTIFICATION_OUTCOMES = ("delivered", "retried", "given_up")
+#: The ``kind`` of an upload refused before the receiver knew which kind it was (a bad
+#: extension, a name too long): ``kzr_uploads_total`` only, never stored.
+UNKNOWN_KIND = "unknown"
+UPLOAD_KINDS = (*KINDS, UNKNOWN_KIND)
+UPLOAD_OUTCOMES = tuple(o.value for o in UploadOutcome)
+READ_OUTCOMES = tuple(o.value for o in ReadOutcome)
+NOTIFICATION_OUTCOMES = tuple(o.value for o in NotificationOutcome)
 STORE_ERRORS = ("disk_full", "store_unavailable", "other")
 
 #: Upload times run from a short call on loopback to a three-hour recording trickling
@@ -150,9 +188,10 @@ class Metrics:
                                       registry=own)
         self.store_errors = Counter("kzr_store_errors", "Store failures by kind of error.",
                                     ["error"], registry=own)
-        for kind in KINDS:
+        for kind in UPLOAD_KINDS:
             for outcome in UPLOAD_OUTCOMES:
                 self.uploads.labels(kind, outcome)
+        for kind in KINDS:
             self.upload_bytes.labels(kind)
             self.upload_seconds.labels(kind)
         for outcome in UPLOAD_OUTCOMES:
@@ -176,21 +215,25 @@ class Metrics:
     def upload(
         self,
         kind: str,
-        outcome: str,
+        outcome: UploadOutcome | str,
         *,
         self_test: bool = False,
         size: int = 0,
         seconds: float = 0.0,
         audio: AudioInfo | None = None,
     ) -> None:
-        """Count one upload's outcome; a stored one also adds its bytes, time and flags."""
+        """Count one upload's outcome; a stored one also adds its bytes, time and flags.
+
+        ``kind`` is a :class:`~kzr_wsgi.recording.Kind`'s value, or :data:`UNKNOWN_KIND`.
+        """
         if outcome not in UPLOAD_OUTCOMES:
             raise ValueError(f"unknown upload outcome {outcome!r}")
+        outcome = UploadOutcome(outcome)
         if self_test:
             self.selftest.labels(outcome).inc()
             return
         self.uploads.labels(kind, outcome).inc()
-        if outcome != "stored":
+        if outcome is not UploadOutcome.STORED:
             return
         self.upload_bytes.labels(kind).inc(size)
         self.upload_seconds.labels(kind).observe(seconds)
@@ -198,13 +241,13 @@ class Metrics:
             for flag in audio.flags:
                 self.audio_flags.labels(flag).inc()
 
-    def read(self, outcome: str) -> None:
-        """Count one read (``ok``, ``not_found`` or ``refused``)."""
+    def read(self, outcome: ReadOutcome | str) -> None:
+        """Count one read (:class:`ReadOutcome`: ``ok``, ``not_found`` or ``refused``)."""
         if outcome not in READ_OUTCOMES:
             raise ValueError(f"unknown read outcome {outcome!r}")
         self.reads.labels(outcome).inc()
 
-    def notification(self, outcome: str) -> None:
+    def notification(self, outcome: NotificationOutcome | str) -> None:
         """Count one webhook event; a :class:`~kzr_wsgi.notify.WebhookNotifier` listener."""
         if outcome not in NOTIFICATION_OUTCOMES:
             raise ValueError(f"unknown notification outcome {outcome!r}")
@@ -231,6 +274,49 @@ class Metrics:
 
         encoder, content_type = choose_encoder(accept or "")
         return encoder(self.registry), content_type
+
+
+class MetricsApp:
+    """A WSGI app that answers scrapes at ``metrics.path`` and passes on every other request.
+
+    >>> app = MetricsApp(SearchUI(catalog, store, viewers=v, app=mount), metrics)  # doctest: +SKIP
+
+    A scrape is ``GET`` or ``HEAD`` from a client :meth:`Metrics.allowed` lets in
+    (``403`` otherwise, whatever credentials it carries; ``405`` for other methods): the
+    path is never an upload or a read, however the apps behind are mounted.
+    """
+
+    __slots__ = ("app", "metrics")
+
+    app: WSGIApplication
+    metrics: Metrics
+
+    def __init__(self, app: WSGIApplication, metrics: Metrics) -> None:
+        inner: Any = app
+        if isinstance(inner, MetricsApp) and inner.metrics.path == metrics.path:
+            raise ValueError(f"the app already answers scrapes at {metrics.path!r}")
+        self.app = app
+        self.metrics = metrics
+
+    def __repr__(self) -> str:
+        return f"MetricsApp({self.app!r}, {self.metrics!r})"
+
+    def __call__(
+        self, environ: WSGIEnvironment, start_response: StartResponse
+    ) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") != self.metrics.path:
+            return self.app(environ, start_response)
+        method = environ.get("REQUEST_METHOD", "GET").upper()
+        if method not in ("GET", "HEAD"):
+            return send_text(environ, start_response, 405, "method not allowed\n",
+                             [("Allow", "GET, HEAD")])
+        if not self.metrics.allowed(environ):
+            return send_error(errors.Forbidden("client address may not read metrics"),
+                              environ, start_response)
+        page, content_type = self.metrics.render(environ.get("HTTP_ACCEPT"))
+        response = Response(page, content_type=content_type,
+                            headers=[("Cache-Control", "no-store")])
+        return response(environ, start_response)
 
 
 class _CatalogHook:

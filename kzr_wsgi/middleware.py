@@ -10,54 +10,40 @@ The flow of a request the receiver owns: URL (:mod:`kzr_wsgi.forms`) -> who may 
 request goes to the wrapped app with the very same ``environ`` and
 ``start_response``: no key added, no byte read.
 
-Errors are the project's own types; :data:`STATUS` maps them to replies in one place.
+Errors are the project's own types; :data:`kzr_wsgi.errors.STATUS` maps them to replies
+in one place. With ``metrics=``, scrapes are answered by a
+:class:`~kzr_wsgi.metrics.MetricsApp` in front of the mount's own routing.
 """
 
 from __future__ import annotations
 
-import io
 import logging
 import time
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
-from werkzeug.wrappers import Response
-
 from . import errors
-from .audio import AudioInfo, Inspector
 from .auth import TOKEN_PARAM, Guard
-from .body import DEFAULT_MAX_SIZE, Body, readinto_of
+from .body import DEFAULT_MAX_SIZE, Body
+from .errors import STATUS as STATUS  # documented here before errors.py held it
 from .forms import DEFAULT_EXTENSIONS, DEFAULT_MAX_NAME_BYTES, Action, Router, Target
+from .inspecting import InspectedStream
 from .metadata import parse_metadata
+from .metrics import UNKNOWN_KIND, Metrics, MetricsApp, ReadOutcome, UploadOutcome
 from .multipart import MultipartUpload, boundary_from_content_type
 from .naming import utcnow
 from .recording import Handler, Kind, ReadableStore, Recording, Stored, is_self_test
-from .sending import send_stored
+from .sending import send_error, send_stored, send_text
+from .uploadlog import log_upload
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
-    from .metrics import Metrics
-
 
 log = logging.getLogger("kzr_wsgi")
-
-#: Each error type's reply. The first matching class in the exception's MRO wins.
-STATUS: dict[type[errors.KzrError], int] = {
-    errors.MalformedUpload: 400,
-    errors.MultipartError: 400,
-    errors.BodyIncomplete: 400,
-    errors.Unauthorized: 401,
-    errors.Forbidden: 403,
-    errors.NotFound: 404,
-    errors.ReadNotSupported: 405,
-    errors.LengthRequired: 411,
-    errors.BodyTooLarge: 413,
-    errors.StoreUnavailable: 503,
-    errors.StorageFull: 507,
-}
 
 #: Called after a recording is committed: the recording (its stream already read) and
 #: what the handler returned.
@@ -82,6 +68,8 @@ class KazooRecordings:
         "attachments_base64",
         "metrics",
         "inspect",
+        "_front",
+        "__weakref__",
     )
 
     app: WSGIApplication
@@ -93,6 +81,7 @@ class KazooRecordings:
     attachments_base64: bool
     metrics: Metrics | None
     inspect: bool
+    _front: WSGIApplication | None
 
     def __init__(
         self,
@@ -122,6 +111,8 @@ class KazooRecordings:
         # Count uploads, reads and failures, and answer scrapes at `metrics.path`
         # (see kzr_wsgi.metrics; needs prometheus_client). Off when None.
         metrics: Metrics | None = None,
+        # False: count only; a MetricsApp composed in front answers scrapes (as serve does).
+        answer_scrapes: bool = True,
         # Inspect MP3/WAV bodies as they stream by (recording.audio); off: audio is None.
         inspect: bool = True,
     ) -> None:
@@ -152,24 +143,34 @@ class KazooRecordings:
         self.on_stored = tuple(on_stored)
         self.attachments_base64 = attachments_base64
         self.metrics = metrics
+        self._front = None
         if metrics is not None:
             for callback in self.on_stored:
                 # Webhook senders report each outcome to the counters.
                 add_listener = getattr(callback, "add_listener", None)
                 if add_listener is not None:
                     add_listener(metrics.notification)
+            if answer_scrapes:
+                self._front = MetricsApp(_routing_of(self), metrics)
         self.inspect = inspect
 
     def __call__(
         self, environ: WSGIEnvironment, start_response: StartResponse
     ) -> Iterable[bytes]:
-        metrics = self.metrics
-        if metrics is not None and environ.get("PATH_INFO") == metrics.path:
-            return self._scrape(metrics, environ, start_response)
+        if self._front is not None:  # answers scrapes, and hands the rest to _route
+            return self._front(environ, start_response)
+        return self._route(environ, start_response)
+
+    def _route(
+        self, environ: WSGIEnvironment, start_response: StartResponse
+    ) -> Iterable[bytes]:
+        """Own the request when it is a recording's; else hand it to the wrapped app."""
         try:
             target = self.router.route(environ)
         except errors.KzrError as exc:
-            return _reply_error(exc, environ, start_response)
+            if self.metrics is not None:
+                self._count_unrouted(self.metrics, environ, exc)
+            return send_error(exc, environ, start_response)
         if target is None:
             return self.app(environ, start_response)
         return self._own(target, environ, start_response)
@@ -187,29 +188,36 @@ class KazooRecordings:
                 pairs = tuple(p for p in target.pairs if p[0] != TOKEN_PARAM)
                 target = replace(target, name=name, pairs=pairs)
             if target.action is Action.NOT_ALLOWED:
-                return _reply(environ, start_response, 405, "method not allowed\n",
-                              [("Allow", ", ".join(target.allow))])
+                return send_text(environ, start_response, 405, "method not allowed\n",
+                                 [("Allow", ", ".join(target.allow))])
             if target.action is Action.READ:
                 return self._read(target, environ, start_response)
             return self._upload(target, environ, start_response)
         except errors.KzrError as exc:
             if self.metrics is not None:
                 self._count_refusal(self.metrics, target, exc)
-            return _reply_error(exc, environ, start_response)
+            return send_error(exc, environ, start_response)
 
     def _count_refusal(self, metrics: Metrics, target: Target, exc: errors.KzrError) -> None:
         """Count a request answered with one of the project's errors: 4xx refused, 5xx failed."""
-        status = _status_of(exc)
+        status = errors.status_of(exc)
         if target.action is Action.UPLOAD:
-            metrics.upload(target.name.kind.value, "refused" if status < 500 else "failed",
+            metrics.upload(target.name.kind.value, _refusal(status),
                            self_test=is_self_test(target.call_id))
         elif target.action is Action.READ:
             if isinstance(exc, errors.NotFound):
-                metrics.read("not_found")
+                metrics.read(ReadOutcome.NOT_FOUND)
             elif status < 500:
-                metrics.read("refused")
+                metrics.read(ReadOutcome.REFUSED)
         if status >= 500:
             metrics.store_error(exc)
+
+    def _count_unrouted(
+        self, metrics: Metrics, environ: WSGIEnvironment, exc: errors.KzrError
+    ) -> None:
+        """Count an upload refused before its kind was known (a bad extension, a long name)."""
+        if environ.get("REQUEST_METHOD", "GET").upper() in ("PUT", "POST"):
+            metrics.upload(UNKNOWN_KIND, _refusal(errors.status_of(exc)))
 
     def _upload(
         self, target: Target, environ: WSGIEnvironment, start_response: StartResponse
@@ -247,26 +255,28 @@ class KazooRecordings:
                 # A handler that read exactly the body's length never asked for the b"".
                 inspected.conclude()
         except errors.KzrError as exc:
-            status = _status_of(exc)
-            _log_upload(label, body, started, f"refused {status}: {exc}")
+            status = errors.status_of(exc)
+            log_upload(label, body, started, f"refused {status}: {exc}")
             if self.metrics is not None:
                 self._count_refusal(self.metrics, target, exc)
-            return _reply_error(exc, environ, start_response)
+            return send_error(exc, environ, start_response)
         except Exception as exc:
             log.exception("handler failed for %r", label)
-            _log_upload(label, body, started, "failed 500")
+            log_upload(label, body, started, "failed 500")
             if self.metrics is not None:
-                self.metrics.upload(target.name.kind.value, "failed",
+                self.metrics.upload(target.name.kind.value, UploadOutcome.FAILED,
                                     self_test=is_self_test(target.call_id))
                 self.metrics.store_error(exc)
-            return _reply(environ, start_response, 500, "internal error: recording not stored\n")
+            return send_text(environ, start_response, 500,
+                             "internal error: recording not stored\n")
         created = result is None or result.created
-        _log_upload(label, body, started, "stored" if created else "duplicate",
+        log_upload(label, body, started, "stored" if created else "duplicate",
                     result.location if result else None,
                     recording if inspected is not None else None)
         if self.metrics is not None:
             self.metrics.upload(
-                recording.kind.value, "stored" if created else "duplicate",
+                recording.kind.value,
+                UploadOutcome.STORED if created else UploadOutcome.DUPLICATE,
                 self_test=recording.self_test,
                 size=result.size if result is not None else body.bytes_read,
                 seconds=time.monotonic() - started,
@@ -277,8 +287,8 @@ class KazooRecordings:
             self._notify(recording, result)
         headers = [("ETag", f'"{result.sha256}"')] if result is not None else []
         if created:
-            return _reply(environ, start_response, 201, "stored\n", headers)
-        return _reply(environ, start_response, 200, "already stored\n", headers)
+            return send_text(environ, start_response, 201, "stored\n", headers)
+        return send_text(environ, start_response, 200, "already stored\n", headers)
 
     def _prepare(self, recording: Recording) -> MultipartUpload | None:
         """Decode a multipart storage-plan body: the handler gets the file part only.
@@ -304,11 +314,11 @@ class KazooRecordings:
         )
         return upload
 
-    def _inspecting(self, recording: Recording) -> _InspectedStream | None:
+    def _inspecting(self, recording: Recording) -> InspectedStream | None:
         """Put the inspector between the handler and the (decoded) body, when inspecting."""
         if not self.inspect:
             return None
-        stream = _InspectedStream(recording)
+        stream = InspectedStream(recording)
         recording.stream = stream
         return stream
 
@@ -320,22 +330,6 @@ class KazooRecordings:
                 # A notification must never turn a stored recording into a failure.
                 log.exception("on_stored callback %r failed", callback)
 
-    def _scrape(
-        self, metrics: Metrics, environ: WSGIEnvironment, start_response: StartResponse
-    ) -> Iterable[bytes]:
-        """Answer a scrape: never an upload or a read, and upload credentials do not apply."""
-        method = environ.get("REQUEST_METHOD", "GET").upper()
-        if method not in ("GET", "HEAD"):
-            return _reply(environ, start_response, 405, "method not allowed\n",
-                          [("Allow", "GET, HEAD")])
-        if not metrics.allowed(environ):
-            return _reply_error(errors.Forbidden("client address may not read metrics"),
-                                environ, start_response)
-        page, content_type = metrics.render(environ.get("HTTP_ACCEPT"))
-        response = Response(page, content_type=content_type,
-                            headers=[("Cache-Control", "no-store")])
-        return response(environ, start_response)
-
     def _read(
         self, target: Target, environ: WSGIEnvironment, start_response: StartResponse
     ) -> Iterable[bytes]:
@@ -343,59 +337,25 @@ class KazooRecordings:
         recording_id = next((v for k, v in target.pairs if k == "recording_id" and v), None)
         stored = self.handler.open(target.name, recording_id)
         if self.metrics is not None:
-            self.metrics.read("ok")
+            self.metrics.read(ReadOutcome.OK)
         return send_stored(environ, start_response, stored)
 
 
-class _InspectedStream(io.RawIOBase):
-    """``recording.stream``, feeding every block it hands out to an :class:`Inspector`.
+def _routing_of(mount: KazooRecordings) -> WSGIApplication:
+    """``mount``'s own routing as a WSGI app that does not keep ``mount`` alive.
 
-    ``recording.audio`` is set the moment the final ``b""`` is handed out, before the
-    handler sees it: a store that writes its sidecar after reading to the end (all the
-    built-in ones do) writes the audio with it. A raw binary stream like the body it
-    wraps, so handlers that use ``readinto`` or ``io.BufferedReader`` keep working.
+    A strong reference would be a cycle (mount -> front -> mount): the mount, its
+    handler and a store's housekeeping thread would outlive their last user until the
+    next garbage collection.
     """
+    ref = weakref.ref(mount)
 
-    def __init__(self, recording: Recording) -> None:
-        super().__init__()
-        self._read = recording.stream.read
-        self._readinto = readinto_of(recording.stream)
-        self._recording = recording
-        self._inspector = Inspector(
-            ext=recording.ext,
-            content_type=recording.content_type,
-            reported_ms=recording.metadata.duration_ms,
-        )
-        self._done = False
+    def routing(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        alive = ref()
+        assert alive is not None, "called through a mount that is gone"
+        return alive._route(environ, start_response)
 
-    def readable(self) -> bool:
-        return True
-
-    def read(self, size: int | None = -1, /) -> bytes:
-        """Read from the body as it would; inspect what goes by."""
-        data = self._read(-1 if size is None else size)
-        if data:
-            self._inspector.feed(data)
-        elif size != 0:
-            self.conclude()
-        return data
-
-    def readinto(self, buffer: Any) -> int:
-        """Fill ``buffer`` as the body's own ``readinto`` does (straight from the socket
-        under the embedded server); inspect a copy of what came in."""
-        n = self._readinto(buffer)
-        if n:
-            # The parsers work on bytes; one copy of the block, not the two of read().
-            self._inspector.feed(bytes(memoryview(buffer)[:n]))
-        elif len(buffer):
-            self.conclude()
-        return n
-
-    def conclude(self) -> None:
-        """The body has been read to its end: set ``recording.audio`` (once)."""
-        if not self._done:
-            self._done = True
-            self._recording.audio = self._inspector.result()
+    return routing
 
 
 def _without_token(query: str) -> str:
@@ -417,69 +377,9 @@ def _check_consumed(body: Body) -> None:
         )
 
 
-def _status_of(exc: errors.KzrError) -> int:
-    for cls in type(exc).__mro__:
-        if cls in STATUS:
-            return STATUS[cls]
-    return 500
-
-
-def _reply_error(
-    exc: errors.KzrError, environ: WSGIEnvironment, start_response: StartResponse
-) -> Iterable[bytes]:
-    status = _status_of(exc)
-    headers: list[tuple[str, str]] = []
-    if isinstance(exc, errors.Unauthorized):
-        headers.append(("WWW-Authenticate", 'Basic realm="kzr_wsgi", charset="UTF-8"'))
-    if status == 500:
-        log.error("unmapped error: %r", exc)
-        return _reply(environ, start_response, 500, "internal error\n")
-    return _reply(environ, start_response, status, f"{exc}\n", headers)
-
-
-def _reply(
-    environ: WSGIEnvironment,
-    start_response: StartResponse,
-    status: int,
-    text: str,
-    headers: Sequence[tuple[str, str]] = (),
-) -> Iterable[bytes]:
-    response = Response(text, status=status, mimetype="text/plain", headers=list(headers))
-    return response(environ, start_response)
-
-
-def _log_upload(
-    label: str,
-    body: Body | None,
-    started: float,
-    outcome: str,
-    location: str | None = None,
-    inspected: Recording | None = None,
-) -> None:
-    size = body.bytes_read if body is not None else 0
-    audio = inspected.audio if inspected is not None else None
-    # A flagged recording is stored and answered 2xx all the same: the WARNING is where
-    # an operator (and a log alert) learns that its audio is not what it should be.
-    level = logging.WARNING if audio is not None and audio.flagged else logging.INFO
-    log.log(
-        level,
-        "upload %s bytes=%d seconds=%.3f outcome=%s%s%s",
-        label,
-        size,
-        time.monotonic() - started,
-        outcome,
-        f" location={location}" if location else "",
-        _describe_audio(audio) if inspected is not None else "",
-    )
-
-
-def _describe_audio(audio: AudioInfo | None) -> str:
-    """`` audio=mp3 duration_ms=10080 flags=truncated`` for the upload log line."""
-    if audio is None:
-        return " audio=none"
-    duration = "-" if audio.duration_ms is None else str(audio.duration_ms)
-    flags = ",".join(audio.flags) or "-"
-    return f" audio={audio.format or 'unknown'} duration_ms={duration} flags={flags}"
+def _refusal(status: int) -> UploadOutcome:
+    """The upload outcome of an answer with ``status``: ``refused`` (4xx) or ``failed``."""
+    return UploadOutcome.REFUSED if status < 500 else UploadOutcome.FAILED
 
 
 def _norm(prefix: str) -> tuple[str, ...]:

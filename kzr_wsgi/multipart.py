@@ -1,6 +1,6 @@
 """Kazoo's ``multipart/form-data`` storage-plan bodies, decoded while streaming.
 
-A storage plan with ``send_multipart: true`` (contract §3) sends two parts: the
+A storage plan with ``send_multipart: true`` (``docs/storage-plans.md``) sends two parts: the
 attachment's document as JSON, then the file. This module turns such a body into
 the document (small, parsed) and a file-like stream of the file part's bytes that
 never holds more than about one block in memory, whatever the part's size. With the

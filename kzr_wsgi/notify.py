@@ -52,32 +52,26 @@ import atexit
 import base64
 import contextlib
 import hashlib
-import http.client
 import json
 import logging
 import os
 import queue
 import threading
 import time
-import urllib.error
-import urllib.request
 import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
+from . import posting
 from .recording import Recording, Stored
+from .textenum import TextEnum
 
 log = logging.getLogger("kzr_wsgi.notify")
 
 #: The longest wait between two attempts, whatever ``backoff`` and the attempt number.
 MAX_BACKOFF = 300.0
-#: Answers worth retrying: the webhook is busy, rate-limiting, or broken for now.
-_RETRY_STATUS = frozenset({408, 425, 429})
-#: Read at most this much of a webhook's answer: it is ignored, but reading it lets
-#: the connection close cleanly.
-_MAX_ANSWER = 64 << 10
 
 
 def notification(recording: Recording, result: Stored | None) -> dict[str, Any]:
@@ -119,21 +113,21 @@ class _Pending:
     label: str
 
 
-class _GiveUp(Exception):
-    """An answer that retrying will not change."""
+class NotificationOutcome(TextEnum):
+    """What became of one attempt or notification, as a :data:`Listener` is told it."""
+
+    #: The webhook answered ``2xx``.
+    DELIVERED = "delivered"
+    #: An attempt failed and another follows.
+    RETRIED = "retried"
+    #: Not delivered: refused, out of attempts, dropped or abandoned at close.
+    GIVEN_UP = "given_up"
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    # urllib would turn a redirected POST into a GET without the document: treat a
-    # redirect as the answer it is (a misconfigured URL), not as success.
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None
-
-
-#: Told each notification's fate: ``"delivered"``, ``"retried"`` (an attempt failed and
-#: another follows) or ``"given_up"`` (not delivered: refused, out of attempts, dropped
-#: or abandoned at close). :meth:`WebhookNotifier.add_listener`; e.g. the metrics.
-Listener = Callable[[str], None]
+#: Told each notification's fate (a :class:`NotificationOutcome`, which is its text:
+#: ``"delivered"``, ``"retried"``, ``"given_up"``). :meth:`WebhookNotifier.add_listener`;
+#: e.g. the metrics.
+Listener = Callable[[NotificationOutcome], None]
 
 #: Every live notifier, so the fork hook can give each child fresh locks.
 _INSTANCES: weakref.WeakSet[WebhookNotifier] = weakref.WeakSet()
@@ -187,7 +181,7 @@ class WebhookNotifier:
         self._url = urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))
         #: The URL as logged: without credentials.
         self.url = self._url
-        self._opener = urllib.request.build_opener(_NoRedirect)
+        self._opener = posting.opener()
         self._closed = False
         self._listeners: list[Listener] = []
         self._reset()
@@ -200,7 +194,7 @@ class WebhookNotifier:
         """Tell ``listener`` each outcome (see :data:`Listener`); it runs on the sender's thread."""
         self._listeners.append(listener)
 
-    def _tell(self, outcome: str) -> None:
+    def _tell(self, outcome: NotificationOutcome) -> None:
         for listener in self._listeners:
             try:
                 listener(outcome)
@@ -262,7 +256,7 @@ class WebhookNotifier:
     def _count_drop(self) -> None:
         with self._lock:  # request threads race here
             self.dropped += 1
-        self._tell("given_up")
+        self._tell(NotificationOutcome.GIVEN_UP)
 
     # -- the worker thread --------------------------------------------------------------
 
@@ -273,7 +267,7 @@ class WebhookNotifier:
                 return
             if self._past_deadline():
                 self.abandoned += 1
-                self._tell("given_up")
+                self._tell(NotificationOutcome.GIVEN_UP)
                 # Named one by one: these are the recordings to reconcile by hand.
                 log.error("webhook %s: closing, abandoned notification %s (%s)",
                           self.url, pending.id, pending.label)
@@ -283,7 +277,7 @@ class WebhookNotifier:
             except Exception:
                 # Never let one bad notification stop the thread for all later ones.
                 self.failed += 1
-                self._tell("given_up")
+                self._tell(NotificationOutcome.GIVEN_UP)
                 log.exception("webhook %s: notification %s failed", self.url, pending.id)
 
     def _deliver(self, pending: _Pending) -> None:
@@ -291,52 +285,42 @@ class WebhookNotifier:
         for attempt in range(1, attempts + 1):
             try:
                 self._post(pending)
-            except _GiveUp as exc:
+            except posting.GiveUp as exc:
                 self.failed += 1
-                self._tell("given_up")
+                self._tell(NotificationOutcome.GIVEN_UP)
                 log.error("webhook %s: gave up on notification %s (%s) after %d attempt(s): %s",
                           self.url, pending.id, pending.label, attempt, exc)
                 return
             except Exception as exc:  # network errors, timeouts, 5xx: worth another try
                 if attempt == attempts:
                     self.failed += 1
-                    self._tell("given_up")
+                    self._tell(NotificationOutcome.GIVEN_UP)
                     log.error(
                         "webhook %s: gave up on notification %s (%s) after %d attempt(s): %s",
-                        self.url, pending.id, pending.label, attempt, _describe(exc))
+                        self.url, pending.id, pending.label, attempt, posting.describe(exc))
                     return
                 delay = min(self.backoff * 2 ** (attempt - 1), MAX_BACKOFF)
-                self._tell("retried")
+                self._tell(NotificationOutcome.RETRIED)
                 log.warning("webhook %s: notification %s attempt %d failed (%s); "
                             "retrying in %.1fs", self.url, pending.id, attempt,
-                            _describe(exc), delay)
+                            posting.describe(exc), delay)
                 if not self._sleep(delay):
                     self.abandoned += 1
-                    self._tell("given_up")
+                    self._tell(NotificationOutcome.GIVEN_UP)
                     log.error("webhook %s: closing, abandoned notification %s (%s) after "
                               "%d attempt(s)", self.url, pending.id, pending.label, attempt)
                     return
             else:
                 self.delivered += 1
-                self._tell("delivered")
+                self._tell(NotificationOutcome.DELIVERED)
                 return
 
     def _post(self, pending: _Pending) -> None:
         timeout = self.timeout
         if self._stopping.is_set():
             timeout = max(0.1, min(timeout, self._deadline - time.monotonic()))
-        request = urllib.request.Request(
-            self._url, data=pending.body, method="POST",
-            headers={**self._headers, "Idempotency-Key": pending.id},
-        )
-        try:
-            with self._opener.open(request, timeout=timeout) as response:
-                response.read(_MAX_ANSWER)
-        except urllib.error.HTTPError as exc:
-            exc.close()
-            if exc.code in _RETRY_STATUS or exc.code >= 500:
-                raise
-            raise _GiveUp(f"HTTP {exc.code} {exc.reason}") from exc
+        posting.post(self._opener, self._url, pending.body,
+                     {**self._headers, "Idempotency-Key": pending.id}, timeout)
 
     def _sleep(self, delay: float) -> bool:
         """Wait ``delay`` seconds before a retry; False when close()'s deadline comes first."""
@@ -402,13 +386,3 @@ def _after_fork_in_child() -> None:
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, urllib.error.HTTPError):
-        return f"HTTP {exc.code} {exc.reason}"
-    if isinstance(exc, urllib.error.URLError):
-        return f"{type(exc.reason).__name__}: {exc.reason}"
-    if isinstance(exc, http.client.HTTPException | OSError):
-        return f"{type(exc).__name__}: {exc}"
-    return repr(exc)

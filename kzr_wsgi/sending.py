@@ -1,13 +1,17 @@
-"""Send a stored file back over WSGI: ``GET``, ``HEAD``, conditional requests and ``Range``.
+"""What the edges send back over WSGI: a stored file, a short plain-text answer, an error.
 
-One place for it, used by the middleware's read-back and by the UI's audio URLs:
-werkzeug's :meth:`~werkzeug.wrappers.Response.make_conditional` answers ``If-None-Match``,
-``If-Modified-Since`` and ``Range`` (``206``, or ``416`` for a range past the end), and the
-file goes out through the server's ``wsgi.file_wrapper`` when it has one.
+A stored file (:func:`send_stored`), in one place for the middleware's read-back and
+the UI's audio URLs: werkzeug's :meth:`~werkzeug.wrappers.Response.make_conditional`
+answers ``If-None-Match``, ``If-Modified-Since`` and ``Range`` (``206``, or ``416`` for a
+range past the end), and the file goes out through the server's ``wsgi.file_wrapper``
+when it has one. A plain-text answer (:func:`send_text`), and one of the project's errors
+as the status :data:`kzr_wsgi.errors.STATUS` gives it (:func:`send_error`), for the
+middleware and the metrics app.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
@@ -15,10 +19,13 @@ from werkzeug.exceptions import RequestedRangeNotSatisfiable
 from werkzeug.wrappers import Response
 from werkzeug.wsgi import wrap_file
 
+from . import errors
 from .recording import StoredFile
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
+
+log = logging.getLogger("kzr_wsgi")
 
 
 def send_stored(
@@ -53,3 +60,33 @@ def send_stored(
         refused.headers.extend(headers)
         return refused(environ, start_response)
     return response(environ, start_response)
+
+
+def send_text(
+    environ: WSGIEnvironment,
+    start_response: StartResponse,
+    status: int,
+    text: str,
+    headers: Sequence[tuple[str, str]] = (),
+) -> Iterable[bytes]:
+    """Answer with ``status`` and ``text`` as ``text/plain`` (UTF-8)."""
+    response = Response(text, status=status, mimetype="text/plain", headers=list(headers))
+    return response(environ, start_response)
+
+
+def send_error(
+    exc: errors.KzrError, environ: WSGIEnvironment, start_response: StartResponse
+) -> Iterable[bytes]:
+    """Answer with ``exc``'s status and message (a ``401`` with a Basic challenge).
+
+    An error the table does not map is a bug: logged, and answered ``500`` without its
+    message.
+    """
+    status = errors.status_of(exc)
+    headers: list[tuple[str, str]] = []
+    if isinstance(exc, errors.Unauthorized):
+        headers.append(("WWW-Authenticate", 'Basic realm="kzr_wsgi", charset="UTF-8"'))
+    if status == 500:
+        log.error("unmapped error: %r", exc)
+        return send_text(environ, start_response, 500, "internal error\n")
+    return send_text(environ, start_response, status, f"{exc}\n", headers)

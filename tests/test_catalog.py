@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import sqlite3
+import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -23,6 +25,10 @@ from kzr_wsgi.catalog import (
     row_from_record,
     row_id,
 )
+from kzr_wsgi.catalog.backends.sqlite import SQLiteBackend
+from kzr_wsgi.catalog.connections import Connections
+from kzr_wsgi.catalog.migrations import migrate
+from kzr_wsgi.catalog.schema import MIGRATIONS, VERSION_TABLE
 from kzr_wsgi.metadata import GREGORIAN_OFFSET
 
 pytest_plugins = ["pgserver"]
@@ -199,7 +205,7 @@ def test_q_finds_call_id_number_or_a_name_prefix_in_any_case(
         catalog: Catalog, common: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     if common:
         # Any prefix counts as common: the page walks the order's index instead.
-        monkeypatch.setattr("kzr_wsgi.catalog.backend.COMMON_PREFIX", 1)
+        monkeypatch.setattr("kzr_wsgi.catalog.facade.COMMON_PREFIX", 1)
     catalog.add(sidecar("abc", fields={"caller_id_name": "Émilie Durand"}))
     catalog.add(sidecar("def", fields={"from": "+15555550100@r", "caller_id_name": "BOB"}))
     catalog.add(sidecar("ghi", fields={"caller_id_name": "Bobby"}))
@@ -263,6 +269,43 @@ def test_opening_again_migrates_nothing_and_the_version_is_recorded(
             conn.close()
     finally:
         again.close()
+
+
+def test_each_thread_has_its_own_connection_until_dropped_or_closed(tmp_path: Path) -> None:
+    connections = Connections(SQLiteBackend(tmp_path / "c.sqlite3"))
+    mine = connections.get()
+    assert connections.get() is mine
+    theirs: list[Any] = []
+    worker = threading.Thread(target=lambda: theirs.append(connections.get()))
+    worker.start()
+    worker.join()
+    assert len(theirs) == 1 and theirs[0] is not mine
+    connections.drop()  # this thread's only: closed, and a new one on the next use
+    with pytest.raises(sqlite3.ProgrammingError):
+        mine.execute("SELECT 1")
+    again = connections.get()
+    assert again is not mine and again.execute("SELECT 1").fetchone() == (1,)
+    connections.close()  # every thread's
+    for conn in (again, theirs[0]):
+        with pytest.raises(sqlite3.ProgrammingError):
+            conn.execute("SELECT 1")
+
+
+def test_migrating_twice_changes_nothing_and_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    backend = SQLiteBackend(tmp_path / "c.sqlite3")
+    migrate(backend)
+    migrate(backend)
+    conn = backend.connect()
+    try:
+        assert conn.execute(f"SELECT version FROM {VERSION_TABLE}").fetchall() == [
+            (len(MIGRATIONS),)]
+        conn.execute(f"UPDATE {VERSION_TABLE} SET version = {len(MIGRATIONS) + 1}")
+    finally:
+        conn.close()
+    with pytest.raises(RuntimeError, match="newer than this kzr_wsgi knows"):
+        migrate(backend)
+    with pytest.raises(RuntimeError, match="upgrade kzr_wsgi"):
+        Catalog(backend)
 
 
 def _child_adds(url: str, queue: Any) -> None:

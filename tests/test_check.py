@@ -20,7 +20,17 @@ import mutagen.mp3
 import pytest
 from servers import serve, wsgi_server
 
-from kzr_wsgi.selftest.check import FAIL, PASS, SKIP, WARN, Step, run_check, url_step
+from kzr_wsgi.selftest.check import (
+    FAIL,
+    PASS,
+    SKIP,
+    WARN,
+    Status,
+    Step,
+    passed,
+    run_check,
+    url_step,
+)
 from kzr_wsgi.selftest.wire import MP3_FRAME_BYTES, KazooURL, silent_mp3
 
 # -- pure ---------------------------------------------------------------------------------
@@ -59,6 +69,17 @@ def test_url_step(url: str, status: str, words: str | None) -> None:
     assert (step.step, step.name, step.status) == (1, "url", status)
     if words:
         assert step.hint and words in step.hint
+
+
+def test_a_step_status_prints_and_serialises_as_its_text() -> None:
+    step = Step(5, "cut-short", FAIL, "answered 201")
+    assert step.line() == "FAIL  5  cut-short: answered 201"
+    assert json.dumps(step.to_json()) == (
+        '{"step": 5, "name": "cut-short", "status": "FAIL", "hint": "answered 201"}')
+    assert [str(s) for s in Status] == ["PASS", "WARN", "FAIL", "SKIP"]
+    assert Status("WARN") is WARN and SKIP == "SKIP"
+    assert passed([Step(1, "url", WARN), Step(6, "read-back", SKIP)])
+    assert not passed([Step(1, "url", PASS), step])
 
 
 def test_url_forms_follow_kazoo() -> None:

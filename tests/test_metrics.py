@@ -7,6 +7,7 @@ scrape it with prometheus_client's own parser.
 
 from __future__ import annotations
 
+import gc
 import http.server
 import json
 import os
@@ -15,6 +16,7 @@ import signal
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -23,11 +25,20 @@ import pytest
 from kazoo import httpc_put, put_cut_short, send_raw
 from prometheus_client.parser import text_string_to_metric_families
 from servers import serve
+from werkzeug.middleware.lint import LintMiddleware
 from werkzeug.test import Client
 
 from kzr_wsgi import DirectoryStore, Guard, KazooRecordings, Recording, WebhookNotifier, errors
 from kzr_wsgi.audio import FLAGS, AudioInfo
-from kzr_wsgi.metrics import SECONDS_BUCKETS, Metrics, MultiprocessDir, store_error_label
+from kzr_wsgi.metrics import (
+    SECONDS_BUCKETS,
+    UPLOAD_OUTCOMES,
+    Metrics,
+    MetricsApp,
+    MultiprocessDir,
+    UploadOutcome,
+    store_error_label,
+)
 from kzr_wsgi.selftest.wire import silent_mp3
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -104,6 +115,82 @@ def test_counts_every_upload_outcome_and_read(tmp_path: Path) -> None:
                if name == "kzr_upload_seconds_bucket"}
     assert min(buckets) == 0.05 and max(b for b in buckets if b != float("inf")) == 3600
     assert len(SECONDS_BUCKETS) == len(buckets) - 1
+
+
+def test_uploads_refused_before_their_kind_is_known_count_as_unknown(tmp_path: Path) -> None:
+    metrics = Metrics()
+    client = Client(KazooRecordings(host_app, DirectoryStore(tmp_path), prefix="/kzr",
+                                    max_name_bytes=64, metrics=metrics))
+    for outcome in UPLOAD_OUTCOMES:  # present from the start, as every other series
+        assert value(scrape(client), "kzr_uploads_total", kind="unknown", outcome=outcome) == 0
+    assert client.put("/kzr/call_recording_a.exe", data=b"x").status_code == 400
+    assert client.post(f"/kzr/call_recording_{'b' * 80}.mp3", data=b"x").status_code == 400
+    # A read of such a name is no upload; outside the prefix the host app answers.
+    assert client.get("/kzr/call_recording_a.exe").status_code == 400
+    assert client.put("/other/call_recording_a.exe", data=b"x").status_code == 200
+    samples = scrape(client)
+    assert value(samples, "kzr_uploads_total", kind="unknown", outcome="refused") == 2
+    assert sum(value(samples, "kzr_uploads_total", kind=kind, outcome=outcome)
+               for kind in ("call", "caller", "attachment", "unknown")
+               for outcome in UPLOAD_OUTCOMES) == 2
+    assert value(samples, "kzr_reads_total", outcome="refused") == 0
+    # Never stored, so no bytes or times are kept for it.
+    assert ("kzr_upload_bytes_total", frozenset({("kind", "unknown")})) not in samples
+
+
+def test_upload_outcomes_are_their_label_text() -> None:
+    assert UPLOAD_OUTCOMES == ("stored", "duplicate", "refused", "failed")
+    assert [f"{o}" for o in UploadOutcome] == list(UPLOAD_OUTCOMES)
+    with pytest.raises(ValueError, match="unknown upload outcome"):
+        Metrics().upload("call", "lost")
+
+
+def test_the_metrics_app_answers_scrapes_in_front_of_any_app() -> None:
+    metrics = Metrics()
+    app = MetricsApp(host_app, metrics)
+    client = Client(LintMiddleware(app))
+
+    def ask(method: str, path: str, **kwargs: object) -> tuple[int, dict[str, str], bytes]:
+        with client.open(path, method=method, **kwargs) as reply:  # type: ignore[arg-type]
+            return reply.status_code, dict(reply.headers), reply.get_data()
+
+    status, headers, page = ask("GET", "/metrics", environ_base=LOCAL)
+    assert status == 200 and headers["Cache-Control"] == "no-store"
+    assert b"kzr_uploads_total" in page
+    assert ask("GET", "/metrics")[0] == 403
+    assert ask("POST", "/metrics", data=b"x")[1]["Allow"] == "GET, HEAD"
+    # Every other request is the app's, the very same environ and start_response.
+    assert ask("GET", "/metrics/more", environ_base=LOCAL)[2] == b"host app\n"
+    assert ask("PUT", "/call_recording_a.mp3", data=b"x")[2] == b"host app\n"
+    with pytest.raises(ValueError, match="already answers scrapes"):
+        MetricsApp(app, metrics)
+
+
+def test_the_middleware_can_count_and_leave_scrapes_to_an_app_in_front(tmp_path: Path) -> None:
+    metrics = Metrics()
+    middleware = KazooRecordings(host_app, DirectoryStore(tmp_path), metrics=metrics,
+                                 answer_scrapes=False)
+    # Alone it does not answer the path: the request is the host app's.
+    assert Client(middleware).get("/metrics", environ_base=LOCAL).get_data() == b"host app\n"
+    client = Client(MetricsApp(middleware, metrics))
+    assert client.put(mp3_url("a"), data=b"x").status_code == 201
+    assert value(scrape(client), "kzr_uploads_total", kind="call", outcome="stored") == 1
+
+
+def test_a_mount_that_answers_scrapes_is_freed_with_its_last_reference(tmp_path: Path) -> None:
+    # No reference cycle: a store's housekeeping ends with the store, not at some later
+    # garbage collection (while other code runs and reads its logs).
+    metrics = Metrics()
+    gc.disable()
+    try:
+        store = DirectoryStore(tmp_path)
+        mount = KazooRecordings(host_app, store, metrics=metrics)
+        assert Client(mount).get("/metrics", environ_base=LOCAL).status_code == 200
+        gone = weakref.ref(store)
+        del mount, store
+        assert gone() is None
+    finally:
+        gc.enable()
 
 
 class _Failing:
@@ -355,6 +442,7 @@ def test_serve_two_workers_counts_exactly(tmp_path: Path) -> None:
             reply = put_cut_short(host, port, mp3_url(f"cut{n}"), b"x" * 100, 1000)
             assert reply is None or reply.status == 400
         assert httpc_put(host, port, mp3_url("kzr-check-abc"), silent_mp3(3)).status == 201
+        assert httpc_put(host, port, "/call_recording_x.exe", b"x").status == 400
         assert send_raw(host, port, f"GET {mp3_url('m5')} HTTP/1.1\r\nHost: x\r\n"
                         "Connection: close\r\n\r\n".encode(), method="GET").status == 200
 
@@ -366,6 +454,7 @@ def test_serve_two_workers_counts_exactly(tmp_path: Path) -> None:
         assert value(samples, "kzr_uploads_total", kind="call", outcome="duplicate") == 3
         assert value(samples, "kzr_uploads_total", kind="call", outcome="refused") == 2
         assert value(samples, "kzr_uploads_total", kind="call", outcome="failed") == 0
+        assert value(samples, "kzr_uploads_total", kind="unknown", outcome="refused") == 1
         assert value(samples, "kzr_selftest_uploads_total", outcome="stored") == 1
         assert value(samples, "kzr_upload_bytes_total", kind="call") == sum(
             len(b) for b in bodies.values())

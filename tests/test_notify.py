@@ -24,7 +24,7 @@ from servers import free_port, serve
 
 from kzr_wsgi.body import Body
 from kzr_wsgi.metadata import parse_metadata
-from kzr_wsgi.notify import WebhookNotifier, notification
+from kzr_wsgi.notify import NotificationOutcome, WebhookNotifier, notification
 from kzr_wsgi.recording import Kind, Name, Recording, Stored
 
 # -- a webhook receiver on loopback ------------------------------------------------------
@@ -204,6 +204,20 @@ def test_recovers_after_transient_errors(caplog: pytest.LogCaptureFixture) -> No
         assert notifier.close(5)
     assert len(rec.hits) == 3 and notifier.delivered == 1 and notifier.failed == 0
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_listeners_are_told_each_outcome_as_its_text() -> None:
+    told: list[NotificationOutcome] = []
+    with receiver(lambda n: (503, 0.0) if n == 0 else (200, 0.0)) as rec:
+        notifier = WebhookNotifier(rec.url, timeout=2, retries=2, backoff=0.01)
+        notifier.add_listener(told.append)
+        notifier(make_recording(), STORED)
+        rec.wait_for(2)
+        assert notifier.close(5)
+    assert told == [NotificationOutcome.RETRIED, NotificationOutcome.DELIVERED]
+    # The members are the strings listeners were told before: "retried", "delivered".
+    assert told == ["retried", "delivered"] and [f"{o}" for o in told] == told
+    assert [o.value for o in NotificationOutcome] == ["delivered", "retried", "given_up"]
 
 
 def test_a_client_error_is_not_retried(caplog: pytest.LogCaptureFixture) -> None:

@@ -18,7 +18,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from s3server import aws_env, moto_endpoint, s3_bucket  # noqa: F401 - fixtures
 from ui_fixtures import ACME, BOTH, OPS, SECOND, UPLOADER, UIWorld, basic
+from werkzeug.test import Client
 
+from kzr_wsgi import KazooRecordings, errors
+from kzr_wsgi.cli import not_found
 from kzr_wsgi.ui import Viewer, ViewerFileError, Viewers, parse_viewer_file
 from kzr_wsgi.ui.api import content_disposition
 from kzr_wsgi.ui.cursor import BadCursor, CursorSigner
@@ -531,3 +534,26 @@ def test_the_app_keeps_to_wsgi(world: UIWorld) -> None:
             reply = client.get(path, headers=headers)
             assert reply.status_code == status, path
             reply.close()
+
+
+# -- one table of statuses ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("error", sorted(errors.STATUS, key=lambda c: c.__name__),
+                         ids=lambda c: c.__name__)
+def test_the_page_and_the_receiver_answer_an_error_with_one_status(
+        world: UIWorld, error: type[errors.KzrError], monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the catalog or a store raises is answered by errors.STATUS, on either side."""
+
+    def fail(*args: object) -> None:
+        raise error("it failed")
+
+    # The receiver: the handler raises while taking an upload.
+    receiver = KazooRecordings(not_found, fail)
+    upload = Client(receiver).put("/call_recording_e.mp3", data=b"x")
+    # The page: the catalog raises while searching.
+    monkeypatch.setattr(world.catalog, "search", fail)
+    listing = world.get("/api/recordings")
+    assert upload.status_code == listing.status_code == errors.status_of(error("x"))
+    expected = "it failed" if listing.status_code < 500 else "unavailable"
+    assert listing.json == {"error": expected}

@@ -85,11 +85,30 @@ def open_page(browser: object, viewer: tuple[str, str] | None, url: str) -> obje
     return page
 
 
-def search(page: object, text: str) -> list[str]:
-    """Type ``text`` into the search field, submit, and return the call ids listed."""
+def generation(page: object) -> str:
+    """The generation of the listing the page shows (once it shows one)."""
+    page.wait_for_selector("body[data-loaded=true]")  # type: ignore[attr-defined]
+    shown = page.get_attribute("body", "data-generation")  # type: ignore[attr-defined]
+    assert shown
+    return str(shown)
+
+
+def submit_search(page: object, text: str) -> None:
+    """Type ``text`` into the search field, submit, and wait for this search's results.
+
+    The page being left says ``data-loaded`` until the next one replaces it: the wait is
+    for a listing of another generation.
+    """
+    before = generation(page)
     page.fill("input[name=q]", text)  # type: ignore[attr-defined]
     page.click("button[type=submit]")  # type: ignore[attr-defined]
-    page.wait_for_selector("body[data-loaded=true]")  # type: ignore[attr-defined]
+    page.wait_for_selector(  # type: ignore[attr-defined]
+        f'body[data-loaded=true]:not([data-generation="{before}"])')
+
+
+def search(page: object, text: str) -> list[str]:
+    """Type ``text`` into the search field, submit, and return the call ids listed."""
+    submit_search(page, text)
     return listed(page)
 
 
@@ -162,6 +181,7 @@ def test_find_by_number_and_call_id_then_play_seek_and_download(
 
 def test_a_scoped_viewer_sees_its_account_only(site: Site, browser: object) -> None:
     ops = open_page(browser, OPS, site.url())
+    assert len(listed(ops)) == len(site.uploads)
     ids = {li.get_attribute("data-recording-id"): li.locator("dd:nth-of-type(3)").text_content()
            for li in ops.locator("li.result").all()}
     ops.context.close()
@@ -187,6 +207,36 @@ def test_a_caller_name_with_markup_is_text(site: Site, browser: object) -> None:
     page.wait_for_timeout(300)  # an image error handler would have fired by now
     assert page.evaluate("() => window.__pwned") is None
     assert page.locator("#results img").count() == 0
+    page.context.close()
+
+
+def test_an_opened_result_stays_open_after_its_search_answered(
+        site: Site, browser: object) -> None:
+    """The results a search waits for are its own, never those of the page being left.
+
+    Chromium asks for the next page in a task of its own after the click's; under load
+    that came after Playwright's click had returned, while the outgoing page still said
+    ``data-loaded``: the result opened was the outgoing page's, and a moment later its
+    download link was gone with it. Here the form's submission is held back a second,
+    so every run meets that order of events.
+    """
+    page = open_page(browser, OPS, site.url("/ui/?q=%3Cimg"))
+    assert listed(page) == ["beta-hostile"]
+    page.evaluate("""() => document.getElementById("search").addEventListener("submit",
+        (event) => { event.preventDefault(); setTimeout(() => event.target.submit(), 1000); },
+        { once: true })""")
+    with page.expect_response(lambda r: "/api/recordings?" in r.url):
+        submit_search(page, "<img")
+        assert listed(page) == ["beta-hostile"]
+        row = page.locator("li.result").first
+        row.locator("summary").click()
+        link = row.locator("a.download")
+        assert link.is_visible()
+    # The search has answered (waited for above, or it replaced the page since).
+    assert link.is_visible()
+    with page.expect_download() as info:
+        link.click()
+    assert info.value.suggested_filename.endswith("_beta-hostile.mp3")
     page.context.close()
 
 

@@ -11,7 +11,7 @@ catalog that is lost or behind is rebuilt from them (:func:`reindex`).
 
 URLs: ``sqlite:///PATH`` (a relative PATH; ``sqlite:////abs/path`` for an absolute
 one, as SQLAlchemy spells it) or ``postgresql://user:pass@host:port/db`` (extra
-``postgres``). See ``docs/catalog.md``.
+``postgres``). See the manual's catalog page (``docs/catalog.md``).
 """
 
 from __future__ import annotations
@@ -19,8 +19,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .backend import ROOT_CATALOG, WRITE_FAILURES, Backend, Catalog, WriteFailures
+from .backends.base import Backend
+from .backends.sqlite import SQLiteBackend
 from .codec import row_from_db
+from .facade import ROOT_CATALOG, WRITE_FAILURES, Catalog, WriteFailures
 from .rows import Row, clean_text, normalise_number, parse_when, row_from_record, row_id
 from .search import Page, Query
 
@@ -37,8 +39,6 @@ def open_catalog(url: str, *, connect_now: bool = True) -> Catalog:
 def backend_for(url: str) -> Backend:
     """The :class:`Backend` a catalog URL names."""
     if url.startswith("sqlite:///"):
-        from .backends.sqlite import SQLiteBackend
-
         path = url[len("sqlite:///"):]
         if not path or path.startswith("?"):
             raise ValueError(f"no file in catalog URL {url!r} (sqlite:///PATH)")

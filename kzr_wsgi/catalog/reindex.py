@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from ..errors import KzrError
 from ..stores.readback import Readable, scan
-from .backend import Catalog
+from .facade import Catalog
 from .rows import Row, row_from_record
 
 log = logging.getLogger("kzr_wsgi.catalog")

@@ -31,7 +31,7 @@ _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 @dataclass(frozen=True)
 class Row:
-    """One stored copy as the catalog knows it (see ``CATALOG_API.md``).
+    """One stored copy as the catalog knows it (see the manual's catalog page).
 
     Every text field is untrusted (it came in an upload): show it escaped.
     """

@@ -7,7 +7,7 @@ what the first one does; ``max_seq`` pins a snapshot so rows that arrive while a
 operator pages do not shift the pages.
 
 The SQL is written once, with ``:name`` parameters; the backends translate the
-parameter style where their drivers differ (see :mod:`kzr_wsgi.catalog.backend`).
+parameter style where their drivers differ (see :mod:`kzr_wsgi.catalog.backends.base`).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ _TOP = "\U0010ffff"
 class Query:
     """What to find. Every field is optional; different fields combine with AND.
 
-    See ``CATALOG_API.md`` for each field's meaning; ``flags`` is OR within itself.
+    See the manual's catalog page for each field's meaning; ``flags`` is OR within itself.
     """
 
     #: Call id or number matched exactly, or a case-insensitive prefix of caller_id_name.

@@ -20,7 +20,7 @@ from ..building import BuiltStore, catalog_of
 from ..configfile import RETENTION
 from ..errors import KzrError, StoreUnavailable
 from ..forms import url_prefix
-from ..metrics import LOOPBACK, MultiprocessDir
+from ..metrics import LOOPBACK, MetricsApp, MultiprocessDir
 from ..middleware import KazooRecordings
 from ..notify import WebhookNotifier
 from ..recording import Handler
@@ -113,6 +113,8 @@ def build_app(options: ServeOptions, spec: StoreSpec) -> Served:
         ) if options.ui_on else None
         store, where = spec.open_store()
         warnings = _fail_fast(store)
+        metrics = (_metrics(options.metrics_allow, options.trust_proxy)
+                   if options.metrics_on else None)
         receiver = KazooRecordings(
             not_found,
             store,
@@ -125,13 +127,15 @@ def build_app(options: ServeOptions, spec: StoreSpec) -> Served:
             guard=guard if guard.enabled else None,
             # Built here, in the master: each worker starts its sender on first use.
             on_stored=[WebhookNotifier(url) for url in options.notify_urls],
-            metrics=(_metrics(options.metrics_allow, options.trust_proxy)
-                     if options.metrics_on else None),
+            # Counted in the middleware; scrapes answered in front of everything.
+            metrics=metrics, answer_scrapes=False,
             inspect=options.inspect,
         )
         app: WSGIApplication = receiver
         if viewers is not None:
             app = _with_ui(receiver, store, options.ui_prefix, viewers, secret=options.ui_secret)
+        if metrics is not None:
+            app = MetricsApp(app, metrics)
     except (ValueError, OSError) as exc:
         raise click.ClickException(str(exc)) from exc
     return Served(app=app, store=store, where=where, guard=guard, viewers=viewers,

@@ -2,13 +2,15 @@
 
 A self-test for operators, shaped like Kazoo, to run after every change::
 
-    >>> from kzr_wsgi.check import run_check
+    >>> from kzr_wsgi.selftest.check import run_check
     >>> steps = run_check("http://kazoo:s3cret@recorder:8080/kzr", read_back=True)  # doctest: +SKIP
-    >>> [s.status for s in steps]                                                # doctest: +SKIP
+    >>> [s.status.value for s in steps]                                          # doctest: +SKIP
     ['PASS', 'PASS', 'PASS', 'PASS', 'PASS', 'PASS', 'PASS']
 
-Each :class:`Step` is ``PASS``, ``WARN``, ``FAIL`` or ``SKIP`` (it does not apply), with
-a hint that says what to change. The steps (:data:`STEPS`):
+Each :class:`~kzr_wsgi.selftest.verdicts.Step` is ``PASS``, ``WARN``, ``FAIL`` or ``SKIP``
+(it does not apply), with a hint that says what to change; what the answers mean is
+decided in :mod:`kzr_wsgi.selftest.verdicts` (pure), whose names this module also
+exports. The steps (:data:`~kzr_wsgi.selftest.verdicts.STEPS`):
 
 1. ``url``: the URL itself: credentials Kazoo's httpc cannot send (FAIL); a loopback
    or ``0.0.0.0`` host (WARN: Kazoo will not upload there).
@@ -30,17 +32,27 @@ from listings, counts it apart and announces it to no webhook.
 
 from __future__ import annotations
 
-import re
 import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
-from ..auth import is_loopback_host, parse_address
 from ..forms import CALL_PREFIX
 from ..metadata import GREGORIAN_OFFSET
 from ..recording import SELF_TEST_PREFIX
+from .verdicts import (
+    FAIL,
+    FREESWITCH_OK,
+    PASS,
+    SKIP,
+    STEPS,
+    WARN,
+    Status,
+    Step,
+    passed,
+    refusal_hint,
+    url_step,
+)
 from .wire import (
     MP3_FRAME_MS,
     Answer,
@@ -51,75 +63,8 @@ from .wire import (
     silent_mp3,
 )
 
-PASS, WARN, FAIL, SKIP = "PASS", "WARN", "FAIL", "SKIP"
-
-#: Every step's number and name, in order.
-STEPS = (
-    (1, "url"),
-    (2, "kazoo-4x"),
-    (3, "freeswitch-3x"),
-    (4, "two-recordings"),
-    (5, "cut-short"),
-    (6, "read-back"),
-    (7, "credentials"),
-)
-
-_NUMBERS = {name: number for number, name in STEPS}
-
-#: What FreeSWITCH counts as success; any other code, other 2xx included, is a failure.
-FREESWITCH_OK = frozenset({200, 201, 202, 204})
-
-#: Characters a user name or password may hold so that httpc sends it as written.
-_SAFE_USERINFO = re.compile(r"[A-Za-z0-9._~-]*")
-
 #: Default seconds each request may take.
 DEFAULT_TIMEOUT = 30.0
-
-
-@dataclass(frozen=True)
-class Step:
-    """One step's verdict."""
-
-    step: int
-    name: str
-    status: str
-    #: What was seen and what to change (for PASS: a note, or None).
-    hint: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        """``{"step", "name", "status", "hint"}``."""
-        return {"step": self.step, "name": self.name, "status": self.status, "hint": self.hint}
-
-    def line(self) -> str:
-        """The step as one printed line."""
-        return f"{self.status}  {self.step}  {self.name}" + (f": {self.hint}" if self.hint else "")
-
-
-def url_step(url: KazooURL) -> Step:
-    """Step 1: what the URL alone tells (pure)."""
-    problems: list[str] = []
-    if url.raw_userinfo is not None:
-        user, _, password = url.raw_userinfo.partition(":")
-        for what, text in (("user name", user), ("password", password)):
-            if not _SAFE_USERINFO.fullmatch(text):
-                problems.append(
-                    f"the {what} holds characters Kazoo's httpc will not send correctly "
-                    "(it sends no credentials when the password holds ':', and '%XX' "
-                    "escapes undecoded); use letters, digits and '-._~' only, in the URL "
-                    "and in --basic-auth"
-                )
-    host = url.endpoint.host
-    address = parse_address(host)
-    local = is_loopback_host(host) or (address is not None and address.is_unspecified)
-    if local:
-        problems.append(f"{host} is this machine: fine for a local test, but Kazoo will not "
-                        "upload there (its HTTP client refuses localhost, 127.0.0.1 and "
-                        "0.0.0.0); give Kazoo a routable address")
-    if problems:
-        return Step(1, "url", FAIL if len(problems) > local else WARN, "; ".join(problems))
-    if url.endpoint.scheme == "http" and url.raw_userinfo is not None:
-        return Step(1, "url", PASS, "credentials travel in clear over http://")
-    return Step(1, "url", PASS)
 
 
 @dataclass
@@ -185,7 +130,7 @@ class Checker:
                        "running and reachable from here (host, port, firewall)?")
             return None
         if not answer.ok:
-            self._step("kazoo-4x", FAIL, _refusal_hint(answer, "an upload as Kazoo 4.x "
+            self._step("kazoo-4x", FAIL, refusal_hint(answer, "an upload as Kazoo 4.x "
                                                           "sends it"))
             return upload
         retry = self._send4(upload.target, upload.body, self.url.httpc_userinfo)
@@ -225,7 +170,7 @@ class Checker:
                        "and 204 as success and retries anything else")
         else:
             self._step("freeswitch-3x", FAIL,
-                       _refusal_hint(answer, "an upload as FreeSWITCH (3.x) sends it, "
+                       refusal_hint(answer, "an upload as FreeSWITCH (3.x) sends it, "
                                      "with an unencoded name and Expect: 100-continue"))
 
     def _two_recordings(self) -> None:
@@ -238,7 +183,7 @@ class Checker:
                 what = ("the first of two recordings of one call" if n == 1 else
                         "a second recording of the same call (same name, another "
                         "recording_id)")
-                self._step("two-recordings", FAIL, _refusal_hint(upload.answer, what))
+                self._step("two-recordings", FAIL, refusal_hint(upload.answer, what))
                 return
         if not self.read_back:
             self._step("two-recordings", PASS,
@@ -340,9 +285,9 @@ class Checker:
 
     # -- requests -------------------------------------------------------------------------
 
-    def _step(self, name: str, status: str, hint: str | None = None) -> None:
+    def _step(self, name: str, status: Status, hint: str | None = None) -> None:
         """Record step ``name``'s verdict (its number is the one :data:`STEPS` gives it)."""
-        self._add(Step(_NUMBERS[name], name, status, hint))
+        self._add(Step.named(name, status, hint))
 
     def _add(self, step: Step) -> None:
         self.steps.append(step)
@@ -386,32 +331,6 @@ class Checker:
                              extra=extra or ())
 
 
-def _refusal_hint(answer: Answer, what: str) -> str:
-    """What a failed upload's answer most likely means, and what to change."""
-    status = answer.status
-    if status is None:
-        return f"{what} got no answer ({answer.error})"
-    said = answer.body.decode("utf-8", "replace").strip().splitlines()
-    detail = f" ({said[0][:120]})" if said else ""
-    advice = {
-        400: "the receiver did not understand the upload",
-        401: "the credentials were refused: the URL's user:pass must match the receiver's "
-             "(serve --basic-auth), in letters, digits and '-._~'",
-        403: "forbidden: this address is outside the receiver's --allow, or its URL token "
-             "is missing from the URL",
-        404: "nothing takes uploads at this path: the URL's path must be the receiver's "
-             "--prefix",
-        405: "the receiver does not take PUT at this URL",
-        411: "the receiver wants a Content-Length it was given",
-        413: "the receiver's size limit is below a small test file (--max-size)",
-    }.get(status)
-    if advice is None and status >= 500:
-        advice = "the receiver failed to store it: see its log (disk full? store down?)"
-    elif advice is None:
-        advice = "Kazoo counts only 2xx as stored and retries anything else"
-    return f"{what} was answered {status}{detail}: {advice}"
-
-
 def run_check(
     url: str,
     *,
@@ -423,6 +342,18 @@ def run_check(
     return Checker(url, timeout=timeout, read_back=read_back, echo=echo).run()
 
 
-def passed(steps: list[Step]) -> bool:
-    """True when no step failed (WARN and SKIP do not fail a check)."""
-    return all(step.status != FAIL for step in steps)
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "FAIL",
+    "FREESWITCH_OK",
+    "PASS",
+    "SKIP",
+    "STEPS",
+    "WARN",
+    "Checker",
+    "Status",
+    "Step",
+    "passed",
+    "run_check",
+    "url_step",
+]

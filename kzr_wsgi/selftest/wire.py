@@ -2,7 +2,7 @@
 
 A general HTTP client would normalise exactly what the check must reproduce (header
 case, an empty ``te:``, an unencoded path, ``Expect: 100-continue``, a body cut
-short), so requests are written by hand here (contract §3):
+short), so requests are written by hand here (see the manual's Kazoo page, ``docs/kazoo.md``):
 
 * :func:`httpc_request`: Erlang/OTP ``httpc`` as Kazoo 4.x's ``kz_att_http`` drives it:
   lower-case header names, an empty ``te:``, ``connection: keep-alive``,
@@ -49,7 +49,7 @@ def silent_mp3(frames: int) -> bytes:
 
     Each frame is a valid MPEG-2 Layer III frame at 16 kHz stereo 64 kbit/s whose side
     information is all zero: no main data, so a decoder plays silence. That is the
-    shape FreeSWITCH writes (contract §8), small enough to upload in milliseconds.
+    shape FreeSWITCH writes (``docs/audio.md``), small enough to upload in milliseconds.
     """
     if frames < 1:
         raise ValueError("an MP3 needs at least one frame")
@@ -140,7 +140,7 @@ class KazooURL:
         return f"{unquote(user)}:{unquote(password)}"
 
     def kazoo4(self, filename: str, fields: list[tuple[str, str]]) -> str:
-        """The request target Kazoo 4.x's ``record_call`` uploads ``filename`` to (§2)."""
+        """Where Kazoo 4.x's ``record_call`` uploads ``filename`` (``docs/kazoo.md``, URL forms)."""
         meta = "&".join(f"{k}={quote(v, safe='')}" for k, v in fields)
         name = quote(filename, safe="")
         if self.query is None:

@@ -2,7 +2,8 @@
 
 No I/O here: :mod:`kzr_wsgi.ui.app` feeds it a request's parameters and the
 catalog's rows. Every bad parameter is a :class:`BadParameter` naming it, which the
-edge answers ``400`` with ``{"error": ..., "parameter": ...}``.
+edge answers ``400`` (a :class:`~kzr_wsgi.errors.BadRequest`) with
+``{"error": ..., "parameter": ...}``.
 
 >>> f = parse_filters([("q", "+15551234567"), ("flag", "empty"), ("flag", "silent")])
 >>> f.q, f.flags, f.limit
@@ -22,7 +23,7 @@ from urllib.parse import quote
 
 from ..audio import FLAGS
 from ..catalog import Row, parse_when
-from ..errors import KzrError
+from ..errors import BadRequest
 
 #: Items per page unless ``limit`` says otherwise, and the most ``limit`` may ask for.
 DEFAULT_LIMIT = 50
@@ -45,7 +46,7 @@ _BY_EXT = {"mp3": "audio/mpeg", "wav": "audio/wav", "mp4": "audio/mp4", "m4a": "
            "ogg": "audio/ogg", "flac": "audio/flac"}
 
 
-class BadParameter(KzrError, ValueError):
+class BadParameter(BadRequest, ValueError):
     """A query parameter the API cannot take; ``parameter`` names it."""
 
     def __init__(self, parameter: str, message: str) -> None:

@@ -35,7 +35,6 @@ from werkzeug.wrappers import Request, Response
 
 from .. import errors
 from ..catalog import Catalog, Query, Row
-from ..middleware import STATUS
 from ..recording import StoredFile
 from ..sending import send_stored
 from .api import (
@@ -138,7 +137,7 @@ class SearchUI:
     ) -> Iterable[bytes]:
         if not self.owns(environ.get("PATH_INFO", "")):
             if self.app is None:
-                return _json(404, {"error": "not found"})(environ, start_response)
+                return _error(errors.NotFound("not found"))(environ, start_response)
             return self.app(environ, start_response)
         try:
             return self._dispatch(environ, start_response)
@@ -157,7 +156,7 @@ class SearchUI:
         try:
             viewer = self.viewers.authenticate(environ)
         except errors.Unauthorized as exc:
-            return _json(401, {"error": str(exc)}, [
+            return _json(errors.status_of(exc), {"error": str(exc)}, [
                 ("WWW-Authenticate", 'Basic realm="kzr_wsgi recordings", charset="UTF-8"'),
             ])(environ, start_response)
         if sub == "":
@@ -169,13 +168,13 @@ class SearchUI:
         if method not in ("GET", "HEAD"):
             raise MethodNotAllowed(valid_methods=["GET", "HEAD"])
         adapter = self._map.bind("ui", path_info=sub, url_scheme="http")
-        try:
-            endpoint, args = adapter.match(sub, method="GET")
-        except RouteNotFound:
-            return _json(404, {"error": "not found"})(environ, start_response)
         request = Request(environ)
         base = f"{script}{self.prefix}"
         try:
+            try:
+                endpoint, args = adapter.match(sub, method="GET")
+            except RouteNotFound:
+                raise errors.NotFound("not found") from None
             if endpoint == "page":
                 return self._send_static("index.html", request, environ, start_response)
             if endpoint == "static":
@@ -187,11 +186,9 @@ class SearchUI:
                 return _json(200, api_item(row, _audio_url(base, row)))(environ, start_response)
             return self._audio(row, request, environ, start_response)
         except BadParameter as exc:
-            return _json(400, error_body(exc))(environ, start_response)
+            return _json(errors.status_of(exc), error_body(exc))(environ, start_response)
         except errors.KzrError as exc:
-            status = _status_of(exc)
-            return _json(status, {"error": str(exc) if status < 500 else "unavailable"})(
-                environ, start_response)
+            return _error(exc)(environ, start_response)
 
     # -- endpoints --------------------------------------------------------------------
 
@@ -240,7 +237,7 @@ class SearchUI:
                      start_response: StartResponse) -> Iterable[bytes]:
         found = self._static.get(name)
         if found is None:
-            return _json(404, {"error": "not found"})(environ, start_response)
+            raise errors.NotFound("not found")
         body, mimetype, etag = found
         response = Response(body, mimetype=mimetype)
         response.set_etag(etag)
@@ -263,17 +260,17 @@ def _audio_url(base: str, row: Row) -> str:
     return f"{base}/api/recordings/{quote(row.id, safe='')}/audio"
 
 
-def _status_of(exc: errors.KzrError) -> int:
-    for cls in type(exc).__mro__:
-        if cls in STATUS:
-            return STATUS[cls]
-    return 500
-
-
 def _secure(response: Response) -> Response:
     for name, value in SECURITY_HEADERS:
         response.headers[name] = value
     return response
+
+
+def _error(exc: errors.KzrError) -> Response:
+    """One of the project's errors as JSON, with the status :data:`kzr_wsgi.errors.STATUS`
+    gives it (a 5xx says only "unavailable": what failed behind is not the viewer's)."""
+    status = errors.status_of(exc)
+    return _json(status, {"error": str(exc) if status < 500 else "unavailable"})
 
 
 def _json(status: int, data: Any, headers: Sequence[tuple[str, str]] = ()) -> Response:

@@ -13,7 +13,7 @@ from typing import Any
 
 import psycopg
 
-from ..backend import Backend, translate_named
+from .base import Backend, translate_named
 
 #: Seconds to wait for the server when connecting.
 CONNECT_TIMEOUT = 5

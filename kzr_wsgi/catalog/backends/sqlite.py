@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ..backend import Backend
+from .base import Backend
 
 #: How long a writer waits for another's lock before failing, in milliseconds.
 BUSY_TIMEOUT_MS = 30_000

@@ -113,6 +113,21 @@ function showStatus(text, isError) {
   status.className = isError ? "error" : "";
 }
 
+// Each listing the page shows gets a generation one above the last in this tab. Until
+// the next page replaces it, the page being left still says data-loaded, so a script
+// that waits for a search's results (a test, an automation) waits for a generation other
+// than the one it saw before submitting.
+function nextGeneration() {
+  try {
+    const generation = Number(sessionStorage.getItem("kzr-generation") || "0") + 1;
+    sessionStorage.setItem("kzr-generation", String(generation));
+    return String(generation);
+  } catch (error) {
+    // Storage turned off: the time this page began is still new to it.
+    return `t${performance.timeOrigin}`;
+  }
+}
+
 async function load() {
   const params = searchParams();
   fillForm(params);
@@ -150,6 +165,7 @@ async function load() {
   } else {
     older.hidden = true;
   }
+  document.body.dataset.generation = nextGeneration();
   document.body.dataset.loaded = "true";
 }
 

@@ -1,0 +1,310 @@
+"""The catalog itself: one class over either database (driver-independent).
+
+:class:`Catalog` holds a :class:`~kzr_wsgi.catalog.backends.base.Backend`
+(:mod:`~kzr_wsgi.catalog.backends.sqlite` or :mod:`~kzr_wsgi.catalog.backends.postgres`),
+which knows only how to connect and where its driver differs; every statement is
+written once (here, in :mod:`.codec` and in :mod:`.search`) with ``:name`` parameters.
+
+**Connections** are :class:`~kzr_wsgi.catalog.connections.Connections`' (one per
+thread, per process, never used across a ``fork``). After a connection error the
+connection is dropped and the statement tried once more on a new one. The schema is
+brought up to date (:func:`~kzr_wsgi.catalog.migrations.migrate`) before first use.
+
+**Write failures** are the caller's to survive: the stores call
+:meth:`Catalog.add_stored`, which logs, counts (:data:`WRITE_FAILURES`) and returns
+``None`` instead of raising, so a catalog that is down never fails an upload.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+from .backends.base import Backend
+from .backends.sqlite import SQLiteBackend
+from .codec import SELECT_COLUMNS, UPSERT, row_from_db, write_params
+from .connections import Connections
+from .migrations import migrate
+from .rows import Row, row_from_record, row_id
+from .schema import STATE_TABLE, TABLE
+from .search import (
+    COMMON_PREFIX,
+    Page,
+    Query,
+    count_prefix,
+    name_prefix,
+    select_count,
+    select_page,
+)
+
+log = logging.getLogger("kzr_wsgi.catalog")
+
+T = TypeVar("T")
+
+#: Seconds an upload's catalog write is skipped after the database failed to answer.
+UNAVAILABLE_FOR = 10.0
+
+#: Where :meth:`Catalog.for_root` keeps a store's catalog, under its root.
+ROOT_CATALOG = Path(".kzr") / "catalog.sqlite3"
+
+
+class WriteFailures:
+    """How many catalog writes failed in this process, and who wants to hear of each.
+
+    A metrics exporter hooks in with ``WRITE_FAILURES.hooks.append(counter.inc)``
+    (a hook takes the exception; one that raises is logged and ignored).
+    """
+
+    def __init__(self) -> None:
+        #: Failed writes since the process started.
+        self.count = 0
+        #: Called with each failure's exception, in the writing thread.
+        self.hooks: list[Callable[[BaseException], None]] = []
+        self._lock = threading.Lock()
+
+    def record(self, exc: BaseException) -> None:
+        """Count one failure and tell the hooks."""
+        with self._lock:
+            self.count += 1
+        for hook in list(self.hooks):
+            try:
+                hook(exc)
+            except Exception:
+                log.exception("a catalog write-failure hook failed")
+
+
+#: The process-wide count of failed catalog writes (see :class:`WriteFailures`).
+WRITE_FAILURES = WriteFailures()
+
+
+class Catalog:
+    """The searchable index of what a store holds (see the manual's catalog page).
+
+    >>> catalog = open_catalog("sqlite:////srv/rec/.kzr/catalog.sqlite3")  # doctest: +SKIP
+    >>> catalog.search(Query(number="+15555550100")).items                 # doctest: +SKIP
+    """
+
+    def __init__(self, backend: Backend, *, connect_now: bool = True) -> None:
+        """Open the catalog and bring its schema up to date.
+
+        With ``connect_now=False`` nothing is done until the first use (and retried on
+        each use until it works): for a receiver that must start while its catalog is
+        out of reach.
+        """
+        self.backend = backend
+        self._connections = Connections(backend)
+        self._migrated = False
+        #: Until when (monotonic) add_stored skips a catalog that just failed to answer.
+        self._down_until = 0.0
+        if connect_now:
+            self._migrate()
+
+    @classmethod
+    def for_root(cls, root: str | os.PathLike[str]) -> Catalog:
+        """The SQLite catalog of the store at ``root`` (``ROOT/.kzr/catalog.sqlite3``)."""
+        path = Path(root).absolute() / ROOT_CATALOG
+        return cls(SQLiteBackend(path))
+
+    def __repr__(self) -> str:
+        return f"Catalog({self.backend.safe_url()!r})"
+
+    @property
+    def url(self) -> str:
+        """Where the catalog is (a password masked)."""
+        return self.backend.safe_url()
+
+    # -- writing ----------------------------------------------------------------------
+
+    def add(self, record: Mapping[str, Any], location: str | None = None) -> Row:
+        """Add (or update) the row for a sidecar dict; idempotent by :func:`row_id`."""
+        row = row_from_record(record, location)
+        self.add_rows([row])
+        return row
+
+    def add_rows(self, rows: Iterable[Row]) -> int:
+        """Upsert many rows in one transaction; return how many."""
+        params = [write_params(r) for r in rows]
+        if not params:
+            return 0
+        sql = self.backend.sql(UPSERT)
+
+        def run(conn: Any) -> int:
+            with self.backend.transaction(conn):
+                cur = conn.cursor()
+                try:
+                    cur.executemany(sql, params)
+                finally:
+                    cur.close()
+            return len(params)
+
+        return self._run(run)
+
+    def add_stored(self, record: Mapping[str, Any], location: str | None = None) -> Row | None:
+        """:meth:`add` for a store that just committed: never raises.
+
+        A failure is logged and counted (:data:`WRITE_FAILURES`); ``kzr-wsgi reindex``
+        repairs it from the sidecar (the disk store's markers, sooner). After a
+        connection failure the catalog is not tried again for :data:`UNAVAILABLE_FOR`
+        seconds: an upload never waits on a database that is down.
+        """
+        where = location or record.get("location") or record.get("path")
+        if time.monotonic() < self._down_until:
+            WRITE_FAILURES.record(ConnectionError(f"catalog {self.url} unavailable"))
+            log.error("catalog %s: unavailable; %s not added (reindex repairs it)",
+                      self.url, where)
+            return None
+        try:
+            return self.add(record, location)
+        except Exception as exc:
+            if isinstance(exc, self.backend.transient):
+                self._down_until = time.monotonic() + UNAVAILABLE_FOR
+            WRITE_FAILURES.record(exc)
+            log.error("catalog %s: could not add %s (reindex repairs it): %s",
+                      self.url, where, exc)
+            return None
+
+    def remove_stored(self, record: Mapping[str, Any]) -> None:
+        """Remove the row of a copy a store took back (a fan-out's rollback): never raises."""
+        try:
+            self.remove(row_id(record))
+        except Exception as exc:
+            WRITE_FAILURES.record(exc)
+            log.error("catalog %s: could not remove the row of %s (reindex repairs it): %s",
+                      self.url, record.get("location") or record.get("path"), exc)
+
+    def remove(self, row_id: str) -> bool:
+        """Remove a row; ``True`` when there was one."""
+        def run(conn: Any) -> bool:
+            cur = self._execute(conn, f"DELETE FROM {TABLE} WHERE id = :id", {"id": row_id})
+            try:
+                return bool(cur.rowcount > 0)
+            finally:
+                cur.close()
+
+        return self._run(run)
+
+    # -- reading ----------------------------------------------------------------------
+
+    def get(self, row_id: str) -> Row | None:
+        """The row with this id, or ``None``."""
+        found = self._fetch(f"SELECT {SELECT_COLUMNS} FROM {TABLE} WHERE id = :id", {"id": row_id})
+        return row_from_db(found[0]) if found else None
+
+    def search(self, query: Query) -> Page:
+        """One page of rows matching ``query``, newest first (see :class:`Query`)."""
+        snapshot = query.max_seq if query.max_seq is not None else self.max_seq()
+        if snapshot is None:
+            return Page([], None)
+        common = False
+        if query.q and query.q.strip():
+            low, high = name_prefix(query.q)
+            found = self._fetch(count_prefix(), {"qlo": low, "qhi": high,
+                                                 "k": COMMON_PREFIX})
+            common = int(found[0][0]) >= COMMON_PREFIX
+        sql, params = select_page(query, snapshot, common)
+        rows = [row_from_db(r) for r in self._fetch(sql, params)]
+        if len(rows) <= query.limit:
+            return Page(rows, None)
+        rows = rows[: query.limit]
+        last = rows[-1]
+        return Page(rows, replace(query, after=(last.sort_at, last.id), max_seq=snapshot))
+
+    def iter_search(self, query: Query) -> Iterator[Row]:
+        """Every row matching ``query``, page by page (``limit`` is the page size)."""
+        next_query: Query | None = query
+        while next_query is not None:
+            page = self.search(next_query)
+            yield from page.items
+            next_query = page.next
+
+    def count(self, query: Query | None = None) -> int:
+        """How many rows match ``query`` (its ``after`` and ``limit`` aside)."""
+        sql, params = select_count(replace(query or Query(), after=None))
+        return int(self._fetch(sql, params)[0][0])
+
+    def max_seq(self) -> int | None:
+        """The newest row's ``seq`` (``None`` when empty): a snapshot for paging."""
+        value = self._fetch(f"SELECT MAX(seq) FROM {TABLE}", {})[0][0]
+        return None if value is None else int(value)
+
+    def ids(self) -> set[str]:
+        """Every row's id (for ``reindex``, which removes rows whose sidecar is gone)."""
+        return {str(r[0]) for r in self._fetch(f"SELECT id FROM {TABLE}", {})}
+
+    def locations(self) -> dict[str, str]:
+        """Every row's id and location."""
+        return {str(r[0]): str(r[1])
+                for r in self._fetch(f"SELECT id, location FROM {TABLE}", {})}
+
+    def get_state(self, name: str) -> str | None:
+        """A named fact about the catalog (``None`` when unset)."""
+        found = self._fetch(f"SELECT value FROM {STATE_TABLE} WHERE name = :name",
+                            {"name": name})
+        return None if not found else str(found[0][0])
+
+    def set_state(self, name: str, value: str | None) -> None:
+        """Set (or with ``None`` clear) a named fact about the catalog."""
+        def run(conn: Any) -> None:
+            with self.backend.transaction(conn):
+                self._execute(conn, f"DELETE FROM {STATE_TABLE} WHERE name = :name",
+                              {"name": name}).close()
+                if value is not None:
+                    self._execute(conn, f"INSERT INTO {STATE_TABLE} (name, value) "
+                                  "VALUES (:name, :value)", {"name": name, "value": value}
+                                  ).close()
+
+        self._run(run)
+
+    # -- connections ------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close every connection this process opened (in any thread)."""
+        self._connections.close()
+
+    def release(self) -> None:
+        """Close the calling thread's connection, if it has one (it reopens on next use).
+
+        For code that runs once and must hold nothing afterwards: a start-up in
+        gunicorn's master before it forks, a housekeeping pass.
+        """
+        self._connections.drop()
+
+    def _connection(self) -> Any:
+        if not self._migrated:
+            self._migrate()
+        return self._connections.get()
+
+    def _run(self, work: Callable[[Any], T]) -> T:
+        """Run ``work(connection)``; after a connection error, once more on a new connection."""
+        try:
+            return work(self._connection())
+        except self.backend.transient as exc:
+            log.warning("catalog %s: %s; reconnecting", self.url, exc)
+            self._connections.drop()
+            return work(self._connection())
+
+    def _execute(self, conn: Any, sql: str, params: Mapping[str, Any]) -> Any:
+        cur = conn.cursor()
+        cur.execute(self.backend.sql(sql), params)
+        return cur
+
+    def _fetch(self, sql: str, params: Mapping[str, Any]) -> list[Any]:
+        def run(conn: Any) -> list[Any]:
+            cur = self._execute(conn, sql, params)
+            try:
+                return list(cur.fetchall())
+            finally:
+                cur.close()
+
+        return self._run(run)
+
+    def _migrate(self) -> None:
+        """Create or bring the schema up to date (on a connection of its own)."""
+        migrate(self.backend)
+        self._migrated = True
