@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..errors import KzrError
-from ..stores.readback import Readable, scan
+from ..recording import Stream
+from ..stores.readback import scan
 from .backend import Catalog
 from .rows import Row, row_from_record
 
@@ -35,7 +36,7 @@ class IndexedStore(Protocol):
         """Every committed copy's sidecar dict, with ``location``."""
         ...
 
-    def open_copy(self, record: dict[str, Any]) -> Readable:
+    def open_copy(self, record: dict[str, Any]) -> Stream:
         """The copy's bytes; raises :class:`~kzr_wsgi.errors.NotFound` when gone."""
         ...
 

@@ -24,6 +24,7 @@ from ..catalog.reindex import IndexedStore
 from ..catalog.reindex import reindex as run_reindex
 from ..housekeeping.verify import Finding, selected
 from ..housekeeping.verify import verify as run_verify
+from ..naming import shown as _shown
 from ..stores import DirectoryStore, FanOut
 from .options import StoreSpec, When, store_options
 
@@ -195,12 +196,3 @@ def _line(row: Row) -> str:
              f"{_shown(row.from_ or '-')}->{_shown(row.to or '-')}",
              f"account={_shown(row.account_id or '-')}", secs, audio, _shown(row.location)]
     return "  ".join(parts)
-
-
-def _shown(text: str | None) -> str:
-    """``text`` safe for a terminal: control and other unprintable characters escaped."""
-    if text is None:
-        return ""
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
