@@ -97,7 +97,8 @@ def test_a_kill_between_commit_and_row_is_repaired_at_start_up(tmp_path: Path) -
     holder = os.open(live, os.O_RDONLY)
     fcntl.flock(holder, fcntl.LOCK_EX)
     try:
-        store = DirectoryStore(tmp_path)  # start-up
+        store = DirectoryStore(tmp_path)
+        store.preflight()  # start-up
     finally:
         os.close(holder)
     assert store.catalog is not None
@@ -201,7 +202,7 @@ class _RecoversDuringTheRow(DirectoryStore):
     seen: list[list[str]] = []
 
     def _catalogue(self, final: Path) -> bool:
-        DirectoryStore(self.root, sweep_every=None)  # its recovery runs here
+        DirectoryStore(self.root, sweep_every=None).preflight()  # its recovery runs here
         self.seen.append(sorted(p.name for p in (self.root / ".kzr" / "pending").iterdir()))
         return super()._catalogue(final)
 

@@ -108,6 +108,7 @@ def test_kill_at_each_commit_step_then_retry_keeps_one_copy(
     store = DirectoryStore(root, unnamed_temporaries=unnamed, sweep_every=None,
                            sweep_min_age=0.0)  # no live writer here to spare
     assert store.unnamed is unnamed
+    store.preflight()  # in use (serving) before the writer dies
     body = os.urandom(300_000)
     assert die_at(point, store, body) == CRASH_STATUS
     placed = point != "dir.marked"
@@ -116,7 +117,8 @@ def test_kill_at_each_commit_step_then_retry_keeps_one_copy(
 
     if then == "restart":
         store = DirectoryStore(root, unnamed_temporaries=unnamed, sweep_every=None,
-                           sweep_min_age=0.0)  # no live writer here to spare
+                               sweep_min_age=0.0)  # no live writer here to spare
+        store.preflight()  # start-up: serve's, before it listens
         # Start-up finished what the dead writer had placed, and dropped the rest.
         assert pending(root) == []
         if placed:
@@ -125,7 +127,7 @@ def test_kill_at_each_commit_step_then_retry_keeps_one_copy(
     result = store(make(body))
     # Answered 201 unless a finished commit was already there to find.
     assert result.created is (then == "live-store" and point != "dir.indexed" or not placed)
-    store.housekeep()  # what the serving process does every few seconds
+    store.upkeep()  # what the serving process does every few seconds
     only = assert_one_copy(root, body)
     assert result.location == str(only)
     assert markers(root) == [] and store_temporaries(root) == []
@@ -139,11 +141,12 @@ def test_a_marker_whose_name_went_to_another_upload_is_dropped(tmp_path: Path) -
     # name the marker mentions. Recovery must not adopt that other upload's file.
     root = tmp_path / "recordings"
     store = DirectoryStore(root, sweep_every=None)
+    store.preflight()
     body = os.urandom(1000)
     assert die_at("dir.marked", store, body) == CRASH_STATUS
     other = os.urandom(2000)
     assert store(make(other)).created  # same name, another body: takes the free name
-    DirectoryStore(root, sweep_every=None)
+    DirectoryStore(root, sweep_every=None).preflight()  # start-up
     assert pending(root) == []
     assert [p.read_bytes() for p in data_files(root)] == [other]
     assert len(index_entries(root)) == 1
@@ -152,6 +155,7 @@ def test_a_marker_whose_name_went_to_another_upload_is_dropped(tmp_path: Path) -
 def test_named_temporary_of_a_dead_writer_is_swept_while_serving(tmp_path: Path) -> None:
     root = tmp_path / "recordings"
     store = DirectoryStore(root, unnamed_temporaries=False, sweep_min_age=0.5, sweep_every=1.0)
+    store.preflight()  # serving
     dead = root / ".kzr" / "tmp" / "dead.part"
     dead.write_bytes(b"half a recording")  # nobody holds its lock
     started = time.monotonic()
@@ -223,10 +227,11 @@ def wait_writing(root: Path) -> None:
 
 @contextlib.contextmanager
 def named_server(tmp_path: Path, root: Path) -> Iterator[Server]:
-    """The receiver under gunicorn over a store with named temporary files (no O_TMPFILE)."""
+    """The receiver under gunicorn over a store with named temporary files (no O_TMPFILE),
+    started before serving as ``serve`` starts its store."""
     tmp_path.mkdir(exist_ok=True)
     with wsgi_server("gunicorn", "apps:recordings_app", tmp_path, root=str(root),
-                     unnamed_temporaries=False) as server:
+                     unnamed_temporaries=False, preflight=True) as server:
         yield server
 
 
@@ -318,6 +323,43 @@ def test_serve_killed_in_the_commit_then_restarted_answers_the_retry_with_one_co
         reply = httpc_put(H, restarted.port, target, body)
         assert reply.status == 200, reply  # already stored: one recording, one file
         assert wait_no_debris(root, time.monotonic()) == []
+    assert_one_copy(root, body)
+
+
+@pytest.mark.slow
+def test_bare_middleware_finishes_a_dead_writers_commit_on_its_first_use(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The middleware under a host's own gunicorn, no serve: its store starts nothing when
+    # built, and starts on its first use in each worker, before that use is served.
+    root = tmp_path / "recordings"
+    body = os.urandom(300_000)
+    target = "/call_recording_first.mp3?recording_id=r-1"
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    monkeypatch.setenv(CRASH_AT_ENV, "dir.placed")
+    with wsgi_server("gunicorn", "apps:recordings_app", tmp_path / "a", root=str(root),
+                     unnamed_temporaries=False) as doomed:
+        try:
+            reply: object = httpc_put(H, doomed.port, target, body)
+        except (OSError, http.client.HTTPException):
+            reply = None  # the worker died in the commit: no answer
+        assert reply is None, reply
+        kill_group(doomed)
+    monkeypatch.delenv(CRASH_AT_ENV)
+    assert len(data_files(root)) == 1 and len(pending(root)) == 1  # placed, not indexed
+    dead = root / ".kzr" / "tmp" / "dead.part"  # another writer's, long dead
+    dead.write_bytes(b"half a recording")
+    os.utime(dead, (time.time() - 3600,) * 2)
+    with wsgi_server("gunicorn", "apps:recordings_app", tmp_path / "b", root=str(root),
+                     unnamed_temporaries=False) as host:
+        # Listening, never used: nothing was looked at yet.
+        assert len(pending(root)) == 1 and dead.exists()
+        # The first use finishes the dead writer's commit before the retry commits: the
+        # retry finds it stored (200), where its own commit would have adopted it (201).
+        reply = httpc_put(H, host.port, target, body)
+        assert reply.status == 200, reply
+        assert pending(root) == [] and not dead.exists()
     assert_one_copy(root, body)
 
 

@@ -316,7 +316,7 @@ def test_bad_layout_refused_at_start(root: Path, layout: str) -> None:
         DirectoryStore(root, layout=layout)
 
 
-def test_sweep_removes_dead_writers_files_only(root: Path) -> None:
+def test_reap_removes_dead_writers_files_only(root: Path) -> None:
     store = DirectoryStore(root)
     tmp = root / ".kzr" / "tmp"
     old = time.time() - 3600
@@ -331,9 +331,9 @@ def test_sweep_removes_dead_writers_files_only(root: Path) -> None:
     # A live writer (here: another open file description) holds its file's lock.
     with open(live, "rb") as holder:
         fcntl.flock(holder.fileno(), fcntl.LOCK_EX)
-        assert store.sweep() == 1
+        assert store.reap() == 1
         assert not dead.exists() and young.exists() and live.exists()
-    # Once its writer is gone, a new store's start-up sweep removes it.
+    # Once its writer is gone, a new store's first use (here: serve's preflight) reaps it.
     os.utime(young, (old, old))
-    DirectoryStore(root)
+    DirectoryStore(root).preflight()
     assert temporaries(root) == []

@@ -27,9 +27,10 @@ from kzr_wsgi import cli
 from kzr_wsgi.body import Body
 from kzr_wsgi.catalog import row_id
 from kzr_wsgi.errors import NotFound
+from kzr_wsgi.faults import CRASH_AT_ENV, CRASH_STATUS
 from kzr_wsgi.housekeeping.audit import AuditTrail
 from kzr_wsgi.housekeeping.holds import Hold, HoldError, Holds, add_hold
-from kzr_wsgi.housekeeping.retention import Selection, Summary, deletion_id, records_of
+from kzr_wsgi.housekeeping.retention import Selection, Summary, deletion_id
 from kzr_wsgi.housekeeping.retention import prune as _prune
 from kzr_wsgi.housekeeping.state import state_for
 from kzr_wsgi.metadata import GREGORIAN_OFFSET, parse_metadata
@@ -179,7 +180,7 @@ def opens(store: Any, spec: Spec) -> bool:
 def call_ids(store: Any) -> set[str]:
     """The recordings the store's index holds (attachments by their file name's stem)."""
     out = set()
-    for record in records_of(store):
+    for record in store.records():
         out.add(record["call_id"] or record["filename"].rsplit(".", 1)[0])
     return out
 
@@ -187,7 +188,7 @@ def call_ids(store: Any) -> set[str]:
 def catalog_agrees(store: Any) -> None:
     """The catalog's rows are exactly the store's index entries."""
     assert store.catalog is not None
-    assert store.catalog.ids() == {row_id(r) for r in records_of(store)}
+    assert store.catalog.ids() == {row_id(r) for r in store.records()}
 
 
 def ls_call_ids(*args: str) -> set[str]:
@@ -205,7 +206,7 @@ def deletions(store: Any) -> list[dict[str, Any]]:
 def disk_consistent(root: Path) -> None:
     """Every index entry has its file and sidecar, and every file its sidecar and entry."""
     store = DirectoryStore(root)
-    indexed = {r["path"] for r in records_of(store)}
+    indexed = {r["path"] for r in store.records()}
     files = {p.relative_to(root).as_posix() for p in root.rglob("*")
              if p.is_file() and ".kzr" not in p.relative_to(root).parts
              and not p.name.endswith(SIDECAR_SUFFIX)}
@@ -353,6 +354,24 @@ def test_prune_killed_half_way_and_rerun_gives_the_same_result(
 
 
 @pytest.mark.slow
+def test_prune_killed_through_the_crash_hook_and_rerun(
+        disk: tuple[DirectoryStore, dict[str, str]], tmp_path: Path) -> None:
+    # KZR_CRASH_AT=prune.STEP:N, the one hook's spelling of KZR_TEST_PRUNE_KILL=STEP:N.
+    store, _ = disk
+    config = tmp_path / "policy.toml"
+    config.write_text(POLICY)
+    killed = run_prune(store.root, config, env={CRASH_AT_ENV: "prune.index:3"})
+    assert killed.returncode == CRASH_STATUS == -9, killed.stderr
+    assert killed.stdout.count("removed ") == 2
+    assert list((store.root / ".kzr").glob("pruning/*.json")), "the third was cut short"
+    rerun = run_prune(store.root, config)
+    assert rerun.returncode == 0, rerun.stderr
+    assert call_ids(store) == {s.call_id for s in DATASET} - expected_pruned()
+    disk_consistent(store.root)
+    catalog_agrees(store)
+
+
+@pytest.mark.slow
 def test_a_retry_stored_after_a_crash_survives_the_rerun(
         disk: tuple[DirectoryStore, dict[str, str]], tmp_path: Path) -> None:
     store, locations = disk
@@ -469,6 +488,34 @@ def test_hold_and_audit_commands(tmp_path: Path) -> None:
     assert invoke("audit", "--root", root, "--until", "2000-01-01").stdout == ""
     assert invoke("audit", "--root", root, "--call-id", "c2").stdout == ""
     assert "hold_add" in invoke("audit", "--root", root, "--call-id", "c1").stdout
+
+
+def test_audit_names_a_deletion_by_its_ids_as_they_were_sent(tmp_path: Path) -> None:
+    # A call id that a location percent-encodes ("/", "%", "@") and that carries a
+    # control sequence, which the terminal must see escaped, never obeyed.
+    odd = "odd/\x1b[31m%2F@pbx.example"
+    spec = Spec(odd, C, 400)
+    store = DirectoryStore(tmp_path / "r")
+    stored = store(recording(spec))
+    assert odd not in stored.location  # the location alone would not find it
+    root = str(store.root)
+    pruned = invoke("prune", "--root", root, "--older-than", "30d")
+    assert pruned.exit_code == 0, pruned.output
+    shown_id = "odd/\\x1b[31m%2F@pbx.example"
+    out = invoke("audit", "--root", root).stdout
+    [line] = out.splitlines()
+    assert "\x1b" not in out  # no raw escape reaches the terminal
+    assert "  delete    " in line
+    for fact in (f"call_id={shown_id}", f"recording_id=rec-{shown_id}", f"account_id={C}",
+                 f"sha256={stored.sha256[:12]} ", stored.location, f"{stored.size} bytes"):
+        assert fact in line, (fact, line)
+    assert line.endswith("(--older-than 30d; age 400d)")
+    # What an operator greps for, and what --call-id shows.
+    assert invoke("audit", "--root", root, "--call-id", odd).stdout == out
+    assert invoke("audit", "--root", root, "--call-id", "odd").stdout == ""
+    [event] = [json.loads(raw) for raw in invoke("audit", "--root", root, "--json"
+                                                 ).stdout.splitlines()]
+    assert (event["call_id"], event["action"]) == (odd, "delete")
 
 
 def test_hold_needs_a_reason() -> None:
@@ -765,7 +812,7 @@ def test_s3_with_the_postgresql_catalog(s3_bucket: tuple[Any, str], moto_endpoin
     place_holds(store)
     # One recording the catalog missed (a failed row write): prune still finds it.
     missed = next(s for s in DATASET if s.pruned and s.account == C)
-    store.catalog.remove(row_id(next(r for r in records_of(store)  # type: ignore[union-attr]
+    store.catalog.remove(row_id(next(r for r in store.records()  # type: ignore[union-attr]
                                      if r["call_id"] == missed.call_id)))
     config = tmp_path / "kzr.toml"
     config.write_text(f's3 = "s3://{bucket}/kazoo"\ns3-endpoint = "{moto_endpoint}"\n'

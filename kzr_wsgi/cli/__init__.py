@@ -21,9 +21,8 @@ from ..metrics import DEFAULT_PATH as METRICS_PATH
 from ..metrics import LOOPBACK, MultiprocessDir
 from ..middleware import KazooRecordings
 from ..notify import WebhookNotifier
-from ..recording import Handler
 from ..server.gunicorn import DEFAULT_THREADS, DEFAULT_WORKERS, gunicorn_options, run
-from ..stores import FanOut
+from ..stores.base import Store
 from . import catalog as catalog_commands
 from .check import check as check_command
 from .config import Config, config_option
@@ -298,23 +297,20 @@ def serve(
     run(wsgi_app, options)
 
 
-def _fail_fast(store: Handler) -> list[str]:
+def _fail_fast(store: Store) -> list[str]:
     """Check every bucket ``store`` writes to before listening; its warnings.
 
     A bucket that is missing, refuses writes or does not answer ends ``serve`` here,
     saying which and why, rather than every upload being answered 503.
     """
-    stores = store.stores if isinstance(store, FanOut) else (store,)
     warnings: list[str] = []
-    for each in stores:
-        preflight = getattr(each, "preflight", None)
-        if preflight is not None:
-            try:
-                warnings += preflight()
-            except StoreUnavailable as exc:
-                raise click.ClickException(f"cannot store in {each!r}: {exc}") from exc
+    for each in store.parts():
+        try:
+            warnings += each.preflight()
+        except StoreUnavailable as exc:
+            raise click.ClickException(f"cannot store in {each!r}: {exc}") from exc
     return warnings
-def _housekeeping(options: dict[str, Any], store: Any, config: Config | None) -> None:
+def _housekeeping(options: dict[str, Any], store: Store, config: Config | None) -> None:
     """Run the periodic jobs (pruning by ``[retention]``, …) from gunicorn's master.
 
     One process among all serving the store does them (see
@@ -428,7 +424,7 @@ def _ui_viewers(
     return every
 
 
-def _with_ui(receiver: WSGIApplication, store: Any, ui_prefix: str, viewers: Viewers, *,
+def _with_ui(receiver: WSGIApplication, store: Store, ui_prefix: str, viewers: Viewers, *,
              secret: str | None) -> SearchUI:
     """The search page in front of the receiver, on the catalog the store writes."""
     from ..ui import SearchUI

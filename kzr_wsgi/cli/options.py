@@ -24,6 +24,7 @@ from ..ages import AgeError, parse_age
 from ..catalog import ROOT_CATALOG, Catalog, open_catalog, parse_when
 from ..recording import Handler
 from ..stores import DirectoryStore, FanOut
+from ..stores.base import CataloguedStore, Store
 from .config import STORE_KEYS, Config, config_option
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -79,7 +80,7 @@ class StoreSpec:
     #: The ``--config`` file (``KZR_CONFIG``), when one was given: its retention policy, ….
     config: Config | None = None
 
-    def open_store(self) -> tuple[Handler, str]:
+    def open_store(self) -> tuple[Store, str]:
         """The store, and a line saying where that is (see :func:`build_store`)."""
         return build_store(self.root, self.root_given, self.s3_url, self.s3_endpoint,
                            self.catalog_url)
@@ -161,7 +162,7 @@ def store_options(func: F) -> F:
 def build_store(
     root: str, root_given: bool, s3_url: str | None, s3_endpoint: str | None,
     catalog_url: str | None = None,
-) -> tuple[Handler, str]:
+) -> tuple[Store, str]:
     """The handler a command stores with, and a line saying where that is.
 
     The disk by default; S3 with ``--s3``; both (a fan-out) with ``--s3`` and an
@@ -205,17 +206,11 @@ def _open_for_serving(url: str) -> Catalog:
 
 def catalog_of(store: Handler) -> Catalog | None:
     """The catalog a store (or the first store of a fan-out that has one) writes to."""
-    if isinstance(store, FanOut):
-        for inner in store.stores:
-            found = catalog_of(inner)
-            if found is not None:
-                return found
-        return None
-    catalog = getattr(store, "catalog", None)
+    catalog = store.catalog if isinstance(store, CataloguedStore) else None
     return catalog if isinstance(catalog, Catalog) else None
 
 
-def catalog_notices(store: Handler) -> list[str]:
+def catalog_notices(store: Store) -> list[str]:
     """What ``serve`` says at start-up about the catalog: where, or why there is none.
 
     A store that holds recordings while its catalog is empty is from before the
@@ -251,14 +246,12 @@ def catalog_notices(store: Handler) -> list[str]:
     return lines
 
 
-def _holds_recordings(store: Handler) -> bool:
+def _holds_recordings(store: Store) -> bool:
     """True when the store has at least one index entry (cheap: stops at the first)."""
-    if isinstance(store, FanOut):
-        return any(_holds_recordings(s) for s in store.stores)
-    records = getattr(store, "records", None)
-    if records is None:
-        return False
-    try:
-        return next(iter(records()), None) is not None
-    except Exception:
-        return False
+    for part in store.parts():
+        try:
+            if next(iter(part.records()), None) is not None:
+                return True
+        except Exception:
+            continue
+    return False

@@ -13,15 +13,15 @@ from typing import Any
 import click
 
 from ..errors import KzrError
-from ..housekeeping.audit import AuditTrail
+from ..housekeeping.audit import AuditTrail, event_line
 from ..housekeeping.holds import Hold, Holds, add_hold, remove_hold
 from ..housekeeping.retention import DEFAULT_KINDS, Item, Selection
 from ..housekeeping.retention import prune as run_prune
-from ..housekeeping.state import state_for
+from ..housekeeping.state import DiskState, S3State, state_for
 from .options import Age, StoreSpec, When, store_options
 
 
-def _state(spec: StoreSpec) -> Any:
+def _state(spec: StoreSpec) -> DiskState | S3State:
     store, _ = spec.open_store()
     try:
         return state_for(store)
@@ -155,11 +155,6 @@ def audit(spec: StoreSpec, since: datetime | None, until: datetime | None,
             if as_json:
                 click.echo(json.dumps(event, ensure_ascii=True))
                 continue
-            subject = event.get("location") or " ".join(
-                f"{k}={event[k]}" for k in ("call_id", "recording_id", "account_id")
-                if event.get(k))
-            size = f" {event['size']} bytes" if event.get("size") is not None else ""
-            click.echo(f"{event['at']}  {event['action']:8}  {event['user']}  {subject}"
-                       f"{size}  ({event['reason']})")
+            click.echo(event_line(event))
     except KzrError as exc:
         raise click.ClickException(str(exc)) from exc

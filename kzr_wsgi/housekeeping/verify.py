@@ -10,6 +10,7 @@ is the scrub that finds bit rot before a court order does.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -21,12 +22,25 @@ from ..errors import KzrError
 from ..stores.readback import scan
 
 
+class Status(str, enum.Enum):
+    """What is wrong with a copy; the value is how ``kzr-wsgi verify`` names it."""
+
+    #: The file or object is gone, or cannot be read.
+    MISSING = "missing"
+    #: Its bytes differ from what was stored.
+    CHANGED = "changed"
+    #: Its audio has flags (not a failure by itself).
+    FLAGGED = "flagged"
+
+    def __str__(self) -> str:
+        return self.value
+
+
 @dataclass(frozen=True)
 class Finding:
     """One copy that is not as it should be."""
 
-    #: ``missing``, ``changed`` or ``flagged``.
-    status: str
+    status: Status
     location: str
     #: A short, plain explanation (sizes and digests, or the flags).
     detail: str
@@ -76,11 +90,11 @@ def verify_record(store: IndexedStore, record: dict[str, Any]) -> tuple[int, lis
     try:
         stream = store.open_copy(record)
     except KzrError as exc:
-        return 0, [Finding("missing", location, str(exc) or "gone", call_id)]
+        return 0, [Finding(Status.MISSING, location, str(exc) or "gone", call_id)]
     try:
         found = scan(stream, record)
     except OSError as exc:
-        return 0, [Finding("missing", location, f"cannot be read: {exc}", call_id)]
+        return 0, [Finding(Status.MISSING, location, f"cannot be read: {exc}", call_id)]
     finally:
         close = getattr(stream, "close", None)
         if close is not None:
@@ -88,11 +102,12 @@ def verify_record(store: IndexedStore, record: dict[str, Any]) -> tuple[int, lis
     findings = []
     if found.sha256 != record.get("sha256") or found.size != record.get("size"):
         findings.append(Finding(
-            "changed", location,
+            Status.CHANGED, location,
             f"stored {record.get('size')} bytes sha256 {record.get('sha256')}, "
             f"now {found.size} bytes sha256 {found.sha256}", call_id))
     if found.audio is not None and found.audio.flags:
-        findings.append(Finding("flagged", location, ",".join(found.audio.flags), call_id))
+        findings.append(Finding(Status.FLAGGED, location, ",".join(found.audio.flags),
+                                call_id))
     return found.size, findings
 
 
@@ -115,9 +130,9 @@ def verify(
         report.checked += 1
         report.bytes_read += size
         for finding in findings:
-            if finding.status == "missing":
+            if finding.status is Status.MISSING:
                 report.missing += 1
-            elif finding.status == "changed":
+            elif finding.status is Status.CHANGED:
                 report.changed += 1
             else:
                 report.flagged += 1

@@ -87,14 +87,17 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from ...catalog import Catalog
-from ...naming import DEFAULT_LAYOUT, render_layout
-from ...recording import Name, Recording, Stored, StoredFile
+from ...naming import DEFAULT_LAYOUT, STATE_DIR, render_layout
+from ...recording import Name, Recording, Stored, StoredFile, Stream
+from ..state import S3State
 from . import changing, reading, sweep, upload
 from .client import make_client
 from .upload import DEFAULT_PART_SIZE, MAX_PARTS, MIN_PART_SIZE
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
+
+    from ..base import CopyStore
 
 __all__ = ["DEFAULT_PART_SIZE", "MAX_PARTS", "MIN_PART_SIZE", "S3Store"]
 
@@ -229,7 +232,7 @@ class S3Store:
         """
         return reading.records(self)
 
-    def open_copy(self, record: dict[str, Any]) -> Any:
+    def open_copy(self, record: dict[str, Any]) -> Stream:
         """The stored bytes of the copy a record (from :meth:`records`) describes, streamed.
 
         A file-like object with ``read(n)`` and ``close()``: one streamed ``GET``, for
@@ -238,6 +241,30 @@ class S3Store:
         Raises :class:`~kzr_wsgi.errors.NotFound` when the object is gone.
         """
         return reading.open_copy(self, record)
+
+    def owns(self, location: str) -> bool:
+        """True when ``location`` is an ``s3://`` URL under this store's bucket and prefix."""
+        return location.startswith(self.url_for(self.prefix))
+
+    def count_hint(self) -> None:
+        """Counting means listing the whole index: never cheap, so ``None``."""
+        return None
+
+    # -- what consumers beside the upload path need -----------------------------------
+
+    def state(self) -> S3State:
+        """Where holds, the audit trail, the prune journal and the lease live:
+        ``PREFIX/.kzr/`` in the bucket, which every host on it sees."""
+        return S3State(self.client, self.bucket, f"{self.prefix}{STATE_DIR}/")
+
+    def parts(self) -> tuple[CopyStore, ...]:
+        """This store: it holds its copies itself."""
+        return (self,)
+
+    def buckets(self) -> tuple[S3Store, ...]:
+        """This store: a killed host leaves unfinished uploads and unindexed objects here,
+        which the housekeeper's daily sweep removes."""
+        return (self,)
 
     # -- changing committed copies ----------------------------------------------------
 

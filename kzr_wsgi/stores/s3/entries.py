@@ -22,11 +22,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from ...errors import StoreUnavailable
 from ...faults import crash_point
 from ...metadata import dumps
-from ...naming import (
-    SIDECAR_SUFFIX,
-    name_digest,
-    utcnow,
-)
+from ...naming import SIDECAR_SUFFIX, STATE_DIR, name_digest, utcnow
 from ...recording import Kind, Name, Recording, Stored
 from .client import http_status, mapped_errors, missing
 
@@ -37,7 +33,7 @@ log = logging.getLogger("kzr_wsgi.store")
 
 #: Where index entries live, under the store's prefix. ``safe_component`` never starts
 #: with a dot, so no layout value can produce this name.
-INDEX = ".kzr/index"
+INDEX = f"{STATE_DIR}/index"
 #: How often to retry the commit when S3 answers 409 (a conditional write racing another).
 _CONFLICT_RETRIES = 5
 

@@ -19,7 +19,7 @@ from botocore.exceptions import ClientError
 
 from ...body import BLOCK_SIZE
 from ...errors import NotFound, StoreUnavailable
-from ...recording import Name, StoredFile
+from ...recording import Name, StoredFile, Stream
 from .client import mapped_errors, missing
 from .entries import INDEX, index_dir, read_entry, rid_digest
 
@@ -111,7 +111,7 @@ def records(store: S3Store) -> Iterator[dict[str, Any]]:
                         yield entry
 
 
-def open_copy(store: S3Store, record: dict[str, Any]) -> Any:
+def open_copy(store: S3Store, record: dict[str, Any]) -> Stream:
     """The stored bytes of the copy a record (from :meth:`records`) describes, streamed.
 
     The body of :meth:`~kzr_wsgi.stores.s3.S3Store.open_copy`, which says more.

@@ -19,9 +19,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ...errors import StoreUnavailable
-from ...naming import (
-    SIDECAR_SUFFIX,
-)
+from ...naming import SIDECAR_SUFFIX, STATE_DIR
 from ...recording import Kind, Name
 from .client import http_status, mapped_errors, missing, preflight_message
 from .entries import INDEX, get_entry, index_key, read_entry
@@ -137,7 +135,7 @@ def preflight(store: S3Store) -> list[str]:
 
     The body of :meth:`~kzr_wsgi.stores.s3.S3Store.preflight`, which says more.
     """
-    probe = f"{store.prefix}.kzr/probe-{secrets.token_hex(8)}"
+    probe = f"{store.prefix}{STATE_DIR}/probe-{secrets.token_hex(8)}"
     where = store.url_for(store.prefix)
     warnings = []
     try:
