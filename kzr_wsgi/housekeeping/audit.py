@@ -18,7 +18,6 @@ were sent, so a grep for a call id finds its deletion.
 
 from __future__ import annotations
 
-import enum
 import fcntl
 import getpass
 import json
@@ -30,13 +29,14 @@ from typing import Any
 from ..naming import shown
 from ..stores.directory.files import fsync_dir
 from ..stores.state import DiskState, S3State
+from ..textenum import TextEnum
 
 #: The keys of every event, in the order they are written.
 KEYS = ("at", "action", "user", "call_id", "recording_id", "account_id", "location", "size",
         "sha256", "received_at", "reason", "id", "hold_id")
 
 
-class Action(str, enum.Enum):
+class Action(TextEnum):
     """What an event records; the value is what the trail stores and prints."""
 
     #: A copy removed (by ``prune`` or the housekeeper).
@@ -46,9 +46,9 @@ class Action(str, enum.Enum):
     #: A hold lifted.
     HOLD_RM = "hold_rm"
 
-    def __str__(self) -> str:
-        return self.value
 
+#: The actions by their older names (:class:`Action`'s members).
+DELETE, HOLD_ADD, HOLD_RM = Action.DELETE, Action.HOLD_ADD, Action.HOLD_RM
 
 #: How much of a deletion's sha256 :func:`event_line` shows: enough to tell copies apart.
 SHA256_SHOWN = 12

@@ -34,7 +34,6 @@ for the tests that kill a prune half-way.
 
 from __future__ import annotations
 
-import enum
 import hashlib
 import json
 import logging
@@ -51,6 +50,7 @@ from ..errors import KzrError
 from ..faults import crash_point
 from ..stores.base import CopyStore, Store
 from ..stores.state import DiskState, S3State
+from ..textenum import TextEnum
 from .audit import Action, AuditTrail, audit_event, os_user
 from .holds import Hold, Holds
 
@@ -66,7 +66,7 @@ SETTLE = timedelta(minutes=1)
 HOLDS_REFRESH = 5.0
 
 
-class Outcome(str, enum.Enum):
+class Outcome(TextEnum):
     """What became of a copy prune looked at; the value is how the command prints it."""
 
     #: This prune removed it (and wrote its audit line).
@@ -77,9 +77,6 @@ class Outcome(str, enum.Enum):
     FINISHED = "finished"
     #: Due, but kept for a hold.
     HELD = "held"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 @dataclass(frozen=True)

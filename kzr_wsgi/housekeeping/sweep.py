@@ -30,7 +30,6 @@ rule (:meth:`S3Store.lifecycle_rule`) can abort the unfinished uploads instead.
 from __future__ import annotations
 
 import contextlib
-import enum
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -38,6 +37,7 @@ from typing import Any
 
 from ..ages import format_age
 from ..naming import SIDECAR_SUFFIX, STATE_DIR
+from ..textenum import TextEnum
 
 # Only a type here (resolvable, so the reference can show it): importable without boto3.
 with contextlib.suppress(ImportError):
@@ -49,8 +49,7 @@ UNINDEXED_MIN_AGE = timedelta(minutes=10)
 DEFAULT_OLDER_THAN = timedelta(days=1)
 
 
-
-class LeftoverKind(str, enum.Enum):
+class LeftoverKind(TextEnum):
     """What kind of leftover; the value is how reports name it."""
 
     #: A multipart upload never completed nor aborted (a kill mid-upload).
@@ -61,8 +60,13 @@ class LeftoverKind(str, enum.Enum):
     #: A sidecar whose object is gone and that no index entry names.
     SIDECAR = "lone sidecar"
 
-    def __str__(self) -> str:
-        return self.value
+
+#: :attr:`LeftoverKind.UPLOAD` by its older name.
+UPLOAD = LeftoverKind.UPLOAD
+#: :attr:`LeftoverKind.OBJECT` by its older name.
+OBJECT = LeftoverKind.OBJECT
+#: :attr:`LeftoverKind.SIDECAR` by its older name.
+SIDECAR = LeftoverKind.SIDECAR
 
 
 @dataclass(frozen=True)

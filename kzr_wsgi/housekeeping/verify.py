@@ -10,7 +10,6 @@ is the scrub that finds bit rot before a court order does.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -20,9 +19,10 @@ from ..catalog import parse_when
 from ..catalog.reindex import IndexedStore
 from ..errors import KzrError
 from ..stores.readback import scan
+from ..textenum import TextEnum
 
 
-class Status(str, enum.Enum):
+class Status(TextEnum):
     """What is wrong with a copy; the value is how ``kzr-wsgi verify`` names it."""
 
     #: The file or object is gone, or cannot be read.
@@ -31,9 +31,6 @@ class Status(str, enum.Enum):
     CHANGED = "changed"
     #: Its audio has flags (not a failure by itself).
     FLAGGED = "flagged"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from ...naming import (
     SIDECAR_SUFFIX,
 )
 from ...recording import Kind, Name, Stored
-from .client import http_status, mapped_errors, missing
+from .client import Operation, http_status, mapped_errors, missing
 from .entries import get_entry, index_key, read_entry, record_index_key
 
 if TYPE_CHECKING:
@@ -34,7 +34,7 @@ def rewrite_record(store: S3Store, record: dict[str, Any]) -> bool:
     name = Name(Kind(record["kind"]), tuple(record["segments"]), record["filename"])
     entry_key = index_key(store, name, record.get("recording_id"), record["sha256"])
     body = dumps(record).encode("ascii")
-    with mapped_errors("store"):
+    with mapped_errors(Operation.STORE):
         found = get_entry(store, entry_key)
         if found is None or found[0] is None or found[0].get("key") != record["key"]:
             return False
@@ -59,7 +59,7 @@ def discard(store: S3Store, stored: Stored) -> None:
     if not stored.location.startswith(prefix):
         raise ValueError(f"{stored.location!r} is not in this store")
     key = stored.location[len(prefix):]
-    with mapped_errors("discard"):
+    with mapped_errors(Operation.DISCARD):
         try:
             response = store.client.get_object(Bucket=store.bucket, Key=key + SIDECAR_SUFFIX)
         except ClientError as exc:
@@ -86,7 +86,7 @@ def indexes(store: S3Store, record: Mapping[str, Any]) -> bool:
 
     The body of :meth:`~kzr_wsgi.stores.s3.S3Store.indexes`, which says more.
     """
-    with mapped_errors("read"):
+    with mapped_errors(Operation.READ):
         found = get_entry(store, record_index_key(store, record))
     return found is not None and found[0] is not None and found[0]["key"] == record["key"]
 
@@ -102,7 +102,7 @@ def remove(store: S3Store, record: Mapping[str, Any],
         raise ValueError(f"{key!r} is not in this store")
     entry_key = record_index_key(store, record)
     indexed = False
-    with mapped_errors("remove"):
+    with mapped_errors(Operation.REMOVE):
         found = get_entry(store, entry_key)
         if found is not None and found[0] is not None and found[0]["key"] == key:
             try:

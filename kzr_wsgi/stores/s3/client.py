@@ -17,6 +17,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ...errors import NotFound, StoreUnavailable
+from ...textenum import TextEnum
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
@@ -24,8 +25,19 @@ if TYPE_CHECKING:
 log = logging.getLogger("kzr_wsgi.store")
 
 
+class Operation(TextEnum):
+    """What a request is for: how :func:`mapped_errors` logs it, and whether S3's 404
+    means the copy is not there (a read) or the store is out of order (anything else)."""
+
+    STORE = "store"
+    READ = "read"
+    DISCARD = "discard"
+    REMOVE = "remove"
+    SWEEP = "sweep"
+
+
 @contextmanager
-def mapped_errors(what: str) -> Iterator[None]:
+def mapped_errors(what: Operation) -> Iterator[None]:
     """Turn boto3's errors into the project's: 404 -> NotFound (reads), else StoreUnavailable.
 
     The project's own errors (a body cut short, a NotFound raised inside) pass unchanged.
@@ -33,7 +45,7 @@ def mapped_errors(what: str) -> Iterator[None]:
     try:
         yield
     except ClientError as exc:
-        if what == "read" and missing(exc):
+        if what is Operation.READ and missing(exc):
             raise NotFound("no such recording") from exc
         code = exc.response.get("Error", {}).get("Code", "error")
         log.error("S3 %s failed: %s (HTTP %s)", what, code, http_status(exc))

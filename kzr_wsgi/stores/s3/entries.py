@@ -24,7 +24,7 @@ from ...faults import crash_point
 from ...metadata import dumps
 from ...naming import SIDECAR_SUFFIX, STATE_DIR, name_digest, utcnow
 from ...recording import Kind, Name, Recording, Stored
-from .client import http_status, mapped_errors, missing
+from .client import Operation, http_status, mapped_errors, missing
 
 if TYPE_CHECKING:
     from . import S3Store
@@ -53,7 +53,7 @@ def commit(
     record = new_record(recording, store.url_for(key), key, size, digest, content_type)
     body = dumps(record).encode("ascii")
     try:
-        with mapped_errors("store"):
+        with mapped_errors(Operation.STORE):
             store.client.put_object(Bucket=store.bucket, Key=key + SIDECAR_SUFFIX, Body=body,
                                     ContentType="application/json")
     except BaseException:
@@ -61,7 +61,7 @@ def commit(
         delete_quietly(store, key)
         raise
     crash_point("s3.sidecar")
-    with mapped_errors("store"):
+    with mapped_errors(Operation.STORE):
         for attempt in range(_CONFLICT_RETRIES):
             try:
                 store.client.put_object(Bucket=store.bucket, Key=entry_key, Body=body,

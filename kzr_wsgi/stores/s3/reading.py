@@ -20,7 +20,7 @@ from botocore.exceptions import ClientError
 from ...body import BLOCK_SIZE
 from ...errors import NotFound, StoreUnavailable
 from ...recording import Name, StoredFile, Stream
-from .client import mapped_errors, missing
+from .client import Operation, mapped_errors, missing
 from .entries import INDEX, index_dir, read_entry, rid_digest
 
 if TYPE_CHECKING:
@@ -37,7 +37,7 @@ def open_named(store: S3Store, name: Name, recording_id: str | None = None) -> S
     listing = index_dir(store, name)
     if recording_id is not None:
         listing += rid_digest(recording_id) + "-"
-    with mapped_errors("read"):
+    with mapped_errors(Operation.READ):
         entries = []
         pages = store.client.get_paginator("list_objects_v2").paginate(
             Bucket=store.bucket, Prefix=listing)
@@ -81,7 +81,7 @@ def open_stored(store: S3Store, location: str, sha256: str | None = None) -> Sto
     if (scheme != "s3" or bucket != store.bucket or not key.startswith(store.prefix)
             or key.startswith(f"{store.prefix}{INDEX}/")):
         raise NotFound("no such recording")
-    with mapped_errors("read"):
+    with mapped_errors(Operation.READ):
         head = store.client.head_object(Bucket=store.bucket, Key=key)
     reader = RangeReader(store.client, store.bucket, key, head["ContentLength"], head["ETag"])
     return StoredFile(
@@ -99,7 +99,7 @@ def records(store: S3Store) -> Iterator[dict[str, Any]]:
 
     The body of :meth:`~kzr_wsgi.stores.s3.S3Store.records`, which says more.
     """
-    with mapped_errors("read"):
+    with mapped_errors(Operation.READ):
         pages = store.client.get_paginator("list_objects_v2").paginate(
             Bucket=store.bucket, Prefix=f"{store.prefix}{INDEX}/")
         with ThreadPoolExecutor(8, thread_name_prefix="kzr-s3-records") as pool:
@@ -116,7 +116,7 @@ def open_copy(store: S3Store, record: dict[str, Any]) -> Stream:
 
     The body of :meth:`~kzr_wsgi.stores.s3.S3Store.open_copy`, which says more.
     """
-    with mapped_errors("read"):
+    with mapped_errors(Operation.READ):
         return store.client.get_object(Bucket=store.bucket, Key=record["key"])["Body"]
 
 
@@ -166,7 +166,7 @@ class RangeReader(io.RawIOBase):
     def readinto(self, buffer: Any) -> int:
         if self._pos >= self._size or len(buffer) == 0:
             return 0
-        with mapped_errors("read"):
+        with mapped_errors(Operation.READ):
             if self._body is None:
                 self._body = self._client.get_object(
                     Bucket=self._bucket, Key=self._key, Range=f"bytes={self._pos}-",

@@ -21,7 +21,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from ...errors import StoreUnavailable
 from ...naming import SIDECAR_SUFFIX, STATE_DIR
 from ...recording import Kind, Name
-from .client import http_status, mapped_errors, missing, preflight_message
+from .client import Operation, http_status, mapped_errors, missing, preflight_message
 from .entries import INDEX, get_entry, index_key, read_entry
 from .upload import abort
 
@@ -38,7 +38,7 @@ def sweep_incomplete(store: S3Store, older_than: timedelta = timedelta(days=1)) 
     """
     cutoff = datetime.now(timezone.utc) - older_than
     aborted = 0
-    with mapped_errors("sweep"):
+    with mapped_errors(Operation.SWEEP):
         pages = store.client.get_paginator("list_multipart_uploads").paginate(
             Bucket=store.bucket, Prefix=store.prefix)
         for page in pages:
@@ -57,7 +57,7 @@ def unfinished_uploads(store: S3Store) -> Iterator[dict[str, Any]]:
 
     The body of :meth:`~kzr_wsgi.stores.s3.S3Store.unfinished_uploads`, which says more.
     """
-    with mapped_errors("sweep"):
+    with mapped_errors(Operation.SWEEP):
         pages = store.client.get_paginator("list_multipart_uploads").paginate(
             Bucket=store.bucket, Prefix=store.prefix)
         for page in pages:
@@ -70,7 +70,7 @@ def abort_upload(store: S3Store, key: str, upload_id: str) -> None:
 
     The body of :meth:`~kzr_wsgi.stores.s3.S3Store.abort_upload`, which says more.
     """
-    with mapped_errors("sweep"):
+    with mapped_errors(Operation.SWEEP):
         store.client.abort_multipart_upload(Bucket=store.bucket, Key=key, UploadId=upload_id)
 
 
@@ -79,7 +79,7 @@ def sidecar_record(store: S3Store, key: str) -> dict[str, Any] | None:
 
     The body of :meth:`~kzr_wsgi.stores.s3.S3Store.sidecar_record`, which says more.
     """
-    with mapped_errors("sweep"):
+    with mapped_errors(Operation.SWEEP):
         found = get_entry(store, key + SIDECAR_SUFFIX)
     if found is None or found[0] is None or found[0].get("key") != key:
         return None
@@ -91,7 +91,7 @@ def is_indexed(store: S3Store, key: str, record: dict[str, Any] | None = None) -
 
     The body of :meth:`~kzr_wsgi.stores.s3.S3Store.is_indexed`, which says more.
     """
-    with mapped_errors("sweep"):
+    with mapped_errors(Operation.SWEEP):
         if record is not None:
             name = Name(Kind(record["kind"]), tuple(record["segments"]), record["filename"])
             entry = read_entry(store, index_key(store, name, record.get("recording_id"),
@@ -125,7 +125,7 @@ def delete(store: S3Store, *keys: str) -> None:
     for key in keys:
         if not key.startswith(store.prefix):
             raise ValueError(f"{key!r} is outside this store's prefix {store.prefix!r}")
-    with mapped_errors("sweep"):
+    with mapped_errors(Operation.SWEEP):
         for key in keys:
             store.client.delete_object(Bucket=store.bucket, Key=key)
 

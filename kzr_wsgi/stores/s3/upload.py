@@ -33,7 +33,7 @@ from ...naming import (
     utcnow,
 )
 from ...recording import Recording, Stored
-from .client import mapped_errors
+from .client import Operation, mapped_errors
 from .entries import commit, committed, index_key
 
 if TYPE_CHECKING:
@@ -87,7 +87,7 @@ def put_small(store: S3Store, recording: Recording, key: str, data: bytes, diges
               extra: dict[str, Any]) -> Stored:
     """Send a body that fits under the threshold in one ``PutObject``, then commit it."""
     entry_key = index_key(store, recording.name, recording.recording_id, digest)
-    with mapped_errors("store"):
+    with mapped_errors(Operation.STORE):
         existing = committed(store, entry_key)
         if existing is not None:
             return existing
@@ -117,7 +117,7 @@ def put_multipart(
     if recording.content_length is not None:
         # Keep a known-size body within S3's 10,000 parts.
         part_size = max(part_size, -(-recording.content_length // (MAX_PARTS - 1)))
-    with mapped_errors("store"):
+    with mapped_errors(Operation.STORE):
         upload_id = store.client.create_multipart_upload(
             Bucket=store.bucket, Key=key, **extra
         )["UploadId"]
@@ -126,7 +126,7 @@ def put_multipart(
                                        part_size)
         digest = sha.hexdigest()
         entry_key = index_key(store, recording.name, recording.recording_id, digest)
-        with mapped_errors("store"):
+        with mapped_errors(Operation.STORE):
             existing = committed(store, entry_key)
             if existing is not None:
                 abort(store, key, upload_id)
@@ -196,7 +196,7 @@ def send_parts(
 def upload_part(store: S3Store, key: str, upload_id: str, number: int,
                 data: bytes) -> CompletedPartTypeDef:
     """Send part ``number`` of the multipart upload ``upload_id``; its ETag for completing."""
-    with mapped_errors("store"):
+    with mapped_errors(Operation.STORE):
         response = store.client.upload_part(
             Bucket=store.bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=data
         )
