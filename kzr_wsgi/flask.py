@@ -41,7 +41,7 @@ from flask import Flask
 from .middleware import KazooRecordings, OnStored
 from .recording import Handler, Recording, Stored
 from .stores import DirectoryStore
-from .stores.base import CopyReader
+from .stores.base import StoredOpener
 
 _signals = Namespace()
 
@@ -134,7 +134,7 @@ def _search_ui(app: Flask, handler: Handler, middleware: KazooRecordings) -> Any
     if viewer_file:
         listed += read_viewer_file(viewer_file)
     store: object = handler
-    if not isinstance(store, CopyReader):
+    if not isinstance(store, StoredOpener):
         raise RuntimeError(f"the UI needs a store that serves its files; {handler!r} does not")
     url = app.config.get("KZR_CATALOG")
     if url:

@@ -76,6 +76,7 @@ __all__ = [
     "DOCUMENT_TEXT_KEY",
     "MultipartUpload",
     "PartStream",
+    "Readable",
     "boundary_from_content_type",
 ]
 
@@ -102,6 +103,9 @@ _BOUNDARY_RE = re.compile(r"[0-9A-Za-z'()+_,\-./:=? ]{0,69}[0-9A-Za-z'()+_,\-./:
 # One ``; key=value`` parameter, the value quoted or running to the next ``;``.
 _PARAM_RE = re.compile(r';\s*([^\s;="]+)\s*=\s*("(?:[^"\\]|\\.)*"?|[^;]*)')
 _WHITESPACE = b" \t\r\n\x0b\x0c"
+
+#: The older name of :class:`~kzr_wsgi.recording.Stream`, what the decoder reads.
+Readable = Stream
 
 
 def boundary_from_content_type(content_type: str | None) -> bytes | None:

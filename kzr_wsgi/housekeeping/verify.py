@@ -16,8 +16,8 @@ from datetime import datetime
 from typing import Any
 
 from ..catalog import parse_when
-from ..catalog.reindex import IndexedStore
 from ..errors import KzrError
+from ..stores.base import CopyLister, CopyReader, CopyStore
 from ..stores.readback import scan
 from ..textenum import TextEnum
 
@@ -67,7 +67,7 @@ class VerifyReport:
                 f"{self.flagged} flagged")
 
 
-def selected(store: IndexedStore, since: datetime | None = None) -> Iterator[dict[str, Any]]:
+def selected(store: CopyLister, since: datetime | None = None) -> Iterator[dict[str, Any]]:
     """The records verify looks at: all, or those received at or after ``since``."""
     for record in store.records():
         if since is not None:
@@ -80,7 +80,7 @@ def selected(store: IndexedStore, since: datetime | None = None) -> Iterator[dic
         yield record
 
 
-def verify_record(store: IndexedStore, record: dict[str, Any]) -> tuple[int, list[Finding]]:
+def verify_record(store: CopyReader, record: dict[str, Any]) -> tuple[int, list[Finding]]:
     """Check one copy; return the bytes read and what is wrong with it (often nothing)."""
     location = str(record.get("location"))
     call_id = record.get("call_id")
@@ -109,7 +109,7 @@ def verify_record(store: IndexedStore, record: dict[str, Any]) -> tuple[int, lis
 
 
 def verify(
-    store: IndexedStore,
+    store: CopyStore,
     *,
     since: datetime | None = None,
     on_finding: Callable[[Finding], None] | None = None,

@@ -1,27 +1,30 @@
 """The store contract: what each consumer needs of a store, written down as protocols.
 
 Every consumer names the protocol it uses, never a store class, and never asks a store
-what it has: the middleware stores uploads (:class:`UploadStore`), the search page and
-the storage-plan reads open copies (:class:`CopyReader`), ``reindex`` and ``verify`` list
-them (:class:`CopyLister`), ``prune`` and a fan-out's rollback remove them in the
+what it has: the middleware stores uploads (:class:`UploadStore`), the search page opens
+a catalog row's copy (:class:`StoredOpener`), the storage-plan reads, ``reindex`` and
+``verify`` open copies by name or record (:class:`CopyReader`) and list them
+(:class:`CopyLister`), ``prune`` and a fan-out's rollback remove them in the
 crash-safe order (:class:`CopyRemover`, :class:`DiscardableStore`), holds and the audit
 trail live where the store says (:class:`StateKeeper`), rows go to the catalog beside it
 (:class:`CataloguedStore`), and ``serve`` checks it and hands its housekeeper the work it
 needs (:class:`ServedStore`). Two unions of them name what the built-in stores are:
 
-========================  ==================  ==========  ==========
-protocol                  ``DirectoryStore``  ``S3Store``  ``FanOut``
-========================  ==================  ==========  ==========
-:class:`UploadStore`      yes                 yes         yes
-:class:`CopyReader`       yes                 yes         yes
-:class:`CopyLister`       yes                 yes         no
-:class:`CopyRemover`      yes                 yes         no
-:class:`StateKeeper`      yes                 yes         yes
-:class:`CataloguedStore`  yes                 yes         yes
-:class:`ServedStore`      yes                 yes         yes
-:class:`Store`            yes                 yes         yes
-:class:`CopyStore`        yes                 yes         no
-========================  ==================  ==========  ==========
+=========================  ==================  ===========  ==========
+protocol                   ``DirectoryStore``  ``S3Store``  ``FanOut``
+=========================  ==================  ===========  ==========
+:class:`UploadStore`       yes                 yes          yes
+:class:`StoredOpener`      yes                 yes          yes
+:class:`CopyReader`        yes                 yes          yes
+:class:`CopyLister`        yes                 yes          no
+:class:`DiscardableStore`  yes                 yes          no
+:class:`CopyRemover`       yes                 yes          no
+:class:`StateKeeper`       yes                 yes          yes
+:class:`CataloguedStore`   yes                 yes          yes
+:class:`ServedStore`       yes                 yes          yes
+:class:`Store`             yes                 yes          yes
+:class:`CopyStore`         yes                 yes          no
+=========================  ==================  ===========  ==========
 
 A fan-out keeps no copies of its own: its :meth:`~ServedStore.parts` are the stores that
 do, and whoever lists or removes copies works on those. ``mypy --strict`` checks the
@@ -56,6 +59,7 @@ __all__ = [
     "ServedStore",
     "StateKeeper",
     "Store",
+    "StoredOpener",
     "UploadStore",
 ]
 
@@ -75,20 +79,29 @@ class UploadStore(Protocol):
 
 
 @runtime_checkable
-class CopyReader(Protocol):
-    """Open a stored copy: by name (Kazoo's reads), by location (the search page), or by
-    record, to read it once from start to end (``reindex``, ``verify``).
+class StoredOpener(Protocol):
+    """Open a stored copy by its location (a catalog row's): all the search page needs.
 
-    Each raises :class:`~kzr_wsgi.errors.NotFound` for a copy that is not there and
-    :class:`~kzr_wsgi.errors.StoreUnavailable` for a store out of reach.
+    Raises :class:`~kzr_wsgi.errors.NotFound` for a copy that is not there (or a
+    location outside the store) and :class:`~kzr_wsgi.errors.StoreUnavailable` for a
+    store out of reach.
+    """
+
+    def open_stored(self, location: str, sha256: str | None = None) -> StoredFile:
+        """The copy at ``location``, seekable, for serving it back (``sha256``: its ETag)."""
+        ...
+
+
+@runtime_checkable
+class CopyReader(StoredOpener, Protocol):
+    """Open a stored copy: by name (Kazoo's storage-plan reads), by location (the search
+    page), or by record, to read it once from start to end (``reindex``, ``verify``).
+
+    Each raises as :class:`StoredOpener` says.
     """
 
     def open(self, name: Name, recording_id: str | None = None) -> StoredFile:
         """The copy filed under ``name`` (with ``recording_id`` when given, else the latest)."""
-        ...
-
-    def open_stored(self, location: str, sha256: str | None = None) -> StoredFile:
-        """The copy at ``location`` (a catalog row's), seekable, for serving it back."""
         ...
 
     def open_copy(self, record: dict[str, Any]) -> Stream:
@@ -205,13 +218,15 @@ class ServedStore(Protocol):
         ...
 
 
+@runtime_checkable
 class Store(UploadStore, CopyReader, StateKeeper, CataloguedStore, ServedStore, Protocol):
     """What ``serve`` and the commands open (``--root``, ``--s3``, or both): any built-in
     store, a fan-out included."""
 
 
+@runtime_checkable
 class CopyStore(Store, CopyLister, CopyRemover, Protocol):
-    """A store that holds its copies itself: a :meth:`~ServedStore.part <ServedStore.parts>`."""
+    """A store that holds its copies itself: one of the :meth:`~ServedStore.parts` of a store."""
 
 
 if TYPE_CHECKING:
@@ -221,11 +236,16 @@ if TYPE_CHECKING:
         upload: UploadStore = disk
         upload = bucket
         upload = both
+        opener: StoredOpener = disk
+        opener = bucket
+        opener = both
         reader: CopyReader = disk
         reader = bucket
         reader = both
         lister: CopyLister = disk
         lister = bucket
+        discardable: DiscardableStore = disk
+        discardable = bucket
         remover: CopyRemover = disk
         remover = bucket
         keeper: StateKeeper = disk
@@ -242,4 +262,5 @@ if TYPE_CHECKING:
         store = both
         copies: CopyStore = disk
         copies = bucket
-        del upload, reader, lister, remover, keeper, catalogued, served, store, copies
+        del upload, opener, reader, lister, discardable, remover, keeper, catalogued, served
+        del store, copies

@@ -16,6 +16,10 @@ from ..audio import AudioInfo, Inspector
 from ..body import BLOCK_SIZE
 from ..recording import Stream
 
+#: The older name of :class:`~kzr_wsgi.recording.Stream`, what a store's ``open_copy``
+#: gives back.
+Readable = Stream
+
 
 @dataclass(frozen=True)
 class Scan:

@@ -276,6 +276,14 @@ class DirectoryStore:
         self.reap()
         self.repair_catalog()
 
+    def sweep(self) -> int:
+        """The older name of :meth:`reap`, still accepted."""
+        return self.reap()
+
+    def housekeep(self) -> None:
+        """The older name of :meth:`upkeep`, still accepted."""
+        self.upkeep()
+
     def preflight(self) -> list[str]:
         """Before serving: the first upkeep pass and the upkeep thread, in this process.
 
