@@ -518,6 +518,45 @@ def test_audit_names_a_deletion_by_its_ids_as_they_were_sent(tmp_path: Path) -> 
     assert (event["call_id"], event["action"]) == (odd, "delete")
 
 
+def kzr(*args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m kzr_wsgi ARGS``: the command as an operator runs it."""
+    return subprocess.run([sys.executable, "-m", "kzr_wsgi", *args], capture_output=True,
+                          text=True, timeout=120, cwd=Path(__file__).resolve().parent.parent)
+
+
+def test_the_audit_command_shows_each_id_as_it_was_sent(tmp_path: Path) -> None:
+    # One call id that looks percent-encoded already (its location encodes it again), one
+    # that carries a terminal escape and a bell.
+    encoded, escaping = "8a3f%2F2c1e/leg-1@pbx.example", "cc\x1b]0;owned\x07@pbx.example"
+    store = DirectoryStore(tmp_path / "r")
+    stored = {call_id: store(recording(Spec(call_id, C, 400)))
+              for call_id in (encoded, escaping)}
+    assert encoded not in stored[encoded].location  # "%" and "/" are encoded there
+    root = str(store.root)
+    pruned = kzr("prune", "--root", root, "--older-than", "30d")
+    assert pruned.returncode == 0, pruned.stderr
+    out = kzr("audit", "--root", root)
+    assert out.returncode == 0, out.stderr
+    assert "\x1b" not in out.stdout and "\x07" not in out.stdout  # none reaches the terminal
+    lines = out.stdout.splitlines()
+    assert len(lines) == 2
+    # grep -F for the call id as Kazoo sent it finds its deletion ...
+    [line] = [line for line in lines if encoded in line]
+    # ... and one with control characters, as ls shows them.
+    shown = "cc\\x1b]0;owned\\x07@pbx.example"
+    [other] = [line for line in lines if shown in line]
+    for call_id, seen, text in ((encoded, encoded, line), (escaping, shown, other)):
+        copy = stored[call_id]
+        for fact in (f"call_id={seen} ", f"recording_id=rec-{seen} ", f"account_id={C} ",
+                     f"sha256={copy.sha256[:12]} ", f" {copy.location} ",
+                     f" {copy.size} bytes "):
+            assert fact in text, (fact, text)
+        # audit --call-id X shows X's deletion, and only that.
+        only = kzr("audit", "--root", root, "--call-id", call_id)
+        assert only.returncode == 0, only.stderr
+        assert only.stdout.splitlines() == [text]
+
+
 def test_hold_needs_a_reason() -> None:
     with pytest.raises(HoldError):
         Hold.new("call_id", "x", reason=" ")
