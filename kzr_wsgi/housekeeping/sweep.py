@@ -61,11 +61,9 @@ class LeftoverKind(TextEnum):
     SIDECAR = "lone sidecar"
 
 
-#: :attr:`LeftoverKind.UPLOAD` by its older name.
+# The kinds by their older names, still importable (the reference lists them by these).
 UPLOAD = LeftoverKind.UPLOAD
-#: :attr:`LeftoverKind.OBJECT` by its older name.
 OBJECT = LeftoverKind.OBJECT
-#: :attr:`LeftoverKind.SIDECAR` by its older name.
 SIDECAR = LeftoverKind.SIDECAR
 
 

@@ -1,14 +1,16 @@
 """The store contract: what each consumer needs of a store, written down as protocols.
 
-Every consumer names the protocol it uses, never a store class, and never asks a store
-what it has: the middleware stores uploads (:class:`UploadStore`), the search page opens
-a catalog row's copy (:class:`StoredOpener`), the storage-plan reads, ``reindex`` and
-``verify`` open copies by name or record (:class:`CopyReader`) and list them
-(:class:`CopyLister`), ``prune`` and a fan-out's rollback remove them in the
-crash-safe order (:class:`CopyRemover`, :class:`DiscardableStore`), holds and the audit
-trail live where the store says (:class:`StateKeeper`), rows go to the catalog beside it
-(:class:`CataloguedStore`), and ``serve`` checks it and hands its housekeeper the work it
-needs (:class:`ServedStore`). Two unions of them name what the built-in stores are:
+Every consumer names the protocol it uses, never a store class (and of a handler it did
+not build, a host app's own or a fan-out's part, asks only whether it is one, by
+``isinstance`` with the protocol): the middleware stores uploads (:class:`UploadStore`),
+the search page opens a catalog row's copy (:class:`StoredOpener`), the storage-plan
+reads, ``reindex`` and ``verify`` open copies by name or record (:class:`CopyReader`)
+and list them (:class:`CopyLister`), ``prune`` and a fan-out's rollback remove them in
+the crash-safe order (:class:`CopyRemover`, :class:`DiscardableStore`), holds and the
+audit trail live where the store says (:class:`StateKeeper`), rows go to the catalog
+beside it (:class:`CataloguedStore`), and ``serve`` checks it and hands its housekeeper
+the work it needs (:class:`ServedStore`). Two unions of them name what the built-in
+stores are:
 
 =========================  ==================  ===========  ==========
 protocol                   ``DirectoryStore``  ``S3Store``  ``FanOut``

@@ -1,7 +1,10 @@
 """Kept so that ``import kzr_wsgi.stores.directory.housekeeper``, documented before, still
-works: the per-process loop is the store's upkeep, in
-:mod:`kzr_wsgi.stores.directory.upkeep`."""
+works: the per-process loop of the disk stores is their upkeep, now in
+:mod:`kzr_wsgi.stores.directory.upkeep` (the housekeeper is serve's, one per store:
+:mod:`kzr_wsgi.housekeeping.housekeeper`)."""
 
 from __future__ import annotations
 
-from .upkeep import *  # noqa: F403
+from .upkeep import UPKEEP, Upkeep
+
+__all__ = ["UPKEEP", "Upkeep"]
