@@ -29,7 +29,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ..naming import STATE_DIR
 from .codec import SELECT_COLUMNS, UPSERT, row_from_db, write_params
 from .rows import Row, row_from_record, row_id
 from .schema import MIGRATIONS, STATE_TABLE, TABLE, VERSION_TABLE, statements
@@ -51,7 +50,7 @@ T = TypeVar("T")
 UNAVAILABLE_FOR = 10.0
 
 #: Where :meth:`Catalog.for_root` keeps a store's catalog, under its root.
-ROOT_CATALOG = Path(STATE_DIR) / "catalog.sqlite3"
+ROOT_CATALOG = Path(".kzr") / "catalog.sqlite3"
 
 _PARAM = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 
