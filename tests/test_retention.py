@@ -329,15 +329,23 @@ def run_prune(root: Path, config: Path, *args: str, env: dict[str, str] | None =
         cwd=Path(__file__).resolve().parent.parent)
 
 
+#: Where a prune is killed: at each step of its third removal, by the older spelling of
+#: the crash hook, and once by its own (``KZR_CRASH_AT=prune.STEP:N``).
+STEPS = ("journal", "audit", "index", "catalog", "file")
+KILLS = [*({"KZR_TEST_PRUNE_KILL": f"{step}:3"} for step in STEPS),
+         {CRASH_AT_ENV: "prune.index:3"}]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("step", ["journal", "audit", "index", "catalog", "file"])
+@pytest.mark.parametrize("kill", KILLS, ids=[*STEPS, "KZR_CRASH_AT-index"])
 def test_prune_killed_half_way_and_rerun_gives_the_same_result(
-        disk: tuple[DirectoryStore, dict[str, str]], tmp_path: Path, step: str) -> None:
+        disk: tuple[DirectoryStore, dict[str, str]], tmp_path: Path,
+        kill: dict[str, str]) -> None:
     store, locations = disk
     config = tmp_path / "policy.toml"
     config.write_text(POLICY)
-    killed = run_prune(store.root, config, env={"KZR_TEST_PRUNE_KILL": f"{step}:3"})
-    assert killed.returncode == -9, killed.stderr
+    killed = run_prune(store.root, config, env=kill)
+    assert killed.returncode == CRASH_STATUS == -9, killed.stderr
     assert killed.stdout.count("removed ") == 2
     assert list((store.root / ".kzr").glob("pruning/*.json")), "the third was cut short"
     rerun = run_prune(store.root, config)
@@ -351,24 +359,6 @@ def test_prune_killed_half_way_and_rerun_gives_the_same_result(
     lines = [line for out in (killed.stdout, rerun.stdout) for line in out.splitlines()
              if line.startswith(("removed", "finished"))]
     assert len(lines) == len(expected_pruned())
-
-
-@pytest.mark.slow
-def test_prune_killed_through_the_crash_hook_and_rerun(
-        disk: tuple[DirectoryStore, dict[str, str]], tmp_path: Path) -> None:
-    # KZR_CRASH_AT=prune.STEP:N, the one hook's spelling of KZR_TEST_PRUNE_KILL=STEP:N.
-    store, _ = disk
-    config = tmp_path / "policy.toml"
-    config.write_text(POLICY)
-    killed = run_prune(store.root, config, env={CRASH_AT_ENV: "prune.index:3"})
-    assert killed.returncode == CRASH_STATUS == -9, killed.stderr
-    assert killed.stdout.count("removed ") == 2
-    assert list((store.root / ".kzr").glob("pruning/*.json")), "the third was cut short"
-    rerun = run_prune(store.root, config)
-    assert rerun.returncode == 0, rerun.stderr
-    assert call_ids(store) == {s.call_id for s in DATASET} - expected_pruned()
-    disk_consistent(store.root)
-    catalog_agrees(store)
 
 
 @pytest.mark.slow
