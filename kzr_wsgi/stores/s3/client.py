@@ -1,4 +1,5 @@
-"""boto3 at the S3 store's edge: the client it makes, and S3's errors in the project's terms.
+"""boto3 at the S3 store's edge: the client it makes, what the store's modules are handed
+(:class:`Bucket`), and S3's errors in the project's terms.
 
 Every S3 request of :mod:`kzr_wsgi.stores.s3` runs inside :func:`mapped_errors`, so a
 caller sees :class:`~kzr_wsgi.errors.NotFound` or
@@ -10,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import boto3
@@ -22,7 +24,27 @@ from ...textenum import TextEnum
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
 
+    from ...catalog import Catalog
+
 log = logging.getLogger("kzr_wsgi.store")
+
+
+@dataclass(frozen=True)
+class Bucket:
+    """Where an S3 store keeps its copies, and the catalog their rows go to: what the
+    store's modules (reading, the index, changes, the sweep) are handed, never the store."""
+
+    client: S3Client
+    #: The bucket's name.
+    name: str
+    #: The store's key prefix: ``""`` or ending in ``/``.
+    prefix: str
+    #: Where each newly committed copy's row goes (``None``: no catalog).
+    catalog: Catalog | None = None
+
+    def url_for(self, key: str) -> str:
+        """The ``s3://bucket/key`` location of ``key``."""
+        return f"s3://{self.name}/{key}"
 
 
 class Operation(TextEnum):
