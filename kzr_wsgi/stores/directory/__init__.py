@@ -235,16 +235,12 @@ class DirectoryStore:
                 self.catalog.release()  # nothing held between passes, nor across a fork
 
     def repair_catalog(self) -> int:
-        """Catalogue the copies named by markers a store from before left; return how many.
+        """Repair: catalogue the copies named by markers a store from before left (in
+        ``ROOT/.kzr/uncatalogued``, one per row it still owed); return how many.
 
-        Stores before the one-marker commit wrote a second marker per upload in
-        ``ROOT/.kzr/uncatalogued`` (an index entry's relative name, under ``flock`` while
-        its writer lived); a process killed between its commit and its row left one
-        there. This store no longer writes them (:meth:`recover` writes the rows of
-        today's markers) but still reads them, with each upkeep pass: when the entry
-        exists, its copy's row is written; either way the marker goes (kept only when
-        the catalog cannot be written, for the next pass). A marker still held by a
-        live writer in another process is left alone.
+        This store writes no such markers (:meth:`recover` writes the rows of today's)
+        but reads them with each upkeep pass; see
+        :func:`~kzr_wsgi.stores.directory.markers.repair_legacy`.
         """
         if self.catalog is None:
             return 0
