@@ -25,6 +25,9 @@ from ...naming import STATE_DIR, name_digest
 from ...recording import Kind, Name
 from ..tempfiles import TempFile
 
+#: The store's own directory under its root: :data:`~kzr_wsgi.naming.STATE_DIR`, by the
+#: name it had here.
+STATE = STATE_DIR
 _FULL = (errno.ENOSPC, errno.EDQUOT)
 #: The name of an index entry, and so of an upload's marker.
 ENTRY_NAME = re.compile(r"[0-9a-f]{64}-[0-9a-f]{16}-[0-9a-f]{64}\.json")
