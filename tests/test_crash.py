@@ -111,8 +111,8 @@ def test_kill_at_each_commit_step_then_retry_keeps_one_copy(
     tmp_path: Path, point: str, then: str, unnamed: bool
 ) -> None:
     root = tmp_path / "recordings"
-    store = DirectoryStore(root, unnamed_temporaries=unnamed, sweep_every=None,
-                           sweep_min_age=0.0)  # no live writer here to spare
+    store = DirectoryStore(root, unnamed_temporaries=unnamed, upkeep_every=None,
+                           reap_min_age=0.0)  # no live writer here to spare
     assert store.unnamed is unnamed
     store.preflight()  # in use (serving) before the writer dies
     body = os.urandom(300_000)
@@ -122,8 +122,8 @@ def test_kill_at_each_commit_step_then_retry_keeps_one_copy(
     assert len(pending(root)) == 1  # the dead writer's marker
 
     if then == "restart":
-        store = DirectoryStore(root, unnamed_temporaries=unnamed, sweep_every=None,
-                               sweep_min_age=0.0)  # no live writer here to spare
+        store = DirectoryStore(root, unnamed_temporaries=unnamed, upkeep_every=None,
+                               reap_min_age=0.0)  # no live writer here to spare
         store.preflight()  # start-up: serve's, before it listens
         # Start-up finished what the dead writer had placed, and dropped the rest.
         assert pending(root) == []
@@ -146,21 +146,21 @@ def test_a_marker_whose_name_went_to_another_upload_is_dropped(tmp_path: Path) -
     # Killed between writing the marker and linking: meanwhile another upload took the
     # name the marker mentions. Recovery must not adopt that other upload's file.
     root = tmp_path / "recordings"
-    store = DirectoryStore(root, sweep_every=None)
+    store = DirectoryStore(root, upkeep_every=None)
     store.preflight()
     body = os.urandom(1000)
     assert die_at("dir.marked", store, body) == CRASH_STATUS
     other = os.urandom(2000)
     assert store(make(other)).created  # same name, another body: takes the free name
-    DirectoryStore(root, sweep_every=None).preflight()  # start-up
+    DirectoryStore(root, upkeep_every=None).preflight()  # start-up
     assert pending(root) == []
     assert [p.read_bytes() for p in data_files(root)] == [other]
     assert len(index_entries(root)) == 1
 
 
-def test_named_temporary_of_a_dead_writer_is_swept_while_serving(tmp_path: Path) -> None:
+def test_named_temporary_of_a_dead_writer_is_reaped_while_serving(tmp_path: Path) -> None:
     root = tmp_path / "recordings"
-    store = DirectoryStore(root, unnamed_temporaries=False, sweep_min_age=0.5, sweep_every=1.0)
+    store = DirectoryStore(root, unnamed_temporaries=False, reap_min_age=0.5, upkeep_every=1.0)
     store.preflight()  # serving
     dead = root / ".kzr" / "tmp" / "dead.part"
     dead.write_bytes(b"half a recording")  # nobody holds its lock
@@ -182,7 +182,7 @@ def test_no_o_tmpfile_falls_back_to_named_files(tmp_path: Path,
 
     monkeypatch.setattr(os, "open", no_tmpfile)
     root = tmp_path / "recordings"
-    store = DirectoryStore(root, sweep_every=None)
+    store = DirectoryStore(root, upkeep_every=None)
     assert store.unnamed is False
     body = os.urandom(10_000)
     assert store(make(body)).created

@@ -337,3 +337,15 @@ def test_reap_removes_dead_writers_files_only(root: Path) -> None:
     os.utime(young, (old, old))
     DirectoryStore(root).preflight()
     assert temporaries(root) == []
+
+
+def test_the_older_spellings_still_work(root: Path) -> None:
+    # sweep_min_age/sweep_every and sweep()/housekeep() before reap and upkeep had names.
+    store = DirectoryStore(root, sweep_min_age=0.0, sweep_every=None, catalog=None)
+    assert (store.reap_min_age, store.upkeep_every) == (0.0, None)
+    dead = root / ".kzr" / "tmp" / "dead.part"
+    dead.write_bytes(b"half a recording")  # nobody holds its lock
+    assert store.sweep() == 1 and not dead.exists()
+    dead.write_bytes(b"half a recording")
+    store.housekeep()
+    assert not dead.exists()
