@@ -40,10 +40,10 @@ keepalive = 30
 # 4.x appends a dozen metadata fields to the query: gunicorn's default 4094 is short.
 limit_request_line = 8190
 
-# Build the app once in the master, then fork: the store finishes or sweeps what dead
-# writers left once at start-up, before any worker takes an upload (and every few
-# seconds after, in each process). (Threads such as the webhook notifier's are started
-# lazily in each worker.)
+# Build the app once in the master, then fork. Building starts nothing: each worker's
+# first use of the store recovers and reaps what dead writers left before it goes on
+# (and again every few seconds, in each process). (Threads such as the webhook
+# notifier's are started lazily in each worker too.)
 preload_app = True
 
 # The receiver logs every upload itself (call id, bytes, seconds, outcome).

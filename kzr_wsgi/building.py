@@ -8,23 +8,15 @@ this store write", without the extension importing the commands.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Union
-
 from .catalog import Catalog, open_catalog
-from .recording import Handler
 from .stores import DirectoryStore, FanOut
-
-if TYPE_CHECKING:
-    from .stores.s3 import S3Store
-
-#: What :func:`build_store` builds: the disk, a bucket, or both.
-BuiltStore = Union[DirectoryStore, "S3Store", FanOut]
+from .stores.base import CataloguedStore, Store
 
 
 def build_store(
     root: str, root_given: bool, s3_url: str | None, s3_endpoint: str | None,
     catalog_url: str | None = None,
-) -> tuple[BuiltStore, str]:
+) -> tuple[Store, str]:
     """The store to store with, and a line saying where that is.
 
     The disk by default; S3 with ``s3_url``; both (a fan-out) with ``s3_url`` and an
@@ -63,13 +55,10 @@ def _open_for_serving(url: str) -> Catalog:
         return open_catalog(url, connect_now=False)
 
 
-def catalog_of(store: Handler) -> Catalog | None:
-    """The catalog a store (or the first store of a fan-out that has one) writes to."""
-    if isinstance(store, FanOut):
-        for inner in store.stores:
-            found = catalog_of(inner)
-            if found is not None:
-                return found
-        return None
-    catalog = getattr(store, "catalog", None)
+def catalog_of(store: object) -> Catalog | None:
+    """The catalog a store (a fan-out's: its first part's that has one) writes to.
+
+    ``None`` for a handler that is not a :class:`~kzr_wsgi.stores.base.CataloguedStore`.
+    """
+    catalog = store.catalog if isinstance(store, CataloguedStore) else None
     return catalog if isinstance(catalog, Catalog) else None

@@ -41,6 +41,7 @@ from flask import Flask
 from .middleware import KazooRecordings, OnStored
 from .recording import Handler, Recording, Stored
 from .stores import DirectoryStore
+from .stores.base import StoredOpener
 
 _signals = Namespace()
 
@@ -132,7 +133,8 @@ def _search_ui(app: Flask, handler: Handler, middleware: KazooRecordings) -> Any
 
     if viewer_file:
         listed += read_viewer_file(viewer_file)
-    if not hasattr(handler, "open_stored"):
+    store: object = handler
+    if not isinstance(store, StoredOpener):
         raise RuntimeError(f"the UI needs a store that serves its files; {handler!r} does not")
     url = app.config.get("KZR_CATALOG")
     if url:
@@ -148,6 +150,6 @@ def _search_ui(app: Flask, handler: Handler, middleware: KazooRecordings) -> Any
             raise RuntimeError("the UI needs a catalog: set KZR_CATALOG, or use a store "
                                "that keeps one (KZR_ROOT)")
         catalog = found
-    return SearchUI(catalog, handler, viewers=listed,
+    return SearchUI(catalog, store, viewers=listed,
                     prefix=app.config.get("KZR_UI_PREFIX", "/ui"),
                     secret=app.config.get("KZR_UI_SECRET"), app=middleware)

@@ -53,7 +53,7 @@ import json
 import re
 from base64 import b64decode
 from binascii import Error as Base64Error
-from typing import Any, Protocol
+from typing import Any
 
 from werkzeug.http import parse_options_header
 from werkzeug.sansio.multipart import (
@@ -68,6 +68,7 @@ from werkzeug.sansio.multipart import (
 )
 
 from .errors import KzrError, MultipartError
+from .recording import Stream
 
 __all__ = [
     "DEFAULT_BLOCK_SIZE",
@@ -103,13 +104,8 @@ _BOUNDARY_RE = re.compile(r"[0-9A-Za-z'()+_,\-./:=? ]{0,69}[0-9A-Za-z'()+_,\-./:
 _PARAM_RE = re.compile(r';\s*([^\s;="]+)\s*=\s*("(?:[^"\\]|\\.)*"?|[^;]*)')
 _WHITESPACE = b" \t\r\n\x0b\x0c"
 
-
-class Readable(Protocol):
-    """Anything with ``read(n) -> bytes``: a :class:`~kzr_wsgi.body.Body`, a file."""
-
-    def read(self, size: int, /) -> bytes:
-        """Up to ``size`` bytes; ``b""`` at the end."""
-        ...
+#: The older name of :class:`~kzr_wsgi.recording.Stream`, what the decoder reads.
+Readable = Stream
 
 
 def boundary_from_content_type(content_type: str | None) -> bytes | None:
@@ -165,7 +161,7 @@ class MultipartUpload:
 
     def __init__(
         self,
-        stream: Readable,
+        stream: Stream,
         boundary: bytes,
         base64: bool = False,
         *,
@@ -325,7 +321,7 @@ class PartStream(io.RawIOBase):
 class _Source:
     """werkzeug's decoder fed from a stream in blocks, with bounded buffering."""
 
-    def __init__(self, stream: Readable, boundary: bytes, block_size: int) -> None:
+    def __init__(self, stream: Stream, boundary: bytes, block_size: int) -> None:
         self._stream = stream
         self._decoder = MultipartDecoder(boundary)
         self._block_size = block_size

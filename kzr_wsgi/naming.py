@@ -3,6 +3,7 @@
 Pure: no I/O. Used by every store, so that a call id like ``../../etc/passwd`` or
 ``a/b%2Fc`` is always one harmless component, two different ids never share one,
 and what a layout template produces is a relative path made only of such components.
+The same data shown on a terminal goes through :func:`shown`.
 """
 
 from __future__ import annotations
@@ -22,6 +23,11 @@ MAX_COMPONENT = 200
 
 #: Sidecar files end with this; no stored data file ever does (see :func:`safe_component`).
 SIDECAR_SUFFIX = ".kzr.json"
+
+#: The store's own folder under its root (disk) or key prefix under its prefix (S3):
+#: temporary files, the index, markers, the catalog, holds, the audit trail. No
+#: recording can be filed there: :func:`safe_component` never starts with a dot.
+STATE_DIR = ".kzr"
 
 #: Default layout: bounded directories by kind, account and day (Kazoo's ``start`` when
 #: given, so a retry days later lands where the original did).
@@ -143,3 +149,22 @@ def guess_type(filename: str, ext: str) -> str:
 def utcnow() -> datetime:
     """The current time, aware UTC."""
     return datetime.now(timezone.utc)
+
+
+def shown(text: str | None) -> str:
+    """``text`` safe for a terminal: control and other unprintable characters escaped.
+
+    What ``kzr-wsgi ls`` and ``kzr-wsgi audit`` print of anything an upload carried (a
+    call id, a caller name): each unprintable character as Python writes it in a string
+    (``\\x1b``, ``\\n``, ``\\u202e``), every other one as itself, so a call id can be
+    searched for as Kazoo sent it and cannot move the cursor or recolour the screen.
+    ``None`` is shown as ``""``.
+
+    >>> print(shown("a\\x1b[2Jb@pbx/1%2F"))
+    a\\x1b[2Jb@pbx/1%2F
+    """
+    if text is None:
+        return ""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)

@@ -34,7 +34,13 @@ def is_self_test(call_id: str | None) -> bool:
 
 
 class Stream(Protocol):
-    """What ``Recording.stream`` is: a read-only binary stream that ends with ``b""``."""
+    """A read-only binary stream that ends with ``b""``: the one readable protocol.
+
+    What ``Recording.stream`` is, what the multipart decoder reads
+    (:class:`~kzr_wsgi.multipart.MultipartUpload`), and what a store's ``open_copy``
+    gives back to be read once (:mod:`kzr_wsgi.stores.readback`). A
+    :class:`~kzr_wsgi.body.Body`, a file and botocore's streaming body all are one.
+    """
 
     def read(self, size: int = -1, /) -> bytes:
         """Up to ``size`` bytes (all that is left when negative); ``b""`` at the end."""

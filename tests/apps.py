@@ -29,12 +29,16 @@ def host_app(environ: WSGIEnvironment, start_response: StartResponse) -> list[by
     return [payload]
 
 
-def recordings_app(root: str, unnamed_temporaries: bool = True,
+def recordings_app(root: str, unnamed_temporaries: bool = True, preflight: bool = False,
                    **options: Any) -> WSGIApplication:
     """``host_app`` wrapped by the middleware over a ``DirectoryStore(root)``, linted.
 
     ``unnamed_temporaries=False`` gives the store the named temporary files of a
-    filesystem without ``O_TMPFILE``.
+    filesystem without ``O_TMPFILE``. ``preflight`` starts the store before serving, as
+    ``kzr-wsgi serve`` does (its first upkeep pass, then its upkeep thread); without it
+    the store starts on its first use, as under any host app.
     """
     store = DirectoryStore(root, unnamed_temporaries=unnamed_temporaries)
+    if preflight:
+        store.preflight()
     return LintMiddleware(KazooRecordings(host_app, store, **options))

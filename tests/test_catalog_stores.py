@@ -87,7 +87,7 @@ def test_a_kill_between_commit_and_row_is_repaired_at_start_up(tmp_path: Path) -
     legacy.mkdir()
     # A copy committed by a store from before that died before its row: its marker
     # names the index entry.
-    old = DirectoryStore(tmp_path, catalog=None, sweep_every=None)(make(b"old", "co"))
+    old = DirectoryStore(tmp_path, catalog=None, upkeep_every=None)(make(b"old", "co"))
     index = tmp_path / ".kzr" / "index"
     (entry,) = [p for p in index.glob("*/*.json") if old.sha256 in p.name]
     (legacy / "old.json").write_text(entry.relative_to(index).as_posix())
@@ -97,7 +97,8 @@ def test_a_kill_between_commit_and_row_is_repaired_at_start_up(tmp_path: Path) -
     holder = os.open(live, os.O_RDONLY)
     fcntl.flock(holder, fcntl.LOCK_EX)
     try:
-        store = DirectoryStore(tmp_path)  # start-up
+        store = DirectoryStore(tmp_path)
+        store.preflight()  # start-up
     finally:
         os.close(holder)
     assert store.catalog is not None
@@ -150,7 +151,7 @@ def test_a_postgresql_catalog_out_of_reach_never_holds_an_upload_up(tmp_path: Pa
 
     url = f"postgresql://postgres@127.0.0.1:{free_port()}/nothing-listens"
     store = DirectoryStore(tmp_path, catalog=open_catalog(url, connect_now=False),
-                           sweep_every=None)
+                           upkeep_every=None)
     before = WRITE_FAILURES.count
     started = time.monotonic()
     for i in range(3):
@@ -201,13 +202,13 @@ class _RecoversDuringTheRow(DirectoryStore):
     seen: list[list[str]] = []
 
     def _catalogue(self, final: Path) -> bool:
-        DirectoryStore(self.root, sweep_every=None)  # its recovery runs here
+        DirectoryStore(self.root, upkeep_every=None).preflight()  # its recovery runs here
         self.seen.append(sorted(p.name for p in (self.root / ".kzr" / "pending").iterdir()))
         return super()._catalogue(final)
 
 
 def test_one_marker_per_upload_held_until_its_row_is_written(tmp_path: Path) -> None:
-    store = _RecoversDuringTheRow(tmp_path, sweep_every=None)
+    store = _RecoversDuringTheRow(tmp_path, upkeep_every=None)
     stored = store(make(b"one", "c1"))
     # During the row: the upload's one marker, still held, so the other store's recovery
     # left it alone (and wrote no row of its own).

@@ -30,7 +30,7 @@ from kzr_wsgi.recording import Kind, Name, Recording
 from kzr_wsgi.stores import DirectoryStore
 
 root, one_sync = sys.argv[1], sys.argv[2] == "1"
-store = DirectoryStore(root, one_sync=one_sync, catalog=None, sweep_every=None)
+store = DirectoryStore(root, one_sync=one_sync, catalog=None, upkeep_every=None)
 
 def upload(body):
     recording = Recording(

@@ -3,8 +3,8 @@ middle of a large upload with an immediate restart, a dead writer beside a live 
 and a short run of the crash loop (``benchmarks/crash_loop.py``).
 
 A kill inside the commit is made with the store's named crash points
-(:mod:`kzr_wsgi.faults`): a forked copy of the test process, or a ``serve``, dies with
-``os._exit`` exactly there.
+(:mod:`kzr_wsgi.faults`): a forked copy of the test process, or a ``serve``, is killed
+(``SIGKILL``) exactly there.
 """
 
 from __future__ import annotations
@@ -16,18 +16,24 @@ import json
 import os
 import signal
 import socket
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from apps import host_app
+from flask import Flask
 from kazoo import httpc_put
 from servers import Server, serve, store_temporaries, wsgi_server
 from test_directory_store import make
+from werkzeug.test import Client
 
+from kzr_wsgi import KazooRecordings
 from kzr_wsgi.catalog import Catalog, Query, row_id
 from kzr_wsgi.faults import CRASH_AT_ENV, CRASH_STATUS, POINTS
+from kzr_wsgi.flask import KazooFlask
 from kzr_wsgi.naming import SIDECAR_SUFFIX
 from kzr_wsgi.stores import DirectoryStore
 
@@ -105,9 +111,10 @@ def test_kill_at_each_commit_step_then_retry_keeps_one_copy(
     tmp_path: Path, point: str, then: str, unnamed: bool
 ) -> None:
     root = tmp_path / "recordings"
-    store = DirectoryStore(root, unnamed_temporaries=unnamed, sweep_every=None,
-                           sweep_min_age=0.0)  # no live writer here to spare
+    store = DirectoryStore(root, unnamed_temporaries=unnamed, upkeep_every=None,
+                           reap_min_age=0.0)  # no live writer here to spare
     assert store.unnamed is unnamed
+    store.preflight()  # in use (serving) before the writer dies
     body = os.urandom(300_000)
     assert die_at(point, store, body) == CRASH_STATUS
     placed = point != "dir.marked"
@@ -115,8 +122,9 @@ def test_kill_at_each_commit_step_then_retry_keeps_one_copy(
     assert len(pending(root)) == 1  # the dead writer's marker
 
     if then == "restart":
-        store = DirectoryStore(root, unnamed_temporaries=unnamed, sweep_every=None,
-                           sweep_min_age=0.0)  # no live writer here to spare
+        store = DirectoryStore(root, unnamed_temporaries=unnamed, upkeep_every=None,
+                               reap_min_age=0.0)  # no live writer here to spare
+        store.preflight()  # start-up: serve's, before it listens
         # Start-up finished what the dead writer had placed, and dropped the rest.
         assert pending(root) == []
         if placed:
@@ -125,7 +133,7 @@ def test_kill_at_each_commit_step_then_retry_keeps_one_copy(
     result = store(make(body))
     # Answered 201 unless a finished commit was already there to find.
     assert result.created is (then == "live-store" and point != "dir.indexed" or not placed)
-    store.housekeep()  # what the serving process does every few seconds
+    store.upkeep()  # what the serving process does every few seconds
     only = assert_one_copy(root, body)
     assert result.location == str(only)
     assert markers(root) == [] and store_temporaries(root) == []
@@ -138,20 +146,22 @@ def test_a_marker_whose_name_went_to_another_upload_is_dropped(tmp_path: Path) -
     # Killed between writing the marker and linking: meanwhile another upload took the
     # name the marker mentions. Recovery must not adopt that other upload's file.
     root = tmp_path / "recordings"
-    store = DirectoryStore(root, sweep_every=None)
+    store = DirectoryStore(root, upkeep_every=None)
+    store.preflight()
     body = os.urandom(1000)
     assert die_at("dir.marked", store, body) == CRASH_STATUS
     other = os.urandom(2000)
     assert store(make(other)).created  # same name, another body: takes the free name
-    DirectoryStore(root, sweep_every=None)
+    DirectoryStore(root, upkeep_every=None).preflight()  # start-up
     assert pending(root) == []
     assert [p.read_bytes() for p in data_files(root)] == [other]
     assert len(index_entries(root)) == 1
 
 
-def test_named_temporary_of_a_dead_writer_is_swept_while_serving(tmp_path: Path) -> None:
+def test_named_temporary_of_a_dead_writer_is_reaped_while_serving(tmp_path: Path) -> None:
     root = tmp_path / "recordings"
-    store = DirectoryStore(root, unnamed_temporaries=False, sweep_min_age=0.5, sweep_every=1.0)
+    store = DirectoryStore(root, unnamed_temporaries=False, reap_min_age=0.5, upkeep_every=1.0)
+    store.preflight()  # serving
     dead = root / ".kzr" / "tmp" / "dead.part"
     dead.write_bytes(b"half a recording")  # nobody holds its lock
     started = time.monotonic()
@@ -172,12 +182,115 @@ def test_no_o_tmpfile_falls_back_to_named_files(tmp_path: Path,
 
     monkeypatch.setattr(os, "open", no_tmpfile)
     root = tmp_path / "recordings"
-    store = DirectoryStore(root, sweep_every=None)
+    store = DirectoryStore(root, upkeep_every=None)
     assert store.unnamed is False
     body = os.urandom(10_000)
     assert store(make(body)).created
     assert_one_copy(root, body)
     assert store_temporaries(root) == []
+
+
+# -- no constructor starts anything; each process's first use does ----------------------------
+
+
+#: Run in a process of its own (no other store has started the upkeep there): what a
+#: store's construction, its first use, and a fork's child each start.
+UPKEEP_SCRIPT = r"""
+import json, os, sys, threading, time
+from kzr_wsgi.stores import DirectoryStore
+
+root = sys.argv[1]
+
+def looked_at(dead):
+    return {"threads": sorted(t.name for t in threading.enumerate() if t.name == "kzr-upkeep"),
+            "dead_left": os.path.exists(dead)}
+
+def dead_writers_file(name):
+    path = os.path.join(root, ".kzr", "tmp", name)
+    with open(path, "wb") as fh:
+        fh.write(b"half a recording")
+    os.utime(path, (time.time() - 3600,) * 2)
+    return path
+
+# A pass every hour: only the first passes can have reaped anything below.
+store = DirectoryStore(root, unnamed_temporaries=False, upkeep_every=3600)
+first = dead_writers_file("first.part")
+seen = {"built": looked_at(first)}
+list(store.records())
+seen["used"] = looked_at(first)
+second = dead_writers_file("second.part")
+read_end, write_end = os.pipe()
+pid = os.fork()
+if pid == 0:
+    forked = looked_at(second)
+    list(store.records())
+    os.write(write_end, json.dumps([forked, looked_at(second)]).encode())
+    os._exit(0)
+os.close(write_end)
+os.waitpid(pid, 0)
+seen["forked"], seen["child_used"] = json.loads(os.read(read_end, 65536))
+print(json.dumps(seen))
+"""
+
+
+def test_a_store_starts_nothing_until_its_first_use_in_each_process(tmp_path: Path) -> None:
+    out = subprocess.run([sys.executable, "-c", UPKEEP_SCRIPT, str(tmp_path / "rec")],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    seen = json.loads(out.stdout)
+    # Built: no thread, nothing looked at.
+    assert seen["built"] == {"threads": [], "dead_left": True}
+    # First use: its first pass (the dead writer's file reaped), then the thread.
+    assert seen["used"] == {"threads": ["kzr-upkeep"], "dead_left": False}
+    # A fork's child inherits neither; its own first use starts both.
+    assert seen["forked"] == {"threads": [], "dead_left": True}
+    assert seen["child_used"] == {"threads": ["kzr-upkeep"], "dead_left": False}
+
+
+def die_in_the_middleware(root: Path, target: str, body: bytes) -> int:
+    """PUT ``body`` through the bare middleware in a forked copy of this process that is
+    killed in the commit, its file placed (and named temporary files, as without
+    ``O_TMPFILE``)."""
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        try:
+            os.environ[CRASH_AT_ENV] = "dir.placed"
+            store = DirectoryStore(root, unnamed_temporaries=False, upkeep_every=None)
+            Client(KazooRecordings(host_app, store)).put(
+                target, data=body, headers={"Content-Type": "audio/mpeg"})
+        finally:
+            os._exit(1)  # reached only when the point was never passed
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
+
+
+@pytest.mark.parametrize("host", ["bare middleware", "Flask extension"])
+def test_a_host_app_finishes_a_dead_writers_upload_and_reaps_on_first_use(
+        tmp_path: Path, host: str) -> None:
+    # No serve, no preflight: the store a host app builds starts on its first request.
+    root = tmp_path / "recordings"
+    body = os.urandom(200_000)
+    target = "/call_recording_first.mp3?recording_id=r-1"
+    assert die_in_the_middleware(root, target, body) == CRASH_STATUS
+    assert len(data_files(root)) == 1 and len(pending(root)) == 1  # placed, not indexed
+    dead = root / ".kzr" / "tmp" / "dead.part"  # another writer's, long dead
+    dead.write_bytes(b"half a recording")
+    os.utime(dead, (time.time() - 3600,) * 2)
+    if host == "bare middleware":
+        client = Client(KazooRecordings(host_app, DirectoryStore(root)))
+    else:
+        app = Flask("host")
+        app.config.update(KZR_ROOT=str(root))
+        KazooFlask(app)
+        client = app.test_client()
+    # Built and mounted, never used: nothing was looked at yet.
+    assert len(pending(root)) == 1 and dead.exists()
+    # The first use finishes the dead writer's commit before the retry commits: the
+    # retry finds it stored (200), where its own commit would have adopted it (201).
+    reply = client.put(target, data=body, headers={"Content-Type": "audio/mpeg"})
+    assert reply.status_code == 200, reply.get_data()
+    assert pending(root) == [] and not dead.exists()
+    assert_one_copy(root, body)
 
 
 # -- through serve: SIGKILL, and a kill in the commit ------------------------------------------
@@ -223,10 +336,11 @@ def wait_writing(root: Path) -> None:
 
 @contextlib.contextmanager
 def named_server(tmp_path: Path, root: Path) -> Iterator[Server]:
-    """The receiver under gunicorn over a store with named temporary files (no O_TMPFILE)."""
+    """The receiver under gunicorn over a store with named temporary files (no O_TMPFILE),
+    started before serving as ``serve`` starts its store."""
     tmp_path.mkdir(exist_ok=True)
     with wsgi_server("gunicorn", "apps:recordings_app", tmp_path, root=str(root),
-                     unnamed_temporaries=False) as server:
+                     unnamed_temporaries=False, preflight=True) as server:
         yield server
 
 
@@ -318,6 +432,43 @@ def test_serve_killed_in_the_commit_then_restarted_answers_the_retry_with_one_co
         reply = httpc_put(H, restarted.port, target, body)
         assert reply.status == 200, reply  # already stored: one recording, one file
         assert wait_no_debris(root, time.monotonic()) == []
+    assert_one_copy(root, body)
+
+
+@pytest.mark.slow
+def test_bare_middleware_finishes_a_dead_writers_commit_on_its_first_use(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The middleware under a host's own gunicorn, no serve: its store starts nothing when
+    # built, and starts on its first use in each worker, before that use is served.
+    root = tmp_path / "recordings"
+    body = os.urandom(300_000)
+    target = "/call_recording_first.mp3?recording_id=r-1"
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    monkeypatch.setenv(CRASH_AT_ENV, "dir.placed")
+    with wsgi_server("gunicorn", "apps:recordings_app", tmp_path / "a", root=str(root),
+                     unnamed_temporaries=False) as doomed:
+        try:
+            reply: object = httpc_put(H, doomed.port, target, body)
+        except (OSError, http.client.HTTPException):
+            reply = None  # the worker died in the commit: no answer
+        assert reply is None, reply
+        kill_group(doomed)
+    monkeypatch.delenv(CRASH_AT_ENV)
+    assert len(data_files(root)) == 1 and len(pending(root)) == 1  # placed, not indexed
+    dead = root / ".kzr" / "tmp" / "dead.part"  # another writer's, long dead
+    dead.write_bytes(b"half a recording")
+    os.utime(dead, (time.time() - 3600,) * 2)
+    with wsgi_server("gunicorn", "apps:recordings_app", tmp_path / "b", root=str(root),
+                     unnamed_temporaries=False) as host:
+        # Listening, never used: nothing was looked at yet.
+        assert len(pending(root)) == 1 and dead.exists()
+        # The first use finishes the dead writer's commit before the retry commits: the
+        # retry finds it stored (200), where its own commit would have adopted it (201).
+        reply = httpc_put(H, host.port, target, body)
+        assert reply.status == 200, reply
+        assert pending(root) == [] and not dead.exists()
     assert_one_copy(root, body)
 
 

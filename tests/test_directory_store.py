@@ -316,7 +316,7 @@ def test_bad_layout_refused_at_start(root: Path, layout: str) -> None:
         DirectoryStore(root, layout=layout)
 
 
-def test_sweep_removes_dead_writers_files_only(root: Path) -> None:
+def test_reap_removes_dead_writers_files_only(root: Path) -> None:
     store = DirectoryStore(root)
     tmp = root / ".kzr" / "tmp"
     old = time.time() - 3600
@@ -331,9 +331,21 @@ def test_sweep_removes_dead_writers_files_only(root: Path) -> None:
     # A live writer (here: another open file description) holds its file's lock.
     with open(live, "rb") as holder:
         fcntl.flock(holder.fileno(), fcntl.LOCK_EX)
-        assert store.sweep() == 1
+        assert store.reap() == 1
         assert not dead.exists() and young.exists() and live.exists()
-    # Once its writer is gone, a new store's start-up sweep removes it.
+    # Once its writer is gone, a new store's first use (here: serve's preflight) reaps it.
     os.utime(young, (old, old))
-    DirectoryStore(root)
+    DirectoryStore(root).preflight()
     assert temporaries(root) == []
+
+
+def test_the_older_spellings_still_work(root: Path) -> None:
+    # sweep_min_age/sweep_every and sweep()/housekeep() before reap and upkeep had names.
+    store = DirectoryStore(root, sweep_min_age=0.0, sweep_every=None, catalog=None)
+    assert (store.reap_min_age, store.upkeep_every) == (0.0, None)
+    dead = root / ".kzr" / "tmp" / "dead.part"
+    dead.write_bytes(b"half a recording")  # nobody holds its lock
+    assert store.sweep() == 1 and not dead.exists()
+    dead.write_bytes(b"half a recording")
+    store.housekeep()
+    assert not dead.exists()

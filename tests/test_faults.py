@@ -28,6 +28,7 @@ from werkzeug.middleware.lint import LintMiddleware
 from werkzeug.test import Client
 
 from kzr_wsgi import DirectoryStore, KazooRecordings, Recording, Stored
+from kzr_wsgi.faults import CRASH_AT_ENV, CRASH_STATUS, POINTS, PRUNE_KILL_ENV, armed, crash_point
 
 REPO = Path(__file__).resolve().parent.parent
 MB = 1 << 20
@@ -336,3 +337,46 @@ def test_load_script_loses_nothing() -> None:
     assert out.returncode == 0, out.stdout + out.stderr
     assert int(counts["acknowledged"]) == int(counts["started"]) > 16
     assert counts["lost"] == counts["mismatched"] == counts["failed"] == "0"
+
+
+# -- the crash hook itself ---------------------------------------------------------------------
+
+
+def test_the_crash_hook_reads_its_spelling_and_the_older_one(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(CRASH_AT_ENV, raising=False)
+    monkeypatch.delenv(PRUNE_KILL_ENV, raising=False)
+    assert armed() is None
+    crash_point("dir.placed")  # unarmed: nothing happens
+    monkeypatch.setenv(PRUNE_KILL_ENV, "file:3")
+    assert armed() == ("prune.file", 3)
+    monkeypatch.setenv(CRASH_AT_ENV, "dir.placed")
+    assert armed() == ("dir.placed", 1)  # the one hook's own spelling wins
+    monkeypatch.setenv(CRASH_AT_ENV, "prune.audit:2")
+    assert armed() == ("prune.audit", 2)
+    assert {"prune.journal", "prune.audit", "prune.index", "prune.catalog",
+            "prune.file", "dir.marked", "s3.completed"} <= POINTS
+
+
+@pytest.mark.parametrize("env", [{CRASH_AT_ENV: "prune.file:2"}, {PRUNE_KILL_ENV: "file:2"}],
+                         ids=["KZR_CRASH_AT", "KZR_TEST_PRUNE_KILL"])
+def test_a_crash_point_kills_at_its_nth_pass(env: dict[str, str]) -> None:
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        try:
+            os.environ.pop(CRASH_AT_ENV, None)
+            os.environ.pop(PRUNE_KILL_ENV, None)
+            os.environ.update(env)
+            crash_point("prune.index")  # another point: passed
+            crash_point("prune.file")  # its first pass: lived through
+            os.write(write_end, b"first ")
+            crash_point("prune.file")  # its second: killed here
+            os.write(write_end, b"second")
+        finally:
+            os._exit(1)
+    os.close(write_end)
+    _, status = os.waitpid(pid, 0)
+    with os.fdopen(read_end, "rb") as said:
+        assert said.read() == b"first "
+    assert os.waitstatus_to_exitcode(status) == CRASH_STATUS == -signal.SIGKILL

@@ -27,9 +27,10 @@ from kzr_wsgi import cli
 from kzr_wsgi.body import Body
 from kzr_wsgi.catalog import row_id
 from kzr_wsgi.errors import NotFound
+from kzr_wsgi.faults import CRASH_AT_ENV, CRASH_STATUS
 from kzr_wsgi.housekeeping.audit import AuditTrail
 from kzr_wsgi.housekeeping.holds import Hold, HoldError, Holds, add_hold
-from kzr_wsgi.housekeeping.retention import Selection, Summary, deletion_id, records_of
+from kzr_wsgi.housekeeping.retention import Selection, Summary, deletion_id
 from kzr_wsgi.housekeeping.retention import prune as _prune
 from kzr_wsgi.housekeeping.state import state_for
 from kzr_wsgi.metadata import GREGORIAN_OFFSET, parse_metadata
@@ -179,7 +180,7 @@ def opens(store: Any, spec: Spec) -> bool:
 def call_ids(store: Any) -> set[str]:
     """The recordings the store's index holds (attachments by their file name's stem)."""
     out = set()
-    for record in records_of(store):
+    for record in store.records():
         out.add(record["call_id"] or record["filename"].rsplit(".", 1)[0])
     return out
 
@@ -187,7 +188,7 @@ def call_ids(store: Any) -> set[str]:
 def catalog_agrees(store: Any) -> None:
     """The catalog's rows are exactly the store's index entries."""
     assert store.catalog is not None
-    assert store.catalog.ids() == {row_id(r) for r in records_of(store)}
+    assert store.catalog.ids() == {row_id(r) for r in store.records()}
 
 
 def ls_call_ids(*args: str) -> set[str]:
@@ -205,7 +206,7 @@ def deletions(store: Any) -> list[dict[str, Any]]:
 def disk_consistent(root: Path) -> None:
     """Every index entry has its file and sidecar, and every file its sidecar and entry."""
     store = DirectoryStore(root)
-    indexed = {r["path"] for r in records_of(store)}
+    indexed = {r["path"] for r in store.records()}
     files = {p.relative_to(root).as_posix() for p in root.rglob("*")
              if p.is_file() and ".kzr" not in p.relative_to(root).parts
              and not p.name.endswith(SIDECAR_SUFFIX)}
@@ -328,15 +329,23 @@ def run_prune(root: Path, config: Path, *args: str, env: dict[str, str] | None =
         cwd=Path(__file__).resolve().parent.parent)
 
 
+#: Where a prune is killed: at each step of its third removal, by the older spelling of
+#: the crash hook, and once by its own (``KZR_CRASH_AT=prune.STEP:N``).
+STEPS = ("journal", "audit", "index", "catalog", "file")
+KILLS = [*({"KZR_TEST_PRUNE_KILL": f"{step}:3"} for step in STEPS),
+         {CRASH_AT_ENV: "prune.index:3"}]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("step", ["journal", "audit", "index", "catalog", "file"])
+@pytest.mark.parametrize("kill", KILLS, ids=[*STEPS, "KZR_CRASH_AT-index"])
 def test_prune_killed_half_way_and_rerun_gives_the_same_result(
-        disk: tuple[DirectoryStore, dict[str, str]], tmp_path: Path, step: str) -> None:
+        disk: tuple[DirectoryStore, dict[str, str]], tmp_path: Path,
+        kill: dict[str, str]) -> None:
     store, locations = disk
     config = tmp_path / "policy.toml"
     config.write_text(POLICY)
-    killed = run_prune(store.root, config, env={"KZR_TEST_PRUNE_KILL": f"{step}:3"})
-    assert killed.returncode == -9, killed.stderr
+    killed = run_prune(store.root, config, env=kill)
+    assert killed.returncode == CRASH_STATUS == -9, killed.stderr
     assert killed.stdout.count("removed ") == 2
     assert list((store.root / ".kzr").glob("pruning/*.json")), "the third was cut short"
     rerun = run_prune(store.root, config)
@@ -469,6 +478,73 @@ def test_hold_and_audit_commands(tmp_path: Path) -> None:
     assert invoke("audit", "--root", root, "--until", "2000-01-01").stdout == ""
     assert invoke("audit", "--root", root, "--call-id", "c2").stdout == ""
     assert "hold_add" in invoke("audit", "--root", root, "--call-id", "c1").stdout
+
+
+def test_audit_names_a_deletion_by_its_ids_as_they_were_sent(tmp_path: Path) -> None:
+    # A call id that a location percent-encodes ("/", "%", "@") and that carries a
+    # control sequence, which the terminal must see escaped, never obeyed.
+    odd = "odd/\x1b[31m%2F@pbx.example"
+    spec = Spec(odd, C, 400)
+    store = DirectoryStore(tmp_path / "r")
+    stored = store(recording(spec))
+    assert odd not in stored.location  # the location alone would not find it
+    root = str(store.root)
+    pruned = invoke("prune", "--root", root, "--older-than", "30d")
+    assert pruned.exit_code == 0, pruned.output
+    shown_id = "odd/\\x1b[31m%2F@pbx.example"
+    out = invoke("audit", "--root", root).stdout
+    [line] = out.splitlines()
+    assert "\x1b" not in out  # no raw escape reaches the terminal
+    assert "  delete    " in line
+    for fact in (f"call_id={shown_id}", f"recording_id=rec-{shown_id}", f"account_id={C}",
+                 f"sha256={stored.sha256[:12]} ", stored.location, f"{stored.size} bytes"):
+        assert fact in line, (fact, line)
+    assert line.endswith("(--older-than 30d; age 400d)")
+    # What an operator greps for, and what --call-id shows.
+    assert invoke("audit", "--root", root, "--call-id", odd).stdout == out
+    assert invoke("audit", "--root", root, "--call-id", "odd").stdout == ""
+    [event] = [json.loads(raw) for raw in invoke("audit", "--root", root, "--json"
+                                                 ).stdout.splitlines()]
+    assert (event["call_id"], event["action"]) == (odd, "delete")
+
+
+def kzr(*args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m kzr_wsgi ARGS``: the command as an operator runs it."""
+    return subprocess.run([sys.executable, "-m", "kzr_wsgi", *args], capture_output=True,
+                          text=True, timeout=120, cwd=Path(__file__).resolve().parent.parent)
+
+
+def test_the_audit_command_shows_each_id_as_it_was_sent(tmp_path: Path) -> None:
+    # One call id that looks percent-encoded already (its location encodes it again), one
+    # that carries a terminal escape and a bell.
+    encoded, escaping = "8a3f%2F2c1e/leg-1@pbx.example", "cc\x1b]0;owned\x07@pbx.example"
+    store = DirectoryStore(tmp_path / "r")
+    stored = {call_id: store(recording(Spec(call_id, C, 400)))
+              for call_id in (encoded, escaping)}
+    assert encoded not in stored[encoded].location  # "%" and "/" are encoded there
+    root = str(store.root)
+    pruned = kzr("prune", "--root", root, "--older-than", "30d")
+    assert pruned.returncode == 0, pruned.stderr
+    out = kzr("audit", "--root", root)
+    assert out.returncode == 0, out.stderr
+    assert "\x1b" not in out.stdout and "\x07" not in out.stdout  # none reaches the terminal
+    lines = out.stdout.splitlines()
+    assert len(lines) == 2
+    # grep -F for the call id as Kazoo sent it finds its deletion ...
+    [line] = [line for line in lines if encoded in line]
+    # ... and one with control characters, as ls shows them.
+    shown = "cc\\x1b]0;owned\\x07@pbx.example"
+    [other] = [line for line in lines if shown in line]
+    for call_id, seen, text in ((encoded, encoded, line), (escaping, shown, other)):
+        copy = stored[call_id]
+        for fact in (f"call_id={seen} ", f"recording_id=rec-{seen} ", f"account_id={C} ",
+                     f"sha256={copy.sha256[:12]} ", f" {copy.location} ",
+                     f" {copy.size} bytes "):
+            assert fact in text, (fact, text)
+        # audit --call-id X shows X's deletion, and only that.
+        only = kzr("audit", "--root", root, "--call-id", call_id)
+        assert only.returncode == 0, only.stderr
+        assert only.stdout.splitlines() == [text]
 
 
 def test_hold_needs_a_reason() -> None:
@@ -765,7 +841,7 @@ def test_s3_with_the_postgresql_catalog(s3_bucket: tuple[Any, str], moto_endpoin
     place_holds(store)
     # One recording the catalog missed (a failed row write): prune still finds it.
     missed = next(s for s in DATASET if s.pruned and s.account == C)
-    store.catalog.remove(row_id(next(r for r in records_of(store)  # type: ignore[union-attr]
+    store.catalog.remove(row_id(next(r for r in store.records()  # type: ignore[union-attr]
                                      if r["call_id"] == missed.call_id)))
     config = tmp_path / "kzr.toml"
     config.write_text(f's3 = "s3://{bucket}/kazoo"\ns3-endpoint = "{moto_endpoint}"\n'

@@ -38,7 +38,7 @@ from test_s3_serve import (
 from kzr_wsgi.errors import StoreUnavailable
 from kzr_wsgi.faults import CRASH_AT_ENV
 from kzr_wsgi.housekeeping.housekeeper import Housekeeper, jobs_for, lease_for
-from kzr_wsgi.housekeeping.sweep import OBJECT, SIDECAR, UNINDEXED_MIN_AGE, UPLOAD, sweep_s3
+from kzr_wsgi.housekeeping.sweep import UNINDEXED_MIN_AGE, LeftoverKind, sweep_s3
 from kzr_wsgi.naming import SIDECAR_SUFFIX
 from kzr_wsgi.stores import DirectoryStore, FanOut
 from kzr_wsgi.stores.s3 import S3Store
@@ -111,7 +111,7 @@ def test_host_killed_before_its_index_entry_leaves_an_object_sweep_removes_alone
     # Now: the unfinished upload goes (moto dates uploads to 2010); the object is
     # younger than 10 minutes, so it stays whatever the age says.
     swept = list(sweep_s3(store, timedelta(0)))
-    assert [(left.what, gone) for left, gone in swept] == [(UPLOAD, True)]
+    assert [(left.what, gone) for left, gone in swept] == [(LeftoverKind.UPLOAD, True)]
     assert set(all_keys(rec)) == before
     # Ten minutes on, it is still younger than the default age of a day ...
     later = datetime.now(timezone.utc) + LATER
@@ -119,7 +119,7 @@ def test_host_killed_before_its_index_entry_leaves_an_object_sweep_removes_alone
     # ... and with 0s it goes (with its sidecar), and nothing else does.
     swept = list(sweep_s3(store, timedelta(0), now=later))
     assert [(left.what, left.key, left.sidecar, gone) for left, gone in swept] == [
-        (OBJECT, orphan, with_sidecar, True)]
+        (LeftoverKind.OBJECT, orphan, with_sidecar, True)]
     assert set(all_keys(rec)) == before - {orphan, orphan + SIDECAR_SUFFIX}
     assert [u["UploadId"] for u in uploads(rec)] == [outside]
     # What is left is consistent (strays: only the two objects that are not ours), and
@@ -155,7 +155,7 @@ def test_lone_sidecar_is_swept_and_an_indexed_object_never(
     later = datetime.now(timezone.utc) + LATER
     found = [(left.what, left.key) for left, _ in sweep_s3(store, timedelta(0), dry_run=True,
                                                           now=later)]
-    assert found == [(SIDECAR, lone_key + SIDECAR_SUFFIX)]
+    assert found == [(LeftoverKind.SIDECAR, lone_key + SIDECAR_SUFFIX)]
     assert lone_key + SIDECAR_SUFFIX in all_keys(rec)  # a dry run removes nothing
     assert [gone for _, gone in sweep_s3(store, timedelta(0), now=later)] == [True]
     assert key in all_keys(rec) and key + SIDECAR_SUFFIX in all_keys(rec)

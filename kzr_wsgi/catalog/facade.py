@@ -26,6 +26,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
+from ..naming import STATE_DIR
 from .backends.base import Backend
 from .backends.sqlite import SQLiteBackend
 from .codec import SELECT_COLUMNS, UPSERT, row_from_db, write_params
@@ -51,7 +52,7 @@ T = TypeVar("T")
 UNAVAILABLE_FOR = 10.0
 
 #: Where :meth:`Catalog.for_root` keeps a store's catalog, under its root.
-ROOT_CATALOG = Path(".kzr") / "catalog.sqlite3"
+ROOT_CATALOG = Path(STATE_DIR) / "catalog.sqlite3"
 
 
 class WriteFailures:

@@ -10,12 +10,13 @@ sidecar (the store replaces it atomically).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from ..errors import KzrError
-from ..stores.readback import Readable, scan
+from ..stores.base import CopyStore
+from ..stores.readback import scan
 from .facade import Catalog
 from .rows import Row, row_from_record
 
@@ -28,20 +29,9 @@ BATCH = 500
 NEEDS_REINDEX = "needs_reindex"
 
 
-class IndexedStore(Protocol):
-    """What reindex and verify need of a store (both built-in stores have it)."""
-
-    def records(self) -> Iterator[dict[str, Any]]:
-        """Every committed copy's sidecar dict, with ``location``."""
-        ...
-
-    def open_copy(self, record: dict[str, Any]) -> Readable:
-        """The copy's bytes; raises :class:`~kzr_wsgi.errors.NotFound` when gone."""
-        ...
-
-    def rewrite_record(self, record: dict[str, Any]) -> bool:
-        """Replace the copy's sidecar (and index entry) with ``record``, atomically."""
-        ...
+#: What reindex and verify need of a store (both built-in stores are one): the store
+#: contract's :class:`~kzr_wsgi.stores.base.CopyStore`.
+IndexedStore = CopyStore
 
 
 @dataclass

@@ -12,8 +12,7 @@ from ..auth import is_loopback_host
 from ..building import catalog_of
 from ..forms import url_prefix
 from ..metrics import MultiprocessDir
-from ..recording import Handler
-from ..stores import FanOut
+from ..stores.base import Store
 from .serving import Served, ServeOptions
 
 
@@ -60,7 +59,7 @@ def announce(options: ServeOptions, served: Served, metrics: MultiprocessDir | N
              f"(worker files in {metrics.path})")
 
 
-def catalog_notices(store: Handler) -> list[str]:
+def catalog_notices(store: Store) -> list[str]:
     """What ``serve`` says at start-up about the catalog: where, or why there is none.
 
     A store that holds recordings while its catalog is empty is from before the
@@ -96,14 +95,12 @@ def catalog_notices(store: Handler) -> list[str]:
     return lines
 
 
-def _holds_recordings(store: Handler) -> bool:
+def _holds_recordings(store: Store) -> bool:
     """True when the store has at least one index entry (cheap: stops at the first)."""
-    if isinstance(store, FanOut):
-        return any(_holds_recordings(s) for s in store.stores)
-    records = getattr(store, "records", None)
-    if records is None:
-        return False
-    try:
-        return next(iter(records()), None) is not None
-    except Exception:
-        return False
+    for part in store.parts():
+        try:
+            if next(iter(part.records()), None) is not None:
+                return True
+        except Exception:
+            continue
+    return False

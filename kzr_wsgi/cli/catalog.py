@@ -8,7 +8,6 @@ stored copy back and checks it against its sidecar.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
@@ -20,11 +19,13 @@ import click
 
 from ..audio import FLAGS
 from ..catalog import Query, Row
-from ..catalog.reindex import IndexedStore
 from ..catalog.reindex import reindex as run_reindex
 from ..housekeeping.verify import Finding, selected
 from ..housekeeping.verify import verify as run_verify
+from ..naming import STATE_DIR
+from ..naming import shown as _shown
 from ..stores import DirectoryStore
+from ..stores.base import CopyLister, CopyStore
 from .options import StoreSpec, store_options
 from .params import When
 
@@ -122,7 +123,7 @@ def verify(spec: StoreSpec, since: datetime | None) -> None:
     sys.exit(0 if result.ok else 1)
 
 
-def _indexed_store(spec: StoreSpec, *, catalogued: bool = False) -> IndexedStore:
+def _indexed_store(spec: StoreSpec, *, catalogued: bool = False) -> CopyStore:
     """The store a command reads: the bucket with --s3, else the disk.
 
     With ``catalogued``, the store whose rows the catalog holds (what ``serve`` does):
@@ -134,23 +135,18 @@ def _indexed_store(spec: StoreSpec, *, catalogued: bool = False) -> IndexedStore
         # the command's own business.
         return spec.open_bucket()
     root = Path(spec.root)
-    if not (root / ".kzr" / "index").is_dir():
-        raise click.ClickException(f"no store at {root.absolute()} (no .kzr/index)")
+    if not (root / STATE_DIR / "index").is_dir():
+        raise click.ClickException(f"no store at {root.absolute()} (no {STATE_DIR}/index)")
     # The catalog is the command's own business: the store writes none here.
-    return DirectoryStore(root, catalog=None, sweep_every=None)
+    return DirectoryStore(root, catalog=None, upkeep_every=None)
 
 
-def _owner(store: IndexedStore) -> Callable[[str], bool]:
+def _owner(store: CopyLister) -> Callable[[str], bool]:
     """Which row locations belong to ``store`` (so reindex may drop its stale rows)."""
-    if isinstance(store, DirectoryStore):
-        prefix = str(store.root) + "/"
-    else:
-        url_for = getattr(store, "url_for", None)
-        prefix = url_for(getattr(store, "prefix", "")) if url_for is not None else "\0"
-    return lambda location: location.startswith(prefix)
+    return store.owns
 
 
-def _progress(store: IndexedStore, label: str
+def _progress(store: CopyLister, label: str
               ) -> AbstractContextManager[Callable[[dict[str, Any]], None]]:
     """A progress bar on a terminal (counted when the count is cheap), else nothing."""
     if not sys.stderr.isatty():
@@ -170,13 +166,9 @@ class _bar(AbstractContextManager[Callable[[dict[str, Any]], None]]):  # noqa: N
         self.bar.__exit__(*exc)
 
 
-def _count_hint(store: IndexedStore) -> int | None:
+def _count_hint(store: CopyLister) -> int | None:
     """How many copies, when counting is cheap (index names on disk); else ``None``."""
-    if not isinstance(store, DirectoryStore):
-        return None
-    index = store.root / ".kzr" / "index"
-    return sum(1 for shard in index.iterdir() if shard.is_dir()
-               for entry in os.listdir(shard) if entry.endswith(".json"))
+    return store.count_hint()
 
 
 def _line(row: Row) -> str:
@@ -194,12 +186,3 @@ def _line(row: Row) -> str:
              f"{_shown(row.from_ or '-')}->{_shown(row.to or '-')}",
              f"account={_shown(row.account_id or '-')}", secs, audio, _shown(row.location)]
     return "  ".join(parts)
-
-
-def _shown(text: str | None) -> str:
-    """``text`` safe for a terminal: control and other unprintable characters escaped."""
-    if text is None:
-        return ""
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)

@@ -18,9 +18,10 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import click
 
-from ..building import BuiltStore, build_store, catalog_of
+from ..building import build_store, catalog_of
 from ..catalog import ROOT_CATALOG, Catalog, open_catalog
 from ..configfile import Config, Table
+from ..stores.base import Store
 from .config import STORE_KEYS, config_option
 from .params import Age, When
 
@@ -51,7 +52,7 @@ class StoreSpec:
     #: The ``--config`` file (``KZR_CONFIG``), when one was given: its retention policy, ….
     config: Config | None = None
 
-    def open_store(self) -> tuple[BuiltStore, str]:
+    def open_store(self) -> tuple[Store, str]:
         """The store, and a line saying where (see :func:`~kzr_wsgi.building.build_store`)."""
         if self.s3_url is None and self.s3_endpoint is not None:
             raise click.UsageError("--s3-endpoint needs --s3 s3://BUCKET/PREFIX")

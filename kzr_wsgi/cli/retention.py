@@ -13,7 +13,7 @@ import click
 
 from ..configfile import RETENTION
 from ..errors import KzrError
-from ..housekeeping.audit import AuditTrail
+from ..housekeeping.audit import AuditTrail, event_line
 from ..housekeeping.holds import Hold, Holds, add_hold, remove_hold
 from ..housekeeping.retention import DEFAULT_KINDS, Item, Selection
 from ..housekeeping.retention import prune as run_prune
@@ -156,11 +156,6 @@ def audit(spec: StoreSpec, since: datetime | None, until: datetime | None,
             if as_json:
                 click.echo(json.dumps(event, ensure_ascii=True))
                 continue
-            subject = event.get("location") or " ".join(
-                f"{k}={event[k]}" for k in ("call_id", "recording_id", "account_id")
-                if event.get(k))
-            size = f" {event['size']} bytes" if event.get("size") is not None else ""
-            click.echo(f"{event['at']}  {event['action']:8}  {event['user']}  {subject}"
-                       f"{size}  ({event['reason']})")
+            click.echo(event_line(event))
     except KzrError as exc:
         raise click.ClickException(str(exc)) from exc

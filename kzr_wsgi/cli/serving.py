@@ -16,15 +16,14 @@ import click
 
 from ..ages import format_age
 from ..auth import Guard, read_secrets
-from ..building import BuiltStore, catalog_of
+from ..building import catalog_of
 from ..configfile import RETENTION
 from ..errors import KzrError, StoreUnavailable
 from ..forms import url_prefix
 from ..metrics import LOOPBACK, MetricsApp, MultiprocessDir
 from ..middleware import KazooRecordings
 from ..notify import WebhookNotifier
-from ..recording import Handler
-from ..stores import FanOut
+from ..stores.base import Store
 from .options import StoreSpec
 
 if TYPE_CHECKING:
@@ -84,7 +83,7 @@ class Served:
 
     #: What gunicorn runs: the receiver, or the search page in front of it.
     app: WSGIApplication
-    store: BuiltStore
+    store: Store
     #: Where the store is, as a line (``under /srv/recordings``).
     where: str
     guard: Guard
@@ -142,21 +141,18 @@ def build_app(options: ServeOptions, spec: StoreSpec) -> Served:
                   warnings=warnings, metrics_allow=options.metrics_allow or LOOPBACK)
 
 
-def _fail_fast(store: Handler) -> list[str]:
+def _fail_fast(store: Store) -> list[str]:
     """Check every bucket ``store`` writes to before listening; its warnings.
 
     A bucket that is missing, refuses writes or does not answer ends ``serve`` here,
     saying which and why, rather than every upload being answered 503.
     """
-    stores = store.stores if isinstance(store, FanOut) else (store,)
     warnings: list[str] = []
-    for each in stores:
-        preflight = getattr(each, "preflight", None)
-        if preflight is not None:
-            try:
-                warnings += preflight()
-            except StoreUnavailable as exc:
-                raise click.ClickException(f"cannot store in {each!r}: {exc}") from exc
+    for each in store.parts():
+        try:
+            warnings += each.preflight()
+        except StoreUnavailable as exc:
+            raise click.ClickException(f"cannot store in {each!r}: {exc}") from exc
     return warnings
 
 
@@ -222,7 +218,7 @@ def _ui_viewers(options: ServeOptions, guard: Guard, *, has_catalog: bool) -> Vi
     return every
 
 
-def _with_ui(receiver: WSGIApplication, store: BuiltStore, ui_prefix: str, viewers: Viewers, *,
+def _with_ui(receiver: WSGIApplication, store: Store, ui_prefix: str, viewers: Viewers, *,
              secret: str | None) -> SearchUI:
     """The search page in front of the receiver, on the catalog the store writes."""
     from ..ui import SearchUI
@@ -234,7 +230,7 @@ def _with_ui(receiver: WSGIApplication, store: BuiltStore, ui_prefix: str, viewe
                     app=receiver, secret=secret)
 
 
-def start_housekeeping(settings: dict[str, Any], store: Handler, spec: StoreSpec) -> None:
+def start_housekeeping(settings: dict[str, Any], store: Store, spec: StoreSpec) -> None:
     """Run the periodic jobs (pruning by ``[retention]``, …) from gunicorn's master.
 
     One process among all serving the store does them (see

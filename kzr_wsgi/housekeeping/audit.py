@@ -11,6 +11,9 @@ removed, so the same deletion is never recorded twice) and ``hold_id``.
   records is removed;
 * S3: one object per event, ``PREFIX/.kzr/audit/<id>.json``, written with
   ``If-None-Match: *`` (a second writer of the same deletion is refused, not doubled).
+
+``kzr-wsgi audit`` prints each event as :func:`event_line` renders it: the ids as they
+were sent, so a grep for a call id finds its deletion.
 """
 
 from __future__ import annotations
@@ -23,14 +26,32 @@ from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from ..naming import shown
 from ..stores.directory.files import fsync_dir
-from .state import DiskState, S3State
+from ..stores.state import DiskState, S3State
+from ..textenum import TextEnum
 
 #: The keys of every event, in the order they are written.
 KEYS = ("at", "action", "user", "call_id", "recording_id", "account_id", "location", "size",
         "sha256", "received_at", "reason", "id", "hold_id")
-#: Actions.
-DELETE, HOLD_ADD, HOLD_RM = "delete", "hold_add", "hold_rm"
+
+
+class Action(TextEnum):
+    """What an event records; the value is what the trail stores and prints."""
+
+    #: A copy removed (by ``prune`` or the housekeeper).
+    DELETE = "delete"
+    #: A hold placed.
+    HOLD_ADD = "hold_add"
+    #: A hold lifted.
+    HOLD_RM = "hold_rm"
+
+
+#: The actions by their older names (:class:`Action`'s members).
+DELETE, HOLD_ADD, HOLD_RM = Action.DELETE, Action.HOLD_ADD, Action.HOLD_RM
+
+#: How much of a deletion's sha256 :func:`event_line` shows: enough to tell copies apart.
+SHA256_SHOWN = 12
 #: S3's LastModified and the event's own ``at`` differ by the PUT's duration: filter with slack.
 _SLACK = timedelta(minutes=5)
 
@@ -43,7 +64,7 @@ def os_user() -> str:
         return f"uid {os.getuid()}"
 
 
-def audit_event(action: str, facts: Mapping[str, Any], *, user: str, reason: str,
+def audit_event(action: Action, facts: Mapping[str, Any], *, user: str, reason: str,
                 event_id: str, hold_id: str | None = None,
                 at: datetime | None = None) -> dict[str, Any]:
     """One event with every key (those ``facts`` lacks are ``null``)."""
@@ -52,7 +73,8 @@ def audit_event(action: str, facts: Mapping[str, Any], *, user: str, reason: str
                 "received_at"):
         value = facts.get(key)
         event[key] = value.isoformat() if isinstance(value, datetime) else value
-    event.update(at=(at or datetime.now(timezone.utc)).isoformat(), action=action, user=user,
+    event.update(at=(at or datetime.now(timezone.utc)).isoformat(), action=action.value,
+                 user=user,
                  reason=reason, id=event_id, hold_id=hold_id)
     return event
 
@@ -144,6 +166,28 @@ class AuditTrail:
                 events.append(event)
         events.sort(key=lambda e: (str(e["at"]), str(e["id"])))
         yield from events
+
+
+def event_line(event: Mapping[str, Any]) -> str:
+    """One event as ``kzr-wsgi audit`` prints it: a line of text, every value escaped.
+
+    When, what, who; then what it concerns: the call id, recording id and account as
+    they were sent (never percent-encoded as in a location), the start of the copy's
+    sha256, where the copy was and its size; then the reason. Values a recording carried
+    are shown with their control characters escaped (:func:`~kzr_wsgi.naming.shown`,
+    as ``kzr-wsgi ls`` does), so nothing in them can move the cursor or forge a line.
+    """
+    facts = [f"{key}={shown(str(event[key]))}"
+             for key in ("call_id", "recording_id", "account_id") if event.get(key)]
+    if event.get("sha256"):
+        facts.append(f"sha256={shown(str(event['sha256'])[:SHA256_SHOWN])}")
+    if event.get("location"):
+        facts.append(shown(str(event["location"])))
+    if event.get("size") is not None:
+        facts.append(f"{shown(str(event['size']))} bytes")
+    action = shown(str(event.get("action")))
+    return (f"{shown(str(event.get('at')))}  {action:8}  {shown(str(event.get('user')))}  "
+            f"{' '.join(facts)}  ({shown(str(event.get('reason')))})")
 
 
 def _parse(raw: bytes) -> dict[str, Any] | None:

@@ -27,8 +27,8 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ..errors import KzrError
-from .audit import AuditTrail, audit_event, os_user
-from .state import DiskState, S3State
+from ..stores.state import DiskState, S3State
+from .audit import Action, AuditTrail, audit_event, os_user
 
 #: What a hold may select by: the key of a recording's facts it compares.
 SELECTORS = ("call_id", "recording_id", "account_id")
@@ -149,20 +149,20 @@ class Holds:
 def add_hold(holds: Holds, trail: AuditTrail, hold: Hold) -> None:
     """Place ``hold`` and record it in the audit trail (the hold first: it protects)."""
     holds.add(hold)
-    trail.append(_event("hold_add", hold))
+    trail.append(_event(Action.HOLD_ADD, hold))
 
 
 def remove_hold(holds: Holds, trail: AuditTrail, hold_id: str, user: str | None = None) -> Hold:
     """Lift a hold and record that in the audit trail; return the hold lifted."""
     hold = holds.remove(hold_id)
-    trail.append(_event("hold_rm", hold, user=user or os_user()))
+    trail.append(_event(Action.HOLD_RM, hold, user=user or os_user()))
     return hold
 
 
-def _event(action: str, hold: Hold, user: str | None = None) -> dict[str, Any]:
+def _event(action: Action, hold: Hold, user: str | None = None) -> dict[str, Any]:
     facts: dict[str, Any] = {hold.selector: hold.value}
     return audit_event(action, facts, user=user or hold.user, reason=hold.reason,
-                       event_id=f"{hold.id}-{action}-{secrets.token_hex(4)}", hold_id=hold.id)
+                       event_id=f"{hold.id}-{action.value}-{secrets.token_hex(4)}", hold_id=hold.id)
 
 
 def _safe_id(hold_id: str) -> str:

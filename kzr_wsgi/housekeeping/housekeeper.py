@@ -21,14 +21,15 @@ summary line); each run is logged as one line. Which periodic work runs where, a
   policy (:func:`prune_job`, every ``interval``), and for an S3 store the sweep of
   unfinished multipart uploads and unindexed objects killed hosts left
   (:func:`sweep_job`: daily, anything older than a day, as ``kzr-wsgi sweep``).
-* **In every process that opens a** :class:`~kzr_wsgi.stores.DirectoryStore`, by the
-  store's own thread (:meth:`~kzr_wsgi.stores.DirectoryStore.housekeep`, at start-up
-  and every few seconds): its named temporary files, pending commit markers and
-  uncatalogued markers. That work is bounded by what was in flight, not by the size of
-  the store; it must follow a dead writer within seconds (a lease would add a tick's
-  delay); each item is decided under its writer's own ``flock``, so processes never
-  race on it; and a store used without ``serve`` (the Flask extension, the bare
-  middleware) has no housekeeper at all.
+* **In every process that uses a** :class:`~kzr_wsgi.stores.DirectoryStore`, by the
+  store's own upkeep (:meth:`~kzr_wsgi.stores.DirectoryStore.upkeep`, on its first use
+  and every few seconds after; see :mod:`kzr_wsgi.stores.directory.upkeep`): recovering
+  dead writers' uploads from their markers, reaping their named temporary files, and
+  repairing the catalog from older markers. That work is bounded by what was in
+  flight, not by the size of the store; it must follow a dead writer within seconds (a
+  lease would add a tick's delay); each item is decided under its writer's own
+  ``flock``, so processes never race on it; and a store used without ``serve`` (the
+  Flask extension, the bare middleware) has no housekeeper at all.
 
 ::
 
@@ -53,11 +54,12 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
+from ..catalog import Catalog
 from ..configfile import Config
-from ..stores import FanOut
+from ..stores.base import Store
+from ..stores.state import DiskState, S3State
 from .policy import RetentionPolicy
 from .retention import Selection, prune
-from .state import DiskState, S3State, state_for
 from .sweep import DEFAULT_OLDER_THAN, outcome, summary, sweep_s3
 
 # Only a type here (resolvable, so the reference can show it): importable without boto3.
@@ -88,7 +90,7 @@ class Job:
         return self.last is None or now - self.last >= self.every.total_seconds()
 
 
-def prune_job(store: Any, policy: RetentionPolicy, catalog: Any = None) -> Job:
+def prune_job(store: Store, policy: RetentionPolicy, catalog: Catalog | None = None) -> Job:
     """The retention policy as a job: prune ``store`` every ``policy.interval``."""
 
     def run() -> str:
@@ -117,28 +119,19 @@ def sweep_job(store: S3Store, older_than: timedelta = DEFAULT_OLDER_THAN,
     return Job("sweep", every, run)
 
 
-def jobs_for(store: Any, config: Config | None) -> list[Job]:
+def jobs_for(store: Store, config: Config | None) -> list[Job]:
     """The periodic work ``serve`` gives its housekeeper for ``store`` under ``config``.
 
     The one place to add a job: ``serve`` starts a housekeeper whenever this list is
     not empty. Pruning when ``config`` has a ``[retention]`` table; a daily sweep of
-    each S3 store (``store`` itself, or one in a fan-out).
+    each bucket the store names (:meth:`~kzr_wsgi.stores.base.ServedStore.buckets`:
+    itself, or one in a fan-out).
     """
     jobs = []
     if config is not None and config.retention is not None:
         jobs.append(prune_job(store, config.retention))
-    jobs += [sweep_job(bucket) for bucket in _buckets(store)]
+    jobs += [sweep_job(bucket) for bucket in store.buckets()]
     return jobs
-
-
-def _buckets(store: Any) -> list[S3Store]:
-    """The S3 stores among ``store`` (itself, or the stores of a fan-out)."""
-    try:
-        from ..stores.s3 import S3Store
-    except ImportError:  # without boto3 there is no S3Store
-        return []
-    stores = store.stores if isinstance(store, FanOut) else (store,)
-    return [s for s in stores if isinstance(s, S3Store)]
 
 
 class Lease(Protocol):
@@ -281,9 +274,10 @@ class S3Lease:
             pass  # not ours any more, or gone: nothing to give up
 
 
-def lease_for(store: Any, catalog_url: str | None = None) -> Lease:
-    """The lease that fits ``store``: PostgreSQL when its catalog is, else the store's own."""
-    state = state_for(store)
+def lease_for(store: Store, catalog_url: str | None = None) -> Lease:
+    """The lease that fits ``store``: PostgreSQL when its catalog is, else in the place the
+    store keeps its state (an ``flock`` there on a disk, a lease object in a bucket)."""
+    state = store.state()
     if catalog_url is not None and catalog_url.startswith(("postgresql:", "postgres:")):
         return PostgresLease(catalog_url, state.where)
     if isinstance(state, DiskState):

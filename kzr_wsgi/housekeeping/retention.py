@@ -26,7 +26,10 @@ the entry gone. On S3 there are no locks: the audit object is created with
 ``If-None-Match`` (only one prune records a deletion), the index entry is deleted with
 ``If-Match`` (a re-stored recording's new entry is never touched), and every other step
 is idempotent. A deletion is reported as ``removed`` only by the prune that wrote its
-audit line; one that completes another's is ``finished``.
+audit line; one that completes another's is ``finished`` (:class:`Outcome`).
+
+Each step is a crash point (``prune.journal`` … ``prune.file``, see :mod:`kzr_wsgi.faults`)
+for the tests that kill a prune half-way.
 """
 
 from __future__ import annotations
@@ -34,27 +37,22 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import signal
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..ages import format_age
-from ..catalog import Row, row_from_record
+from ..catalog import Catalog, Row, row_from_record
 from ..errors import KzrError
-from ..stores import DirectoryStore, FanOut
-from .audit import DELETE, AuditTrail, audit_event, os_user
+from ..faults import crash_point
+from ..stores.base import CopyStore, Store
+from ..stores.state import DiskState, S3State
+from ..textenum import TextEnum
+from .audit import Action, AuditTrail, audit_event, os_user
 from .holds import Hold, Holds
 from .policy import RetentionPolicy
-from .state import DiskState, S3State, state_for
-
-if TYPE_CHECKING:
-    # Only a type here: importing the cli package at run time would import this module
-    # again, half made (the cli's prune command imports it).
-    from ..cli.config import RetentionPolicy
 
 log = logging.getLogger("kzr_wsgi.prune")
 
@@ -66,9 +64,19 @@ DEFAULT_KINDS = ("call", "caller")
 SETTLE = timedelta(minutes=1)
 #: How often the holds are read again during a long prune.
 HOLDS_REFRESH = 5.0
-#: Test hook: ``STEP:N`` kills this process with SIGKILL at STEP of the Nth removal
-#: (STEP: journal, audit, index, catalog, file). Never set it in production.
-FAULT_ENV = "KZR_TEST_PRUNE_KILL"
+
+
+class Outcome(TextEnum):
+    """What became of a copy prune looked at; the value is how the command prints it."""
+
+    #: This prune removed it (and wrote its audit line).
+    REMOVED = "removed"
+    #: A dry run: it would be removed.
+    WOULD_REMOVE = "would remove"
+    #: This prune finished a removal an interrupted or concurrent prune began.
+    FINISHED = "finished"
+    #: Due, but kept for a hold.
+    HELD = "held"
 
 
 @dataclass(frozen=True)
@@ -120,13 +128,12 @@ class Item:
     size: int
     facts: Row
     reason: str
-    #: ``removed``, ``would remove``, ``finished``, ``held``.
-    outcome: str
+    outcome: Outcome
     hold: Hold | None = None
 
     def line(self) -> str:
         """What the command prints for it."""
-        what = f"{self.outcome:12} {self.location}  {self.size} bytes"
+        what = f"{self.outcome.value:12} {self.location}  {self.size} bytes"
         if self.hold is not None:
             return f"{what}  (hold {self.hold.id}: {self.hold.selector} {self.hold.value})"
         return f"{what}  ({self.reason})"
@@ -162,58 +169,29 @@ class Summary:
         return text
 
 
-def prune(store: Any, selection: Selection, *, dry_run: bool = False,
-          now: datetime | None = None, catalog: Any = None,
+def prune(store: Store, selection: Selection, *, dry_run: bool = False,
+          now: datetime | None = None, catalog: Catalog | None = None,
           report: Callable[[Item], None] | None = None, collect: bool = False) -> Summary:
     """Prune ``store`` (a DirectoryStore, S3Store or FanOut of them); return the summary.
 
-    ``catalog`` (anything with ``remove(row_id)``) defaults to the store's own
-    ``catalog`` attribute. ``report`` is called with each :class:`Item` as it happens;
-    with ``collect`` they are also kept in :attr:`Summary.items` (memory grows with
-    them: leave it off for a store of millions).
+    Every store that holds copies (:meth:`~kzr_wsgi.stores.base.ServedStore.parts`) is
+    walked; holds and the journal are where the store keeps its state. ``catalog``
+    defaults to each such store's own. ``report`` is called with each :class:`Item` as it
+    happens; with ``collect`` they are also kept in :attr:`Summary.items` (memory grows
+    with them: leave it off for a store of millions).
     """
     now = now or datetime.now(timezone.utc)
-    state = state_for(store)
-    pruner = _Pruner(state, dry_run, report or (lambda item: None), collect)
-    targets = _targets(store)
+    pruner = _Pruner(store.state(), dry_run, report or (lambda item: None), collect)
+    targets = store.parts()
+    if not targets:
+        raise KzrError(f"{store!r} cannot remove recordings")
     if not dry_run:
         pruner.finish_pending(targets, catalog)
     for target in targets:
-        target_catalog = catalog if catalog is not None else getattr(target, "catalog", None)
-        for record in records_of(target):
+        target_catalog = catalog if catalog is not None else target.catalog
+        for record in target.records():
             pruner.consider(target, target_catalog, record, selection, now)
     return pruner.summary
-
-
-def records_of(store: Any) -> Iterator[dict[str, Any]]:
-    """Every committed copy of ``store`` as a sidecar dict with its ``location``."""
-    if hasattr(store, "records"):
-        yield from store.records()
-        return
-    # Until the stores have records() (the catalog's work): read the index directly.
-    if isinstance(store, DirectoryStore):
-        index = store.root / ".kzr" / "index"
-        for shard in sorted(p for p in index.iterdir() if p.is_dir()):
-            for entry in sorted(shard.glob("*.json")):
-                try:
-                    record = json.loads(entry.read_text(encoding="utf-8"))
-                except (FileNotFoundError, ValueError):
-                    continue
-                if isinstance(record, dict) and "path" in record:
-                    record.setdefault("location", str(store.root / record["path"]))
-                    yield record
-        return
-    state = state_for(store)
-    assert isinstance(state, S3State)
-    index_state = S3State(state.client, state.bucket, store.prefix + ".kzr/")
-    for name, _ in index_state.list("index"):
-        data = index_state.read(name)
-        try:
-            record = json.loads(data) if data is not None else None
-        except ValueError:
-            continue
-        if isinstance(record, dict) and "key" in record:
-            yield record
 
 
 def deletion_id(record: Mapping[str, Any]) -> str:
@@ -236,8 +214,6 @@ class _Pruner:
         self.user = os_user()
         self._held: list[Hold] = []
         self._held_at = -HOLDS_REFRESH
-        self._removals = 0
-        self._fault = _parse_fault(os.environ.get(FAULT_ENV))
 
     def held_by(self, f: Row) -> Hold | None:
         # Read again now and then: a hold placed during a long prune takes effect.
@@ -248,7 +224,7 @@ class _Pruner:
             "call_id": f.call_id, "recording_id": f.recording_id,
             "account_id": f.account_id})), None)
 
-    def consider(self, target: Any, catalog: Any, record: dict[str, Any],
+    def consider(self, target: CopyStore, catalog: Catalog | None, record: dict[str, Any],
                  selection: Selection, now: datetime) -> None:
         try:
             f = row_from_record(record)
@@ -264,17 +240,17 @@ class _Pruner:
             return
         hold = self.held_by(f)
         if hold is not None:
-            self._add(Item(f.location, f.size, f, reason, "held", hold))
+            self._add(Item(f.location, f.size, f, reason, Outcome.HELD, hold))
             self.summary.held += 1
             return
         if self.dry_run:
-            self._count(Item(f.location, f.size, f, reason, "would remove"))
+            self._count(Item(f.location, f.size, f, reason, Outcome.WOULD_REMOVE))
             return
         outcome = self.remove(target, catalog, record, f, reason)
         if outcome is not None:
             self._count(Item(f.location, f.size, f, reason, outcome))
 
-    def finish_pending(self, targets: Sequence[Any], catalog: Any) -> None:
+    def finish_pending(self, targets: Sequence[CopyStore], catalog: Catalog | None) -> None:
         """Finish every removal a prune began and did not end (its journal marker remains)."""
         for name, _ in list(self.state.list("pruning")):
             data = self.state.read(name)
@@ -282,22 +258,22 @@ class _Pruner:
                 continue  # its prune finished it meanwhile
             marker = json.loads(data)
             record = marker["record"]
-            target = _target_for(targets, record)
+            location = str(record.get("location", ""))
+            target = next((t for t in targets if t.owns(location)), None)
             if target is None:
                 log.warning("journal %s names a copy in no store given here: left", name)
                 continue
-            target_catalog = catalog if catalog is not None else getattr(target, "catalog", None)
+            target_catalog = catalog if catalog is not None else target.catalog
             f = row_from_record(record)
             outcome = self.remove(target, target_catalog, record, f, marker["reason"])
             if outcome is not None:
                 self._count(Item(f.location, f.size, f, marker["reason"], outcome))
 
-    def remove(self, target: Any, catalog: Any, record: dict[str, Any], f: Row,
-               reason: str) -> str | None:
-        """Run the removal's steps; ``removed``, ``finished``, or ``None`` if another did it."""
+    def remove(self, target: CopyStore, catalog: Catalog | None, record: dict[str, Any],
+               f: Row, reason: str) -> Outcome | None:
+        """Run the removal's steps; ``REMOVED``, ``FINISHED``, or ``None`` if another did it."""
         did = deletion_id(record)
         marker_name = f"pruning/{did}.json"
-        self._removals += 1
         with target.index_lock(record):
             existing = self.state.read(marker_name)
             if existing is None:
@@ -309,14 +285,14 @@ class _Pruner:
             else:
                 marker = json.loads(existing)
                 after, reason = int(marker["after"]), str(marker["reason"])
-            self._kill_at("journal")
-            event = audit_event(DELETE, {**_audit_facts(f), "location": f.location},
+            crash_point("prune.journal")
+            event = audit_event(Action.DELETE, {**_audit_facts(f), "location": f.location},
                                 user=self.user, reason=reason, event_id=did)
             wrote = self.trail.append(event, after=after)
-            self._kill_at("audit")
+            crash_point("prune.audit")
 
             def unindexed() -> None:
-                self._kill_at("index")
+                crash_point("prune.index")
                 if catalog is not None:
                     # Rows are keyed by what the recording is, not by the copy: the
                     # same recording stored afresh since has the same id. Keep its row.
@@ -324,20 +300,20 @@ class _Pruner:
                     if row is None or (row.location, row.received_at) == (
                             f.location, f.received_at):
                         catalog.remove(f.id)
-                self._kill_at("catalog")
+                crash_point("prune.catalog")
 
             target.remove(record, unindexed=unindexed, locked=True)
-            self._kill_at("file")
+            crash_point("prune.file")
             # Not synced: a marker a power cut brings back only makes the next prune
             # find every step done (the audit line is found, the entry is gone or new).
             self.state.delete(marker_name, sync=False)
-        return "removed" if wrote else "finished"
+        return Outcome.REMOVED if wrote else Outcome.FINISHED
 
     def _count(self, item: Item) -> None:
-        if item.outcome in ("removed", "would remove"):
+        if item.outcome in (Outcome.REMOVED, Outcome.WOULD_REMOVE):
             self.summary.removed += 1
             self.summary.bytes += item.size
-        elif item.outcome == "finished":
+        elif item.outcome is Outcome.FINISHED:
             self.summary.finished += 1
         self._add(item)
 
@@ -346,44 +322,13 @@ class _Pruner:
             self.summary.items.append(item)
         self.report(item)
 
-    def _kill_at(self, step: str) -> None:
-        if self._fault is not None and self._fault == (step, self._removals):
-            os.kill(os.getpid(), signal.SIGKILL)
-
 
 def _audit_facts(f: Row) -> dict[str, Any]:
     return {"call_id": f.call_id, "recording_id": f.recording_id, "account_id": f.account_id,
             "size": f.size, "sha256": f.sha256, "received_at": f.received_at}
 
 
-def _targets(store: Any) -> list[Any]:
-    stores: Iterable[Any] = store.stores if isinstance(store, FanOut) else (store,)
-    targets = [s for s in stores if hasattr(s, "remove") and hasattr(s, "index_lock")]
-    if not targets:
-        raise KzrError(f"{store!r} cannot remove recordings")
-    return targets
-
-
-def _target_for(targets: Sequence[Any], record: Mapping[str, Any]) -> Any:
-    for target in targets:
-        if isinstance(target, DirectoryStore):
-            if "path" in record and str(record.get("location", "")).startswith(
-                    str(target.root) + os.sep):
-                return target
-        elif "key" in record and str(record.get("location", "")) == target.url_for(
-                str(record["key"])):
-            return target
-    return None
-
-
 def _days(age: timedelta) -> str:
     if age >= timedelta(days=1):
         return f"{age.days}d"
     return f"{int(age.total_seconds())}s"
-
-
-def _parse_fault(text: str | None) -> tuple[str, int] | None:
-    if not text:
-        return None
-    step, _, n = text.partition(":")
-    return step, int(n or "1")

@@ -1,5 +1,9 @@
 """Sweeping what killed hosts leave in an S3 bucket (``kzr-wsgi sweep --s3 URL``).
 
+"Sweep" means this one job: a bucket's leftovers. (A disk store's dead writers are
+dealt with by the store itself, in each process: see
+:mod:`~kzr_wsgi.stores.directory.upkeep`.)
+
 A host killed mid-upload leaves an *unfinished multipart upload* (invisible, but
 billed); a host killed between completing an object and writing its index entry
 leaves a *complete object no index entry names*, with or without its sidecar: never
@@ -32,7 +36,8 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from ..ages import format_age
-from ..naming import SIDECAR_SUFFIX
+from ..naming import SIDECAR_SUFFIX, STATE_DIR
+from ..textenum import TextEnum
 
 # Only a type here (resolvable, so the reference can show it): importable without boto3.
 with contextlib.suppress(ImportError):
@@ -43,17 +48,30 @@ UNINDEXED_MIN_AGE = timedelta(minutes=10)
 #: What ``kzr-wsgi sweep`` and the housekeeper's daily sweep take as old enough.
 DEFAULT_OLDER_THAN = timedelta(days=1)
 
-UPLOAD = "unfinished upload"
-OBJECT = "unindexed object"
-SIDECAR = "lone sidecar"
+
+class LeftoverKind(TextEnum):
+    """What kind of leftover; the value is how reports name it."""
+
+    #: A multipart upload never completed nor aborted (a kill mid-upload).
+    UPLOAD = "unfinished upload"
+    #: A complete object no index entry names (a kill before its entry), and its sidecar
+    #: if it has one.
+    OBJECT = "unindexed object"
+    #: A sidecar whose object is gone and that no index entry names.
+    SIDECAR = "lone sidecar"
+
+
+# The kinds by their older names, still importable (the reference lists them by these).
+UPLOAD = LeftoverKind.UPLOAD
+OBJECT = LeftoverKind.OBJECT
+SIDECAR = LeftoverKind.SIDECAR
 
 
 @dataclass(frozen=True)
 class Leftover:
     """One thing a killed host left behind."""
 
-    #: :data:`UPLOAD`, :data:`OBJECT` or :data:`SIDECAR`.
-    what: str
+    what: LeftoverKind
     #: Its ``s3://bucket/key``.
     location: str
     key: str
@@ -66,9 +84,10 @@ class Leftover:
 
     def describe(self) -> str:
         """One line for a report: what, where, how big, how old."""
-        extra = f"{self.size} bytes, " if self.what != UPLOAD else "started "
+        extra = f"{self.size} bytes, " if self.what is not LeftoverKind.UPLOAD else "started "
         with_sidecar = ", with its sidecar" if self.sidecar else ""
-        return f"{self.what} {self.location} ({extra}{rough_age(self.age)} ago{with_sidecar})"
+        return (f"{self.what.value} {self.location} "
+                f"({extra}{rough_age(self.age)} ago{with_sidecar})")
 
 
 def find_s3_leftovers(store: S3Store, older_than: timedelta = DEFAULT_OLDER_THAN,
@@ -78,7 +97,7 @@ def find_s3_leftovers(store: S3Store, older_than: timedelta = DEFAULT_OLDER_THAN
     for upload in store.unfinished_uploads():
         age = now - upload["Initiated"]
         if age >= older_than:
-            yield Leftover(UPLOAD, store.url_for(upload["Key"]), upload["Key"], age,
+            yield Leftover(LeftoverKind.UPLOAD, store.url_for(upload["Key"]), upload["Key"], age,
                            upload_id=upload["UploadId"])
     yield from _unindexed(store, max(older_than, UNINDEXED_MIN_AGE), now)
 
@@ -95,10 +114,10 @@ def sweep_s3(store: S3Store, older_than: timedelta = DEFAULT_OLDER_THAN, *,
         if dry_run:
             yield leftover, False
             continue
-        if leftover.what == UPLOAD:
+        if leftover.what is LeftoverKind.UPLOAD:
             assert leftover.upload_id is not None
             store.abort_upload(leftover.key, leftover.upload_id)
-        elif leftover.what == OBJECT:
+        elif leftover.what is LeftoverKind.OBJECT:
             if store.is_indexed(leftover.key, store.sidecar_record(leftover.key)):
                 yield leftover, False
                 continue
@@ -131,7 +150,7 @@ def _unindexed(store: S3Store, min_age: timedelta, now: datetime) -> Iterator[Le
     ``.kzr.json``, so an object waits only until the listing has passed where its
     sidecar would be.
     """
-    internal = store.prefix + ".kzr/"
+    internal = f"{store.prefix}{STATE_DIR}/"
     waiting: dict[str, list[Any]] = {}  # object key -> [listing item, sidecar item or None]
 
     def settle(key: str) -> Iterator[Leftover]:
@@ -142,7 +161,7 @@ def _unindexed(store: S3Store, min_age: timedelta, now: datetime) -> Iterator[Le
             return
         record = store.sidecar_record(key) if sidecar else None
         if store.is_indexed(key, record) is False:
-            yield Leftover(OBJECT, store.url_for(key), key, now - modified,
+            yield Leftover(LeftoverKind.OBJECT, store.url_for(key), key, now - modified,
                            size=int(item.get("Size", 0)), sidecar=sidecar is not None)
 
     pages = store.client.get_paginator("list_objects_v2").paginate(
@@ -167,7 +186,8 @@ def _unindexed(store: S3Store, min_age: timedelta, now: datetime) -> Iterator[Le
                 continue
             record = store.sidecar_record(base)
             if record is not None and store.is_indexed(base, record) is False:
-                yield Leftover(SIDECAR, store.url_for(key), key, now - item["LastModified"],
+                yield Leftover(LeftoverKind.SIDECAR, store.url_for(key), key,
+                               now - item["LastModified"],
                                size=int(item.get("Size", 0)))
     while waiting:
         yield from settle(next(iter(waiting)))

@@ -16,17 +16,28 @@ from datetime import datetime
 from typing import Any
 
 from ..catalog import parse_when
-from ..catalog.reindex import IndexedStore
 from ..errors import KzrError
+from ..stores.base import CopyLister, CopyReader, CopyStore
 from ..stores.readback import scan
+from ..textenum import TextEnum
+
+
+class Status(TextEnum):
+    """What is wrong with a copy; the value is how ``kzr-wsgi verify`` names it."""
+
+    #: The file or object is gone, or cannot be read.
+    MISSING = "missing"
+    #: Its bytes differ from what was stored.
+    CHANGED = "changed"
+    #: Its audio has flags (not a failure by itself).
+    FLAGGED = "flagged"
 
 
 @dataclass(frozen=True)
 class Finding:
     """One copy that is not as it should be."""
 
-    #: ``missing``, ``changed`` or ``flagged``.
-    status: str
+    status: Status
     location: str
     #: A short, plain explanation (sizes and digests, or the flags).
     detail: str
@@ -56,7 +67,7 @@ class VerifyReport:
                 f"{self.flagged} flagged")
 
 
-def selected(store: IndexedStore, since: datetime | None = None) -> Iterator[dict[str, Any]]:
+def selected(store: CopyLister, since: datetime | None = None) -> Iterator[dict[str, Any]]:
     """The records verify looks at: all, or those received at or after ``since``."""
     for record in store.records():
         if since is not None:
@@ -69,18 +80,18 @@ def selected(store: IndexedStore, since: datetime | None = None) -> Iterator[dic
         yield record
 
 
-def verify_record(store: IndexedStore, record: dict[str, Any]) -> tuple[int, list[Finding]]:
+def verify_record(store: CopyReader, record: dict[str, Any]) -> tuple[int, list[Finding]]:
     """Check one copy; return the bytes read and what is wrong with it (often nothing)."""
     location = str(record.get("location"))
     call_id = record.get("call_id")
     try:
         stream = store.open_copy(record)
     except KzrError as exc:
-        return 0, [Finding("missing", location, str(exc) or "gone", call_id)]
+        return 0, [Finding(Status.MISSING, location, str(exc) or "gone", call_id)]
     try:
         found = scan(stream, record)
     except OSError as exc:
-        return 0, [Finding("missing", location, f"cannot be read: {exc}", call_id)]
+        return 0, [Finding(Status.MISSING, location, f"cannot be read: {exc}", call_id)]
     finally:
         close = getattr(stream, "close", None)
         if close is not None:
@@ -88,16 +99,17 @@ def verify_record(store: IndexedStore, record: dict[str, Any]) -> tuple[int, lis
     findings = []
     if found.sha256 != record.get("sha256") or found.size != record.get("size"):
         findings.append(Finding(
-            "changed", location,
+            Status.CHANGED, location,
             f"stored {record.get('size')} bytes sha256 {record.get('sha256')}, "
             f"now {found.size} bytes sha256 {found.sha256}", call_id))
     if found.audio is not None and found.audio.flags:
-        findings.append(Finding("flagged", location, ",".join(found.audio.flags), call_id))
+        findings.append(Finding(Status.FLAGGED, location, ",".join(found.audio.flags),
+                                call_id))
     return found.size, findings
 
 
 def verify(
-    store: IndexedStore,
+    store: CopyStore,
     *,
     since: datetime | None = None,
     on_finding: Callable[[Finding], None] | None = None,
@@ -115,9 +127,9 @@ def verify(
         report.checked += 1
         report.bytes_read += size
         for finding in findings:
-            if finding.status == "missing":
+            if finding.status is Status.MISSING:
                 report.missing += 1
-            elif finding.status == "changed":
+            elif finding.status is Status.CHANGED:
                 report.changed += 1
             else:
                 report.flagged += 1

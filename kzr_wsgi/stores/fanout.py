@@ -19,10 +19,10 @@ fails, every other store's pipe is broken too (its next read raises), so a store
 reading aborts as it would on a client disconnect and keeps nothing. A store that had
 already committed (it read everything before another failed at its own commit) is
 rolled back with its ``discard(stored)`` method when it has one (see
-:class:`DiscardableStore`). A copy that cannot be rolled back is never a silent half:
-the raised error names the store that kept it (by position and type; the location
-goes to the log, not to the client), and a retry of the upload completes the set,
-since stores de-duplicate it.
+:class:`~kzr_wsgi.stores.base.DiscardableStore`). A copy that cannot be rolled back is
+never a silent half: the raised error names the store that kept it (by position and
+type; the location goes to the log, not to the client), and a retry of the upload
+completes the set, since stores de-duplicate it.
 
 The error raised is the failing store's own type (``StorageFull`` stays ``507``,
 ``StoreUnavailable`` ``503``) with a message that says what happened everywhere; a
@@ -30,6 +30,11 @@ store failing with anything else becomes :class:`~kzr_wsgi.errors.StoreUnavailab
 
 **Reading back** (:meth:`FanOut.open`) asks each store that can serve reads
 (:class:`~kzr_wsgi.recording.ReadableStore`), in order, and returns the first copy found.
+
+**Everything else** a consumer asks of a store (:mod:`kzr_wsgi.stores.base`) a fan-out
+answers from its stores: its :meth:`~FanOut.parts` are the stores that hold copies (a
+nested fan-out's too), its state and its catalog are its bucket's when it has one (what
+every host shares), else its first store's.
 """
 
 from __future__ import annotations
@@ -40,29 +45,24 @@ import sys
 import threading
 from collections import deque
 from dataclasses import replace
-from typing import NoReturn, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from ..body import BLOCK_SIZE, Body
 from ..errors import BodyIncomplete, KzrError, NotFound, ReadNotSupported, StoreUnavailable
-from ..recording import Handler, Name, ReadableStore, Recording, Stored, StoredFile
+from ..recording import Handler, Name, ReadableStore, Recording, Stored, StoredFile, Stream
+from .base import CopyReader, CopyStore, DiscardableStore, ServedStore
+from .state import DiskState, S3State
+
+if TYPE_CHECKING:
+    from ..catalog import Catalog
+    from .s3 import S3Store
+
+__all__ = ["PIPE_DEPTH", "DiscardableStore", "FanOut"]
 
 log = logging.getLogger("kzr_wsgi.store")
 
 #: Blocks a store may lag behind the tee. With 1 MiB blocks, 4 MiB per store.
 PIPE_DEPTH = 4
-
-
-@runtime_checkable
-class DiscardableStore(Protocol):
-    """A store that can take back a copy it committed: what rollback needs.
-
-    ``discard(stored)`` removes the copy ``stored`` describes (data, metadata and
-    whatever index made a retry find it), so that a later upload of the same recording
-    is stored afresh. Called only with a :class:`~kzr_wsgi.recording.Stored` the same
-    store returned with ``created=True`` moments before.
-    """
-
-    def discard(self, stored: Stored) -> None: ...
 
 
 class FanOut:
@@ -160,9 +160,10 @@ class FanOut:
             # differs) made a copy all the same: it is rolled back like the others.
             if result is None or not result.created:
                 continue
-            if isinstance(branch.store, DiscardableStore):
+            store: object = branch.store  # any handler: a store may take its copy back
+            if isinstance(store, DiscardableStore):
                 try:
-                    branch.store.discard(result)
+                    store.discard(result)
                 except Exception:
                     log.exception("fan-out: %s could not discard %s", branch.label,
                                   result.location)
@@ -219,23 +220,62 @@ class FanOut:
                 last = exc
         raise last
 
-
     def open_stored(self, location: str, sha256: str | None = None) -> StoredFile:
         """The copy at ``location`` from whichever store holds it (see ``open``)."""
         last: KzrError = NotFound("no such recording")
-        for store in self.stores:
-            opener = getattr(store, "open_stored", None)
-            if opener is None:
+        for handler in self.stores:
+            store: object = handler  # any handler; only stores open copies
+            if not isinstance(store, CopyReader):
                 continue
             try:
-                found: StoredFile = opener(location, sha256)
-                return found
+                return store.open_stored(location, sha256)
             except NotFound as exc:
                 last = exc
             except KzrError as exc:
                 log.warning("fan-out: %r cannot serve a read: %s", store, exc)
                 last = exc
         raise last
+
+    def open_copy(self, record: dict[str, Any]) -> Stream:
+        """The bytes of the copy ``record`` describes, from the store whose it is."""
+        location = str(record.get("location", ""))
+        for part in self.parts():
+            if part.owns(location):
+                return part.open_copy(record)
+        raise NotFound(f"{location} is in none of the fan-out's stores")
+
+    # -- what consumers beside the upload path need -----------------------------------
+
+    def parts(self) -> tuple[CopyStore, ...]:
+        """The stores that hold copies themselves, in order (a nested fan-out's too)."""
+        found: list[CopyStore] = []
+        for store in self.stores:
+            served: object = store  # any handler; only stores hold copies
+            if isinstance(served, ServedStore):
+                found += served.parts()
+        return tuple(found)
+
+    def buckets(self) -> tuple[S3Store, ...]:
+        """The buckets among the stores: each gets the housekeeper's daily sweep."""
+        return tuple(bucket for part in self.parts() for bucket in part.buckets())
+
+    def preflight(self) -> list[str]:
+        """Every store's preflight, in order; their warnings."""
+        return [warning for part in self.parts() for warning in part.preflight()]
+
+    def state(self) -> DiskState | S3State:
+        """Where holds and the audit trail live: the bucket's place when there is one
+        (every host shares it), else the first store's."""
+        places = [part.state() for part in self.parts()]
+        if not places:
+            raise KzrError(f"{self!r} keeps no state of its own")
+        shared = [place for place in places if place.shared]
+        return (shared or places)[0]
+
+    @property
+    def catalog(self) -> Catalog | None:
+        """The catalog of the first store that writes one."""
+        return next((part.catalog for part in self.parts() if part.catalog is not None), None)
 
 
 class _PipeBroken(Exception):

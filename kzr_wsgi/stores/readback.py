@@ -2,7 +2,7 @@
 
 Used by ``kzr-wsgi reindex`` (sidecars from before inspection get their ``audio``) and
 ``kzr-wsgi verify`` (the scrub). One pass over the bytes, in large blocks, in constant
-memory, whatever the store: anything with ``read(n)``.
+memory, whatever the store: any :class:`~kzr_wsgi.recording.Stream`.
 """
 
 from __future__ import annotations
@@ -10,18 +10,15 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from ..audio import AudioInfo, Inspector
 from ..body import BLOCK_SIZE
+from ..recording import Stream
 
-
-class Readable(Protocol):
-    """What a store's ``open_copy`` returns: a binary stream."""
-
-    def read(self, size: int = -1, /) -> bytes:
-        """Up to ``size`` bytes; ``b""`` at the end."""
-        ...
+#: The older name of :class:`~kzr_wsgi.recording.Stream`, what a store's ``open_copy``
+#: gives back.
+Readable = Stream
 
 
 @dataclass(frozen=True)
@@ -52,7 +49,7 @@ def new_inspector(record: Mapping[str, Any]) -> Inspector:
                      reported_ms=reported if isinstance(reported, int) else None)
 
 
-def scan(stream: Readable, record: Mapping[str, Any], *, inspect: bool = True) -> Scan:
+def scan(stream: Stream, record: Mapping[str, Any], *, inspect: bool = True) -> Scan:
     """Read ``stream`` to its end: size, sha256 and (when ``inspect``) the audio."""
     inspector = new_inspector(record) if inspect else None
     sha = hashlib.sha256()

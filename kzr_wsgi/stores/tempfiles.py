@@ -7,7 +7,7 @@ the same filesystem as the recordings) and given its final name only once comple
 **Unnamed** (Linux ``O_TMPFILE``, ext4, XFS, btrfs, tmpfs): ``open(dir, O_TMPFILE)``
 makes an inode with no name at all. Nothing can see it, and the kernel frees it when
 its last descriptor closes, which includes the process being killed: a dead writer
-leaves nothing to sweep, however soon the restart comes. :meth:`TempFile.link` names
+leaves nothing to reap, however soon the restart comes. :meth:`TempFile.link` names
 it with ``linkat(AT_FDCWD, "/proc/self/fd/N", dirfd, name, AT_SYMLINK_FOLLOW)``, which
 fails with ``EEXIST`` rather than replace a file. (Python's ``os.link`` without a
 ``dst_dir_fd`` calls ``link(2)``, which links the ``/proc`` symlink itself and fails
@@ -18,9 +18,9 @@ entry are two names of one file).
 **Named** (any other filesystem: NFS, FUSE, vfat, old kernels): a file
 ``<random>.part`` created with ``O_EXCL``, locked with ``flock`` for as long as its writer
 lives, hard-linked into place, unlinked when done. A writer that dies leaves it behind
-until :func:`sweep_named` (run at start-up and every few seconds while serving) finds
-it unlocked and removes it. A live writer's file is locked and never removed, in this
-process or another sharing the root.
+until :func:`reap_named` (the store's upkeep: on its first use in each process and
+every few seconds after) finds it unlocked and removes it. A live writer's file is
+locked and never removed, in this process or another sharing the root.
 
 :func:`supports_unnamed` decides which, once per directory: a filesystem without
 ``O_TMPFILE`` answers ``EOPNOTSUPP`` (``EISDIR`` on kernels older than 3.11, which take
@@ -45,7 +45,7 @@ log = logging.getLogger("kzr_wsgi.store")
 #: What ``open(O_TMPFILE)`` or naming the file answers where unnamed files cannot work.
 _UNSUPPORTED = (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOENT, errno.EXDEV,
                 errno.EPERM)
-#: Suffix of named temporary files (the sweep removes only these).
+#: Suffix of named temporary files (:func:`reap_named` removes only these).
 NAMED_SUFFIX = ".part"
 
 
@@ -119,7 +119,7 @@ def temporary(directory: Path, unnamed: bool) -> Iterator[TempFile]:
     path = directory / f"{uuid.uuid4().hex}{NAMED_SUFFIX}"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
-        # Held until the descriptor closes (or the process dies): the sweep's sign
+        # Held until the descriptor closes (or the process dies): the reaper's sign
         # that this file's writer is alive.
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield TempFile(fd, path)
@@ -130,8 +130,8 @@ def temporary(directory: Path, unnamed: bool) -> Iterator[TempFile]:
             os.close(fd)
 
 
-def sweep_named(directory: Path, min_age: float) -> int:
-    """Remove named temporary files no live writer holds; return how many.
+def reap_named(directory: Path, min_age: float) -> int:
+    """Reap: remove the named temporary files no live writer holds; return how many.
 
     A file younger than ``min_age`` seconds is spared even when unlocked: its writer
     may be between creating it and locking it.

@@ -25,7 +25,7 @@ import json
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from importlib import resources
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
 
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
@@ -35,8 +35,8 @@ from werkzeug.wrappers import Request, Response
 
 from .. import errors
 from ..catalog import Catalog, Query, Row
-from ..recording import StoredFile
 from ..sending import send_stored
+from ..stores.base import StoredOpener as StoredOpener  # the page's need, re-exported
 from .api import (
     BadParameter,
     Filters,
@@ -72,14 +72,6 @@ _STATIC_TYPES = {".js": "text/javascript", ".css": "text/css", ".html": "text/ht
                  ".svg": "image/svg+xml"}
 #: Longest row id looked up (ids are short digests; anything longer is not one).
 _MAX_ID = 200
-
-
-class StoredOpener(Protocol):
-    """A store that opens a catalog row's bytes by location (the built-in stores do)."""
-
-    def open_stored(self, location: str, sha256: str | None = None) -> StoredFile:
-        """The copy at ``location``; raises :class:`~kzr_wsgi.errors.NotFound`."""
-        ...
 
 
 class SearchUI:

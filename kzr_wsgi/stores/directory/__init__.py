@@ -27,8 +27,8 @@ What it promises, and how:
 * **Dead writers leave nothing.** The temporary file has no name where the
   filesystem allows (``O_TMPFILE``): the kernel frees it when its writer dies. Where it
   must have a name, its writer holds an ``flock`` on it while it lives, and files
-  nobody holds are removed at start-up and every few seconds while serving
-  (:meth:`DirectoryStore.sweep`); a live writer's are left alone.
+  nobody holds are reaped (removed) on the store's first use in each process and every
+  few seconds after (:meth:`DirectoryStore.reap`); a live writer's are left alone.
 * **Catalogued before the reply.** Each newly stored copy becomes a row in the store's
   catalog (by default SQLite at ``ROOT/.kzr/catalog.sqlite3``; see
   :mod:`kzr_wsgi.catalog`) once its commit is durable. A failed catalog write never
@@ -38,8 +38,8 @@ What it promises, and how:
   and which inode it is; it is removed once the index entry is written and, when the
   store has a catalog, the copy's row too. Its writer holds an ``flock`` on it while
   it lives. A marker nobody holds (its shard's lock taken too) belongs to a writer
-  that died: its placed file is adopted (sidecar, index entry and row written) at
-  start-up, by the periodic housekeeping pass, or by the retry itself, and a marker
+  that died: its placed file is adopted (sidecar, index entry and row written) on the
+  store's first use, by the periodic upkeep pass, or by the retry itself, and a marker
   whose file never got placed is dropped. Kazoo's retry of the unanswered upload then
   finds one recording, in one file, with one row. The cost of recovery grows with
   what was in flight, not with the size of the store. Markers a store from before
@@ -65,57 +65,62 @@ The filesystem semantics relied on (POSIX plus Linux; ext4 and XFS give them):
 Layout: ``{kind}/{account_id}/{yyyy}/{mm}/{dd}`` by default (see
 :func:`~kzr_wsgi.naming.layout_fields`), so no directory grows without bound.
 
-The modules, by concern: this one holds the store and its commit;
+The constructor checks its arguments and makes the store's directories; it starts
+nothing. The store's first use in each process (a fork's child included) first
+finishes what writers that died left, then has the process's upkeep thread repeat that
+(:mod:`~kzr_wsgi.stores.directory.upkeep`).
+
+The modules, by concern: this one holds the store;
 :mod:`~kzr_wsgi.stores.directory.copying` the body's copy to disk,
-:mod:`~kzr_wsgi.stores.directory.markers` the upload's marker and recovery,
+:mod:`~kzr_wsgi.stores.directory.commit` the commit's steps and the upload's marker,
+:mod:`~kzr_wsgi.stores.directory.markers` recovery from the markers,
 :mod:`~kzr_wsgi.stores.directory.reading` reading back,
 :mod:`~kzr_wsgi.stores.directory.changing` rewriting, discarding and removing copies,
-:mod:`~kzr_wsgi.stores.directory.housekeeper` the housekeeping thread, and
-:mod:`~kzr_wsgi.stores.directory.files` the small file helpers they share.
+:mod:`~kzr_wsgi.stores.directory.upkeep` the upkeep, and
+:mod:`~kzr_wsgi.stores.directory.files` the paths and small file helpers they share.
+Each is handed what it needs (:class:`~kzr_wsgi.stores.directory.files.Places`,
+:class:`~kzr_wsgi.stores.directory.commit.Committing`), never the store.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from ...catalog import Catalog
 from ...errors import NotFound
 from ...naming import DEFAULT_LAYOUT, SIDECAR_SUFFIX, render_layout
 from ...recording import Name, Recording, Stored, StoredFile
+from ..state import DiskState
 from ..syncing import journaled, write_back
-from ..tempfiles import supports_unnamed, sweep_named, temporary
+from ..tempfiles import reap_named, supports_unnamed, temporary
 from . import changing, markers, reading
-from .commit import commit_upload
+from .commit import Committing, commit_upload
 from .copying import copy_to_disk
-from .files import (
-    STATE,
-    full_is_storage_full,
-    locked,
-    make_shards,
-    makedirs,
-    read_json,
-    record_name,
-    shard,
-)
-from .housekeeper import HOUSEKEEPER
+from .files import Places, full_is_storage_full, locked, make_shards, makedirs, read_json
+from .upkeep import UPKEEP
+
+if TYPE_CHECKING:
+    from ..base import CopyStore
+    from ..s3 import S3Store
 
 __all__ = ["DEFAULT_CATALOG", "DirectoryStore", "copy_to_disk"]
 
 log = logging.getLogger("kzr_wsgi.store")
 
-#: A named temporary file younger than this is never swept, locked or not: its writer
+#: A named temporary file younger than this is never reaped, locked or not: its writer
 #: may be between creating it and locking it (microseconds; seconds leave a margin).
-_SWEEP_MIN_AGE = 2.0
-#: How often a serving process sweeps (so a dead writer's named file lasts < 10 s).
-_SWEEP_EVERY = 3.0
+_REAP_MIN_AGE = 2.0
+#: How often a process makes its upkeep pass (so a dead writer's named file lasts < 10 s).
+_UPKEEP_EVERY = 3.0
 #: Stands for "the store's own SQLite catalog" as the ``catalog`` argument's default.
 DEFAULT_CATALOG: Any = object()
+#: Stands for "not given" for the older keyword spellings.
+_UNSET: Any = object()
 
 
 class DirectoryStore:
@@ -123,61 +128,67 @@ class DirectoryStore:
 
     >>> store = DirectoryStore("/srv/recordings")          # doctest: +SKIP
     >>> app = KazooRecordings(app, store)                   # doctest: +SKIP
+
+    ``sweep_min_age`` and ``sweep_every`` are the older spellings of ``reap_min_age``
+    and ``upkeep_every``, still accepted.
     """
 
-    __slots__ = ("root", "layout", "sweep_min_age", "sweep_every", "unnamed", "_tmp",
-                 "_index", "_pending", "_last_sweep", "__weakref__", "catalog",
-                 "_uncatalogued", "one_sync")
+    __slots__ = ("root", "layout", "reap_min_age", "upkeep_every", "unnamed", "places",
+                 "__weakref__", "catalog", "one_sync")
 
     def __init__(
         self,
         root: str | os.PathLike[str],
         *,
         layout: str = DEFAULT_LAYOUT,
-        sweep_min_age: float = _SWEEP_MIN_AGE,
-        sweep_every: float | None = _SWEEP_EVERY,
+        reap_min_age: float = _REAP_MIN_AGE,
+        upkeep_every: float | None = _UPKEEP_EVERY,
         unnamed_temporaries: bool = True,
         catalog: Catalog | None = DEFAULT_CATALOG,
         # None: one sync per commit where the filesystem's journal makes it enough
         # (kzr_wsgi.stores.syncing); False forces a sync of every file and directory.
         one_sync: bool | None = None,
+        sweep_min_age: float = _UNSET,
+        sweep_every: float | None = _UNSET,
     ) -> None:
         #: The store's root directory, created when missing.
         self.root = Path(root).absolute()
         #: Template for the directory of each file (see :func:`~kzr_wsgi.naming.layout_fields`).
         self.layout = layout
-        #: Seconds a named temporary file must be old before a sweep may remove it.
-        self.sweep_min_age = sweep_min_age
-        #: Seconds between sweeps while the process lives (``None``: at start-up only).
-        self.sweep_every = sweep_every
+        #: Seconds a named temporary file must be old before it may be reaped.
+        self.reap_min_age = reap_min_age if sweep_min_age is _UNSET else sweep_min_age
+        #: Seconds between upkeep passes while the process lives (``None``: only the first).
+        self.upkeep_every = upkeep_every if sweep_every is _UNSET else sweep_every
         render_layout(layout, dict.fromkeys(
             ("kind", "account_id", "owner_id", "yyyy", "mm", "dd", "segments"), "x"))
-        self._tmp = self.root / STATE / "tmp"
-        self._index = self.root / STATE / "index"
-        self._pending = self.root / STATE / "pending"
-        for directory in (self._tmp, self._index, self._pending):
+        #: Where the store keeps what is its own (under ``ROOT/.kzr``).
+        self.places = Places.under(self.root)
+        for directory in (self.places.tmp, self.places.index, self.places.pending):
             makedirs(directory)
-        make_shards(self._index)
+        make_shards(self.places.index)
         #: Whether temporary files are unnamed (``O_TMPFILE``); decided once, here.
         #: ``unnamed_temporaries=False`` forces named ones (the fallback) everywhere.
-        self.unnamed = unnamed_temporaries and supports_unnamed(self._tmp)
+        self.unnamed = unnamed_temporaries and supports_unnamed(self.places.tmp)
         #: Whether a commit ends in one ``fsync`` (see :mod:`~kzr_wsgi.stores.syncing`).
         self.one_sync = journaled(self.root) if one_sync is None else one_sync
-        self._last_sweep = 0.0
         #: Where each new copy's row goes: the root's SQLite catalog unless told otherwise
         #: (``None``: no catalog).
         self.catalog: Catalog | None = (
             Catalog.for_root(self.root) if catalog is DEFAULT_CATALOG else catalog)
-        # Read only: markers of a store from before (see repair_catalog).
-        self._uncatalogued = self.root / STATE / "uncatalogued"
-        self.recover()
-        self.sweep()
-        self.repair_catalog()
-        if sweep_every is not None:
-            HOUSEKEEPER.add(self)
 
     def __repr__(self) -> str:
         return f"DirectoryStore({str(self.root)!r})"
+
+    def _in_use(self) -> None:
+        """Before any use: the first pass in this process, and the upkeep (see
+        :mod:`~kzr_wsgi.stores.directory.upkeep`)."""
+        if not UPKEEP.is_started(self):
+            UPKEEP.start(self, self.upkeep)
+
+    def _committing(self) -> Committing:
+        """What the commit's steps need of this store, as it is now."""
+        return Committing(self.places, self.layout, self.unnamed, self.one_sync,
+                          self._catalogue if self.catalog is not None else None)
 
     # -- writing ----------------------------------------------------------------------
 
@@ -187,7 +198,8 @@ class DirectoryStore:
         Raises :class:`~kzr_wsgi.errors.StorageFull` when the disk is full, and lets
         the body's own errors through; in every error case nothing is left visible.
         """
-        with full_is_storage_full(), temporary(self._tmp, self.unnamed) as tmp:
+        self._in_use()
+        with full_is_storage_full(), temporary(self.places.tmp, self.unnamed) as tmp:
             size, digest = copy_to_disk(recording.stream, tmp.fd, recording.content_length)
             # Complete on disk before it gets a name; durable with the commit's last sync
             # (one_sync), or right now.
@@ -195,11 +207,7 @@ class DirectoryStore:
                 write_back(tmp.fd)
             else:
                 tmp.sync()
-            return commit_upload(self, recording, tmp, size, digest)
-
-    def _index_dir(self, name: Name) -> Path:
-        """The shard of the index that holds ``name``'s entries (see :func:`.files.shard`)."""
-        return shard(self._index, name)
+            return commit_upload(self._committing(), recording, tmp, size, digest)
 
     def _catalogue(self, final: Path) -> bool:
         """Write the row of the copy at ``final`` from its sidecar; ``False`` if that failed."""
@@ -209,7 +217,7 @@ class DirectoryStore:
             return False
         return self.catalog.add_stored(record, str(final)) is not None
 
-    # -- recovery and housekeeping ----------------------------------------------------
+    # -- what writers that died left: recovery, reaping, repair -----------------------
 
     def recover(self) -> int:
         """Finish or drop the uploads of writers that died in them; return how many.
@@ -220,47 +228,73 @@ class DirectoryStore:
         dead writer's. Its commit is finished and its row written (or it is dropped
         when its file never got placed). See :mod:`~kzr_wsgi.stores.directory.markers`.
         """
-        return markers.recover(self)
+        try:
+            return markers.recover(self._committing())
+        finally:
+            if self.catalog is not None:
+                self.catalog.release()  # nothing held between passes, nor across a fork
 
     def repair_catalog(self) -> int:
-        """Catalogue the copies named by markers a store from before left; return how many.
+        """Repair: catalogue the copies named by markers a store from before left (in
+        ``ROOT/.kzr/uncatalogued``, one per row it still owed); return how many.
 
-        Stores before the one-marker commit wrote a second marker per upload in
-        ``ROOT/.kzr/uncatalogued`` (an index entry's relative name, under ``flock`` while
-        its writer lived); a process killed between its commit and its row left one
-        there. This store no longer writes them (:meth:`recover` writes the rows of
-        today's markers) but still reads them, at construction and with each
-        housekeeping pass: when the entry exists, its copy's row is written; either way
-        the marker goes (kept only when the catalog cannot be written, for the next
-        pass). A marker still held by a live writer in another process is left alone.
+        This store writes no such markers (:meth:`recover` writes the rows of today's)
+        but reads them with each upkeep pass; see
+        :func:`~kzr_wsgi.stores.directory.markers.repair_legacy`.
         """
-        return markers.repair_legacy(self, self._uncatalogued)
+        if self.catalog is None:
+            return 0
+        try:
+            return markers.repair_legacy(self.places, self._catalogue)
+        finally:
+            # Nothing may be held open across gunicorn's fork, nor between passes.
+            self.catalog.release()
 
-    def sweep(self) -> int:
+    def reap(self) -> int:
         """Remove named temporary files of writers that died; return how many were removed.
 
         A file is removed only when no process holds its lock and it is older than
-        :attr:`sweep_min_age`: a live writer, in this process or another sharing the
-        root, keeps its file. (Unnamed temporary files need no sweep.)
+        :attr:`reap_min_age`: a live writer, in this process or another sharing the
+        root, keeps its file. (Unnamed temporary files need no reaping.)
         """
-        self._last_sweep = time.monotonic()
-        removed = sweep_named(self._tmp, self.sweep_min_age)
+        removed = reap_named(self.places.tmp, self.reap_min_age)
         if removed:
             log.warning("removed %d temporary file(s) left by writers that died", removed)
         return removed
 
-    def housekeep(self) -> None:
-        """What a serving process runs every :attr:`sweep_every` seconds: recover, sweep,
-        repair the catalog (see :mod:`~kzr_wsgi.stores.directory.housekeeper`)."""
+    def upkeep(self) -> None:
+        """One upkeep pass: :meth:`recover`, :meth:`reap`, :meth:`repair_catalog`.
+
+        Made on the store's first use in each process and every :attr:`upkeep_every`
+        seconds after (see :mod:`~kzr_wsgi.stores.directory.upkeep`).
+        """
         self.recover()
-        self.sweep()
+        self.reap()
         self.repair_catalog()
+
+    def sweep(self) -> int:
+        """The older name of :meth:`reap`, still accepted."""
+        return self.reap()
+
+    def housekeep(self) -> None:
+        """The older name of :meth:`upkeep`, still accepted."""
+        self.upkeep()
+
+    def preflight(self) -> list[str]:
+        """Before serving: the first upkeep pass and the upkeep thread, in this process.
+
+        What ``serve`` runs before it listens (a dead writer's upload is finished
+        then, not at the first request); any other first use does the same. No warnings.
+        """
+        self._in_use()
+        return []
 
     # -- reading ----------------------------------------------------------------------
 
     def open(self, name: Name, recording_id: str | None = None) -> StoredFile:
         """The copy stored under ``name`` (with ``recording_id`` when given, else the latest)."""
-        return reading.open_named(self.root, self._index, name, recording_id)
+        self._in_use()
+        return reading.open_named(self.places, name, recording_id)
 
     def open_stored(self, location: str, sha256: str | None = None) -> StoredFile:
         """The stored copy at ``location`` (a catalog row's: an absolute path, or one
@@ -272,6 +306,7 @@ class DirectoryStore:
         The file is seekable and comes with its size, type and times: what a ``Range``
         reply needs. :meth:`open_copy` is the same file for a trusted record.
         """
+        self._in_use()
         return reading.open_stored(self.root, location, sha256)
 
     def records(self) -> Iterator[dict[str, Any]]:
@@ -280,7 +315,16 @@ class DirectoryStore:
         Includes entries whose file was removed by hand (``verify`` reports them). The
         order is the index's, not time.
         """
-        return reading.records(self.root, self._index)
+        self._in_use()
+        return reading.records(self.places)
+
+    def owns(self, location: str) -> bool:
+        """True when ``location`` is a path under this store's root."""
+        return location.startswith(str(self.root) + os.sep)
+
+    def count_hint(self) -> int:
+        """How many copies the index holds (cheap: names only, nothing read)."""
+        return reading.count(self.places)
 
     def open_copy(self, record: dict[str, Any]) -> IO[bytes]:
         """The stored bytes of the copy a record (from :meth:`records`) describes.
@@ -295,6 +339,20 @@ class DirectoryStore:
         except NotFound:
             raise NotFound(f"{self.root / record['path']} is missing") from None
 
+    # -- what consumers beside the upload path need -----------------------------------
+
+    def state(self) -> DiskState:
+        """Where holds, the audit trail, the prune journal and the lease live: ``ROOT/.kzr``."""
+        return DiskState(self.places.state)
+
+    def parts(self) -> tuple[CopyStore, ...]:
+        """This store: it holds its copies itself."""
+        return (self,)
+
+    def buckets(self) -> tuple[S3Store, ...]:
+        """None: the upkeep of each process clears what a dead writer leaves on a disk."""
+        return ()
+
     # -- changing committed copies ----------------------------------------------------
 
     def rewrite_record(self, record: dict[str, Any]) -> bool:
@@ -305,7 +363,8 @@ class DirectoryStore:
         names are renamed into place (under the shard's lock, as a commit is). Returns
         ``False`` when the entry no longer names this copy (removed meanwhile).
         """
-        return changing.rewrite_record(self, record)
+        self._in_use()
+        return changing.rewrite_record(self.places, self.unnamed, record)
 
     def discard(self, stored: Stored) -> None:
         """Take back a copy this store committed (a fan-out whose other store failed).
@@ -313,7 +372,8 @@ class DirectoryStore:
         Removes the index entry (only if it still points at this copy), then the file
         and its sidecar; a copy already gone is not an error.
         """
-        changing.discard(self, stored)
+        self._in_use()
+        changing.discard(self.places, self.catalog, stored)
 
     @contextmanager
     def index_lock(self, record: Mapping[str, Any]) -> Iterator[None]:
@@ -322,12 +382,14 @@ class DirectoryStore:
         Inside it no upload of that name commits, so "is this copy still the indexed one?"
         and what is done about it cannot be overtaken by a retry storing it afresh.
         """
-        with locked(self._index_dir(record_name(record)) / ".lock"):
+        self._in_use()
+        with locked(self.places.entry(record).parent / ".lock"):
             yield
 
     def indexes(self, record: Mapping[str, Any]) -> bool:
         """True when the index entry for ``record``'s name, recording id and sha256 is this copy."""
-        return changing.indexes(self, record)
+        self._in_use()
+        return changing.indexes(self.places, record)
 
     def remove(self, record: Mapping[str, Any], *, unindexed: Callable[[], None] | None = None,
                locked: bool = False) -> bool:
@@ -342,5 +404,6 @@ class DirectoryStore:
         """
         if not locked:
             with self.index_lock(record):
-                return changing.remove(self, record, unindexed)
-        return changing.remove(self, record, unindexed)
+                return changing.remove(self.places, record, unindexed)
+        self._in_use()
+        return changing.remove(self.places, record, unindexed)

@@ -1,7 +1,9 @@
-"""The disk store's own files: index entry names, JSON documents, locks, durable directories.
+"""The disk store's own files: where they are, index entry names, JSON documents, locks,
+durable directories.
 
 Small helpers the other modules of :mod:`kzr_wsgi.stores.directory` share; each says
-which filesystem promise it leans on. Nothing here knows of a store object.
+which filesystem promise it leans on. Nothing here knows of a store object: the store
+hands its modules a :class:`Places`, the paths they need.
 """
 
 from __future__ import annotations
@@ -14,19 +16,59 @@ import os
 import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ...errors import StorageFull
-from ...naming import name_digest
+from ...naming import STATE_DIR, name_digest
 from ...recording import Kind, Name
 from ..tempfiles import TempFile
 
-#: The store's own directory under its root (temporaries, index, markers, catalog).
-STATE = ".kzr"
+#: The store's own directory under its root: :data:`~kzr_wsgi.naming.STATE_DIR`, by the
+#: name it had here.
+STATE = STATE_DIR
 _FULL = (errno.ENOSPC, errno.EDQUOT)
 #: The name of an index entry, and so of an upload's marker.
 ENTRY_NAME = re.compile(r"[0-9a-f]{64}-[0-9a-f]{16}-[0-9a-f]{64}\.json")
+
+
+@dataclass(frozen=True)
+class Places:
+    """Where a disk store keeps what is its own: the paths its modules are handed.
+
+    Everything but :attr:`root` is under ``ROOT/.kzr`` (:data:`~kzr_wsgi.naming.STATE_DIR`).
+    """
+
+    #: The store's root: the recordings, filed by their layout.
+    root: Path
+    #: ``ROOT/.kzr``: the store's own state (and the default catalog's file).
+    state: Path
+    #: ``ROOT/.kzr/tmp``: temporary files, on the recordings' filesystem.
+    tmp: Path
+    #: ``ROOT/.kzr/index``: one entry per stored copy, in 256 shards.
+    index: Path
+    #: ``ROOT/.kzr/pending``: one marker per upload in flight.
+    pending: Path
+    #: ``ROOT/.kzr/uncatalogued``: markers a store from before left (read only).
+    uncatalogued: Path
+
+    @classmethod
+    def under(cls, root: Path) -> Places:
+        """The places of the store at ``root``."""
+        state = root / STATE_DIR
+        return cls(root=root, state=state, tmp=state / "tmp", index=state / "index",
+                   pending=state / "pending", uncatalogued=state / "uncatalogued")
+
+    def shard(self, name: Name) -> Path:
+        """The index shard holding ``name``'s entries (see :func:`shard`)."""
+        return shard(self.index, name)
+
+    def entry(self, record: Mapping[str, Any]) -> Path:
+        """The index entry of the copy a sidecar dict describes."""
+        name = record_name(record)
+        return self.shard(name) / entry_name(name, record.get("recording_id"),
+                                             str(record["sha256"]))
 
 
 def entry_name(name: Name, recording_id: str | None, digest: str) -> str:

@@ -1,8 +1,9 @@
 """Reading the disk store back: by name (the Kazoo-facing GET), by location (the search
 page's player and downloads), and every copy's record (``reindex``, ``verify``).
 
-Plain functions over the store's root and index directory; what they open is handed to
-the caller, who closes it. A file that is gone is :class:`~kzr_wsgi.errors.NotFound`.
+Plain functions over the store's root and index directory (its
+:class:`~kzr_wsgi.stores.directory.files.Places`); what they open is handed to the caller,
+who closes it. A file that is gone is :class:`~kzr_wsgi.errors.NotFound`.
 """
 
 from __future__ import annotations
@@ -14,15 +15,15 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import NotFound
-from ...naming import SIDECAR_SUFFIX, guess_type, name_digest
+from ...naming import SIDECAR_SUFFIX, STATE_DIR, guess_type, name_digest
 from ...recording import Name, StoredFile
-from .files import STATE, read_json
+from .files import Places, read_json
 
 
-def open_named(root: Path, index: Path, name: Name, recording_id: str | None) -> StoredFile:
+def open_named(places: Places, name: Name, recording_id: str | None) -> StoredFile:
     """The copy indexed under ``name`` (with ``recording_id`` when given, else the latest)."""
     digest = name_digest(name)
-    directory = index / digest[:2]
+    directory = places.index / digest[:2]
     best: dict[str, Any] | None = None
     try:
         entries = list(directory.iterdir())
@@ -40,7 +41,7 @@ def open_named(root: Path, index: Path, name: Name, recording_id: str | None) ->
             best = entry
     if best is None:
         raise NotFound("no such recording")
-    file_path = root / best["path"]
+    file_path = places.root / best["path"]
     try:
         fh = open(file_path, "rb")  # noqa: SIM115 - StoredFile owns it
     except FileNotFoundError:
@@ -69,7 +70,7 @@ def open_stored(root: Path, location: str, sha256: str | None = None) -> StoredF
         path = (root / location).resolve(strict=True)
     except (OSError, RuntimeError, ValueError):
         raise NotFound("no such recording") from None
-    inside = path.is_relative_to(root) and not path.is_relative_to(root / STATE)
+    inside = path.is_relative_to(root) and not path.is_relative_to(root / STATE_DIR)
     if not inside or path.name.endswith(SIDECAR_SUFFIX) or not path.is_file():
         raise NotFound("no such recording")
     try:
@@ -87,9 +88,9 @@ def open_stored(root: Path, location: str, sha256: str | None = None) -> StoredF
     )
 
 
-def records(root: Path, index: Path) -> Iterator[dict[str, Any]]:
+def records(places: Places) -> Iterator[dict[str, Any]]:
     """Every index entry's record, with ``location`` added (the index's order)."""
-    for shard in sorted(index.iterdir()):
+    for shard in sorted(places.index.iterdir()):
         if not shard.is_dir():
             continue
         for entry in sorted(shard.iterdir()):
@@ -98,5 +99,11 @@ def records(root: Path, index: Path) -> Iterator[dict[str, Any]]:
             record = read_json(entry)
             if record is None or "path" not in record:
                 continue
-            record["location"] = str(root / record["path"])
+            record["location"] = str(places.root / record["path"])
             yield record
+
+
+def count(places: Places) -> int:
+    """How many index entries there are: names only, no file read."""
+    return sum(1 for shard in places.index.iterdir() if shard.is_dir()
+               for entry in os.listdir(shard) if entry.endswith(".json"))

@@ -87,14 +87,17 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from ...catalog import Catalog
-from ...naming import DEFAULT_LAYOUT, render_layout
-from ...recording import Name, Recording, Stored, StoredFile
+from ...naming import DEFAULT_LAYOUT, STATE_DIR, render_layout
+from ...recording import Name, Recording, Stored, StoredFile, Stream
+from ..state import S3State
 from . import changing, reading, sweep, upload
-from .client import make_client
-from .upload import DEFAULT_PART_SIZE, MAX_PARTS, MIN_PART_SIZE
+from .client import Bucket, make_client
+from .upload import DEFAULT_PART_SIZE, MAX_PARTS, MIN_PART_SIZE, Uploading
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
+
+    from ..base import CopyStore
 
 __all__ = ["DEFAULT_PART_SIZE", "MAX_PARTS", "MIN_PART_SIZE", "S3Store"]
 
@@ -179,7 +182,16 @@ class S3Store:
 
     def url_for(self, key: str) -> str:
         """The ``s3://bucket/key`` location of ``key``."""
-        return f"s3://{self.bucket}/{key}"
+        return self._bucket().url_for(key)
+
+    def _bucket(self) -> Bucket:
+        """What the store's modules need of it, as it is now."""
+        return Bucket(self.client, self.bucket, self.prefix, self.catalog)
+
+    def _uploading(self) -> Uploading:
+        """What the upload path needs of it, as it is now."""
+        return Uploading(self._bucket(), self.layout, self.part_size,
+                         self.multipart_threshold, self.max_concurrency)
 
     # -- writing ----------------------------------------------------------------------
 
@@ -191,7 +203,7 @@ class S3Store:
         (:class:`~kzr_wsgi.errors.BodyIncomplete`, :class:`~kzr_wsgi.errors.BodyTooLarge`)
         through; in every error case no object and no unfinished upload is left.
         """
-        return upload.upload(self, recording)
+        return upload.upload(self._uploading(), recording)
 
     # -- reading ----------------------------------------------------------------------
 
@@ -203,7 +215,7 @@ class S3Store:
         :class:`~kzr_wsgi.errors.NotFound` when there is no such copy and
         :class:`~kzr_wsgi.errors.StoreUnavailable` when S3 cannot be reached.
         """
-        return reading.open_named(self, name, recording_id)
+        return reading.open_named(self._bucket(), name, recording_id)
 
     def open_stored(self, location: str, sha256: str | None = None) -> StoredFile:
         """The object at ``location`` (a catalog row's ``s3://bucket/key``), for serving it.
@@ -219,7 +231,7 @@ class S3Store:
         because reading every copy once, start to end, needs neither the ``HEAD`` nor
         the seeking: there one streamed ``GET`` per copy is half the requests.
         """
-        return reading.open_stored(self, location, sha256)
+        return reading.open_stored(self._bucket(), location, sha256)
 
     def records(self) -> Iterator[dict[str, Any]]:
         """Every committed copy's sidecar dict, read from the index entries (with ``location``).
@@ -227,9 +239,9 @@ class S3Store:
         One listing page and one GET per entry (a few run at once). Raises
         :class:`~kzr_wsgi.errors.StoreUnavailable` when S3 cannot be reached.
         """
-        return reading.records(self)
+        return reading.records(self._bucket())
 
-    def open_copy(self, record: dict[str, Any]) -> Any:
+    def open_copy(self, record: dict[str, Any]) -> Stream:
         """The stored bytes of the copy a record (from :meth:`records`) describes, streamed.
 
         A file-like object with ``read(n)`` and ``close()``: one streamed ``GET``, for
@@ -237,7 +249,31 @@ class S3Store:
         :meth:`open_stored`, which serves ``Range`` replies, for why the two differ).
         Raises :class:`~kzr_wsgi.errors.NotFound` when the object is gone.
         """
-        return reading.open_copy(self, record)
+        return reading.open_copy(self._bucket(), record)
+
+    def owns(self, location: str) -> bool:
+        """True when ``location`` is an ``s3://`` URL under this store's bucket and prefix."""
+        return location.startswith(self.url_for(self.prefix))
+
+    def count_hint(self) -> None:
+        """Counting means listing the whole index: never cheap, so ``None``."""
+        return None
+
+    # -- what consumers beside the upload path need -----------------------------------
+
+    def state(self) -> S3State:
+        """Where holds, the audit trail, the prune journal and the lease live:
+        ``PREFIX/.kzr/`` in the bucket, which every host on it sees."""
+        return S3State(self.client, self.bucket, f"{self.prefix}{STATE_DIR}/")
+
+    def parts(self) -> tuple[CopyStore, ...]:
+        """This store: it holds its copies itself."""
+        return (self,)
+
+    def buckets(self) -> tuple[S3Store, ...]:
+        """This store: a killed host leaves unfinished uploads and unindexed objects here,
+        which the housekeeper's daily sweep removes."""
+        return (self,)
 
     # -- changing committed copies ----------------------------------------------------
 
@@ -247,7 +283,7 @@ class S3Store:
         Each is one PUT (atomic in S3); the entry only if it still names this copy
         (``If-Match`` on what was read). Returns ``False`` when it no longer does.
         """
-        return changing.rewrite_record(self, record)
+        return changing.rewrite_record(self._bucket(), record)
 
     def discard(self, stored: Stored) -> None:
         """Take back a copy this store committed (a fan-out's rollback).
@@ -257,7 +293,7 @@ class S3Store:
         different copy is left alone. Raises :class:`~kzr_wsgi.errors.StoreUnavailable`
         when S3 refuses.
         """
-        changing.discard(self, stored)
+        changing.discard(self._bucket(), stored)
 
     def index_lock(self, record: Mapping[str, Any]) -> AbstractContextManager[None]:
         """Nothing to hold: S3 has no locks; :meth:`remove` uses conditional requests instead."""
@@ -265,7 +301,7 @@ class S3Store:
 
     def indexes(self, record: Mapping[str, Any]) -> bool:
         """True when the index entry for ``record``'s name, recording id and sha256 is this copy."""
-        return changing.indexes(self, record)
+        return changing.indexes(self._bucket(), record)
 
     def remove(self, record: Mapping[str, Any], *, unindexed: Callable[[], None] | None = None,
                locked: bool = False) -> bool:
@@ -279,7 +315,7 @@ class S3Store:
         finishes a removal cut short. ``locked`` is accepted for symmetry with the disk
         store and means nothing here.
         """
-        return changing.remove(self, record, unindexed)
+        return changing.remove(self._bucket(), record, unindexed)
 
     # -- sweep and preflight ----------------------------------------------------------
 
@@ -292,19 +328,19 @@ class S3Store:
         A bucket lifecycle rule does the same without a process
         (:meth:`lifecycle_rule`).
         """
-        return sweep.sweep_incomplete(self, older_than)
+        return sweep.sweep_incomplete(self._bucket(), older_than)
 
     def unfinished_uploads(self) -> Iterator[dict[str, Any]]:
         """Every unfinished multipart upload under the prefix, as S3 lists it."""
-        return sweep.unfinished_uploads(self)
+        return sweep.unfinished_uploads(self._bucket())
 
     def abort_upload(self, key: str, upload_id: str) -> None:
         """Abort one unfinished multipart upload (its parts are freed)."""
-        sweep.abort_upload(self, key, upload_id)
+        sweep.abort_upload(self._bucket(), key, upload_id)
 
     def sidecar_record(self, key: str) -> dict[str, Any] | None:
         """The sidecar of the object ``key``, when it has a readable one that names it."""
-        return sweep.sidecar_record(self, key)
+        return sweep.sidecar_record(self._bucket(), key)
 
     def is_indexed(self, key: str, record: dict[str, Any] | None = None) -> bool | None:
         """Whether an index entry names the object ``key``; ``None`` when it is not ours.
@@ -313,11 +349,11 @@ class S3Store:
         the object's own metadata (``kzr-name``) says which entries to read. An object
         without that metadata was not written by this store: ``None``.
         """
-        return sweep.is_indexed(self, key, record)
+        return sweep.is_indexed(self._bucket(), key, record)
 
     def delete(self, *keys: str) -> None:
         """Delete objects by key (a sweep's removal); keys outside the prefix are refused."""
-        sweep.delete(self, *keys)
+        sweep.delete(self._bucket(), *keys)
 
     def preflight(self) -> list[str]:
         """Check, before serving, that the bucket exists and takes writes; return warnings.
@@ -328,7 +364,7 @@ class S3Store:
         endpoint. A bucket that ignores ``If-None-Match`` (so cannot tell two truly
         simultaneous uploads of one recording apart) is a warning, not an error.
         """
-        return sweep.preflight(self)
+        return sweep.preflight(self._bucket())
 
     def lifecycle_rule(self, days: int = 1) -> dict[str, Any]:
         """A bucket lifecycle rule aborting this store's unfinished uploads after ``days``.
@@ -340,7 +376,7 @@ class S3Store:
             client.put_bucket_lifecycle_configuration(
                 Bucket=store.bucket, LifecycleConfiguration={"Rules": rules})
         """
-        return sweep.lifecycle_rule(self, days)
+        return sweep.lifecycle_rule(self._bucket(), days)
 
 
 def normalise_prefix(prefix: str) -> str:

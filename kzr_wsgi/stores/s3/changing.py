@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from botocore.exceptions import ClientError
 
@@ -19,29 +19,26 @@ from ...naming import (
     SIDECAR_SUFFIX,
 )
 from ...recording import Kind, Name, Stored
-from .client import http_status, mapped_errors, missing
+from .client import Bucket, Operation, http_status, mapped_errors, missing
 from .entries import get_entry, index_key, read_entry, record_index_key
 
-if TYPE_CHECKING:
-    from . import S3Store
 
-
-def rewrite_record(store: S3Store, record: dict[str, Any]) -> bool:
+def rewrite_record(bucket: Bucket, record: dict[str, Any]) -> bool:
     """Replace a copy's sidecar and index entry with ``record`` (``reindex`` adds ``audio``).
 
     The body of :meth:`~kzr_wsgi.stores.s3.S3Store.rewrite_record`, which says more.
     """
     name = Name(Kind(record["kind"]), tuple(record["segments"]), record["filename"])
-    entry_key = index_key(store, name, record.get("recording_id"), record["sha256"])
+    entry_key = index_key(bucket, name, record.get("recording_id"), record["sha256"])
     body = dumps(record).encode("ascii")
-    with mapped_errors("store"):
-        found = get_entry(store, entry_key)
+    with mapped_errors(Operation.STORE):
+        found = get_entry(bucket, entry_key)
         if found is None or found[0] is None or found[0].get("key") != record["key"]:
             return False
-        store.client.put_object(Bucket=store.bucket, Key=record["key"] + SIDECAR_SUFFIX,
+        bucket.client.put_object(Bucket=bucket.name, Key=record["key"] + SIDECAR_SUFFIX,
                                 Body=body, ContentType="application/json")
         try:
-            store.client.put_object(Bucket=store.bucket, Key=entry_key, Body=body,
+            bucket.client.put_object(Bucket=bucket.name, Key=entry_key, Body=body,
                                     ContentType="application/json", IfMatch=found[1])
         except ClientError as exc:
             if http_status(exc) == 412:
@@ -50,18 +47,18 @@ def rewrite_record(store: S3Store, record: dict[str, Any]) -> bool:
     return True
 
 
-def discard(store: S3Store, stored: Stored) -> None:
+def discard(bucket: Bucket, stored: Stored) -> None:
     """Take back a copy this store committed (a fan-out's rollback).
 
     The body of :meth:`~kzr_wsgi.stores.s3.S3Store.discard`, which says more.
     """
-    prefix = f"s3://{store.bucket}/"
+    prefix = f"s3://{bucket.name}/"
     if not stored.location.startswith(prefix):
         raise ValueError(f"{stored.location!r} is not in this store")
     key = stored.location[len(prefix):]
-    with mapped_errors("discard"):
+    with mapped_errors(Operation.DISCARD):
         try:
-            response = store.client.get_object(Bucket=store.bucket, Key=key + SIDECAR_SUFFIX)
+            response = bucket.client.get_object(Bucket=bucket.name, Key=key + SIDECAR_SUFFIX)
         except ClientError as exc:
             if not missing(exc):
                 raise
@@ -71,42 +68,42 @@ def discard(store: S3Store, stored: Stored) -> None:
                 record = json.loads(body.read())
         if isinstance(record, dict):
             name = Name(Kind(record["kind"]), tuple(record["segments"]), record["filename"])
-            entry_key = index_key(store, name, record.get("recording_id"), stored.sha256)
-            entry = read_entry(store, entry_key)
+            entry_key = index_key(bucket, name, record.get("recording_id"), stored.sha256)
+            entry = read_entry(bucket, entry_key)
             if entry is not None and entry.get("key") == key:
-                store.client.delete_object(Bucket=store.bucket, Key=entry_key)
-                if store.catalog is not None:
-                    store.catalog.remove_stored(record)
-        store.client.delete_object(Bucket=store.bucket, Key=key)
-        store.client.delete_object(Bucket=store.bucket, Key=key + SIDECAR_SUFFIX)
+                bucket.client.delete_object(Bucket=bucket.name, Key=entry_key)
+                if bucket.catalog is not None:
+                    bucket.catalog.remove_stored(record)
+        bucket.client.delete_object(Bucket=bucket.name, Key=key)
+        bucket.client.delete_object(Bucket=bucket.name, Key=key + SIDECAR_SUFFIX)
 
 
-def indexes(store: S3Store, record: Mapping[str, Any]) -> bool:
+def indexes(bucket: Bucket, record: Mapping[str, Any]) -> bool:
     """True when the index entry for ``record``'s name, recording id and sha256 is this copy.
 
     The body of :meth:`~kzr_wsgi.stores.s3.S3Store.indexes`, which says more.
     """
-    with mapped_errors("read"):
-        found = get_entry(store, record_index_key(store, record))
+    with mapped_errors(Operation.READ):
+        found = get_entry(bucket, record_index_key(bucket, record))
     return found is not None and found[0] is not None and found[0]["key"] == record["key"]
 
 
-def remove(store: S3Store, record: Mapping[str, Any],
+def remove(bucket: Bucket, record: Mapping[str, Any],
            unindexed: Callable[[], None] | None = None) -> bool:
     """Remove the stored copy ``record`` (a sidecar dict) for good; True if it was indexed.
 
     The body of :meth:`~kzr_wsgi.stores.s3.S3Store.remove`, which says more.
     """
     key = str(record["key"])
-    if not key.startswith(store.prefix):
+    if not key.startswith(bucket.prefix):
         raise ValueError(f"{key!r} is not in this store")
-    entry_key = record_index_key(store, record)
+    entry_key = record_index_key(bucket, record)
     indexed = False
-    with mapped_errors("remove"):
-        found = get_entry(store, entry_key)
+    with mapped_errors(Operation.REMOVE):
+        found = get_entry(bucket, entry_key)
         if found is not None and found[0] is not None and found[0]["key"] == key:
             try:
-                store.client.delete_object(Bucket=store.bucket, Key=entry_key,
+                bucket.client.delete_object(Bucket=bucket.name, Key=entry_key,
                                            IfMatch=found[1])
                 indexed = True
             except ClientError as exc:
@@ -117,10 +114,10 @@ def remove(store: S3Store, record: Mapping[str, Any],
             unindexed()
             # A retry may have re-stored this recording between the entry's removal
             # and the row's (same row id): its row must stay. Rare; one GET to know.
-            again = get_entry(store, entry_key) if store.catalog is not None else None
-            if store.catalog is not None and again is not None and again[0] is not None \
+            again = get_entry(bucket, entry_key) if bucket.catalog is not None else None
+            if bucket.catalog is not None and again is not None and again[0] is not None \
                     and again[0]["key"] != key:
-                store.catalog.add_stored(again[0])
-        store.client.delete_object(Bucket=store.bucket, Key=key)
-        store.client.delete_object(Bucket=store.bucket, Key=key + SIDECAR_SUFFIX)
+                bucket.catalog.add_stored(again[0])
+        bucket.client.delete_object(Bucket=bucket.name, Key=key)
+        bucket.client.delete_object(Bucket=bucket.name, Key=key + SIDECAR_SUFFIX)
     return indexed

@@ -1,4 +1,5 @@
-"""boto3 at the S3 store's edge: the client it makes, and S3's errors in the project's terms.
+"""boto3 at the S3 store's edge: the client it makes, what the store's modules are handed
+(:class:`Bucket`), and S3's errors in the project's terms.
 
 Every S3 request of :mod:`kzr_wsgi.stores.s3` runs inside :func:`mapped_errors`, so a
 caller sees :class:`~kzr_wsgi.errors.NotFound` or
@@ -10,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import boto3
@@ -17,15 +19,47 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ...errors import NotFound, StoreUnavailable
+from ...textenum import TextEnum
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
 
+    from ...catalog import Catalog
+
 log = logging.getLogger("kzr_wsgi.store")
 
 
+@dataclass(frozen=True)
+class Bucket:
+    """Where an S3 store keeps its copies, and the catalog their rows go to: what the
+    store's modules (reading, the index, changes, the sweep) are handed, never the store."""
+
+    client: S3Client
+    #: The bucket's name.
+    name: str
+    #: The store's key prefix: ``""`` or ending in ``/``.
+    prefix: str
+    #: Where each newly committed copy's row goes (``None``: no catalog).
+    catalog: Catalog | None = None
+
+    def url_for(self, key: str) -> str:
+        """The ``s3://bucket/key`` location of ``key``."""
+        return f"s3://{self.name}/{key}"
+
+
+class Operation(TextEnum):
+    """What a request is for: how :func:`mapped_errors` logs it, and whether S3's 404
+    means the copy is not there (a read) or the store is out of order (anything else)."""
+
+    STORE = "store"
+    READ = "read"
+    DISCARD = "discard"
+    REMOVE = "remove"
+    SWEEP = "sweep"
+
+
 @contextmanager
-def mapped_errors(what: str) -> Iterator[None]:
+def mapped_errors(what: Operation) -> Iterator[None]:
     """Turn boto3's errors into the project's: 404 -> NotFound (reads), else StoreUnavailable.
 
     The project's own errors (a body cut short, a NotFound raised inside) pass unchanged.
@@ -33,7 +67,7 @@ def mapped_errors(what: str) -> Iterator[None]:
     try:
         yield
     except ClientError as exc:
-        if what == "read" and missing(exc):
+        if what is Operation.READ and missing(exc):
             raise NotFound("no such recording") from exc
         code = exc.response.get("Error", {}).get("Code", "error")
         log.error("S3 %s failed: %s (HTTP %s)", what, code, http_status(exc))

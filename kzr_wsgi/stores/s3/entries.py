@@ -15,35 +15,28 @@ import json
 import logging
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ...errors import StoreUnavailable
 from ...faults import crash_point
 from ...metadata import dumps
-from ...naming import (
-    SIDECAR_SUFFIX,
-    name_digest,
-    utcnow,
-)
+from ...naming import SIDECAR_SUFFIX, STATE_DIR, name_digest, utcnow
 from ...recording import Kind, Name, Recording, Stored
-from .client import http_status, mapped_errors, missing
-
-if TYPE_CHECKING:
-    from . import S3Store
+from .client import Bucket, Operation, http_status, mapped_errors, missing
 
 log = logging.getLogger("kzr_wsgi.store")
 
 #: Where index entries live, under the store's prefix. ``safe_component`` never starts
 #: with a dot, so no layout value can produce this name.
-INDEX = ".kzr/index"
+INDEX = f"{STATE_DIR}/index"
 #: How often to retry the commit when S3 answers 409 (a conditional write racing another).
 _CONFLICT_RETRIES = 5
 
 
 def commit(
-    store: S3Store,
+    bucket: Bucket,
     recording: Recording,
     key: str,
     entry_key: str,
@@ -54,23 +47,23 @@ def commit(
 ) -> Stored:
     """Write the sidecar, then the index entry (the commit point) with If-None-Match."""
     crash_point("s3.completed")
-    record = new_record(recording, store.url_for(key), key, size, digest, content_type)
+    record = new_record(recording, bucket.url_for(key), key, size, digest, content_type)
     body = dumps(record).encode("ascii")
     try:
-        with mapped_errors("store"):
-            store.client.put_object(Bucket=store.bucket, Key=key + SIDECAR_SUFFIX, Body=body,
+        with mapped_errors(Operation.STORE):
+            bucket.client.put_object(Bucket=bucket.name, Key=key + SIDECAR_SUFFIX, Body=body,
                                     ContentType="application/json")
     except BaseException:
         # Not committed: nothing points at the object, so nothing must be left of it.
-        delete_quietly(store, key)
+        delete_quietly(bucket, key)
         raise
     crash_point("s3.sidecar")
-    with mapped_errors("store"):
+    with mapped_errors(Operation.STORE):
         for attempt in range(_CONFLICT_RETRIES):
             try:
-                store.client.put_object(Bucket=store.bucket, Key=entry_key, Body=body,
+                bucket.client.put_object(Bucket=bucket.name, Key=entry_key, Body=body,
                                         ContentType="application/json", IfNoneMatch="*")
-                return catalogue(store, record, Stored(store.url_for(key), size, digest))
+                return catalogue(bucket, record, Stored(bucket.url_for(key), size, digest))
             except ClientError as exc:
                 status = http_status(exc)
                 if status == 409 and attempt + 1 < _CONFLICT_RETRIES:
@@ -82,42 +75,42 @@ def commit(
                     # The entry may or may not have been written: keep our copy, so
                     # that whatever the entry points at exists. Kazoo will retry.
                     raise
-            existing = committed(store, entry_key, replace_stale=body)
+            existing = committed(bucket, entry_key, replace_stale=body)
             if existing is None:
                 # The entry was stale (its object deleted by hand) and now names ours,
                 # or it vanished: the next conditional PUT tells which.
                 continue
-            if existing.location == store.url_for(key):
+            if existing.location == bucket.url_for(key):
                 # It was ours all along (boto3 resent a PUT whose first try landed).
-                return catalogue(store, record, Stored(store.url_for(key), size, digest))
+                return catalogue(bucket, record, Stored(bucket.url_for(key), size, digest))
             # Another upload of this very recording committed first: ours is surplus.
             log.info("s3://%s/%s: the same recording was committed first at %s",
-                     store.bucket, key, existing.location)
-            delete_quietly(store, key + SIDECAR_SUFFIX, key)
+                     bucket.name, key, existing.location)
+            delete_quietly(bucket, key + SIDECAR_SUFFIX, key)
             return existing
     raise StoreUnavailable("the object store kept reporting a conflicting write")
 
 
-def catalogue(store: S3Store, record: dict[str, Any], stored: Stored) -> Stored:
+def catalogue(bucket: Bucket, record: dict[str, Any], stored: Stored) -> Stored:
     """Write a newly committed copy's row (a failure is logged and counted, never raised)."""
-    if store.catalog is not None:
-        store.catalog.add_stored(record)
+    if bucket.catalog is not None:
+        bucket.catalog.add_stored(record)
     return stored
 
 
-def committed(store: S3Store, entry_key: str, replace_stale: bytes | None = None) -> Stored | None:
+def committed(bucket: Bucket, entry_key: str, replace_stale: bytes | None = None) -> Stored | None:
     """The copy an index entry points at, or ``None`` when there is none.
 
     An entry whose object was deleted (by hand) is stale: with ``replace_stale`` it is
     overwritten, on condition that it is still that stale entry (``If-Match``).
     """
-    found = get_entry(store, entry_key)
+    found = get_entry(bucket, entry_key)
     if found is None:
         return None
     entry, s3_etag = found
     if entry is not None:
         try:
-            store.client.head_object(Bucket=store.bucket, Key=entry["key"])
+            bucket.client.head_object(Bucket=bucket.name, Key=entry["key"])
         except ClientError as exc:
             if not missing(exc):
                 raise
@@ -126,7 +119,7 @@ def committed(store: S3Store, entry_key: str, replace_stale: bytes | None = None
                           created=False)
     if replace_stale is not None:
         try:
-            store.client.put_object(Bucket=store.bucket, Key=entry_key, Body=replace_stale,
+            bucket.client.put_object(Bucket=bucket.name, Key=entry_key, Body=replace_stale,
                                     ContentType="application/json",
                                     IfMatch=s3_etag)
         except ClientError as exc:
@@ -136,10 +129,10 @@ def committed(store: S3Store, entry_key: str, replace_stale: bytes | None = None
     return None
 
 
-def get_entry(store: S3Store, key: str) -> tuple[dict[str, Any] | None, str] | None:
+def get_entry(bucket: Bucket, key: str) -> tuple[dict[str, Any] | None, str] | None:
     """An index entry and its S3 ETag; ``None`` when absent, entry ``None`` when unreadable."""
     try:
-        response = store.client.get_object(Bucket=store.bucket, Key=key)
+        response = bucket.client.get_object(Bucket=bucket.name, Key=key)
     except ClientError as exc:
         if missing(exc):
             return None
@@ -153,36 +146,36 @@ def get_entry(store: S3Store, key: str) -> tuple[dict[str, Any] | None, str] | N
     return (entry if usable else None), response["ETag"]
 
 
-def read_entry(store: S3Store, key: str) -> dict[str, Any] | None:
+def read_entry(bucket: Bucket, key: str) -> dict[str, Any] | None:
     """The index entry at ``key``; ``None`` when absent or unreadable."""
-    found = get_entry(store, key)
+    found = get_entry(bucket, key)
     return None if found is None else found[0]
 
 
-def index_key(store: S3Store, name: Name, recording_id: str | None, digest: str) -> str:
+def index_key(bucket: Bucket, name: Name, recording_id: str | None, digest: str) -> str:
     """The index entry's key for ``name``, ``recording_id`` and body ``digest``."""
-    return f"{index_dir(store, name)}{rid_digest(recording_id)}-{digest}.json"
+    return f"{index_dir(bucket, name)}{rid_digest(recording_id)}-{digest}.json"
 
 
-def index_dir(store: S3Store, name: Name) -> str:
+def index_dir(bucket: Bucket, name: Name) -> str:
     """The index "directory" (a key prefix) holding ``name``'s entries."""
     nd = name_digest(name)
-    return f"{store.prefix}{INDEX}/{nd[:2]}/{nd}/"
+    return f"{bucket.prefix}{INDEX}/{nd[:2]}/{nd}/"
 
 
-def record_index_key(store: S3Store, record: Mapping[str, Any]) -> str:
+def record_index_key(bucket: Bucket, record: Mapping[str, Any]) -> str:
     """The index entry's key for the copy a sidecar dict describes."""
     name = Name(Kind(record["kind"]), tuple(record["segments"]), record["filename"])
-    return index_key(store, name, record.get("recording_id"), str(record["sha256"]))
+    return index_key(bucket, name, record.get("recording_id"), str(record["sha256"]))
 
 
-def delete_quietly(store: S3Store, *keys: str) -> None:
+def delete_quietly(bucket: Bucket, *keys: str) -> None:
     """Delete ``keys``, logging (not raising) a failure: the sweep finds what is left."""
     for key in keys:
         try:
-            store.client.delete_object(Bucket=store.bucket, Key=key)
+            bucket.client.delete_object(Bucket=bucket.name, Key=key)
         except (BotoCoreError, ClientError):
-            log.warning("could not delete surplus copy s3://%s/%s", store.bucket, key)
+            log.warning("could not delete surplus copy s3://%s/%s", bucket.name, key)
 
 
 def rid_digest(recording_id: str | None) -> str:

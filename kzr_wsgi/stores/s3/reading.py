@@ -19,43 +19,41 @@ from botocore.exceptions import ClientError
 
 from ...body import BLOCK_SIZE
 from ...errors import NotFound, StoreUnavailable
-from ...recording import Name, StoredFile
-from .client import mapped_errors, missing
+from ...recording import Name, StoredFile, Stream
+from .client import Bucket, Operation, mapped_errors, missing
 from .entries import INDEX, index_dir, read_entry, rid_digest
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
 
-    from . import S3Store
 
-
-def open_named(store: S3Store, name: Name, recording_id: str | None = None) -> StoredFile:
+def open_named(bucket: Bucket, name: Name, recording_id: str | None = None) -> StoredFile:
     """The copy stored under ``name``: with ``recording_id`` when given, else the latest.
 
     The body of :meth:`~kzr_wsgi.stores.s3.S3Store.open`, which says more.
     """
-    listing = index_dir(store, name)
+    listing = index_dir(bucket, name)
     if recording_id is not None:
         listing += rid_digest(recording_id) + "-"
-    with mapped_errors("read"):
+    with mapped_errors(Operation.READ):
         entries = []
-        pages = store.client.get_paginator("list_objects_v2").paginate(
-            Bucket=store.bucket, Prefix=listing)
+        pages = bucket.client.get_paginator("list_objects_v2").paginate(
+            Bucket=bucket.name, Prefix=listing)
         for page in pages:
             for item in page.get("Contents", []):
-                entry = read_entry(store, item["Key"])
+                entry = read_entry(bucket, item["Key"])
                 if entry is not None:
                     entries.append(entry)
         # Latest first, as the disk store does: by the time each copy was received.
         entries.sort(key=lambda e: str(e.get("received_at", "")), reverse=True)
         for entry in entries:
             try:
-                head = store.client.head_object(Bucket=store.bucket, Key=entry["key"])
+                head = bucket.client.head_object(Bucket=bucket.name, Key=entry["key"])
             except ClientError as exc:
                 if missing(exc):
                     continue  # deleted by hand: an older copy may still serve
                 raise
-            reader = RangeReader(store.client, store.bucket, entry["key"],
+            reader = RangeReader(bucket.client, bucket.name, entry["key"],
                                   head["ContentLength"], head["ETag"])
             return StoredFile(
                 fileobj=io.BufferedReader(reader, buffer_size=BLOCK_SIZE),
@@ -69,7 +67,7 @@ def open_named(store: S3Store, name: Name, recording_id: str | None = None) -> S
     raise NotFound("no such recording")
 
 
-def open_stored(store: S3Store, location: str, sha256: str | None = None) -> StoredFile:
+def open_stored(bucket: Bucket, location: str, sha256: str | None = None) -> StoredFile:
     """The object at ``location`` (a catalog row's ``s3://bucket/key``), for serving it.
 
     The body of :meth:`~kzr_wsgi.stores.s3.S3Store.open_stored`, which says more.
@@ -77,13 +75,13 @@ def open_stored(store: S3Store, location: str, sha256: str | None = None) -> Sto
     # Split by hand: a key may hold "#" or "?" (hashed long names), which a URL
     # parser would take for a fragment or a query.
     scheme, _, rest = location.partition("://")
-    bucket, _, key = rest.partition("/")
-    if (scheme != "s3" or bucket != store.bucket or not key.startswith(store.prefix)
-            or key.startswith(f"{store.prefix}{INDEX}/")):
+    named, _, key = rest.partition("/")
+    if (scheme != "s3" or named != bucket.name or not key.startswith(bucket.prefix)
+            or key.startswith(f"{bucket.prefix}{INDEX}/")):
         raise NotFound("no such recording")
-    with mapped_errors("read"):
-        head = store.client.head_object(Bucket=store.bucket, Key=key)
-    reader = RangeReader(store.client, store.bucket, key, head["ContentLength"], head["ETag"])
+    with mapped_errors(Operation.READ):
+        head = bucket.client.head_object(Bucket=bucket.name, Key=key)
+    reader = RangeReader(bucket.client, bucket.name, key, head["ContentLength"], head["ETag"])
     return StoredFile(
         fileobj=io.BufferedReader(reader, buffer_size=BLOCK_SIZE),
         size=head["ContentLength"],
@@ -94,30 +92,30 @@ def open_stored(store: S3Store, location: str, sha256: str | None = None) -> Sto
     )
 
 
-def records(store: S3Store) -> Iterator[dict[str, Any]]:
+def records(bucket: Bucket) -> Iterator[dict[str, Any]]:
     """Every committed copy's sidecar dict, read from the index entries (with ``location``).
 
     The body of :meth:`~kzr_wsgi.stores.s3.S3Store.records`, which says more.
     """
-    with mapped_errors("read"):
-        pages = store.client.get_paginator("list_objects_v2").paginate(
-            Bucket=store.bucket, Prefix=f"{store.prefix}{INDEX}/")
+    with mapped_errors(Operation.READ):
+        pages = bucket.client.get_paginator("list_objects_v2").paginate(
+            Bucket=bucket.name, Prefix=f"{bucket.prefix}{INDEX}/")
         with ThreadPoolExecutor(8, thread_name_prefix="kzr-s3-records") as pool:
             for page in pages:
                 keys = [item["Key"] for item in page.get("Contents", [])
                         if item["Key"].endswith(".json")]
-                for entry in pool.map(partial(read_entry, store), keys):
+                for entry in pool.map(partial(read_entry, bucket), keys):
                     if entry is not None and "location" in entry:
                         yield entry
 
 
-def open_copy(store: S3Store, record: dict[str, Any]) -> Any:
+def open_copy(bucket: Bucket, record: dict[str, Any]) -> Stream:
     """The stored bytes of the copy a record (from :meth:`records`) describes, streamed.
 
     The body of :meth:`~kzr_wsgi.stores.s3.S3Store.open_copy`, which says more.
     """
-    with mapped_errors("read"):
-        return store.client.get_object(Bucket=store.bucket, Key=record["key"])["Body"]
+    with mapped_errors(Operation.READ):
+        return bucket.client.get_object(Bucket=bucket.name, Key=record["key"])["Body"]
 
 
 class RangeReader(io.RawIOBase):
@@ -166,7 +164,7 @@ class RangeReader(io.RawIOBase):
     def readinto(self, buffer: Any) -> int:
         if self._pos >= self._size or len(buffer) == 0:
             return 0
-        with mapped_errors("read"):
+        with mapped_errors(Operation.READ):
             if self._body is None:
                 self._body = self._client.get_object(
                     Bucket=self._bucket, Key=self._key, Range=f"bytes={self._pos}-",

@@ -14,93 +14,88 @@ import logging
 import secrets
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ...errors import StoreUnavailable
-from ...naming import (
-    SIDECAR_SUFFIX,
-)
+from ...naming import SIDECAR_SUFFIX, STATE_DIR
 from ...recording import Kind, Name
-from .client import http_status, mapped_errors, missing, preflight_message
+from .client import Bucket, Operation, http_status, mapped_errors, missing, preflight_message
 from .entries import INDEX, get_entry, index_key, read_entry
 from .upload import abort
-
-if TYPE_CHECKING:
-    from . import S3Store
 
 log = logging.getLogger("kzr_wsgi.store")
 
 
-def sweep_incomplete(store: S3Store, older_than: timedelta = timedelta(days=1)) -> int:
+def sweep_incomplete(bucket: Bucket, older_than: timedelta = timedelta(days=1)) -> int:
     """Abort multipart uploads under the prefix started more than ``older_than`` ago.
 
     The body of :meth:`~kzr_wsgi.stores.s3.S3Store.sweep_incomplete`, which says more.
     """
     cutoff = datetime.now(timezone.utc) - older_than
     aborted = 0
-    with mapped_errors("sweep"):
-        pages = store.client.get_paginator("list_multipart_uploads").paginate(
-            Bucket=store.bucket, Prefix=store.prefix)
+    with mapped_errors(Operation.SWEEP):
+        pages = bucket.client.get_paginator("list_multipart_uploads").paginate(
+            Bucket=bucket.name, Prefix=bucket.prefix)
         for page in pages:
             for upload in page.get("Uploads", []):
                 if upload["Initiated"] <= cutoff:
-                    abort(store, upload["Key"], upload["UploadId"])
+                    abort(bucket, upload["Key"], upload["UploadId"])
                     aborted += 1
     if aborted:
         log.warning("aborted %d unfinished multipart upload(s) under s3://%s/%s",
-                    aborted, store.bucket, store.prefix)
+                    aborted, bucket.name, bucket.prefix)
     return aborted
 
 
-def unfinished_uploads(store: S3Store) -> Iterator[dict[str, Any]]:
+def unfinished_uploads(bucket: Bucket) -> Iterator[dict[str, Any]]:
     """Every unfinished multipart upload under the prefix, as S3 lists it.
 
     The body of :meth:`~kzr_wsgi.stores.s3.S3Store.unfinished_uploads`, which says more.
     """
-    with mapped_errors("sweep"):
-        pages = store.client.get_paginator("list_multipart_uploads").paginate(
-            Bucket=store.bucket, Prefix=store.prefix)
+    with mapped_errors(Operation.SWEEP):
+        pages = bucket.client.get_paginator("list_multipart_uploads").paginate(
+            Bucket=bucket.name, Prefix=bucket.prefix)
         for page in pages:
             for upload in page.get("Uploads", []):
                 yield dict(upload)
 
 
-def abort_upload(store: S3Store, key: str, upload_id: str) -> None:
+def abort_upload(bucket: Bucket, key: str, upload_id: str) -> None:
     """Abort one unfinished multipart upload (its parts are freed).
 
     The body of :meth:`~kzr_wsgi.stores.s3.S3Store.abort_upload`, which says more.
     """
-    with mapped_errors("sweep"):
-        store.client.abort_multipart_upload(Bucket=store.bucket, Key=key, UploadId=upload_id)
+    with mapped_errors(Operation.SWEEP):
+        bucket.client.abort_multipart_upload(Bucket=bucket.name, Key=key, UploadId=upload_id)
 
 
-def sidecar_record(store: S3Store, key: str) -> dict[str, Any] | None:
+def sidecar_record(bucket: Bucket, key: str) -> dict[str, Any] | None:
     """The sidecar of the object ``key``, when it has a readable one that names it.
 
     The body of :meth:`~kzr_wsgi.stores.s3.S3Store.sidecar_record`, which says more.
     """
-    with mapped_errors("sweep"):
-        found = get_entry(store, key + SIDECAR_SUFFIX)
+    with mapped_errors(Operation.SWEEP):
+        found = get_entry(bucket, key + SIDECAR_SUFFIX)
     if found is None or found[0] is None or found[0].get("key") != key:
         return None
     return found[0]
 
 
-def is_indexed(store: S3Store, key: str, record: dict[str, Any] | None = None) -> bool | None:
+def is_indexed(bucket: Bucket, key: str, record: dict[str, Any] | None = None) -> bool | None:
     """Whether an index entry names the object ``key``; ``None`` when it is not ours.
 
     The body of :meth:`~kzr_wsgi.stores.s3.S3Store.is_indexed`, which says more.
     """
-    with mapped_errors("sweep"):
+    with mapped_errors(Operation.SWEEP):
         if record is not None:
             name = Name(Kind(record["kind"]), tuple(record["segments"]), record["filename"])
-            entry = read_entry(store, index_key(store, name, record.get("recording_id"),
+            entry = read_entry(bucket, index_key(bucket, name, record.get("recording_id"),
                                                 record["sha256"]))
             return entry is not None and entry.get("key") == key
         try:
-            head = store.client.head_object(Bucket=store.bucket, Key=key)
+            head = bucket.client.head_object(Bucket=bucket.name, Key=key)
         except ClientError as exc:
             if missing(exc):
                 return None
@@ -108,71 +103,71 @@ def is_indexed(store: S3Store, key: str, record: dict[str, Any] | None = None) -
         digest = head.get("Metadata", {}).get("kzr-name", "")
         if len(digest) != 64 or not all(c in "0123456789abcdef" for c in digest):
             return None
-        listing = f"{store.prefix}{INDEX}/{digest[:2]}/{digest}/"
-        pages = store.client.get_paginator("list_objects_v2").paginate(
-            Bucket=store.bucket, Prefix=listing)
+        listing = f"{bucket.prefix}{INDEX}/{digest[:2]}/{digest}/"
+        pages = bucket.client.get_paginator("list_objects_v2").paginate(
+            Bucket=bucket.name, Prefix=listing)
         for page in pages:
             for item in page.get("Contents", []):
-                entry = read_entry(store, item["Key"])
+                entry = read_entry(bucket, item["Key"])
                 if entry is not None and entry.get("key") == key:
                     return True
         return False
 
 
-def delete(store: S3Store, *keys: str) -> None:
+def delete(bucket: Bucket, *keys: str) -> None:
     """Delete objects by key (a sweep's removal); keys outside the prefix are refused.
 
     The body of :meth:`~kzr_wsgi.stores.s3.S3Store.delete`, which says more.
     """
     for key in keys:
-        if not key.startswith(store.prefix):
-            raise ValueError(f"{key!r} is outside this store's prefix {store.prefix!r}")
-    with mapped_errors("sweep"):
+        if not key.startswith(bucket.prefix):
+            raise ValueError(f"{key!r} is outside this store's prefix {bucket.prefix!r}")
+    with mapped_errors(Operation.SWEEP):
         for key in keys:
-            store.client.delete_object(Bucket=store.bucket, Key=key)
+            bucket.client.delete_object(Bucket=bucket.name, Key=key)
 
 
-def preflight(store: S3Store) -> list[str]:
+def preflight(bucket: Bucket) -> list[str]:
     """Check, before serving, that the bucket exists and takes writes; return warnings.
 
     The body of :meth:`~kzr_wsgi.stores.s3.S3Store.preflight`, which says more.
     """
-    probe = f"{store.prefix}.kzr/probe-{secrets.token_hex(8)}"
-    where = store.url_for(store.prefix)
+    probe = f"{bucket.prefix}{STATE_DIR}/probe-{secrets.token_hex(8)}"
+    where = bucket.url_for(bucket.prefix)
     warnings = []
     try:
-        store.client.put_object(Bucket=store.bucket, Key=probe, Body=b"kzr-wsgi probe",
+        bucket.client.put_object(Bucket=bucket.name, Key=probe, Body=b"kzr-wsgi probe",
                                 IfNoneMatch="*")
         try:
             try:
-                store.client.put_object(Bucket=store.bucket, Key=probe, Body=b"again",
+                bucket.client.put_object(Bucket=bucket.name, Key=probe, Body=b"again",
                                         IfNoneMatch="*")
             except ClientError as exc:
                 if http_status(exc) not in (409, 412):
                     raise
             else:
                 warnings.append(
-                    f"s3://{store.bucket} ignores conditional writes (If-None-Match): "
+                    f"s3://{bucket.name} ignores conditional writes (If-None-Match): "
                     "retries are still answered as duplicates, but two truly "
                     "simultaneous uploads of one recording may be kept twice")
         finally:
-            store.client.delete_object(Bucket=store.bucket, Key=probe)
+            bucket.client.delete_object(Bucket=bucket.name, Key=probe)
     except ClientError as exc:
-        raise StoreUnavailable(preflight_message(exc, store.bucket, where)) from exc
+        raise StoreUnavailable(preflight_message(exc, bucket.name, where)) from exc
     except BotoCoreError as exc:
-        endpoint = store.client.meta.endpoint_url
+        endpoint = bucket.client.meta.endpoint_url
         raise StoreUnavailable(f"no answer from the S3 endpoint {endpoint}: {exc}") from exc
     return warnings
 
 
-def lifecycle_rule(store: S3Store, days: int = 1) -> dict[str, Any]:
+def lifecycle_rule(bucket: Bucket, days: int = 1) -> dict[str, Any]:
     """A bucket lifecycle rule aborting this store's unfinished uploads after ``days``.
 
     The body of :meth:`~kzr_wsgi.stores.s3.S3Store.lifecycle_rule`, which says more.
     """
     return {
         "ID": "kzr-abort-incomplete-uploads",
-        "Filter": {"Prefix": store.prefix},
+        "Filter": {"Prefix": bucket.prefix},
         "Status": "Enabled",
         "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": days},
     }

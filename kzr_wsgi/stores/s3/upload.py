@@ -17,6 +17,7 @@ import logging
 import secrets
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -33,13 +34,12 @@ from ...naming import (
     utcnow,
 )
 from ...recording import Recording, Stored
-from .client import mapped_errors
+from .client import Bucket, Operation, mapped_errors
 from .entries import commit, committed, index_key
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.type_defs import CompletedPartTypeDef
 
-    from . import S3Store
 
 log = logging.getLogger("kzr_wsgi.store")
 
@@ -55,13 +55,28 @@ _MAX_KEY = 1000
 _MAX_META_VALUE = 512
 
 
-def upload(store: S3Store, recording: Recording) -> Stored:
+@dataclass(frozen=True)
+class Uploading:
+    """What the upload path needs of an S3 store, handed to it by the store."""
+
+    bucket: Bucket
+    #: The layout template of the keys' "directories".
+    layout: str
+    #: Size of each multipart part (grown for a body that would need over 10,000).
+    part_size: int
+    #: Bodies up to this size go in one ``PutObject``.
+    multipart_threshold: int
+    #: Parts in flight at once per upload.
+    max_concurrency: int
+
+
+def upload(up: Uploading, recording: Recording) -> Stored:
     """Stream ``recording``'s body to S3 and commit it (the store's ``__call__``).
 
     Reads up to ``multipart_threshold`` first: most recordings fit, and then one PUT
     does; a larger body continues as a multipart upload.
     """
-    key = data_key(store, recording)
+    key = data_key(up, recording)
     content_type = header_safe(content_type_for(recording)) or "application/octet-stream"
     extra: dict[str, Any] = {
         "ContentType": content_type,
@@ -72,39 +87,39 @@ def upload(store: S3Store, recording: Recording) -> Stored:
     head: list[bytes] = []
     buffered = 0
     # Read up to the threshold first: most recordings fit, and then one PUT does.
-    while buffered <= store.multipart_threshold:
+    while buffered <= up.multipart_threshold:
         block = stream.read(BLOCK_SIZE)
         if not block:
-            return put_small(store, recording, key, b"".join(head), sha.hexdigest(),
-                                    extra)
+            return put_small(up.bucket, recording, key, b"".join(head), sha.hexdigest(),
+                             extra)
         sha.update(block)
         head.append(block)
         buffered += len(block)
-    return put_multipart(store, recording, key, head, buffered, sha, extra)
+    return put_multipart(up, recording, key, head, buffered, sha, extra)
 
 
-def put_small(store: S3Store, recording: Recording, key: str, data: bytes, digest: str,
+def put_small(bucket: Bucket, recording: Recording, key: str, data: bytes, digest: str,
               extra: dict[str, Any]) -> Stored:
     """Send a body that fits under the threshold in one ``PutObject``, then commit it."""
-    entry_key = index_key(store, recording.name, recording.recording_id, digest)
-    with mapped_errors("store"):
-        existing = committed(store, entry_key)
+    entry_key = index_key(bucket, recording.name, recording.recording_id, digest)
+    with mapped_errors(Operation.STORE):
+        existing = committed(bucket, entry_key)
         if existing is not None:
             return existing
-        store.client.put_object(
-            Bucket=store.bucket,
+        bucket.client.put_object(
+            Bucket=bucket.name,
             Key=key,
             Body=data,
             # S3 checks the bytes it got against the hash we computed.
             ChecksumSHA256=base64.b64encode(bytes.fromhex(digest)).decode("ascii"),
             **extra,
         )
-    return commit(store, recording, key, entry_key, len(data), digest, content_type=extra[
+    return commit(bucket, recording, key, entry_key, len(data), digest, content_type=extra[
         "ContentType"])
 
 
 def put_multipart(
-    store: S3Store,
+    up: Uploading,
     recording: Recording,
     key: str,
     head: list[bytes],
@@ -113,38 +128,39 @@ def put_multipart(
     extra: dict[str, Any],
 ) -> Stored:
     """Send a larger body as a multipart upload, then commit it; abort on any error."""
-    part_size = store.part_size
+    bucket = up.bucket
+    part_size = up.part_size
     if recording.content_length is not None:
         # Keep a known-size body within S3's 10,000 parts.
         part_size = max(part_size, -(-recording.content_length // (MAX_PARTS - 1)))
-    with mapped_errors("store"):
-        upload_id = store.client.create_multipart_upload(
-            Bucket=store.bucket, Key=key, **extra
+    with mapped_errors(Operation.STORE):
+        upload_id = bucket.client.create_multipart_upload(
+            Bucket=bucket.name, Key=key, **extra
         )["UploadId"]
     try:
-        size, parts = send_parts(store, recording, key, upload_id, head, buffered, sha,
-                                       part_size)
+        size, parts = send_parts(up, recording, key, upload_id, head, buffered, sha,
+                                 part_size)
         digest = sha.hexdigest()
-        entry_key = index_key(store, recording.name, recording.recording_id, digest)
-        with mapped_errors("store"):
-            existing = committed(store, entry_key)
+        entry_key = index_key(bucket, recording.name, recording.recording_id, digest)
+        with mapped_errors(Operation.STORE):
+            existing = committed(bucket, entry_key)
             if existing is not None:
-                abort(store, key, upload_id)
+                abort(bucket, key, upload_id)
                 return existing
-            store.client.complete_multipart_upload(
-                Bucket=store.bucket, Key=key, UploadId=upload_id,
+            bucket.client.complete_multipart_upload(
+                Bucket=bucket.name, Key=key, UploadId=upload_id,
                 MultipartUpload={"Parts": parts},
             )
     except BaseException:
         # Whatever went wrong (body cut short, S3 error, interrupt), leave no upload.
-        abort(store, key, upload_id)
+        abort(bucket, key, upload_id)
         raise
-    return commit(store, recording, key, entry_key, size, digest,
-                        content_type=extra["ContentType"])
+    return commit(bucket, recording, key, entry_key, size, digest,
+                  content_type=extra["ContentType"])
 
 
 def send_parts(
-    store: S3Store,
+    up: Uploading,
     recording: Recording,
     key: str,
     upload_id: str,
@@ -160,7 +176,7 @@ def send_parts(
     size = buffered
     blocks, filled = head, buffered
     number = 0
-    pool = ThreadPoolExecutor(store.max_concurrency, thread_name_prefix="kzr-s3-part")
+    pool = ThreadPoolExecutor(up.max_concurrency, thread_name_prefix="kzr-s3-part")
     try:
         while True:
             at_end = False
@@ -182,9 +198,10 @@ def send_parts(
                 data = b"".join(blocks)
                 blocks.clear()
                 filled = 0
-                in_flight.append(pool.submit(upload_part, store, key, upload_id, number, data))
+                in_flight.append(pool.submit(upload_part, up.bucket, key, upload_id, number,
+                                             data))
                 del data
-            while in_flight and (at_end or len(in_flight) >= store.max_concurrency):
+            while in_flight and (at_end or len(in_flight) >= up.max_concurrency):
                 parts.append(in_flight.popleft().result())
             if at_end:
                 return size, parts
@@ -193,36 +210,37 @@ def send_parts(
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def upload_part(store: S3Store, key: str, upload_id: str, number: int,
+def upload_part(bucket: Bucket, key: str, upload_id: str, number: int,
                 data: bytes) -> CompletedPartTypeDef:
     """Send part ``number`` of the multipart upload ``upload_id``; its ETag for completing."""
-    with mapped_errors("store"):
-        response = store.client.upload_part(
-            Bucket=store.bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=data
+    with mapped_errors(Operation.STORE):
+        response = bucket.client.upload_part(
+            Bucket=bucket.name, Key=key, UploadId=upload_id, PartNumber=number, Body=data
         )
     return {"ETag": response["ETag"], "PartNumber": number}
 
 
-def abort(store: S3Store, key: str, upload_id: str) -> None:
+def abort(bucket: Bucket, key: str, upload_id: str) -> None:
     """Abort a multipart upload, logging (not raising) a failure: the sweep retries it."""
     try:
-        store.client.abort_multipart_upload(Bucket=store.bucket, Key=key, UploadId=upload_id)
+        bucket.client.abort_multipart_upload(Bucket=bucket.name, Key=key, UploadId=upload_id)
     except (BotoCoreError, ClientError):
         # Nothing more to do here: the sweep or the lifecycle rule removes it later.
-        log.exception("could not abort multipart upload of s3://%s/%s", store.bucket, key)
+        log.exception("could not abort multipart upload of s3://%s/%s", bucket.name, key)
 
 
-def data_key(store: S3Store, recording: Recording) -> str:
+def data_key(up: Uploading, recording: Recording) -> str:
     """A key no other upload can have: the layout, the encoded name, a unique token."""
     token = f"{utcnow():%Y%m%dT%H%M%SZ}-{secrets.token_hex(5)}"
     stem, dot, ext = safe_component(recording.filename).rpartition(".")
     leaf = f"{stem}~{token}.{ext}" if dot and stem else f"{ext}~{token}"
-    directory = render_layout(store.layout, layout_fields(recording))
-    key = f"{store.prefix}{directory}/{leaf}" if directory else f"{store.prefix}{leaf}"
+    directory = render_layout(up.layout, layout_fields(recording))
+    prefix = up.bucket.prefix
+    key = f"{prefix}{directory}/{leaf}" if directory else f"{prefix}{leaf}"
     if len(key.encode("utf-8")) > _MAX_KEY:
         # Many or long path segments: keep the leaf, replace the directory by its digest.
         short = hashlib.sha256(directory.encode("utf-8")).hexdigest()
-        key = f"{store.prefix}{recording.kind.value}/long/{short}/{leaf}"
+        key = f"{prefix}{recording.kind.value}/long/{short}/{leaf}"
     return key
 
 
