@@ -44,8 +44,9 @@ import logging
 import sys
 import threading
 from collections import deque
+from collections.abc import Callable
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from ..body import BLOCK_SIZE, Body
 from ..errors import BodyIncomplete, KzrError, NotFound, ReadNotSupported, StoreUnavailable
@@ -60,6 +61,8 @@ if TYPE_CHECKING:
 __all__ = ["PIPE_DEPTH", "DiscardableStore", "FanOut"]
 
 log = logging.getLogger("kzr_wsgi.store")
+
+_R = TypeVar("_R")
 
 #: Blocks a store may lag behind the tee. With 1 MiB blocks, 4 MiB per store.
 PIPE_DEPTH = 4
@@ -209,32 +212,13 @@ class FanOut:
         readers = [s for s in self.stores if isinstance(s, ReadableStore)]
         if not readers:
             raise ReadNotSupported("none of the fan-out's stores can serve reads")
-        last: KzrError = NotFound("no such recording")
-        for store in readers:
-            try:
-                return store.open(name, recording_id)
-            except NotFound as exc:
-                last = exc
-            except KzrError as exc:
-                log.warning("fan-out: %r cannot serve a read: %s", store, exc)
-                last = exc
-        raise last
+        return _first_found(readers, lambda store: store.open(name, recording_id))
 
     def open_stored(self, location: str, sha256: str | None = None) -> StoredFile:
         """The copy at ``location`` from whichever store holds it (see ``open``)."""
-        last: KzrError = NotFound("no such recording")
-        for handler in self.stores:
-            store: object = handler  # any handler; only stores open copies
-            if not isinstance(store, CopyReader):
-                continue
-            try:
-                return store.open_stored(location, sha256)
-            except NotFound as exc:
-                last = exc
-            except KzrError as exc:
-                log.warning("fan-out: %r cannot serve a read: %s", store, exc)
-                last = exc
-        raise last
+        parts: list[object] = list(self.stores)  # any handler; only stores open copies
+        readers = [s for s in parts if isinstance(s, CopyReader)]
+        return _first_found(readers, lambda store: store.open_stored(location, sha256))
 
     def open_copy(self, record: dict[str, Any]) -> Stream:
         """The bytes of the copy ``record`` describes, from the store whose it is."""
@@ -404,3 +388,21 @@ def _combine(results: list[Stored | None]) -> Stored | None:
 def _brief(exc: BaseException | None) -> str:
     text = str(exc) if exc is not None else ""
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _first_found(stores: list[_R], read: Callable[[_R], StoredFile]) -> StoredFile:
+    """What ``read`` gives for the first of ``stores`` that has the copy; else the last error.
+
+    A store without it (``NotFound``) or out of reach (another error, logged) is passed
+    over for the next.
+    """
+    last: KzrError = NotFound("no such recording")
+    for store in stores:
+        try:
+            return read(store)
+        except NotFound as exc:
+            last = exc
+        except KzrError as exc:
+            log.warning("fan-out: %r cannot serve a read: %s", store, exc)
+            last = exc
+    raise last

@@ -83,16 +83,3 @@ def outcome_of(error: BaseException | None) -> str:
     if isinstance(error, TranscribeError):
         return error.outcome
     return "error"
-
-
-__all__ = [
-    "OUTCOMES",
-    "EngineBusy",
-    "EngineRefused",
-    "EngineRejected",
-    "EngineTimeout",
-    "EngineUnauthorized",
-    "EngineUnavailable",
-    "TranscribeError",
-    "outcome_of",
-]

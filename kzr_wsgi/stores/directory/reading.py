@@ -41,21 +41,10 @@ def open_named(places: Places, name: Name, recording_id: str | None) -> StoredFi
             best = entry
     if best is None:
         raise NotFound("no such recording")
-    file_path = places.root / best["path"]
-    try:
-        fh = open(file_path, "rb")  # noqa: SIM115 - StoredFile owns it
-    except FileNotFoundError:
-        raise NotFound("no such recording") from None
-    st = os.fstat(fh.fileno())
-    return StoredFile(
-        fileobj=fh,
-        size=st.st_size,
-        content_type=best.get("content_type")
-        or guess_type(name.filename, name.filename.rpartition(".")[2]),
-        etag=best["sha256"],
-        last_modified=datetime.fromtimestamp(int(st.st_mtime), tz=timezone.utc),
-        location=str(file_path),
-    )
+    return _opened(places.root / best["path"],
+                   best.get("content_type")
+                   or guess_type(name.filename, name.filename.rpartition(".")[2]),
+                   best["sha256"])
 
 
 def open_stored(root: Path, location: str, sha256: str | None = None) -> StoredFile:
@@ -73,6 +62,14 @@ def open_stored(root: Path, location: str, sha256: str | None = None) -> StoredF
     inside = path.is_relative_to(root) and not path.is_relative_to(root / STATE_DIR)
     if not inside or path.name.endswith(SIDECAR_SUFFIX) or not path.is_file():
         raise NotFound("no such recording")
+    return _opened(path, guess_type(path.name, path.suffix.lstrip(".")), sha256)
+
+
+def _opened(path: Path, content_type: str, sha256: str | None) -> StoredFile:
+    """``path`` opened for serving, with its size and times; gone is ``NotFound``.
+
+    Without ``sha256`` the ETag is made of the size and modification time.
+    """
     try:
         fh = open(path, "rb")  # noqa: SIM115 - StoredFile owns it
     except OSError:
@@ -81,7 +78,7 @@ def open_stored(root: Path, location: str, sha256: str | None = None) -> StoredF
     return StoredFile(
         fileobj=fh,
         size=st.st_size,
-        content_type=guess_type(path.name, path.suffix.lstrip(".")),
+        content_type=content_type,
         etag=sha256 or f"{st.st_size:x}-{st.st_mtime_ns:x}",
         last_modified=datetime.fromtimestamp(int(st.st_mtime), tz=timezone.utc),
         location=str(path),

@@ -9,10 +9,10 @@ caller sees :class:`~kzr_wsgi.errors.NotFound` or
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import boto3
 from botocore.config import Config
@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
 
     from ...catalog import Catalog
+
+_T = TypeVar("_T")
 
 log = logging.getLogger("kzr_wsgi.store")
 
@@ -103,6 +105,16 @@ def missing(exc: ClientError) -> bool:
     if code == "NoSuchBucket":
         return False  # a misconfigured store, not a missing recording
     return code in ("NoSuchKey", "404", "NotFound") or http_status(exc) == 404
+
+
+def unless_missing(call: Callable[..., _T], **request: Any) -> _T | None:
+    """``call(**request)`` (a client method); ``None`` when S3 says the object is absent."""
+    try:
+        return call(**request)
+    except ClientError as exc:
+        if missing(exc):
+            return None
+        raise
 
 
 def preflight_message(exc: ClientError, bucket: str, where: str) -> str:

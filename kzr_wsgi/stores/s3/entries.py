@@ -24,7 +24,7 @@ from ...faults import crash_point
 from ...metadata import dumps
 from ...naming import SIDECAR_SUFFIX, STATE_DIR, name_digest, utcnow
 from ...recording import Kind, Name, Recording, Stored
-from .client import Bucket, Operation, http_status, mapped_errors, missing
+from .client import Bucket, Operation, http_status, mapped_errors, missing, unless_missing
 
 log = logging.getLogger("kzr_wsgi.store")
 
@@ -131,12 +131,9 @@ def committed(bucket: Bucket, entry_key: str, replace_stale: bytes | None = None
 
 def get_entry(bucket: Bucket, key: str) -> tuple[dict[str, Any] | None, str] | None:
     """An index entry and its S3 ETag; ``None`` when absent, entry ``None`` when unreadable."""
-    try:
-        response = bucket.client.get_object(Bucket=bucket.name, Key=key)
-    except ClientError as exc:
-        if missing(exc):
-            return None
-        raise
+    response = unless_missing(bucket.client.get_object, Bucket=bucket.name, Key=key)
+    if response is None:
+        return None
     with response["Body"] as body:
         try:
             entry = json.loads(body.read())

@@ -15,12 +15,10 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import ClientError
-
 from ...body import BLOCK_SIZE
 from ...errors import NotFound, StoreUnavailable
 from ...recording import Name, StoredFile, Stream
-from .client import Bucket, Operation, mapped_errors, missing
+from .client import Bucket, Operation, mapped_errors, unless_missing
 from .entries import INDEX, index_dir, read_entry, rid_digest
 
 if TYPE_CHECKING:
@@ -47,12 +45,10 @@ def open_named(bucket: Bucket, name: Name, recording_id: str | None = None) -> S
         # Latest first, as the disk store does: by the time each copy was received.
         entries.sort(key=lambda e: str(e.get("received_at", "")), reverse=True)
         for entry in entries:
-            try:
-                head = bucket.client.head_object(Bucket=bucket.name, Key=entry["key"])
-            except ClientError as exc:
-                if missing(exc):
-                    continue  # deleted by hand: an older copy may still serve
-                raise
+            head = unless_missing(bucket.client.head_object, Bucket=bucket.name,
+                                  Key=entry["key"])
+            if head is None:
+                continue  # deleted by hand: an older copy may still serve
             reader = RangeReader(bucket.client, bucket.name, entry["key"],
                                   head["ContentLength"], head["ETag"])
             return StoredFile(

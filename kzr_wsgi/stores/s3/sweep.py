@@ -21,7 +21,14 @@ from botocore.exceptions import BotoCoreError, ClientError
 from ...errors import StoreUnavailable
 from ...naming import SIDECAR_SUFFIX, STATE_DIR
 from ...recording import Kind, Name
-from .client import Bucket, Operation, http_status, mapped_errors, missing, preflight_message
+from .client import (
+    Bucket,
+    Operation,
+    http_status,
+    mapped_errors,
+    preflight_message,
+    unless_missing,
+)
 from .entries import INDEX, get_entry, index_key, read_entry
 from .upload import abort
 
@@ -94,12 +101,9 @@ def is_indexed(bucket: Bucket, key: str, record: dict[str, Any] | None = None) -
             entry = read_entry(bucket, index_key(bucket, name, record.get("recording_id"),
                                                 record["sha256"]))
             return entry is not None and entry.get("key") == key
-        try:
-            head = bucket.client.head_object(Bucket=bucket.name, Key=key)
-        except ClientError as exc:
-            if missing(exc):
-                return None
-            raise
+        head = unless_missing(bucket.client.head_object, Bucket=bucket.name, Key=key)
+        if head is None:
+            return None
         digest = head.get("Metadata", {}).get("kzr-name", "")
         if len(digest) != 64 or not all(c in "0123456789abcdef" for c in digest):
             return None
