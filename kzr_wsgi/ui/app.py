@@ -35,6 +35,7 @@ from werkzeug.wrappers import Request, Response
 
 from .. import errors
 from ..catalog import Catalog, Query, Row
+from ..forms import url_prefix
 from ..sending import send_stored
 from ..stores.base import StoredOpener as StoredOpener  # the page's need, re-exported
 from .api import (
@@ -102,7 +103,7 @@ class SearchUI:
         self.viewers = viewers if isinstance(viewers, Viewers) else Viewers(viewers)
         if not len(self.viewers):
             raise ValueError("the UI needs at least one viewer (USER:PASS)")
-        self.prefix = "/" + prefix.strip("/")
+        self.prefix = url_prefix(prefix)
         if self.prefix == "/":
             raise ValueError("the UI needs a prefix of its own, such as /ui")
         self.app = app

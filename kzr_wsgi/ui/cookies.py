@@ -30,6 +30,7 @@ from typing import Any
 from werkzeug.http import dump_cookie, parse_cookie
 
 from ..auth import IPNetwork, parse_address, parse_network
+from ..forms import url_prefix
 
 #: The session's cookie, and the sign-in form's.
 SESSION_COOKIE = "kzr_session"
@@ -129,4 +130,4 @@ def basic_allowed(environ: Mapping[str, Any]) -> bool:
 
 def cookie_path(environ: Mapping[str, Any], prefix: str) -> str:
     """The path the UI's cookies are scoped to: ``SCRIPT_NAME`` + the UI's prefix."""
-    return str(environ.get("SCRIPT_NAME", "")).rstrip("/") + "/" + prefix.strip("/")
+    return url_prefix(str(environ.get("SCRIPT_NAME", "")) + url_prefix(prefix))
