@@ -20,6 +20,11 @@ The rule (pure: no I/O):
 * Without a country, or where no country reading gives a possible number, a national
   form is compared by its digits (``4155550123``); :func:`tail` (its last 7 digits)
   is what finds it again as a *possible* match of an E.164 number.
+* What is stored is the key read without a country (E.164 when written
+  internationally, else the digits), so changing the country needs no reindex: a
+  search asks for every key the number may have been stored under (:func:`match_keys`):
+  its E.164 form, those digits without the ``+``, and with a country its national forms
+  and the way that country dials it abroad.
 * Anything else with no digits, or with letters in it (a caller name), is not a number.
 
 >>> number_key("sip:+1-415-555-0123@kazoo.example")
@@ -36,7 +41,7 @@ import re
 
 import phonenumbers
 
-__all__ = ["TAIL_DIGITS", "is_number", "is_international", "number_key", "tail"]
+__all__ = ["TAIL_DIGITS", "is_international", "is_number", "match_keys", "number_key", "tail"]
 
 #: How many trailing digits make a *possible* match between an E.164 number and a
 #: national form stored without a country (the subscriber number in most plans).
@@ -111,3 +116,55 @@ def tail(key_or_text: str | None, digits: int = TAIL_DIGITS) -> str | None:
         return None
     only = bare.lstrip("+")
     return only[-digits:] if len(only) >= digits else None
+
+
+def match_keys(text: str | None, country: str | None = None) -> frozenset[str]:
+    """Every stored key (:func:`number_key` without a country) that is this number.
+
+    ``text`` is read with ``country`` (so a national form finds E.164 rows). For a
+    number read as E.164 the keys are that, its digits without ``+`` (Kazoo often
+    writes ``14155550123``), and with a country: the national digits (when the number
+    is that country's) and the digits that country dials it with from abroad. Without a
+    country a national form matches its own digits only. Empty for text that is not a
+    number.
+
+    >>> sorted(match_keys("+1 415 555 0123", "US"))
+    ['+14155550123', '01114155550123', '14155550123', '4155550123']
+    >>> sorted(match_keys("020 7946 0018", "GB"))
+    ['+442079460018', '00442079460018', '02079460018', '2079460018', '442079460018']
+    >>> sorted(match_keys("4155550123"))
+    ['4155550123']
+    """
+    key = number_key(text, country)
+    if key is None:
+        return frozenset()
+    if not is_international(key):
+        return frozenset((key,))
+    keys = {key, key[1:]}
+    region = country.upper() if country else None
+    if region is not None and region in phonenumbers.SUPPORTED_REGIONS:
+        parsed = phonenumbers.parse(key, None)
+        national = phonenumbers.national_significant_number(parsed)
+        abroad = phonenumbers.format_out_of_country_calling_number(parsed, region)
+        keys.add(_digits(abroad))
+        # The country's own international prefix works for its own numbers too (00 44…).
+        keys.add(_international_prefix(region) + str(parsed.country_code) + national)
+        # Countries sharing a calling code (+1, +7, +212…) dial each other nationally.
+        if phonenumbers.country_code_for_region(region) == parsed.country_code:
+            keys.add(national)
+            keys.add(_digits(phonenumbers.format_number(
+                parsed, phonenumbers.PhoneNumberFormat.NATIONAL)))
+    return frozenset(k for k in keys if k)
+
+
+def _digits(text: str) -> str:
+    return "".join(c for c in text if "0" <= c <= "9")
+
+
+def _international_prefix(region: str) -> str:
+    """The digits ``region`` dials before a country code (``00``, ``011``); ``""`` if none."""
+    metadata = phonenumbers.PhoneMetadata.metadata_for_region(region)
+    if metadata is None:
+        return ""
+    prefix = metadata.preferred_international_prefix or metadata.international_prefix or ""
+    return prefix if prefix.isdigit() else ""

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kzr_wsgi.numbers import is_international, is_number, number_key, tail
+from kzr_wsgi.numbers import is_international, is_number, match_keys, number_key, tail
 
 
 @pytest.mark.parametrize(("text", "country", "key"), [
@@ -74,3 +74,46 @@ def test_never_raises_and_keys_are_digits(text: str) -> None:
     for country in (None, "US", "GB", "ZZ", "not a country"):
         key = number_key(text, country)
         assert key is None or key.lstrip("+").isdigit() and key.lstrip("+").isascii()
+
+
+@pytest.mark.parametrize(("stored", "query", "country"), [
+    ("sip:+14155550123@realm", "(415) 555-0123", "US"),
+    ("14155550123@realm", "+1 415 555 0123", None),
+    ("14155550123", "4155550123", "US"),
+    ("4155550123", "+14155550123", "US"),
+    ("(415) 555-0123", "+14155550123", "us"),
+    ("02079460018", "+44 20 7946 0018", "GB"),
+    ("00442079460018", "+442079460018", "GB"),
+    ("011442079460018", "+442079460018", "US"),
+    ("1001", "1001", None),
+], ids=repr)
+def test_a_search_finds_every_stored_spelling(stored: str, query: str,
+                                               country: str | None) -> None:
+    # What is stored is read without a country; the search brings the country.
+    assert number_key(stored) in match_keys(query, country)
+
+
+@pytest.mark.parametrize(("stored", "query", "country"), [
+    ("4155550123", "+14155550123", None),  # a national form without a country: possible only
+    ("4155550124", "+14155550123", "US"),
+    ("02079460018", "+14155550123", "US"),
+    ("1001", "+11001", "US"),
+], ids=repr)
+def test_a_search_does_not_find_other_numbers(stored: str, query: str,
+                                              country: str | None) -> None:
+    assert number_key(stored) not in match_keys(query, country)
+
+
+@given(st.sampled_from(_REGIONS))
+def test_every_spelling_of_a_region_example_is_matched(region: str) -> None:
+    example = phonenumbers.example_number(region)
+    if example is None:
+        return
+    e164 = phonenumbers.format_number(example, phonenumbers.PhoneNumberFormat.E164)
+    spellings = [e164, e164[1:],
+                 phonenumbers.format_number(example, phonenumbers.PhoneNumberFormat.NATIONAL),
+                 phonenumbers.national_significant_number(example)]
+    keys = match_keys(e164, region)
+    for spelling in spellings:
+        assert number_key(spelling) in keys, spelling
+    assert match_keys("not a number", region) == frozenset()
