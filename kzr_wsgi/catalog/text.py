@@ -201,6 +201,22 @@ def fts_walk(name: str) -> str:
             " ORDER BY f.rowid DESC")
 
 
+def fts_any(name: str) -> str:
+    """Whether a table has a segment matching ``?`` with a key from ``?`` to ``?``."""
+    return f"SELECT 1 FROM {name} WHERE {name} MATCH ? AND rowid BETWEEN ? AND ? LIMIT 1"
+
+
+def key_spans(ids: Sequence[str], params: dict[str, Any]) -> str:
+    """Each recording of ``ids`` (added to ``params``) with its first and last segment
+    key (read from the ``(recording, start_ms)`` index alone, which holds the key)."""
+    names = []
+    for i, value in enumerate(ids):
+        params[f"k{i}"] = value
+        names.append(f":k{i}")
+    return (f"SELECT recording, MIN(seq), MAX(seq) FROM {SEGMENTS}"
+            f" WHERE recording IN ({', '.join(names)}) GROUP BY recording")
+
+
 def key_window(query_since: int | None, query_until: int | None,
                after_us: int | None) -> tuple[int, int]:
     """The keys a search may find segments at, from its time bounds and keyset."""
@@ -228,13 +244,14 @@ def segments_of(ids: Sequence[str], params: dict[str, Any]) -> str:
             " ORDER BY recording, start_ms, seq")
 
 
-def rows_in(ids: Sequence[str], where: str, params: dict[str, Any]) -> str:
+def rows_in(ids: Sequence[str], where: str, params: dict[str, Any],
+            columns: str = ", ".join(COLUMNS)) -> str:
     """The recordings among ``ids`` that pass ``where`` (a search's own condition)."""
     names = []
     for i, value in enumerate(ids):
         params[f"c{i}"] = value
         names.append(f":c{i}")
-    return f"SELECT {', '.join(COLUMNS)} FROM {TABLE} WHERE id IN ({', '.join(names)}) AND {where}"
+    return f"SELECT {columns} FROM {TABLE} WHERE id IN ({', '.join(names)}) AND {where}"
 
 
 def pg_search(query: TextQuery, where: str, params: dict[str, Any], *, collect: bool,

@@ -42,16 +42,17 @@ from .text import (
     SegmentRow,
     Speakers,
     create_part,
+    fts_any,
     fts_delete,
     fts_insert,
     fts_walk,
+    key_spans,
     key_window,
     last_key,
     matches,
     part_name,
     pg_estimate,
     pg_search,
-    recording_matches,
     rows_in,
     second_of,
     segment_key,
@@ -59,8 +60,8 @@ from .text import (
 )
 from .words import TextQuery, fts5_terms, pg_terms
 
-#: Index matches read per step of the plan by the words.
-HITS_PER_STEP = 256
+#: The most index matches read per step of the plan by the words.
+MAX_HITS_PER_STEP = 1024
 #: Rows read per step of the plan in the listing's order.
 ROWS_PER_STEP = 32
 #: Matches counted per term when choosing which term leads (SQLite).
@@ -69,7 +70,10 @@ PROBE = 2000
 #: the GIN index (measured at a million recordings: see the manual's performance page).
 WALK_COST = 4.0
 
-Step = Generator[None, None, list[Row]]
+#: A recording's place in the order: ``(sort_us, id)``.
+Key = tuple[int, str]
+#: A plan: stepped by ``next()``, returning the keys of up to ``limit + 1`` rows.
+Step = Generator[None, None, list[Key]]
 
 
 @dataclass
@@ -208,89 +212,114 @@ class TextIndex:
 
     def search(self, conn: Any, query: Query, text: TextQuery, snapshot: int | None) -> list[Row]:
         """Up to ``query.limit + 1`` rows matching ``query`` and ``text``, in the order."""
-        if self.sqlite:
-            return race([self.by_words(conn, query, text, snapshot),
-                         self.in_order(conn, query, text, snapshot)])
-        return self._pg_search(conn, query, text, snapshot)
+        if not self.sqlite:
+            return self._pg_search(conn, query, text, snapshot)
+        keys = race([self.by_words(conn, query, text, snapshot),
+                     self.in_order(conn, query, text, snapshot)])
+        if not keys:
+            return []
+        params: dict[str, Any] = {}
+        found = {r.id: r for r in (row_from_db(v) for v in self._all(
+            conn, rows_in([k[1] for k in keys], "1 = 1", params), params))}
+        return [found[k[1]] for k in keys if k[1] in found]
 
     # -- SQLite's two plans ----------------------------------------------------------------
 
     def by_words(self, conn: Any, query: Query, text: TextQuery, snapshot: int | None) -> Step:
-        """SQLite: the lead term's index matches, newest first (see the module docstring)."""
+        """SQLite: the lead term's index matches, newest first (see the module docstring).
+
+        Reads more matches per step as it goes: a page of a common word is in the
+        first few, a rare word's matches are all read anyway."""
         where, params = where_clause(query, snapshot)
         want = query.limit + 1
         window = key_window(_us(query.since), _us(query.until),
                             _us(query.after[0]) if query.after else None)
         parts = [p for p in self._parts(conn) if p[2] >= window[0] and p[1] <= window[1]]
-        lead = self._lead(conn, text, parts, window) if len(text.terms) > 1 else 0
-        match = fts5_terms(text)[lead]
-        kept: list[Row] = []
+        terms = fts5_terms(text)
+        lead = self._lead(conn, terms, parts, window) if len(terms) > 1 else 0
+        others = terms[:lead] + terms[lead + 1:]
+        known = {p[0] for p in parts}
+        kept: list[Key] = []
         seen: set[str] = set()
+        step = want + 8
         for name, lo, hi in reversed(parts):
-            cur = self._exec(conn, fts_walk(name), {"match": match, "lo": max(lo, window[0]),
+            cur = self._exec(conn, fts_walk(name), {"match": terms[lead],
+                                                    "lo": max(lo, window[0]),
                                                     "hi": min(hi, window[1])})
             try:
-                while True:
-                    hits = cur.fetchmany(HITS_PER_STEP)
-                    if not hits:
-                        break
+                while hits := cur.fetchmany(step):
+                    step = min(step * 2, MAX_HITS_PER_STEP)
                     fresh = list(dict.fromkeys(r for _, r in hits if r not in seen))
                     seen.update(fresh)
-                    kept += self._check(conn, self._rows_in(conn, fresh, where, params), text,
-                                        skip=lead)
+                    kept += self._check(conn, self._keys_in(conn, fresh, where, params),
+                                        others, known)
                     if len(kept) >= want:
-                        kept = _ordered(kept)[:want]
-                        if int(hits[-1][0]) >> SECOND_SHIFT < second_of(_sort_us(kept[-1])):
+                        kept = sorted(kept, reverse=True)[:want]
+                        if int(hits[-1][0]) >> SECOND_SHIFT < second_of(kept[-1][0]):
                             return kept
                     yield
             finally:
                 cur.close()
-        return _ordered(kept)[:want]
+        return sorted(kept, reverse=True)[:want]
 
     def in_order(self, conn: Any, query: Query, text: TextQuery, snapshot: int | None) -> Step:
         """SQLite: the rows passing the other filters, newest first, checked for the words."""
         where, params = where_clause(query, snapshot)
-        kept: list[Row] = []
+        kept: list[Key] = []
         want = query.limit + 1
-        cur = self._exec(conn, f"SELECT {_COLUMNS} FROM {TABLE} WHERE {where}"
+        known = {p[0] for p in self._parts(conn)}
+        terms = fts5_terms(text)
+        cur = self._exec(conn, f"SELECT sort_us, id FROM {TABLE} WHERE {where}"
                          " ORDER BY sort_us DESC, id DESC", params)
         try:
             while len(kept) < want:
-                batch = [row_from_db(r) for r in cur.fetchmany(ROWS_PER_STEP)]
+                batch = [(int(u), str(i)) for u, i in cur.fetchmany(ROWS_PER_STEP)]
                 if not batch:
                     break
-                kept += self._check(conn, batch, text)[:want - len(kept)]
+                kept += self._check(conn, batch, terms, known)[:want - len(kept)]
                 yield
         finally:
             cur.close()
         return kept
 
-    def _rows_in(self, conn: Any, ids: list[str], where: str,
-                 params: dict[str, Any]) -> list[Row]:
+    def _keys_in(self, conn: Any, ids: list[str], where: str,
+                 params: dict[str, Any]) -> list[Key]:
+        """The ``(sort_us, id)`` of the recordings among ``ids`` that pass ``where``."""
         if not ids:
             return []
         mine = dict(params)
-        return [row_from_db(r) for r in self._all(conn, rows_in(ids, where, mine), mine)]
+        return [(int(u), str(i)) for u, i in self._all(
+            conn, rows_in(ids, where, mine, "sort_us, id"), mine)]
 
-    def _check(self, conn: Any, rows: list[Row], text: TextQuery, skip: int | None = None
-               ) -> list[Row]:
-        """The rows whose segments hold every term (``skip``: one known to be there)."""
-        rest = TextQuery(tuple(t for i, t in enumerate(text.terms) if i != skip))
-        if not rows or not rest:
-            return rows
-        found = self.segments(conn, [r.id for r in rows])
-        return [r for r in rows
-                if recording_matches((s.words for s in found.get(r.id, ())), rest)]
+    def _check(self, conn: Any, keys: list[Key], terms: list[str], known: set[str]
+               ) -> list[Key]:
+        """The recordings whose segments hold every one of ``terms`` (FTS5 strings).
+
+        A recording's segments have consecutive keys: each term is one index lookup
+        over them (``known``: the FTS5 tables that exist)."""
+        if not terms or not keys:
+            return keys
+        params: dict[str, Any] = {}
+        spans = {str(r): (int(lo), int(hi)) for r, lo, hi in self._all(
+            conn, key_spans([k[1] for k in keys], params), params)}
+        out = []
+        for key in keys:
+            span = spans.get(key[1])
+            name = part_name(span[0]) if span else ""
+            if span and name in known and all(
+                    self._all(conn, fts_any(name), (term, *span)) for term in terms):
+                out.append(key)
+        return out
 
     def _parts(self, conn: Any) -> list[tuple[str, int, int]]:
         return [(str(n), int(lo), int(hi)) for n, lo, hi in
                 self._all(conn, f"SELECT name, lo, hi FROM {TEXT_PARTS} ORDER BY lo")]
 
-    def _lead(self, conn: Any, text: TextQuery, parts: list[tuple[str, int, int]],
+    def _lead(self, conn: Any, terms: list[str], parts: list[tuple[str, int, int]],
               window: tuple[int, int]) -> int:
         """The term with the fewest matches (each counted up to :data:`PROBE`)."""
         counts = []
-        for term in fts5_terms(text):
+        for term in terms:
             n = 0
             for name, lo, hi in reversed(parts):
                 n += self._all(conn, f"SELECT count(*) FROM (SELECT rowid FROM {name}"
@@ -375,7 +404,7 @@ class TextIndex:
         return result
 
 
-def race(plans: list[Step]) -> list[Row]:
+def race(plans: list[Step]) -> list[Key]:
     """Step the plans in turn, the one that has used the least time first, until one
     returns; the others are closed. Each plan's answer is the same: the fastest wins."""
     spent = [0.0] * len(plans)
@@ -386,7 +415,7 @@ def race(plans: list[Step]) -> list[Row]:
             try:
                 next(plans[i])
             except StopIteration as done:
-                result: list[Row] = done.value
+                result: list[Key] = done.value
                 return result
             spent[i] += time.perf_counter() - began
     finally:
@@ -394,17 +423,9 @@ def race(plans: list[Step]) -> list[Row]:
             plan.close()
 
 
-def run_plan(plan: Step) -> list[Row]:
+def run_plan(plan: Step) -> list[Key]:
     """Run one plan to its end (tests compare each plan with the reference)."""
     return race([plan])
-
-
-def _ordered(rows: list[Row]) -> list[Row]:
-    return sorted(rows, key=lambda r: (_sort_us(r), r.id), reverse=True)
-
-
-def _sort_us(row: Row) -> int:
-    return micros(row.sort_at)
 
 
 def _us(when: Any) -> int | None:

@@ -194,7 +194,9 @@ class SearchUI:
             next_cursor = self._signer.dump(
                 viewer.user, filters.canonical, page.next.after, page.next.max_seq)
         return _json(200, {
-            "items": [api_item(row, _audio_url(base, row)) for row in page.items],
+            "items": [api_item(row, _audio_url(base, row),
+                               page.matches.get(row.id) if query.text else None)
+                      for row in page.items],
             "next": next_cursor,
         })
 
