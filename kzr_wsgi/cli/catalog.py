@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime
 from pathlib import Path
@@ -20,6 +20,7 @@ import click
 from ..audio import FLAGS
 from ..catalog import Query, Row
 from ..catalog.reindex import reindex as run_reindex
+from ..catalog.text import Match
 from ..housekeeping.verify import Finding, selected
 from ..housekeeping.verify import verify as run_verify
 from ..naming import STATE_DIR
@@ -51,26 +52,32 @@ from .params import When
               help="At most N rows (default: all).")
 @click.option("--self-test", is_flag=True,
               help="Include `kzr-wsgi check`'s own uploads (hidden by default).")
+@click.option("--text", default=None, metavar="WORDS",
+              help='Recordings whose transcript has every word; "a phrase" in double quotes '
+                   "within one segment. Rows show where (JSON: up to 3 matches).")
 @store_options
 def ls(spec: StoreSpec, as_json: bool, call_id: str | None, number: str | None,
        account_id: str | None, since: datetime | None, until: datetime | None,
-       flags: tuple[str, ...], flagged: bool, limit: int | None, self_test: bool) -> None:
+       flags: tuple[str, ...], flagged: bool, limit: int | None, self_test: bool,
+       text: str | None) -> None:
     """List stored recordings, newest first (by Kazoo's start, else time received).
 
     Different filters combine with AND; a repeated --flag is OR.
     """
     catalog = spec.open_catalog()
-    query = Query(call_id=call_id, number=number, account_id=account_id, since=since,
-                  until=until, flags=flags, flagged=flagged, self_test=self_test,
-                  limit=min(limit or 1000, 1000))
+    query: Query | None = Query(
+        call_id=call_id, number=number, account_id=account_id, since=since, until=until,
+        flags=flags, flagged=flagged, self_test=self_test, text=text,
+        limit=min(limit or 1000, 1000))
     shown = 0
     try:
-        for row in catalog.iter_search(query):
-            click.echo(json.dumps(row.to_json(), ensure_ascii=True) if as_json
-                       else _line(row))
-            shown += 1
-            if limit is not None and shown >= limit:
-                break
+        while query is not None and (limit is None or shown < limit):
+            page = catalog.search(query)
+            for row in page.items[:None if limit is None else limit - shown]:
+                found = page.matches.get(row.id) if text is not None else None
+                click.echo(_json_line(row, found) if as_json else _line(row, found))
+                shown += 1
+            query = page.next
     finally:
         catalog.close()
 
@@ -171,8 +178,18 @@ def _count_hint(store: CopyLister) -> int | None:
     return store.count_hint()
 
 
-def _line(row: Row) -> str:
-    """One row as a line of text; every value from an upload is shown escaped."""
+def _json_line(row: Row, found: Sequence[Match] | None) -> str:
+    """One row as ``ls --json`` prints it (``matches`` when found by words)."""
+    data = row.to_json()
+    if found is not None:
+        data["matches"] = [m.to_json() for m in found]
+    return json.dumps(data, ensure_ascii=True)
+
+
+def _line(row: Row, found: Sequence[Match] | None = None) -> str:
+    """One row as a line of text; every value from an upload (and every word of a
+    transcript) is shown escaped. A row found by words ends with its first match's
+    time and snippet."""
     when = row.sort_at.strftime("%Y-%m-%dT%H:%M:%SZ")
     secs = f"{row.duration_ms / 1000:.1f}s" if row.duration_ms is not None else "-"
     audio = "-"
@@ -185,4 +202,8 @@ def _line(row: Row) -> str:
     parts = [when, row.kind, _shown(row.call_id or "-"),
              f"{_shown(row.from_ or '-')}->{_shown(row.to or '-')}",
              f"account={_shown(row.account_id or '-')}", secs, audio, _shown(row.location)]
+    if found:
+        first = found[0]
+        parts.append(f"@{first.start:.1f}s {_shown(first.speaker)}: "
+                     f"{_shown(first.snippet.text)}")
     return "  ".join(parts)
