@@ -61,10 +61,10 @@ from .text import (
 from .words import TextQuery, fts5_terms, pg_terms
 
 #: The most index matches read per step of the plan by the words.
-MAX_HITS_PER_STEP = 1024
+MAX_HITS_PER_STEP = 64
 #: Rows read per step of the plan in the listing's order.
 ROWS_PER_STEP = 32
-#: Matches counted per term when choosing which term leads (SQLite).
+#: Matches of the most common term at which the count that chooses the lead term stops.
 PROBE = 2000
 #: PostgreSQL: relative cost of testing a row for a word, against reading a match from
 #: the GIN index (measured at a million recordings: see the manual's performance page).
@@ -317,17 +317,17 @@ class TextIndex:
 
     def _lead(self, conn: Any, terms: list[str], parts: list[tuple[str, int, int]],
               window: tuple[int, int]) -> int:
-        """The term with the fewest matches (each counted up to :data:`PROBE`)."""
-        counts = []
-        for term in terms:
-            n = 0
-            for name, lo, hi in reversed(parts):
-                n += self._all(conn, f"SELECT count(*) FROM (SELECT rowid FROM {name}"
-                               f" WHERE {name} MATCH ? AND rowid BETWEEN ? AND ? LIMIT ?)",
-                               (term, max(lo, window[0]), min(hi, window[1]), PROBE - n))[0][0]
-                if n >= PROBE:
-                    break
-            counts.append(n)
+        """The term with the fewest matches among the newest ones: every term is counted
+        in the same tables, newest first, until one has :data:`PROBE` matches."""
+        counts = [0] * len(terms)
+        for name, lo, hi in reversed(parts):
+            for i, term in enumerate(terms):
+                counts[i] += self._all(
+                    conn, f"SELECT count(*) FROM (SELECT rowid FROM {name} WHERE {name}"
+                    " MATCH ? AND rowid BETWEEN ? AND ? LIMIT ?)",
+                    (term, max(lo, window[0]), min(hi, window[1]), PROBE))[0][0]
+            if max(counts) >= PROBE:
+                break
         return counts.index(min(counts))
 
     # -- PostgreSQL ------------------------------------------------------------------------
