@@ -259,20 +259,23 @@ def pg_search(query: TextQuery, where: str, params: dict[str, Any], *, collect: 
     """PostgreSQL: one page of recordings passing ``where`` that match ``query``.
 
     ``collect`` (a rare first term): every recording holding the first term, from the
-    GIN index, then ordered and paged. Otherwise the listing is walked in its order
-    (the order's index) and each row tested: a per-row subquery the planner cannot
-    turn into a join, so it stops as soon as the page is full. ``window`` bounds
-    ``sort_us`` for the collected segments (since/until, the keyset).
+    GIN index, with the sort time its segments carry; then in the listing's order, each
+    looked up and checked until the page is full. Otherwise the listing is walked in
+    its order (the order's index) and each row tested. Either way a recording is tested
+    for a term through its own segments (the ``(recording, start_ms)`` index), never the
+    GIN index: ``IS TRUE`` keeps the planner from intersecting the term's whole posting
+    list for each row. ``window`` bounds ``sort_us`` for the collected segments.
     """
     terms = pg_terms(query)
     for i, term in enumerate(terms):
         params[f"t{i}"] = term
     tests = [f"(SELECT true FROM {SEGMENTS} s WHERE s.recording = {TABLE}.id"
-             f" AND s.tsv @@ to_tsquery('simple', :t{i}) LIMIT 1)" for i in range(len(terms))]
+             f" AND (s.tsv @@ to_tsquery('simple', :t{i})) IS TRUE LIMIT 1)"
+             for i in range(len(terms))]
     columns = ", ".join(f"{TABLE}.{c}" for c in COLUMNS)
-    order = f" ORDER BY {TABLE}.sort_us DESC, {TABLE}.id DESC LIMIT :limit"
     if not collect:
-        return f"SELECT {columns} FROM {TABLE} WHERE {where} AND {' AND '.join(tests)}{order}"
+        return (f"SELECT {columns} FROM {TABLE} WHERE {where} AND {' AND '.join(tests)}"
+                " ORDER BY sort_us DESC, id DESC LIMIT :limit")
     bounds = ""
     if window[0] is not None:
         params["wlo"] = window[0]
@@ -281,10 +284,17 @@ def pg_search(query: TextQuery, where: str, params: dict[str, Any], *, collect: 
         params["whi"] = window[1]
         bounds += " AND sort_us <= :whi"
     rest = "".join(f" AND {t}" for t in tests[1:])
-    return (f"WITH hits AS MATERIALIZED (SELECT DISTINCT recording FROM {SEGMENTS}"
-            f" WHERE tsv @@ to_tsquery('simple', :t0){bounds})"
-            f" SELECT {columns} FROM {TABLE} JOIN hits ON hits.recording = {TABLE}.id"
-            f" WHERE {where}{rest}{order}")
+    # The hits in their own (sort_us, recording) order, which is the rows' (sort_us, id):
+    # each row is then looked up in the listing's order, and the lookups stop after a page.
+    return (f"WITH hits AS MATERIALIZED (SELECT recording, MAX(sort_us) AS sort_us"
+            f" FROM {SEGMENTS} WHERE tsv @@ to_tsquery('simple', :t0){bounds}"
+            " GROUP BY recording)"
+            f" SELECT {', '.join('r.' + c for c in COLUMNS)}"
+            " FROM (SELECT recording, sort_us FROM hits"
+            " ORDER BY sort_us DESC, recording DESC) h"
+            f" CROSS JOIN LATERAL (SELECT {columns} FROM {TABLE}"
+            f" WHERE {TABLE}.id = h.recording AND {where}{rest}) r"
+            " ORDER BY h.sort_us DESC, h.recording DESC LIMIT :limit")
 
 
 def pg_estimate(term: str) -> tuple[str, dict[str, Any]]:

@@ -68,7 +68,7 @@ ROWS_PER_STEP = 32
 PROBE = 2000
 #: PostgreSQL: relative cost of testing a row for a word, against reading a match from
 #: the GIN index (measured at a million recordings: see the manual's performance page).
-WALK_COST = 4.0
+WALK_COST = 10.0
 
 #: A recording's place in the order: ``(sort_us, id)``.
 Key = tuple[int, str]
