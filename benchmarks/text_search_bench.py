@@ -117,6 +117,7 @@ def measure(port: int, rounds: int, rows: int) -> dict[str, dict[str, Any]]:
               f"{r['items']:.0f} items, load {r['load'][0]:.2f}", file=sys.stderr, flush=True)
 
     for label, params in cases(rng).items():
+        client = Client(port, VIEWER)  # a fresh connection: an idle one may have timed out
         for _ in range(WARM):
             client.get(params())
         took, found = [], 0
@@ -134,6 +135,7 @@ def measure(port: int, rounds: int, rows: int) -> dict[str, dict[str, Any]]:
         found += len(page["items"])
     record("30 % word, viewer scoped to 3 accounts", took, found)
     walk: list[float] = []
+    client = Client(port, VIEWER)
     word = PLANTED["30%"][1][0]
     _t, page = client.get({"text": word, "limit": "500"})
     # Down to 100,000 matches, or about half of them at fewer than a million rows.

@@ -19,7 +19,7 @@ from test_catalog_words import CORPUS, QUERIES, python_matches
 
 from kzr_wsgi.catalog import Catalog, Query, open_catalog
 from kzr_wsgi.catalog.text import DEFAULT_SPEAKERS, part_name, recording_matches, segment_key
-from kzr_wsgi.catalog.textindex import run_plan
+from kzr_wsgi.catalog.textplans import SQLitePlans, run_plan
 from kzr_wsgi.catalog.words import index_text, parse_query
 from kzr_wsgi.transcribe.model import Segment
 
@@ -83,8 +83,10 @@ def test_each_sqlite_plan_alone_finds_the_same_page(tmp_path: Path, typed: str) 
             add(catalog, rid, texts, days=n * 3.7)
         query, text = Query(text=typed, limit=5), parse_query(typed)
         conn = catalog._connection()
+        plans = catalog._text.plans
+        assert isinstance(plans, SQLitePlans)
         pages = [run_plan(plan(conn, query, text, catalog.max_seq()))
-                 for plan in (catalog._text.by_words, catalog._text.in_order)]
+                 for plan in (plans.by_words, plans.in_order)]
         assert pages[0] == pages[1]
         everything = sorted(python_matches(text))
         assert len(pages[0]) == min(len(everything), 6)

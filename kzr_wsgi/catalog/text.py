@@ -15,8 +15,8 @@ match by descending rowid is reading it newest first, and a common word's first 
 is found without collecting every match.
 
 **PostgreSQL** keeps a ``tsvector`` (configuration ``simple``) of the words, with a GIN
-index; :func:`pg_search` writes the two plans it chooses between (see
-:mod:`kzr_wsgi.catalog.textindex`).
+index: :func:`pg_collect` finds a page through it, :func:`pg_holding` tests a batch of
+rows (see :mod:`kzr_wsgi.catalog.textindex` for when each is used).
 
 >>> from kzr_wsgi.catalog.words import parse_query
 >>> q = parse_query('"my subscription" hello')
@@ -254,28 +254,24 @@ def rows_in(ids: Sequence[str], where: str, params: dict[str, Any],
     return f"SELECT {columns} FROM {TABLE} WHERE id IN ({', '.join(names)}) AND {where}"
 
 
-def pg_search(query: TextQuery, where: str, params: dict[str, Any], *, collect: bool,
-              window: tuple[int | None, int | None]) -> str:
-    """PostgreSQL: one page of recordings passing ``where`` that match ``query``.
+def pg_collect(query: TextQuery, where: str, params: dict[str, Any], *,
+               window: tuple[int | None, int | None]) -> str:
+    """PostgreSQL: one page of recordings passing ``where`` that match ``query``, found
+    through the first term's GIN index matches.
 
-    ``collect`` (a rare first term): every recording holding the first term, from the
-    GIN index, with the sort time its segments carry; then in the listing's order, each
-    looked up and checked until the page is full. Otherwise the listing is walked in
-    its order (the order's index) and each row tested. Either way a recording is tested
-    for a term through its own segments (the ``(recording, start_ms)`` index), never the
-    GIN index: ``IS TRUE`` keeps the planner from intersecting the term's whole posting
-    list for each row. ``window`` bounds ``sort_us`` for the collected segments.
+    Every recording holding the first term, with the sort time its segments carry;
+    then in the listing's order each row is looked up and checked (the other terms
+    through its own segments) until the page is full. ``window`` bounds ``sort_us``
+    (since/until, the keyset).
     """
     terms = pg_terms(query)
     for i, term in enumerate(terms):
         params[f"t{i}"] = term
-    tests = [f"(SELECT true FROM {SEGMENTS} s WHERE s.recording = {TABLE}.id"
-             f" AND (s.tsv @@ to_tsquery('simple', :t{i})) IS TRUE LIMIT 1)"
-             for i in range(len(terms))]
-    columns = ", ".join(f"{TABLE}.{c}" for c in COLUMNS)
-    if not collect:
-        return (f"SELECT {columns} FROM {TABLE} WHERE {where} AND {' AND '.join(tests)}"
-                " ORDER BY sort_us DESC, id DESC LIMIT :limit")
+    # IS TRUE: a row's test reads its own segments (the (recording, start_ms) index),
+    # never the term's whole posting list intersected once per row.
+    rest = "".join(f" AND (SELECT true FROM {SEGMENTS} s WHERE s.recording = {TABLE}.id"
+                   f" AND (s.tsv @@ to_tsquery('simple', :t{i})) IS TRUE LIMIT 1)"
+                   for i in range(1, len(terms)))
     bounds = ""
     if window[0] is not None:
         params["wlo"] = window[0]
@@ -283,7 +279,7 @@ def pg_search(query: TextQuery, where: str, params: dict[str, Any], *, collect: 
     if window[1] is not None:
         params["whi"] = window[1]
         bounds += " AND sort_us <= :whi"
-    rest = "".join(f" AND {t}" for t in tests[1:])
+    columns = ", ".join(f"{TABLE}.{c}" for c in COLUMNS)
     # The hits in their own (sort_us, recording) order, which is the rows' (sort_us, id):
     # each row is then looked up in the listing's order, and the lookups stop after a page.
     return (f"WITH hits AS MATERIALIZED (SELECT recording, MAX(sort_us) AS sort_us"
@@ -295,6 +291,14 @@ def pg_search(query: TextQuery, where: str, params: dict[str, Any], *, collect: 
             f" CROSS JOIN LATERAL (SELECT {columns} FROM {TABLE}"
             f" WHERE {TABLE}.id = h.recording AND {where}{rest}) r"
             " ORDER BY h.sort_us DESC, h.recording DESC LIMIT :limit")
+
+
+def pg_holding(ids: Sequence[str], term: str, params: dict[str, Any]) -> str:
+    """PostgreSQL: which of the recordings ``ids`` have a segment matching ``term``
+    (read through their own segments, not the GIN index)."""
+    params.update(ids=list(ids), term=term)
+    return (f"SELECT DISTINCT recording FROM {SEGMENTS} WHERE recording = ANY(:ids)"
+            " AND (tsv @@ to_tsquery('simple', :term)) IS TRUE")
 
 
 def pg_estimate(term: str) -> tuple[str, dict[str, Any]]:
