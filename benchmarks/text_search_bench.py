@@ -33,6 +33,7 @@ import argparse
 import json
 import os
 import random
+import sqlite3
 import sys
 import threading
 import time
@@ -51,6 +52,7 @@ from text_corpus import PLANTED, load_postgres, load_sqlite  # noqa: E402
 from ui_bench import SCOPED, VIEWER, Client, stats  # noqa: E402
 
 from kzr_wsgi.catalog import Catalog, open_catalog  # noqa: E402
+from kzr_wsgi.catalog.text import fts_delete  # noqa: E402
 from kzr_wsgi.transcribe.model import Segment  # noqa: E402
 
 SEED = 20
@@ -211,7 +213,47 @@ def erase(catalog: Catalog, rows: int) -> dict[str, Any]:
     return out
 
 
-def run_sqlite(data: Path, rows: int, rounds: int, load_only: bool = False) -> dict[str, Any]:
+def unpartitioned_merge(path: Path, data: Path) -> dict[str, Any]:
+    """What an erase would hold the lock for with one FTS5 table for every month: the
+    whole index built in a scratch database (``--data-dir``), 10 recordings' segments
+    deleted from it, and the merge timed."""
+    scratch = data / "one-table.sqlite3"
+    scratch.unlink(missing_ok=True)
+    db = sqlite3.connect(scratch, isolation_level=None)
+    try:
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("PRAGMA secure_delete = ON")
+        db.execute(f"ATTACH DATABASE 'file:{path}?mode=ro' AS cat")
+        db.execute("CREATE VIRTUAL TABLE onetable USING fts5(words, content='', columnsize=0,"
+                   " detail=full, tokenize='ascii')")
+        began = time.perf_counter()
+        db.execute("BEGIN")
+        db.execute("INSERT INTO onetable (rowid, words) SELECT seq, words"
+                   " FROM cat.kzr_segments ORDER BY seq")
+        db.execute("COMMIT")
+        built = time.perf_counter() - began
+        victims = db.execute("SELECT seq, words FROM cat.kzr_segments WHERE recording IN"
+                             " (SELECT recording FROM cat.kzr_segments ORDER BY random()"
+                             " LIMIT 10)").fetchall()
+        began = time.perf_counter()
+        db.execute("BEGIN IMMEDIATE")
+        db.executemany(fts_delete("onetable"), [{"seq": q, "words": w} for q, w in victims])
+        db.execute("INSERT INTO onetable (onetable) VALUES ('optimize')")
+        db.execute("COMMIT")
+        held = time.perf_counter() - began
+        out = {"build_s": built, "segments": len(victims), "lock_s": held,
+               "index_bytes": db.execute("SELECT SUM(length(block)) FROM onetable_data"
+                                         ).fetchone()[0], "load": os.getloadavg()}
+    finally:
+        db.close()
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{scratch}{suffix}").unlink(missing_ok=True)
+    print(f"  one FTS5 table for every month: {json.dumps(out)}", file=sys.stderr)
+    return out
+
+
+def run_sqlite(data: Path, rows: int, rounds: int, load_only: bool = False,
+               whole: bool = False) -> dict[str, Any]:
     root = data / "sqlite-root"
     path = Catalog.for_root(root).backend.url.removeprefix("sqlite:///")
     if not cached(data, "sqlite", rows):
@@ -228,6 +270,8 @@ def run_sqlite(data: Path, rows: int, rounds: int, load_only: bool = False) -> d
         out["erase"] = erase(catalog, rows)
     finally:
         catalog.close()
+    if whole:
+        out["erase_one_table"] = unpartitioned_merge(Path(path), data)
     return out
 
 
@@ -264,6 +308,9 @@ def main() -> None:
     parser.add_argument("--no-sqlite", action="store_true")
     parser.add_argument("--no-postgres", action="store_true")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--unpartitioned-merge", action="store_true",
+                        help="SQLite: also time an erase's merge with one FTS5 table for "
+                             "every month (builds it in a scratch database)")
     parser.add_argument("--load-only", action="store_true",
                         help="fill the cache under --data-dir and measure nothing")
     args = parser.parse_args()
@@ -271,7 +318,8 @@ def main() -> None:
     data.mkdir(parents=True, exist_ok=True)
     out = []
     if not args.no_sqlite:
-        out.append(run_sqlite(data, args.rows, args.rounds, args.load_only))
+        out.append(run_sqlite(data, args.rows, args.rounds, args.load_only,
+                              args.unpartitioned_merge))
     if not args.no_postgres:
         out.append(run_postgres(data, args.rows, args.rounds, args.load_only))
     if args.load_only:
@@ -292,6 +340,9 @@ def main() -> None:
         print(f"{run['catalog']} load: " + ", ".join(f"{k} {v:.0f} s"
                                                      for k, v in run["load_s"].items()))
         print(f"{run['catalog']} erase: {json.dumps(run['erase'])}")
+        if "erase_one_table" in run:
+            print(f"{run['catalog']} erase, one FTS5 table for every month: "
+                  f"{json.dumps(run['erase_one_table'])}")
     if args.json:
         args.json.write_text(json.dumps(out, indent=2))
 
