@@ -201,20 +201,11 @@ def fts_walk(name: str) -> str:
             " ORDER BY f.rowid DESC")
 
 
-def fts_any(name: str) -> str:
-    """Whether a table has a segment matching ``?`` with a key from ``?`` to ``?``."""
-    return f"SELECT 1 FROM {name} WHERE {name} MATCH ? AND rowid BETWEEN ? AND ? LIMIT 1"
-
-
-def key_spans(ids: Sequence[str], params: dict[str, Any]) -> str:
-    """Each recording of ``ids`` (added to ``params``) with its first and last segment
-    key (read from the ``(recording, start_ms)`` index alone, which holds the key)."""
-    names = []
-    for i, value in enumerate(ids):
-        params[f"k{i}"] = value
-        names.append(f":k{i}")
-    return (f"SELECT recording, MIN(seq), MAX(seq) FROM {SEGMENTS}"
-            f" WHERE recording IN ({', '.join(names)}) GROUP BY recording")
+def fts_own(name: str) -> str:
+    """Whether a table has a segment matching ``?`` with a key from ``?`` to ``?`` that
+    belongs to the recording ``?``."""
+    return (f"SELECT 1 FROM {name} f JOIN {SEGMENTS} s ON s.seq = f.rowid"
+            f" WHERE f.{name} MATCH ? AND f.rowid BETWEEN ? AND ? AND s.recording = ? LIMIT 1")
 
 
 def key_window(query_since: int | None, query_until: int | None,

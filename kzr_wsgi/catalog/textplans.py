@@ -30,16 +30,17 @@ from .schema import TABLE, TEXT_PARTS
 from .search import MAX_LIMIT, Query, micros, select_page, where_clause
 from .text import (
     SECOND_SHIFT,
-    fts_any,
+    fts_own,
     fts_walk,
-    key_spans,
     key_window,
+    last_key,
     part_name,
     pg_collect,
     pg_estimate,
     pg_holding,
     rows_in,
     second_of,
+    segment_key,
 )
 from .words import TextQuery, fts5_terms, pg_terms
 
@@ -163,19 +164,18 @@ class SQLitePlans(Statements):
                ) -> list[Key]:
         """The recordings whose segments hold every one of ``terms`` (FTS5 strings).
 
-        A recording's segments have consecutive keys: each term is one index lookup
-        over them (``known``: the FTS5 tables that exist)."""
+        A recording's segments are keyed within its second: each term is one index
+        lookup over that second's keys, and a match is confirmed to be this recording's
+        by its segment row (read only for a match). ``known``: the FTS5 tables there are.
+        """
         if not terms or not keys:
             return keys
-        params: dict[str, Any] = {}
-        spans = {str(r): (int(lo), int(hi)) for r, lo, hi in self._all(
-            conn, key_spans([k[1] for k in keys], params), params)}
         out = []
         for key in keys:
-            span = spans.get(key[1])
-            name = part_name(span[0]) if span else ""
-            if span and name in known and all(
-                    self._all(conn, fts_any(name), (term, *span)) for term in terms):
+            lo, hi = segment_key(key[0]), last_key(key[0])
+            name = part_name(lo)
+            if name in known and all(self._all(conn, fts_own(name), (term, lo, hi, key[1]))
+                                     for term in terms):
                 out.append(key)
         return out
 
