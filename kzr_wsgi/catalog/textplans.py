@@ -243,11 +243,16 @@ class PostgresPlans(Statements):
                     p: dict[str, Any] = {}
                     holding = {str(r[0]) for r in self._all(
                         conn, pg_holding(sorted(holding), term, p), p)}
-            kept += [r for r in batch if r.id in holding]
+            found = [r for r in batch if r.id in holding]
+            kept += found
             if len(kept) >= want or len(rows) <= len(batch):
                 return kept[:want]
             plain = replace(plain, after=(batch[-1].sort_at, batch[-1].id))
-            size *= 2
+            # The next batch as large as the share of matches so far says is needed
+            # (a quarter more; at most four times the last), so a common word reads few
+            # rows beyond its page.
+            share = max(len(found) / len(batch), 1 / MAX_LIMIT)
+            size = min(4 * len(batch), max(want, int((want - len(kept)) / share * 1.25)))
 
     def choose_collect(self, conn: Any, query: Query, where: str, params: dict[str, Any],
                        hits: float) -> bool:
