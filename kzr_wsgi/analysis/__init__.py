@@ -7,7 +7,8 @@ feeds: :mod:`~kzr_wsgi.analysis.levels` (silence, clipping, the waveform) and
 :mod:`~kzr_wsgi.analysis.speech` (gates for tones, :mod:`~kzr_wsgi.analysis.tones`, and
 music, :mod:`~kzr_wsgi.analysis.music`, around webrtcvad).
 :mod:`~kzr_wsgi.analysis.result` turns what they found into the result, its flags and the
-waveform; :mod:`~kzr_wsgi.analysis.settings` holds every threshold.
+waveform; :mod:`~kzr_wsgi.analysis.settings` holds every threshold, and
+:mod:`~kzr_wsgi.analysis.channels` the vocabulary a reader of results needs.
 
 >>> import io
 >>> analyse(io.BytesIO(b""))
@@ -16,57 +17,57 @@ Skipped(reason='empty')
 ``analyse(path)`` gives an :class:`Analysed` (``.result``: an :class:`AnalysisResult`,
 ``.peaks``: :class:`Peaks`) or a :class:`Skipped`; it raises :class:`DecodeError` when
 the audio cannot be decoded.
+
+The names are loaded when first used: ``import kzr_wsgi.analysis.settings`` or
+``…channels`` (what a config reader or a catalog needs) does not load numpy, libsndfile
+and webrtcvad.
 """
 
 from __future__ import annotations
 
-from .analyse import Analysed, analyse
-from .decode import REASONS, Block, DecodeError, Decoder, Skipped, StreamInfo, open_audio
-from .levels import PEAK_RATE, Levels, LevelStep
-from .resample import Resampler
-from .result import (
-    DEFECTS,
-    FLAGS,
-    AnalysisResult,
-    Peaks,
-    build_result,
-    channel_names,
-    decide_flags,
-    speakers,
-)
-from .settings import DEFAULTS, KEYS, VERSION, AnalysisSettings, SettingsError
-from .speech import Speech, SpeechStep
-from .steps import Step, run_steps
+import importlib
+from typing import TYPE_CHECKING, Any
 
-__all__ = [
-    "DEFAULTS",
-    "DEFECTS",
-    "FLAGS",
-    "KEYS",
-    "PEAK_RATE",
-    "REASONS",
-    "VERSION",
-    "Analysed",
-    "AnalysisResult",
-    "AnalysisSettings",
-    "Block",
-    "DecodeError",
-    "Decoder",
-    "LevelStep",
-    "Levels",
-    "Peaks",
-    "Resampler",
-    "SettingsError",
-    "Skipped",
-    "Speech",
-    "SpeechStep",
-    "Step",
-    "StreamInfo",
-    "analyse",
-    "build_result",
-    "channel_names",
-    "decide_flags",
-    "open_audio",
-    "run_steps",
-    "speakers",
-]
+if TYPE_CHECKING:
+    from .analyse import Analysed, analyse
+    from .channels import DEFECTS, FLAGS, channel_names, speakers
+    from .decode import REASONS, Block, DecodeError, Decoder, Skipped, StreamInfo, open_audio
+    from .levels import PEAK_RATE, Levels, LevelStep
+    from .resample import Resampler
+    from .result import AnalysisResult, Peaks, build_result, decide_flags
+    from .settings import DEFAULTS, KEYS, VERSION, AnalysisSettings, SettingsError
+    from .speech import Speech, SpeechStep
+    from .steps import Step, run_steps
+
+#: Each public name, and the module that defines it.
+_WHERE = {
+    "Analysed": "analyse", "analyse": "analyse",
+    "DEFECTS": "channels", "FLAGS": "channels", "channel_names": "channels",
+    "speakers": "channels",
+    "REASONS": "decode", "Block": "decode", "DecodeError": "decode", "Decoder": "decode",
+    "Skipped": "decode", "StreamInfo": "decode", "open_audio": "decode",
+    "PEAK_RATE": "levels", "Levels": "levels", "LevelStep": "levels",
+    "Resampler": "resample",
+    "AnalysisResult": "result", "Peaks": "result", "build_result": "result",
+    "decide_flags": "result",
+    "DEFAULTS": "settings", "KEYS": "settings", "VERSION": "settings",
+    "AnalysisSettings": "settings", "SettingsError": "settings",
+    "Speech": "speech", "SpeechStep": "speech",
+    "Step": "steps", "run_steps": "steps",
+}
+
+__all__ = sorted(_WHERE, key=lambda n: (not n.isupper(), not n[0].isupper(), n))
+
+
+def __getattr__(name: str) -> Any:
+    """Load the module that defines ``name`` on first use."""
+    where = _WHERE.get(name)
+    if where is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{where}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_WHERE})
