@@ -56,7 +56,38 @@ _WHERE = {
     "Step": "steps", "run_steps": "steps",
 }
 
-__all__ = sorted(_WHERE, key=lambda n: (not n.isupper(), not n[0].isupper(), n))
+__all__ = [
+    "DEFAULTS",
+    "DEFECTS",
+    "FLAGS",
+    "KEYS",
+    "PEAK_RATE",
+    "REASONS",
+    "VERSION",
+    "Analysed",
+    "AnalysisResult",
+    "AnalysisSettings",
+    "Block",
+    "DecodeError",
+    "Decoder",
+    "LevelStep",
+    "Levels",
+    "Peaks",
+    "Resampler",
+    "SettingsError",
+    "Skipped",
+    "Speech",
+    "SpeechStep",
+    "Step",
+    "StreamInfo",
+    "analyse",
+    "build_result",
+    "channel_names",
+    "decide_flags",
+    "open_audio",
+    "run_steps",
+    "speakers",
+]
 
 
 def __getattr__(name: str) -> Any:
