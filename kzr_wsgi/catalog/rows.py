@@ -94,6 +94,13 @@ class Row:
         """The name the copy is filed under (what a read of its URL finds)."""
         return Name(Kind(self.kind), self.segments, self.filename)
 
+    def copy_record(self) -> dict[str, Any]:
+        """What a store needs to find this row's copy (its name, recording id, sha256), as
+        the store contract's :class:`~kzr_wsgi.stores.base.CompanionKeeper` takes it."""
+        return {"kind": self.kind, "segments": list(self.segments), "filename": self.filename,
+                "recording_id": self.recording_id, "sha256": self.sha256,
+                "location": self.location}
+
     def to_json(self, caller: str = "left") -> dict[str, Any]:
         """The row as JSON: ``ls --json``'s objects, times ISO 8601 UTC.
 

@@ -26,8 +26,8 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from typing import Any
 from dataclasses import dataclass, field
+from typing import Any
 
 log = logging.getLogger("kzr_wsgi.pipeline")
 

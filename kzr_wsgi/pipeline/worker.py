@@ -67,13 +67,6 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
-def record_of(row: Row) -> dict[str, Any]:
-    """What a store needs to find a row's copy (its name, recording id and sha256)."""
-    return {"kind": row.kind, "segments": list(row.segments), "filename": row.filename,
-            "recording_id": row.recording_id, "sha256": row.sha256,
-            "location": row.location}
-
-
 def document(data: Mapping[str, Any]) -> bytes:
     """A JSON document as it is written beside a recording (compact, ASCII)."""
     return json.dumps(data, ensure_ascii=True, separators=(",", ":")).encode("ascii")
@@ -242,7 +235,7 @@ class Worker:
         files: dict[str, bytes] = {}
         try:
             for suffix, digest in done.files.items():
-                data = self.store.get_companion(record_of(source), suffix)
+                data = self.store.get_companion(source.copy_record(), suffix)
                 if hashlib.sha256(data).hexdigest() != digest:
                     return None  # changed since: decode afresh
                 files[suffix] = data
@@ -272,7 +265,7 @@ class Worker:
     def _keep(self, claim: Claim, row: Row, files: Mapping[str, bytes],
               summary: Mapping[str, Any], fingerprint: str, audio_seconds: float) -> Outcome:
         """Write ``files`` beside the recording everywhere it is, then mark the job done."""
-        if not self.store.put_companions(record_of(row), files):
+        if not self.store.put_companions(row.copy_record(), files):
             # Removed meanwhile: nothing was left written, and its job went with its row.
             return Outcome("gone")
         digests = {suffix: hashlib.sha256(data).hexdigest() for suffix, data in files.items()}
