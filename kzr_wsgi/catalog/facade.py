@@ -142,42 +142,42 @@ class Catalog:
                  restored: Mapping[str, Restored] | None = None) -> int:
         """Upsert many rows in one transaction, with their analysis jobs; return how many.
 
-        While :attr:`pipeline` is on each row's ``analyse`` job is queued in the same
-        transaction (``origin`` says why; a row that has one keeps it), or put back done
-        from ``restored`` (row id -> what the files beside it say). Should the jobs fail
-        to be written (a queue that cannot be written), the rows are written alone,
-        marked as owed a job, which :meth:`JobQueue.repair
-        <kzr_wsgi.catalog.jobs.JobQueue.repair>` writes later: a row never waits on the
-        queue.
+        While :attr:`pipeline` is on, each row's ``analyse`` job is queued in the same
+        transaction (``origin`` says why; a row that has one keeps it). A row in
+        ``restored`` (row id -> what the files beside it say, ``reindex``) gets its done
+        job back instead. Should the jobs fail to be written (a queue that
+        cannot be written), the rows are written alone, marked as owed a job, which
+        :meth:`JobQueue.repair <kzr_wsgi.catalog.jobs.JobQueue.repair>` writes later: a
+        row never waits on the queue.
         """
         rows = list(rows)
         if not rows:
             return 0
-        restored = restored or {}
-        if not self.pipeline:
-            return self._write_rows(rows, UNQUEUED)
+        wanted = QUEUED if self.pipeline else UNQUEUED
         try:
-            return self._write_rows(rows, QUEUED, origin, restored)
+            return self._write_rows(rows, wanted, origin, restored or {})
         except self.backend.transient:
             raise
         except Exception as exc:
+            if wanted != QUEUED and not restored:
+                raise  # no job was to be written: the rows' own failure
             WRITE_FAILURES.record(exc)
             log.error("catalog %s: the analysis queue could not be written (%s); the rows are "
                       "written without their jobs, which start-up repair writes", self.url, exc)
-            return self._write_rows(rows, OWED)
+            return self._write_rows(rows, OWED, origin, {})
 
-    def _write_rows(self, rows: list[Row], queued: int, origin: Origin = Origin.UPLOAD,
-                    restored: Mapping[str, Restored] | None = None) -> int:
+    def _write_rows(self, rows: list[Row], wanted: int, origin: Origin,
+                    restored: Mapping[str, Restored]) -> int:
         now = now_us()
 
         def run(tx: Transaction) -> int:
-            tx.executemany(UPSERT, [write_params(r, queued) for r in rows])
-            if queued != QUEUED:
-                return len(rows)
-            tx.executemany(INSERT_JOB, [job_params(r, ANALYSE, origin, now) for r in rows
-                                        if r.id not in (restored or {})])
+            tx.executemany(UPSERT, [write_params(r, QUEUED if r.id in restored else wanted)
+                                    for r in rows])
+            if wanted == QUEUED:
+                tx.executemany(INSERT_JOB, [job_params(r, ANALYSE, origin, now) for r in rows
+                                            if r.id not in restored])
             for row in rows:
-                done = (restored or {}).get(row.id)
+                done = restored.get(row.id)
                 if done is None:
                     continue
                 tx.execute(RESTORE_JOB, {

@@ -81,7 +81,8 @@ def reindex(spec: StoreSpec, inspect: bool) -> None:
     finally:
         catalog.close()
     click.echo(f"kzr-wsgi: catalogued {result.rows} cop{'y' if result.rows == 1 else 'ies'} "
-               f"in {catalog.url}; {result.inspected} inspected, {result.removed} stale "
+               f"in {catalog.url}; {result.inspected} inspected, {result.analyses} "
+               f"analysis(es) put back from beside their copies, {result.removed} stale "
                f"row(s) removed, {result.unreadable} unreadable", err=True)
 
 
