@@ -17,7 +17,7 @@ from typing import Any
 
 import click
 
-from ..catalog import Query, Row
+from ..catalog import Catalog, Query, Row
 from ..catalog.reindex import reindex as run_reindex
 from ..configfile import ANALYSIS
 from ..housekeeping.verify import Finding, selected
@@ -94,7 +94,9 @@ def reindex(spec: StoreSpec, inspect: bool) -> None:
 def verify(spec: StoreSpec, since: datetime | None) -> None:
     """Read every stored copy back: report missing, changed and flagged ones.
 
-    One line each, then a summary. Exit status 1 when anything is missing or changed,
+    With the catalog (the default one under --root, or --catalog), the files of each done
+    analysis kept beside its copy are checked too: missing or changed. One line each,
+    then a summary. Exit status 1 when anything is missing or changed,
     0 otherwise (flagged audio alone does not fail). Read-only; meant for cron.
     """
     store = _indexed_store(spec)
@@ -104,11 +106,26 @@ def verify(spec: StoreSpec, since: datetime | None) -> None:
         click.echo(f"{finding.status.upper()} {_shown(finding.location)}{who}: "
                    f"{_shown(finding.detail)}")
 
-    with _progress(store, "verifying") as tick:
-        result = run_verify(store, records=selected(store, since), on_finding=report,
-                            progress=tick)
+    catalog = _catalog_if_any(spec)
+    try:
+        with _progress(store, "verifying") as tick:
+            result = run_verify(store, records=selected(store, since), on_finding=report,
+                                progress=tick, catalog=catalog)
+    finally:
+        if catalog is not None:
+            catalog.close()
     click.echo(result.summary())
     sys.exit(0 if result.ok else 1)
+
+
+def _catalog_if_any(spec: StoreSpec) -> Catalog | None:
+    """The catalog, when the options name one that is there (verify checks the done
+    analyses' files against it); ``None`` otherwise (said on stderr)."""
+    try:
+        return spec.open_catalog()
+    except click.ClickException as exc:
+        click.echo(f"kzr-wsgi: the analyses' files are not checked: {exc.message}", err=True)
+        return None
 
 
 def _indexed_store(spec: StoreSpec, *, catalogued: bool = False) -> CopyStore:
