@@ -70,9 +70,12 @@ class VerifyReport:
 
     def summary(self) -> str:
         """One line: what was checked and found."""
-        return (f"verified {self.checked} cop{'y' if self.checked == 1 else 'ies'} "
+        line = (f"verified {self.checked} cop{'y' if self.checked == 1 else 'ies'} "
                 f"({self.bytes_read} bytes): {self.missing} missing, {self.changed} changed, "
-                f"{self.flagged} flagged; {self.analysis_files} analysis file(s) checked")
+                f"{self.flagged} flagged")
+        if self.analysis_files:
+            line += f" (and {self.analysis_files} analysis file(s) beside them)"
+        return line
 
 
 def selected(store: CopyLister, since: datetime | None = None) -> Iterator[dict[str, Any]]:
