@@ -26,6 +26,8 @@ and webrtcvad.
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -91,13 +93,32 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    """Load the module that defines ``name`` on first use."""
+    """Load the module that defines ``name`` on first use (and bind all it defines)."""
     where = _WHERE.get(name)
     if where is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{where}", __name__), name)
-    globals()[name] = value
-    return value
+    module = importlib.import_module(f".{where}", __name__)
+    for each, home in _WHERE.items():
+        if home == where:
+            globals()[each] = getattr(module, each)
+    return globals()[name]
+
+
+class _Package(types.ModuleType):
+    """This package: the submodule ``analyse`` never hides the function ``analyse``.
+
+    Importing a submodule binds it on its package under its name; for ``analyse`` that
+    would replace the function the package exports (which an eager ``from .analyse import
+    analyse`` used to bind again right after).
+    """
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "analyse" and isinstance(value, types.ModuleType):
+            value = value.analyse
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 
 def __dir__() -> list[str]:
