@@ -229,7 +229,8 @@ def test_what_c_code_writes_to_fd_2_reaches_the_log_escaped() -> None:
     out = _run_python(
         "import logging, os, time\n"
         "from kzr_wsgi.pipeline.process import capture_stderr\n"
-        "logging.basicConfig(stream=capture_stderr(), format='%(levelname)s %(name)s: %(message)s')\n"
+        "logging.basicConfig(stream=capture_stderr(),\n"
+        "                    format='%(levelname)s %(name)s: %(message)s')\n"
         "os.write(2, b'[layer3.c:1774] error: part2_3_length too large\\n\\x1b[2J\\n')\n"
         "time.sleep(0.5)\n")
     assert out.stderr.splitlines() == [
