@@ -159,7 +159,11 @@ class Worker:
         """At start-up: sweep the spool of dead workers' files and write the jobs owed
         (rows whose job could not be written with them); returns both counts."""
         swept = self.spool.sweep()
-        owed = self.queue.repair()
+        try:
+            owed = self.queue.repair()
+        except Exception as exc:  # the catalog out of reach: the run waits for it
+            log.error("the queue cannot be read: %s", exc)
+            owed = 0
         if swept:
             log.warning("removed %d spool file(s) left by workers that died", swept)
         if owed:
