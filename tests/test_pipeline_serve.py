@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -196,7 +197,9 @@ def test_a_worker_killed_mid_file_leaves_the_job_to_the_next_which_ends_it_done(
         assert (row.analysis.state, row.analysis.attempts) == ("done", 2)
         assert row.analysis.to_json()["talk_ms"]["left"] > 10 * 60 * 1000 / 3
         log = server.log()
-        assert "ended with status -9; starting it again" in log
+        # Seen dead (its status read, or gunicorn's master reaped it first) and replaced.
+        assert re.search(r"background worker 0 \(\S+\) ended (with status -9|reaped by "
+                         r"the server); starting it again", log)
         assert log.count(": done after attempt 2") == 1 and ": done after attempt 1" not in log
 
 
@@ -282,7 +285,7 @@ def test_uploads_are_answered_as_ever_whatever_the_pipeline_does(tmp_path: Path)
             catalog.close()
         assert row.analysis is not None and row.analysis.state == "failed"
         assert "died or lost its lease in each of 2 attempts" in (row.analysis.error or "")
-        assert "ended with status -9; starting it again" in server.log()
+        assert "; starting it again" in server.log()
     # A queue that cannot be written: the upload is answered, the row owed its job,
     # which the next start writes.
     root = tmp_path / "unwritable"

@@ -12,6 +12,14 @@ Each child learns its parent's process id (:data:`PARENT_ENV`) and stops by itse
 should the parent die without stopping it, so a killed ``serve`` leaves no worker
 behind. Options reach a child through its environment (``KZR_WORKER_…``), never its
 command line: a catalog URL with a password must not show in ``ps``.
+
+**Inside gunicorn's master** (``serve``), two things need care. gunicorn forks its own
+workers at any time; a fork in the middle of :class:`subprocess.Popen` would hand the
+new gunicorn worker the pipe through which ``Popen`` learns that its child started, and
+``Popen`` would wait until that gunicorn worker ends. So a fork waits while a worker is
+being started (:func:`os.register_at_fork` and one lock). And gunicorn's master reaps
+every child that ends, ours included: a worker's end is seen either by reaping it first
+or by finding it reaped (its status then unknown).
 """
 
 from __future__ import annotations
@@ -39,6 +47,10 @@ PARENT_ENV = "KZR_PIPELINE_PARENT"
 FIRST_PAUSE, LONGEST_PAUSE = 1.0, 60.0
 #: Seconds a stopping worker is given before it is killed.
 STOP_TIMEOUT = 30.0
+#: Held while a worker is started; any ``os.fork`` of this process waits for it.
+_STARTING = threading.Lock()
+os.register_at_fork(before=_STARTING.acquire, after_in_parent=_STARTING.release,
+                    after_in_child=_STARTING.release)
 
 
 @dataclass
@@ -98,21 +110,21 @@ class Supervisor:
         with self._lock:
             procs = [c.proc for c in self._children if c.proc is not None]
         for proc in procs:
-            if proc.poll() is None:
+            if not ended(proc)[0]:
                 proc.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + timeout
         for proc in procs:
-            try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            while not ended(proc)[0]:
+                if time.monotonic() > deadline:
+                    proc.kill()
+                    deadline = time.monotonic() + 5  # dies at once: then it is reaped
+                time.sleep(0.05)
 
     def pids(self) -> list[int]:
         """The running workers' process ids."""
         with self._lock:
             return [c.proc.pid for c in self._children
-                    if c.proc is not None and c.proc.poll() is None]
+                    if c.proc is not None and c.proc.returncode is None]
 
     def _watch(self) -> None:
         while not self._stop.is_set():
@@ -129,8 +141,8 @@ class Supervisor:
             return False
         proc = child.proc
         if proc is not None:
-            status = proc.poll()
-            if status is None:
+            done, status = ended(proc)
+            if not done:
                 return True
             self._ended(child, status)
             if not self.restart:
@@ -141,18 +153,19 @@ class Supervisor:
         self._spawn(child)
         return True
 
-    def _ended(self, child: _Child, status: int) -> None:
-        self.statuses.append(status)
+    def _ended(self, child: _Child, status: int | None) -> None:
+        self.statuses.append(-1 if status is None else status)
         with self._lock:
             child.proc = None
         if status != 0 or self.restart:
-            log.warning("background worker %d (%s) ended with status %d%s", child.index,
-                        child.name, status, "; starting it again" if self.restart else "")
+            said = "reaped by the server" if status is None else f"with status {status}"
+            log.warning("background worker %d (%s) ended %s%s", child.index, child.name,
+                        said, "; starting it again" if self.restart else "")
         lived = time.monotonic() - child.started
         child.pause = FIRST_PAUSE if lived > LONGEST_PAUSE else min(child.pause * 2,
                                                                     LONGEST_PAUSE)
         child.not_before = time.monotonic() + child.pause
-        if self.released is not None and status != 0:
+        if self.released is not None and (status != 0 or self.restart):
             try:
                 self.released(child.name)
             except Exception:  # the catalog out of reach: the leases end by themselves
@@ -162,8 +175,9 @@ class Supervisor:
         child.name = f"{socket.gethostname()}:{uuid.uuid4().hex[:12]}"
         env = {**self.env, NAME_ENV: child.name, PARENT_ENV: str(os.getpid())}
         try:
-            proc = subprocess.Popen([sys.executable, "-m", "kzr_wsgi", "worker"], env=env,
-                                    stdin=subprocess.DEVNULL)
+            with _STARTING:  # no fork of this process meanwhile (see the module docstring)
+                proc = subprocess.Popen([sys.executable, "-m", "kzr_wsgi", "worker"], env=env,
+                                        stdin=subprocess.DEVNULL)
         except OSError as exc:
             log.error("background worker %d could not be started: %s", child.index, exc)
             child.not_before = time.monotonic() + LONGEST_PAUSE
@@ -172,6 +186,22 @@ class Supervisor:
             child.proc = proc
         child.started = time.monotonic()
         log.info("background worker %d started (process %d)", child.index, proc.pid)
+
+
+def ended(proc: subprocess.Popen[bytes]) -> tuple[bool, int | None]:
+    """Whether ``proc`` has ended, and its exit status (``None``: reaped elsewhere, so
+    unknown; a signal's is minus its number)."""
+    if proc.returncode is not None:
+        return True, proc.returncode
+    try:
+        pid, status = os.waitpid(proc.pid, os.WNOHANG)
+    except ChildProcessError:  # reaped by gunicorn's master before we looked
+        proc.returncode = -1
+        return True, None
+    if pid == 0:
+        return False, None
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return True, proc.returncode
 
 
 def orphaned() -> bool:
