@@ -35,8 +35,9 @@ class Query:
     """What to find. Every field is optional; different fields combine with AND.
 
     See the manual's catalog page for each field's meaning; ``flags`` is OR within itself
-    and takes the inspection's and the analysis's flags (:data:`~kzr_wsgi.catalog.analysis.
-    ALL_FLAGS`); ``flagged`` means a defect (:data:`~kzr_wsgi.catalog.analysis.DEFECT_FLAGS`).
+    and takes the inspection's and the analysis's flags
+    (:data:`~kzr_wsgi.catalog.analysis.ALL_FLAGS`); ``flagged`` means a defect
+    (:data:`~kzr_wsgi.catalog.analysis.DEFECT_FLAGS`).
     """
 
     #: Call id or number matched exactly, or a case-insensitive prefix of caller_id_name.

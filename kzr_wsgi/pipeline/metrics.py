@@ -28,8 +28,6 @@ from ..analysis.channels import FLAGS
 from ..catalog.analysis import ANALYSE
 
 if TYPE_CHECKING:
-    from prometheus_client import CollectorRegistry
-
     from ..catalog import Catalog
 
 log = logging.getLogger("kzr_wsgi.pipeline")
@@ -45,9 +43,10 @@ JOB_SECONDS_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 30
 class WorkerMetrics:
     """A worker process's counters (one per process; see the module docstring)."""
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        """``registry``: where the metrics go (``None``: prometheus_client's multiprocess
-        files, when ``PROMETHEUS_MULTIPROC_DIR`` is set, else its default registry)."""
+    def __init__(self, registry: Any = None) -> None:
+        """``registry``: the ``prometheus_client.CollectorRegistry`` the metrics go to
+        (``None``: prometheus_client's multiprocess files, when ``PROMETHEUS_MULTIPROC_DIR``
+        is set, else its default registry)."""
         from prometheus_client import Counter, Histogram
 
         self.job_seconds = Histogram("kzr_job_seconds", "Time each finished job took.",
