@@ -7,8 +7,9 @@
 (``left``/``right``, ``mono``, ``ch1``…``chN``: :func:`channel_names`); who spoke on a
 channel is derived when read (:func:`speakers`), so a changed mapping needs no decoding.
 
-The flags (:data:`~kzr_wsgi.analysis.channels.FLAGS`): ``one_way_audio``, ``silent`` and ``clipped`` are defects of
-the recording (:data:`~kzr_wsgi.analysis.channels.DEFECTS`); ``dead_air`` and ``no_speech`` are facts about the call.
+The flags (:data:`~kzr_wsgi.analysis.channels.FLAGS`): ``one_way_audio``, ``silent`` and
+``clipped`` are defects of the recording (:data:`~kzr_wsgi.analysis.channels.DEFECTS`);
+``dead_air`` and ``no_speech`` are facts about the call.
 They, :func:`channel_names` and :func:`speakers` are defined in
 :mod:`~kzr_wsgi.analysis.channels` (no numpy: what reading a result needs).
 """
@@ -140,7 +141,8 @@ class Peaks:
 def decide_flags(*, channels: int, frames: int, talk: Sequence[int], pause_ms: int,
                  silent: bool, clipped_fraction: float,
                  settings: AnalysisSettings) -> tuple[str, ...]:
-    """The flags, in :data:`~kzr_wsgi.analysis.channels.FLAGS` order, from the measures they are defined on.
+    """The flags, in :data:`~kzr_wsgi.analysis.channels.FLAGS` order, from the measures
+    they are defined on.
 
     >>> decide_flags(channels=2, frames=8000, talk=[9000, 0], pause_ms=0, silent=False,
     ...              clipped_fraction=0.0, settings=AnalysisSettings())
