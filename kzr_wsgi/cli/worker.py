@@ -120,10 +120,10 @@ def _work(store: Any, catalog: Catalog, settings: PipelineSettings, spool: Spool
         signal.signal(signum, lambda *_: work.stop.set())
     threading.Thread(target=_watch_parent, args=(work.stop,), daemon=True,
                      name="kzr-parent").start()
-    log.info("worker %s: analysing the recordings stored %s (catalog %s, spool %s)",
-             work.name, where, catalog.url, spool.directory)
     try:
         work.prepare()
+        log.info("worker %s: ready, analysing the recordings stored %s (catalog %s, spool "
+                 "%s)", work.name, where, catalog.url, spool.directory)
         done = work.run(once=once)
     finally:
         try:

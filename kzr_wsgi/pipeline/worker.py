@@ -36,6 +36,7 @@ import time
 from collections.abc import Callable, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass
+from importlib import import_module
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from ..catalog import Catalog, Row
@@ -156,8 +157,14 @@ class Worker:
         self.stop = threading.Event()
 
     def prepare(self) -> tuple[int, int]:
-        """At start-up: sweep the spool of dead workers' files and write the jobs owed
-        (rows whose job could not be written with them); returns both counts."""
+        """At start-up: load the decoder, sweep the spool of dead workers' files and write
+        the jobs owed (rows whose job could not be written with them); returns the counts.
+
+        The decoder (numpy, libsndfile, soxr, webrtcvad) is loaded now rather than at the
+        first job, so a worker is at its working size before it takes one.
+        """
+        import_module("kzr_wsgi.analysis.analyse")
+        import_module("kzr_wsgi.analysis.resample")
         swept = self.spool.sweep()
         try:
             owed = self.queue.repair()
