@@ -196,11 +196,15 @@ def test_a_worker_killed_mid_file_leaves_the_job_to_the_next_which_ends_it_done(
         assert row.analysis is not None
         assert (row.analysis.state, row.analysis.attempts) == ("done", 2)
         assert row.analysis.to_json()["talk_ms"]["left"] > 10 * 60 * 1000 / 3
+        replaced = _background_workers(server)
         log = server.log()
         # Seen dead (its status read, or gunicorn's master reaped it first) and replaced.
         assert re.search(r"background worker 0 \(\S+\) ended (with status -9|reaped by "
                          r"the server); starting it again", log)
         assert log.count(": done after attempt 2") == 1 and ": done after attempt 1" not in log
+    # serve stopped: its workers with it.
+    assert replaced and not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+                                for p in replaced)
 
 
 @pytest.mark.slow
@@ -329,6 +333,17 @@ def test_reserved_names_are_refused_and_nothing_is_stored(tmp_path: Path) -> Non
             answer = request(server.port, "PUT", f"/store/acct/doc/x.mp3{suffix}", b"{}")
             assert answer.status == 400 and b"reserved" in answer.body
     assert [p for p in root.rglob("*") if p.is_file() and ".kzr" not in p.parts] == []
+
+
+@pytest.mark.slow
+def test_serve_s3_without_a_catalog_has_no_pipeline_and_says_so(
+        tmp_path: Path, rec: Any, moto_endpoint: str) -> None:
+    with serve_s3(tmp_path, moto_endpoint) as server:
+        upload(server, "one-way", ss.one_way().read())
+        assert "analysis off: the queue is kept in the catalog" in server.log()
+        assert not _background_workers(server)
+    keys = [o["Key"] for o in rec.list_objects_v2(Bucket="rec").get("Contents", [])]
+    assert not any(k.endswith(ANALYSIS_SUFFIX) for k in keys)
 
 
 @pytest.mark.slow
