@@ -277,3 +277,43 @@ def test_the_config_file_reads_the_analysis_table_with_its_lines(tmp_path: Path)
     bad.write_text('[analysis]\ncaller = "right"\n\n[analysis.kinds.call]\ncaller = "up"\n')
     with pytest.raises(ConfigError, match=r"bad.toml:5: key 'caller' in \[analysis.kinds.call\]"):
         load_config(bad, main)
+
+
+def test_the_page_api_shows_the_analysis_and_its_peaks_scoped_like_the_audio(
+        tmp_path: Path) -> None:
+    from ui_fixtures import ACME, OPS, UIWorld
+    from werkzeug.test import Client
+
+    from kzr_wsgi.pipeline.settings import CallerMap
+    from kzr_wsgi.ui import SearchUI
+
+    world = UIWorld(tmp_path / "rec")
+    mine = world.upload("c-acme", ss.one_way().read(), account_id="acct-acme")
+    theirs = world.upload("c-beta", ss.dead_air().read(), account_id="acct-beta")
+    for row in (mine, theirs):  # 404 until the analysis is done
+        assert row["analysis"]["state"] == "pending"
+        assert world.get(f"/api/recordings/{row['id']}/peaks", OPS).status_code == 404
+    worker(world.store, world.catalog, tmp_path).run(once=True)
+    reply = world.get(f"/api/recordings/{mine['id']}/peaks", ACME)
+    assert reply.status_code == 200 and reply.headers["Content-Type"] == "application/json"
+    assert reply.json["rate"] == 10 and set(reply.json["channels"]) == {"left", "right"}
+    hidden = world.get(f"/api/recordings/{theirs['id']}/peaks", ACME)
+    missing = world.get("/api/recordings/0123456789abcdef/peaks", ACME)
+    assert hidden.status_code == 404 and hidden.data == missing.data
+    assert world.get(f"/api/recordings/{theirs['id']}/peaks", OPS).status_code == 200
+    item = world.get(f"/api/recordings/{mine['id']}", OPS).json
+    assert item["analysis"]["flags"] == ["one_way_audio"]
+    assert item["analysis"]["speakers"] == {"left": "caller", "right": "callee"}
+    assert {i["call_id"] for i in world.list(params=[("flag", "one_way_audio")])["items"]} == {
+        "c-acme"}
+    assert {i["call_id"] for i in world.list(params=[("flag", "dead_air")])["items"]} == {
+        "c-beta"}
+    assert {i["call_id"] for i in world.list(params=[("flagged", "true")])["items"]} == {
+        "c-acme"}
+    assert world.get("/api/recordings?flag=loud", OPS).status_code == 400
+    # Who is who follows the [analysis] table at once, without decoding again.
+    turned = SearchUI(world.catalog, world.store, viewers=world.viewers, prefix="/ui",
+                      callers=CallerMap(default="left", accounts={"acct-acme": "right"}))
+    auth = {"Authorization": world.get("/", OPS).request.headers["Authorization"]}
+    got = Client(turned).get(f"/ui/api/recordings/{mine['id']}", headers=auth).json
+    assert got["analysis"]["speakers"] == {"left": "callee", "right": "caller"}
