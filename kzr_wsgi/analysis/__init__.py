@@ -11,6 +11,7 @@ waveform; :mod:`~kzr_wsgi.analysis.settings` holds every threshold, and
 :mod:`~kzr_wsgi.analysis.channels` the vocabulary a reader of results needs.
 
 >>> import io
+>>> from kzr_wsgi.analysis import analyse
 >>> analyse(io.BytesIO(b""))
 Skipped(reason='empty')
 
