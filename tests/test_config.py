@@ -26,7 +26,7 @@ from kzr_wsgi.cli.config import (
 from kzr_wsgi.cli.environment import name_variables
 from kzr_wsgi.cli.options import StoreSpec, store_options
 from kzr_wsgi.cli.params import CommandLineOnly
-from kzr_wsgi.configfile import RETENTION, Config, Tables
+from kzr_wsgi.configfile import ANALYSIS, RETENTION, Config, Tables
 from kzr_wsgi.configtable import TableError
 from kzr_wsgi.housekeeping.policy import parse_retention
 
@@ -288,13 +288,15 @@ def test_not_toml(tmp_path: Path) -> None:
 def test_each_command_declares_what_it_reads() -> None:
     read = {found.command: found for found in readings(cli.main)}
     assert set(read) == {"serve", "ls", "reindex", "verify", "prune", "sweep", "audit",
-                         "hold add", "hold rm", "hold ls"}  # check takes no file
+                         "hold add", "hold rm", "hold ls", "worker"}  # check takes no file
     assert set(read["serve"].keys) == set(option_keys(cli.serve))
     for name, found in read.items():
         if name != "serve":
             assert tuple(found.keys) == STORE_KEYS, name
     assert {name for name, found in read.items() if RETENTION in found.tables} == {
         "serve", "prune"}
+    assert {name for name, found in read.items() if ANALYSIS in found.tables} == {
+        "serve", "ls", "worker"}
 
 
 def test_one_file_is_checked_whole_for_every_command(tmp_path: Path) -> None:

@@ -34,7 +34,7 @@ from kzr_wsgi.housekeeping.retention import Selection, Summary, deletion_id
 from kzr_wsgi.housekeeping.retention import prune as _prune
 from kzr_wsgi.housekeeping.state import state_for
 from kzr_wsgi.metadata import GREGORIAN_OFFSET, parse_metadata
-from kzr_wsgi.naming import SIDECAR_SUFFIX
+from kzr_wsgi.naming import COMPANION_SUFFIXES, SIDECAR_SUFFIX
 from kzr_wsgi.recording import Kind, Name, Recording
 from kzr_wsgi.stores import DirectoryStore
 
@@ -209,7 +209,11 @@ def disk_consistent(root: Path) -> None:
     indexed = {r["path"] for r in store.records()}
     files = {p.relative_to(root).as_posix() for p in root.rglob("*")
              if p.is_file() and ".kzr" not in p.relative_to(root).parts
-             and not p.name.endswith(SIDECAR_SUFFIX)}
+             and not p.name.endswith((SIDECAR_SUFFIX, *COMPANION_SUFFIXES))}
+    # The files kept beside a recording (its analysis) are part of it: never beside none.
+    beside = {p.relative_to(root).as_posix() for p in root.rglob("*")
+              if p.is_file() and p.name.endswith(COMPANION_SUFFIXES)}
+    assert {b[: b.rindex(".kzr.")] for b in beside} <= indexed
     sidecars = {p.relative_to(root).as_posix()[: -len(SIDECAR_SUFFIX)] for p in root.rglob(
         "*" + SIDECAR_SUFFIX) if ".kzr" not in p.relative_to(root).parts}
     assert indexed == files == sidecars

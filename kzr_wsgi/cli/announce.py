@@ -32,6 +32,8 @@ def announce(options: ServeOptions, served: Served, metrics: MultiprocessDir | N
     _say(f"storing {served.where}")
     for line in catalog_notices(served.store):
         _say(line)
+    for line in served.analysis:
+        _say(line)
     for warning in served.warnings:
         _warn(warning)
     if options.attachments_prefix:

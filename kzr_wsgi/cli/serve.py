@@ -15,14 +15,15 @@ from typing import Any
 import click
 
 from ..body import DEFAULT_MAX_SIZE
-from ..configfile import RETENTION
+from ..configfile import ANALYSIS, RETENTION
 from ..forms import url_prefix
 from ..metrics import DEFAULT_PATH as METRICS_PATH
+from ..pipeline.spool import DEFAULT_SPOOL
 from ..server.gunicorn import DEFAULT_THREADS, DEFAULT_WORKERS, gunicorn_options, run
 from .announce import announce
 from .options import StoreSpec, store_options
 from .params import Size
-from .serving import ServeOptions, build_app, metrics_dir, start_housekeeping
+from .serving import ServeOptions, build_app, metrics_dir, start_housekeeping, start_workers
 
 
 def check_options(options: ServeOptions) -> None:
@@ -49,7 +50,7 @@ def check_options(options: ServeOptions) -> None:
 
 
 @click.command()
-@store_options(serving=True, tables=(RETENTION,))
+@store_options(serving=True, tables=(RETENTION, ANALYSIS))
 @click.option("--host", default="127.0.0.1", show_default=True, metavar="ADDRESS",
               help="Address to listen on. Kazoo will not upload to 127.0.0.1: use a routable one.")
 @click.option("--port", type=int, default=8080, show_default=True,
@@ -121,6 +122,18 @@ def check_options(options: ServeOptions) -> None:
                    "flags such as empty, truncated, silent) and keep it in the sidecar under "
                    "`audio`; flagged recordings are logged at WARNING and still stored. "
                    "--no-inspect leaves `audio` null.")
+@click.option("--background-workers", type=click.IntRange(0, 64), default=1, show_default=True,
+              help="Analysis workers this serve runs beside the receiver, at the lowest CPU "
+                   "and I/O priority (restarted if they die). 0: leave the work to other "
+                   "hosts' workers (kzr-wsgi worker); the jobs are still queued.")
+@click.option("--analyze/--no-analyze", "analyze", default=True, show_default=True,
+              help="Queue each new recording's analysis (talk time, one-way audio, dead "
+                   "air, silence, clipping, a waveform) in the catalog. --no-analyze turns "
+                   "the pipeline off: no job is queued, no worker runs.")
+@click.option("--spool-dir", type=click.Path(file_okay=False), default=str(DEFAULT_SPOOL),
+              show_default=True,
+              help="Where the background workers copy a recording from a bucket while they "
+                   "decode it (one file per worker, mode 0600, removed after).")
 def serve(spec: StoreSpec, **given: Any) -> None:
     """Run the receiver: store every Kazoo upload under ROOT (or in S3 with --s3)."""
     logging.basicConfig(
@@ -139,4 +152,5 @@ def serve(spec: StoreSpec, **given: Any) -> None:
     if metrics is not None:
         settings.update(metrics.gunicorn_hooks())
     start_housekeeping(settings, served.store, spec)
+    start_workers(settings, served.store, spec, options)
     run(served.app, settings)

@@ -17,12 +17,13 @@ import click
 from ..ages import format_age
 from ..auth import Guard, read_secrets
 from ..building import catalog_of
-from ..configfile import RETENTION
+from ..configfile import ANALYSIS, RETENTION
 from ..errors import KzrError, StoreUnavailable
 from ..forms import url_prefix
 from ..metrics import LOOPBACK, MetricsApp, MultiprocessDir
 from ..middleware import KazooRecordings
 from ..notify import WebhookNotifier
+from ..pipeline.settings import DEFAULT_SETTINGS, CallerMap
 from ..stores.base import Store
 from .options import StoreSpec
 
@@ -75,6 +76,9 @@ class ServeOptions:
     certfile: str | None
     keyfile: str | None
     inspect: bool
+    background_workers: int = 1
+    analyze: bool = True
+    spool_dir: str | None = None
 
 
 @dataclass(frozen=True)
@@ -93,6 +97,8 @@ class Served:
     warnings: list[str]
     #: Who may read ``/metrics`` (with ``--metrics``).
     metrics_allow: tuple[str, ...]
+    #: What start-up says of the analysis pipeline (on, off, and why).
+    analysis: tuple[str, ...] = ()
 
 
 def build_app(options: ServeOptions, spec: StoreSpec) -> Served:
@@ -130,15 +136,61 @@ def build_app(options: ServeOptions, spec: StoreSpec) -> Served:
             metrics=metrics, answer_scrapes=False,
             inspect=options.inspect,
         )
+        analysis = _pipeline(options, store, metrics)
         app: WSGIApplication = receiver
         if viewers is not None:
-            app = _with_ui(receiver, store, options.ui_prefix, viewers, secret=options.ui_secret)
+            callers = (ANALYSIS.of(spec.config) or DEFAULT_SETTINGS).callers
+            app = _with_ui(receiver, store, options.ui_prefix, viewers, secret=options.ui_secret,
+                           callers=callers)
         if metrics is not None:
             app = MetricsApp(app, metrics)
     except (ValueError, OSError) as exc:
         raise click.ClickException(str(exc)) from exc
     return Served(app=app, store=store, where=where, guard=guard, viewers=viewers,
-                  warnings=warnings, metrics_allow=options.metrics_allow or LOOPBACK)
+                  warnings=warnings, metrics_allow=options.metrics_allow or LOOPBACK,
+                  analysis=analysis)
+
+
+def _pipeline(options: ServeOptions, store: Store, metrics: Metrics | None) -> tuple[str, ...]:
+    """Turn the catalog's queueing on or off as ``options`` say; what start-up says of it.
+
+    The queue is kept in the catalog: a store without one (``--s3`` alone) has no
+    pipeline. With ``--background-workers 0`` jobs are still queued, for other hosts.
+    """
+    catalog = catalog_of(store)
+    if catalog is None:
+        return ("analysis off: the queue is kept in the catalog, and --s3 alone keeps none "
+                "(add --catalog postgresql://… to analyse the recordings)",)
+    if not options.analyze:
+        catalog.pipeline = False
+        return ("analysis off (--no-analyze): recordings are stored without analysis jobs "
+                "(`kzr-wsgi worker --backfill` queues them later)",)
+    if metrics is not None:
+        from ..pipeline.metrics import queue_collector
+
+        metrics.registry.register(queue_collector(catalog))
+    if options.background_workers == 0:
+        return ("analysis: each recording's job is queued in the catalog for other hosts' "
+                "workers (--background-workers 0: none runs here)",)
+    return (f"analysis: {options.background_workers} background worker(s) at the lowest "
+            f"CPU and I/O priority; spool {options.spool_dir}",)
+
+
+def start_workers(settings: dict[str, Any], store: Store, spec: StoreSpec,
+                  options: ServeOptions) -> None:
+    """Run the background workers from gunicorn's master, once its workers run, and stop
+    them on the way out (see :mod:`kzr_wsgi.pipeline.supervisor`)."""
+    catalog = catalog_of(store)
+    if catalog is None or not catalog.pipeline or options.background_workers == 0:
+        return
+    from ..pipeline.spool import DEFAULT_SPOOL
+    from ..pipeline.supervisor import Supervisor
+    from .worker import child_env
+
+    env = child_env(spec, options.spool_dir or DEFAULT_SPOOL, idle=True)
+    supervisor = Supervisor(options.background_workers, env, released=catalog.jobs.release)
+    for hook, action in (("when_ready", supervisor.start), ("on_exit", supervisor.stop)):
+        settings[hook] = _then(settings.get(hook), action)
 
 
 def _fail_fast(store: Store) -> list[str]:
@@ -219,7 +271,7 @@ def _ui_viewers(options: ServeOptions, guard: Guard, *, has_catalog: bool) -> Vi
 
 
 def _with_ui(receiver: WSGIApplication, store: Store, ui_prefix: str, viewers: Viewers, *,
-             secret: str | None) -> SearchUI:
+             secret: str | None, callers: CallerMap) -> SearchUI:
     """The search page in front of the receiver, on the catalog the store writes."""
     from ..ui import SearchUI
 
@@ -227,7 +279,7 @@ def _with_ui(receiver: WSGIApplication, store: Store, ui_prefix: str, viewers: V
     if catalog is None:
         raise click.UsageError(_NO_CATALOG)
     return SearchUI(catalog, store, viewers=viewers, prefix=url_prefix(ui_prefix),
-                    app=receiver, secret=secret)
+                    app=receiver, secret=secret, callers=callers)
 
 
 def start_housekeeping(settings: dict[str, Any], store: Store, spec: StoreSpec) -> None:

@@ -21,8 +21,8 @@ from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import quote
 
-from ..audio import FLAGS
 from ..catalog import Row, parse_when
+from ..catalog.analysis import ALL_FLAGS
 from ..errors import BadRequest
 
 #: Items per page unless ``limit`` says otherwise, and the most ``limit`` may ask for.
@@ -112,8 +112,8 @@ def parse_filters(pairs: Iterable[tuple[str, str]]) -> Filters:
         if value == "":
             continue
         if name == "flag":
-            if value not in FLAGS:
-                raise BadParameter("flag", f"not one of {', '.join(FLAGS)}")
+            if value not in ALL_FLAGS:
+                raise BadParameter("flag", f"not one of {', '.join(ALL_FLAGS)}")
             if value not in flags:
                 flags.append(value)
             continue
@@ -144,9 +144,10 @@ def parse_filters(pairs: Iterable[tuple[str, str]]) -> Filters:
     return Filters(flags=tuple(flags), **fields)
 
 
-def item(row: Row, audio_url: str) -> dict[str, Any]:
-    """The API's view of a row: its keys but ``location``, plus ``audio_url``."""
-    data = row.to_json()
+def item(row: Row, audio_url: str, caller: str = "left") -> dict[str, Any]:
+    """The API's view of a row: its keys but ``location``, plus ``audio_url``; ``caller``
+    is the side the caller is on, for its ``analysis``'s speakers."""
+    data = row.to_json(caller)
     data.pop("location", None)
     data["audio_url"] = audio_url
     return data

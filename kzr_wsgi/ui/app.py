@@ -12,7 +12,9 @@ Under the prefix (all ``GET``/``HEAD``, all behind a viewer's HTTP Basic credent
 * ``/`` the page, ``/static/…`` its script and style (package data: no CDN);
 * ``/api/recordings`` a listing (:mod:`kzr_wsgi.ui.api` parses its parameters);
 * ``/api/recordings/{id}`` one item; ``/api/recordings/{id}/audio`` its bytes
-  (``Range`` answered ``206``; ``?download=1`` as an attachment with a readable name).
+  (``Range`` answered ``206``; ``?download=1`` as an attachment with a readable name);
+  ``/api/recordings/{id}/peaks`` its waveform once its analysis is done (``404`` until
+  then), read from beside the recording.
 
 Every answer carries a ``Content-Security-Policy`` that allows no inline script and
 ``X-Content-Type-Options: nosniff``: caller names come from SIP headers anyone can set.
@@ -36,7 +38,10 @@ from werkzeug.wrappers import Request, Response
 from .. import errors
 from ..catalog import Catalog, Query, Row
 from ..forms import url_prefix
+from ..naming import PEAKS_SUFFIX
+from ..pipeline.settings import CallerMap
 from ..sending import send_stored
+from ..stores.base import CompanionKeeper
 from ..stores.base import StoredOpener as StoredOpener  # the page's need, re-exported
 from .api import (
     BadParameter,
@@ -83,7 +88,8 @@ class SearchUI:
     :param viewers: who may look (:class:`Viewer`, ``"user:pass"`` or :class:`Viewers`).
     """
 
-    __slots__ = ("catalog", "store", "viewers", "prefix", "app", "_signer", "_map", "_static")
+    __slots__ = ("catalog", "store", "viewers", "prefix", "app", "callers", "_signer", "_map",
+                 "_static")
 
     def __init__(
         self,
@@ -97,6 +103,8 @@ class SearchUI:
         app: WSGIApplication | None = None,
         # Signs paging cursors; random per process unless given (several hosts: give one).
         secret: bytes | str | None = None,
+        # Which side of a stereo recording the caller is on (the [analysis] table's).
+        callers: CallerMap | None = None,
     ) -> None:
         self.catalog = catalog
         self.store = store
@@ -107,6 +115,7 @@ class SearchUI:
         if self.prefix == "/":
             raise ValueError("the UI needs a prefix of its own, such as /ui")
         self.app = app
+        self.callers = callers or CallerMap()
         self._signer = CursorSigner(secret)
         self._map = Map([
             Rule("/", endpoint="page"),
@@ -114,6 +123,7 @@ class SearchUI:
             Rule("/api/recordings", endpoint="list"),
             Rule("/api/recordings/<row_id>", endpoint="item"),
             Rule("/api/recordings/<row_id>/audio", endpoint="audio"),
+            Rule("/api/recordings/<row_id>/peaks", endpoint="peaks"),
         ], strict_slashes=False, merge_slashes=False,
             redirect_defaults=False)
         self._static = _load_static()
@@ -176,7 +186,9 @@ class SearchUI:
                 return self._list(request, viewer, base)(environ, start_response)
             row = self._visible(viewer, args["row_id"])
             if endpoint == "item":
-                return _json(200, api_item(row, _audio_url(base, row)))(environ, start_response)
+                return _json(200, self._item(row, base))(environ, start_response)
+            if endpoint == "peaks":
+                return self._peaks(row)(environ, start_response)
             return self._audio(row, request, environ, start_response)
         except BadParameter as exc:
             return _json(errors.status_of(exc), error_body(exc))(environ, start_response)
@@ -194,9 +206,24 @@ class SearchUI:
             next_cursor = self._signer.dump(
                 viewer.user, filters.canonical, page.next.after, page.next.max_seq)
         return _json(200, {
-            "items": [api_item(row, _audio_url(base, row)) for row in page.items],
+            "items": [self._item(row, base) for row in page.items],
             "next": next_cursor,
         })
+
+    def _item(self, row: Row, base: str) -> dict[str, Any]:
+        caller = self.callers.caller_for(row.account_id, row.kind)
+        return api_item(row, _audio_url(base, row), caller)
+
+    def _peaks(self, row: Row) -> Response:
+        """The waveform kept beside the recording: ``404`` until its analysis is done."""
+        store: object = self.store
+        if row.analysis is None or not row.analysis.done or not isinstance(
+                store, CompanionKeeper):
+            raise errors.NotFound("no waveform (yet) for this recording")
+        body = store.get_companion(row.copy_record(), PEAKS_SUFFIX)
+        response = Response(body, mimetype="application/json")
+        response.headers["Cache-Control"] = "private, no-cache"
+        return _secure(response)
 
     def _query(self, filters: Filters, viewer: Viewer) -> Query:
         after = max_seq = None

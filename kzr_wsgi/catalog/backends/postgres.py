@@ -26,6 +26,7 @@ class PostgresBackend(Backend):
 
     dialect = "postgresql"
     transient = (psycopg.OperationalError, psycopg.InterfaceError)
+    lock_rows = " FOR UPDATE SKIP LOCKED"
 
     def connect(self) -> psycopg.Connection[Any]:
         return psycopg.connect(self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT,
