@@ -40,8 +40,14 @@ from ..stores.base import StoredOpener as StoredOpener  # the page's need, re-ex
 from .access import AccessLog
 from .api import BadParameter, Filters, error_body, parse_filters
 from .api import item as api_item
-from .cookies import clear_session_cookie, cookie_path, is_browser_request, is_navigation
-from .cookies import request_is_https, trusted_networks
+from .cookies import (
+    clear_session_cookie,
+    cookie_path,
+    is_browser_request,
+    is_navigation,
+    request_is_https,
+    trusted_networks,
+)
 from .cursor import BadCursor, CursorSigner
 from .export import TranscriptMaker
 from .exporting import DEFAULT_EXPORT_MAX, MAX_BODY, Exports

@@ -38,6 +38,9 @@ LONGEST = timedelta(days=30)
 #: Random bytes in a token (256 bits), and what one looks like.
 TOKEN_BYTES = 32
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{43}")
+#: A link's token in a path or a URL (percent-encoding cannot hide it: a token is
+#: URL-safe), for masking in log lines.
+_TOKEN_IN_TEXT = re.compile(r"(/s/)[A-Za-z0-9_-]{43}(?![A-Za-z0-9_-])")
 #: What a link's id looks like (16 hex digits).
 _ID = re.compile(r"[0-9a-f]{16}")
 #: The path segment share links live under, below the UI's prefix.
@@ -134,6 +137,15 @@ def is_token(text: str) -> bool:
 def is_share_id(text: str) -> bool:
     """True when ``text`` looks like a link's id."""
     return _ID.fullmatch(text) is not None
+
+
+def mask_tokens(text: str) -> str:
+    """``text`` with every share link's token replaced by ``***`` (for log lines).
+
+    >>> mask_tokens("GET /ui/s/" + "a" * 43 + "/audio HTTP/1.1")
+    'GET /ui/s/***/audio HTTP/1.1'
+    """
+    return _TOKEN_IN_TEXT.sub(r"\1***", text)
 
 
 def parse_expires_in(body: Mapping[str, Any]) -> timedelta:
