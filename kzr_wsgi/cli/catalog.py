@@ -13,7 +13,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
@@ -29,40 +29,56 @@ from ..stores.base import CopyLister, CopyStore
 from .options import StoreSpec, store_options
 from .params import When
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def filter_options(func: F) -> F:
+    """The listing's filters, as ``ls`` and ``export`` take them (see :func:`filter_query`)."""
+    for option in reversed([
+        click.option("--call-id", default=None, metavar="ID", help="Only this call id."),
+        click.option("--number", default=None, metavar="N",
+                     help="from, to or caller_id_number is N (an @realm is ignored on both "
+                          "sides)."),
+        click.option("--account", "account_id", default=None, metavar="ID",
+                     help="Only this account (as Kazoo sent it)."),
+        click.option("--since", type=When(), default=None,
+                     help="Only recordings started (else received) at or after WHEN: a date "
+                          "(UTC midnight) or an ISO 8601 time."),
+        click.option("--until", type=When(end=True), default=None,
+                     help="Only recordings started (else received) at or before WHEN: a date "
+                          "(the whole day, UTC) or an ISO 8601 time."),
+        click.option("--flag", "flags", multiple=True, type=click.Choice(FLAGS),
+                     help="Audio with this flag; repeat for any of several."),
+        click.option("--flagged", is_flag=True, help="Audio with any flag."),
+        click.option("--self-test", is_flag=True,
+                     help="Include `kzr-wsgi check`'s own uploads (hidden by default)."),
+    ]):
+        func = option(func)
+    return func
+
+
+def filter_query(*, call_id: str | None, number: str | None, account_id: str | None,
+                 since: datetime | None, until: datetime | None, flags: tuple[str, ...],
+                 flagged: bool, self_test: bool, limit: int = 1000) -> Query:
+    """The catalog query :func:`filter_options`' values make."""
+    return Query(call_id=call_id, number=number, account_id=account_id, since=since,
+                 until=until, flags=flags, flagged=flagged, self_test=self_test, limit=limit)
+
 
 @click.command("ls")
 @click.option("--json", "as_json", is_flag=True,
               help="One JSON object per line, with the row's keys.")
-@click.option("--call-id", default=None, metavar="ID", help="Only this call id.")
-@click.option("--number", default=None, metavar="N",
-              help="from, to or caller_id_number is N (an @realm is ignored on both sides).")
-@click.option("--account", "account_id", default=None, metavar="ID",
-              help="Only this account (as Kazoo sent it).")
-@click.option("--since", type=When(), default=None,
-              help="Only recordings started (else received) at or after WHEN: a date "
-                   "(UTC midnight) or an ISO 8601 time.")
-@click.option("--until", type=When(end=True), default=None,
-              help="Only recordings started (else received) at or before WHEN: a date "
-                   "(the whole day, UTC) or an ISO 8601 time.")
-@click.option("--flag", "flags", multiple=True, type=click.Choice(FLAGS),
-              help="Audio with this flag; repeat for any of several.")
-@click.option("--flagged", is_flag=True, help="Audio with any flag.")
+@filter_options
 @click.option("--limit", type=click.IntRange(min=1), default=None, metavar="N",
               help="At most N rows (default: all).")
-@click.option("--self-test", is_flag=True,
-              help="Include `kzr-wsgi check`'s own uploads (hidden by default).")
 @store_options
-def ls(spec: StoreSpec, as_json: bool, call_id: str | None, number: str | None,
-       account_id: str | None, since: datetime | None, until: datetime | None,
-       flags: tuple[str, ...], flagged: bool, limit: int | None, self_test: bool) -> None:
+def ls(spec: StoreSpec, as_json: bool, limit: int | None, **filters: Any) -> None:
     """List stored recordings, newest first (by Kazoo's start, else time received).
 
     Different filters combine with AND; a repeated --flag is OR.
     """
     catalog = spec.open_catalog()
-    query = Query(call_id=call_id, number=number, account_id=account_id, since=since,
-                  until=until, flags=flags, flagged=flagged, self_test=self_test,
-                  limit=min(limit or 1000, 1000))
+    query = filter_query(**filters, limit=min(limit or 1000, 1000))
     shown = 0
     try:
         for row in catalog.iter_search(query):
