@@ -274,9 +274,8 @@ class SearchUI:
         if endpoint == "signin":
             if environ.get("REQUEST_METHOD") == "POST":
                 return self.signin.post(environ)(environ, start_response)
-            location = quote(self._base(environ) + "/")
-            return secure(Response("", 303, headers=[("Location", location)]))(
-                environ, start_response)
+            # The form, also to someone signed in (who signs in as another viewer).
+            return self.signin.form(environ)(environ, start_response)
         if endpoint == "share_page":
             return self.shares.page(environ, args["token"])(environ, start_response)
         if endpoint == "share_api":
@@ -327,12 +326,13 @@ class SearchUI:
                       environ: WSGIEnvironment) -> Response:
         """No viewer: the sign-in form for the page or a navigation, else a plain ``401``
         (with the Basic challenge only for a request no browser sent)."""
+        signed_out = isinstance(exc, SignedOut)
         if endpoint == "page" and isinstance(exc, NoCredentials):
-            return self.signin.form(environ)
+            return self.signin.form(environ, signed_out=signed_out)
         if is_navigation(environ):
-            return self.signin.form(environ, status=401)
+            return self.signin.form(environ, status=401, signed_out=signed_out)
         headers = [] if is_browser_request(environ) else [BASIC_CHALLENGE]
-        if isinstance(exc, SignedOut):
+        if signed_out:
             headers.append(("Set-Cookie", clear_session_cookie(
                 path=self._base(environ), secure=request_is_https(environ, self.trusted))))
         return error_response(exc, headers)

@@ -58,12 +58,15 @@ class SignIn:
 
     def form(self, environ: Mapping[str, Any], *, status: int = 200,
              message: str | None = None, username: str = "",
-             headers: Iterable[tuple[str, str]] = ()) -> Response:
-        """The form with a new nonce (and its cookie); a stale session cookie is cleared."""
+             headers: Iterable[tuple[str, str]] = (), signed_out: bool = False) -> Response:
+        """The form with a new nonce (and its cookie).
+
+        :param signed_out: the request's session has ended: its cookie is cleared.
+        """
         path, secure_cookie = self._cookie_args(environ)
         nonce = new_nonce()
         sent = [*headers, ("Set-Cookie", signin_cookie(nonce, path=path, secure=secure_cookie))]
-        if request_cookie(environ, SESSION_COOKIE) is not None:
+        if signed_out and request_cookie(environ, SESSION_COOKIE) is not None:
             sent.append(("Set-Cookie", clear_session_cookie(path=path, secure=secure_cookie)))
         page = signin_page(self._base(environ), csrf_token(nonce), message=message,
                            username=username)
