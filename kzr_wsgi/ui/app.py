@@ -144,7 +144,8 @@ class SearchUI:
 
         self.signin = SignIn(self.gate, self.prefix, trusted=self.trusted)
         self.shares = ShareRoutes(CatalogShareStore(catalog), catalog, self.gate,
-                                  base_of=self._base, access=log_to, public_url=public_url)
+                                  base_of=self._base, access=log_to,
+                                  public_url=public_url.rstrip("/") if public_url else None)
         self.exports = Exports(catalog, store, export_max=export_max, transcripts=transcripts,
                                access=log_to)
         self.listening = Listening(catalog, store, access=log_to)
