@@ -264,7 +264,7 @@ def test_opening_again_migrates_nothing_and_the_version_is_recorded(
         try:
             cur = conn.cursor()
             cur.execute("SELECT version FROM kzr_schema_version")
-            assert cur.fetchall() == [(1,)]
+            assert cur.fetchall() == [(len(MIGRATIONS),)]
         finally:
             conn.close()
     finally:

@@ -290,11 +290,16 @@ def test_not_toml(tmp_path: Path) -> None:
 def test_each_command_declares_what_it_reads() -> None:
     read = {found.command: found for found in readings(cli.main)}
     assert set(read) == {"serve", "ls", "reindex", "verify", "prune", "sweep", "audit",
-                         "hold add", "hold rm", "hold ls"}  # check takes no file
+                         "hold add", "hold rm", "hold ls", "export", "viewer add",
+                         "viewer rm", "viewer passwd"}  # check takes no file
     assert set(read["serve"].keys) == set(option_keys(cli.serve))
+    # The viewer file's editor reads the file and the upload credentials as serve does.
+    viewer_keys = {"viewer add": ("viewer-file", "basic-auth", "basic-auth-file"),
+                   "viewer passwd": ("viewer-file", "basic-auth", "basic-auth-file"),
+                   "viewer rm": ("viewer-file",)}
     for name, found in read.items():
         if name != "serve":
-            assert tuple(found.keys) == STORE_KEYS, name
+            assert tuple(found.keys) == viewer_keys.get(name, STORE_KEYS), name
     assert {name for name, found in read.items() if RETENTION in found.tables} == {
         "serve", "prune"}
 
