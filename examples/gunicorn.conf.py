@@ -48,6 +48,10 @@ limit_request_line = 8190
 # notifier's are started lazily in each worker too.)
 preload_app = True
 
+# gunicorn would call a request https when any loopback peer says X-Forwarded-Proto:
+# https. Which proxies are believed is the app's to say (serve's --trust-proxy).
+secure_scheme_headers = {}
+
 # The receiver logs every upload itself (call id, bytes, seconds, outcome); `serve
 # --access-log FILE` (or accesslog here) adds gunicorn's line for every request.
 accesslog = None

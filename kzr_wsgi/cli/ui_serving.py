@@ -21,7 +21,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
@@ -126,11 +126,11 @@ def build_ui(receiver: WSGIApplication, store: Store, options: UIOptions,
                     export_max=options.export_max)
 
 
-def viewer_reloader(ui: SearchUI, options: UIOptions, guard: Guard
-                    ) -> Callable[[Any], None]:
-    """gunicorn's ``on_reload`` hook: reread the viewers into ``ui`` (see the module docs)."""
+def viewer_reloader(ui: SearchUI, options: UIOptions, guard: Guard) -> Callable[[], None]:
+    """What gunicorn's ``on_reload`` hook runs: reread the viewers into ``ui`` (see the
+    module docs)."""
 
-    def on_reload(server: Any) -> None:
+    def on_reload() -> None:
         try:
             viewers, warnings = read_viewers(options, guard)
         except click.ClickException as exc:

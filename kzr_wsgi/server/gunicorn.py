@@ -111,6 +111,10 @@ def gunicorn_options(
         # Room for a 1,000-character call id, percent-encoded, plus 4.x's metadata.
         "limit_request_line": 8190,
         "preload_app": True,
+        # The scheme is https only over gunicorn's own TLS: whether a proxy's
+        # X-Forwarded-Proto is believed is --trust-proxy's to say (gunicorn would
+        # believe any loopback peer).
+        "secure_scheme_headers": {},
         "accesslog": access_log,
         "logger_class": MaskingLogger,
         "errorlog": "-",
