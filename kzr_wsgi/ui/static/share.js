@@ -22,7 +22,8 @@ function when(iso) {
   const at = new Date(iso);
   if (Number.isNaN(at.getTime())) return iso;
   return new Intl.DateTimeFormat(undefined, {
-    dateStyle: "medium", timeStyle: "medium", timeZoneName: "short",
+    year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit",
+    second: "2-digit", timeZoneName: "short",
   }).format(at);
 }
 
