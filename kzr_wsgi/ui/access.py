@@ -39,6 +39,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from ..errors import KzrError
 from ..naming import shown
 from ..stores.directory.files import fsync_dir
 from ..stores.state import DiskState, S3State
@@ -107,6 +108,17 @@ class AccessLog:
         self._pid: int | None = None
         #: Batches written by this process (for tests and the curious).
         self.batches = 0
+
+    @classmethod
+    def for_store(cls, store: object) -> AccessLog | None:
+        """The access log in ``store``'s state place (``store.state()``), when it keeps one."""
+        state = getattr(store, "state", None)
+        if state is None:
+            return None
+        try:
+            return cls(state())
+        except KzrError:
+            return None
 
     def __repr__(self) -> str:
         return f"AccessLog({self.where!r})"

@@ -22,9 +22,8 @@ Every answer carries the policy of :mod:`~kzr_wsgi.ui.responses` (no inline scri
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
 
@@ -35,10 +34,10 @@ from werkzeug.wrappers import Request, Response
 
 from .. import errors
 from ..auth import Guard
-from ..catalog import Catalog, Query, Row
+from ..catalog import Catalog
 from ..stores.base import StoredOpener as StoredOpener  # the page's need, re-exported
 from .access import AccessLog
-from .api import BadParameter, Filters, error_body, parse_filters
+from .api import BadParameter, error_body
 from .api import item as api_item
 from .cookies import (
     clear_session_cookie,
@@ -48,10 +47,10 @@ from .cookies import (
     request_is_https,
     trusted_networks,
 )
-from .cursor import BadCursor, CursorSigner
+from .cursor import CursorSigner
 from .export import TranscriptMaker
-from .exporting import DEFAULT_EXPORT_MAX, MAX_BODY, Exports
-from .gate import CSRF_FIELD, STATE_CHANGING, Caller, Gate, NoCredentials, SignedOut
+from .exporting import DEFAULT_EXPORT_MAX, Exports
+from .gate import STATE_CHANGING, Caller, Gate, NoCredentials, SignedOut, form_token
 from .listening import Listening, load_static
 from .pages import fill_index
 from .responses import (
@@ -63,8 +62,9 @@ from .responses import (
     json_response,
     secure,
 )
+from .searching import Searching, audio_url
 from .sessions import Sessions
-from .share_routes import Listener, ShareRoutes
+from .share_routes import Listener, ShareRoutes, share_options
 from .tables import CatalogSessionStore, CatalogShareStore, CatalogThrottleStore
 from .throttle import Throttle
 from .viewers import Viewer, Viewers, ended_users
@@ -96,7 +96,7 @@ class SearchUI:
     """
 
     __slots__ = ("catalog", "store", "prefix", "app", "gate", "signin", "shares", "exports",
-                 "listening", "trusted", "_signer", "_map", "_static")
+                 "listening", "searching", "trusted", "_map", "_static")
 
     def __init__(
         self,
@@ -135,7 +135,7 @@ class SearchUI:
             raise ValueError("the UI needs a prefix of its own, such as /ui")
         self.app = app
         self.trusted = trusted_networks(trusted_proxies)
-        log_to = _access_log(store) if access == FROM_STORE else access
+        log_to = AccessLog.for_store(store) if access == FROM_STORE else access
         assert log_to is None or isinstance(log_to, AccessLog)
         self.gate = Gate(listed, sessions or Sessions(CatalogSessionStore(catalog)),
                          throttle or Throttle(CatalogThrottleStore(catalog)),
@@ -150,7 +150,7 @@ class SearchUI:
                                access=log_to)
         self.listening = Listening(catalog, store, access=log_to)
         self.shares.parts["audio"] = self.listening.send_audio
-        self._signer = CursorSigner(secret)
+        self.searching = Searching(catalog, CursorSigner(secret))
         self._map = Map([
             Rule("/", endpoint="page", methods=["GET"]),
             Rule("/static/<name>", endpoint="static", methods=["GET"]),
@@ -243,7 +243,7 @@ class SearchUI:
                     return self.signin.sign_out(environ, None)(environ, start_response)
                 return self._unauthorised(exc, endpoint, environ)(environ, start_response)
             if method in STATE_CHANGING and not self.gate.csrf_ok(
-                    caller, environ, _form_token(request)):
+                    caller, environ, form_token(request)):
                 raise errors.Forbidden(
                     "the CSRF token is missing or wrong (X-CSRF-Token)" if caller.session
                     else "send the request body as application/json")
@@ -304,21 +304,22 @@ class SearchUI:
         if endpoint == "signout":
             return self.signin.sign_out(environ, caller)(environ, start_response)
         if endpoint == "session":
-            return json_response(200, self._session_info(caller))(environ, start_response)
+            return json_response(200, caller.info(self.gate.sessions.idle))(
+                environ, start_response)
         if endpoint == "list":
-            return self._list(request, caller.viewer, base)(environ, start_response)
+            return self.searching.listing(request, caller.viewer, base)(environ, start_response)
         if endpoint == "shares":
             return self.shares.listed(caller)(environ, start_response)
         if endpoint == "share_revoke":
             return self.shares.revoke(caller, args["share_id"])(environ, start_response)
         if endpoint == "export":
             return self.exports.post(caller, request)(environ, start_response)
-        row = self._visible(caller.viewer, args["row_id"])
+        row = self.searching.visible(caller.viewer, args["row_id"])
         if endpoint == "item":
-            return json_response(200, api_item(row, _audio_url(base, row)))(
+            return json_response(200, api_item(row, audio_url(base, row)))(
                 environ, start_response)
         if endpoint == "share_make":
-            return self.shares.make(caller, row, _body(request), environ)(
+            return self.shares.make(caller, row, share_options(request), environ)(
                 environ, start_response)
         listener = Listener(caller.viewer.user, caller.address, caller.listener, caller.via)
         return self.listening.send_audio(row, environ, start_response, listener, "audio")
@@ -338,50 +339,6 @@ class SearchUI:
                 path=self._base(environ), secure=request_is_https(environ, self.trusted))))
         return error_response(exc, headers)
 
-    # -- endpoints --------------------------------------------------------------------
-
-    def _session_info(self, caller: Caller) -> dict[str, Any]:
-        viewer, session = caller.viewer, caller.session
-        return {
-            "user": viewer.user, "via": caller.via, "share": viewer.share,
-            "accounts": list(viewer.accounts) if viewer.accounts is not None else None,
-            "csrf": session.csrf if session else None,
-            "expires_at": _unix_iso(session.record.expires_at) if session else None,
-            "idle_timeout": int(self.gate.sessions.idle) if session else None,
-        }
-
-    def _list(self, request: Request, viewer: Viewer, base: str) -> Response:
-        filters = parse_filters(request.args.items(multi=True))
-        query = self._query(filters, viewer)
-        page = self._catalog_call(lambda: self.catalog.search(query))
-        next_cursor = None
-        if page.next is not None and page.next.after is not None:
-            next_cursor = self._signer.dump(
-                viewer.user, filters.canonical, page.next.after, page.next.max_seq)
-        return json_response(200, {
-            "items": [api_item(row, _audio_url(base, row)) for row in page.items],
-            "next": next_cursor,
-        })
-
-    def _query(self, filters: Filters, viewer: Viewer) -> Query:
-        after = max_seq = None
-        if filters.cursor is not None:
-            try:
-                after, max_seq = self._signer.load(filters.cursor, viewer.user, filters.canonical)
-            except BadCursor as exc:
-                raise BadParameter("cursor", str(exc)) from None
-        return Query(**filters.query_fields(), scope=viewer.accounts, after=after,
-                     max_seq=max_seq)
-
-    def _visible(self, viewer: Viewer, row_id: str) -> Row:
-        """The row, if this viewer may see it; else NotFound, exactly as a missing id."""
-        if len(row_id) > _MAX_ID:
-            raise errors.NotFound("no such recording")
-        row = self._catalog_call(lambda: self.catalog.get(row_id))
-        if row is None or not viewer.sees(row.account_id):
-            raise errors.NotFound("no such recording")
-        return row
-
     def _send_static(self, name: str, environ: WSGIEnvironment,
                      start_response: StartResponse) -> Iterable[bytes]:
         found = self._static.get(name)
@@ -397,56 +354,3 @@ class SearchUI:
     def _base(self, environ: WSGIEnvironment | Any) -> str:
         """The UI's prefix as the browser sees it (``SCRIPT_NAME`` + prefix)."""
         return cookie_path(environ, self.prefix)
-
-    def _catalog_call(self, call: Callable[[], _T]) -> _T:
-        try:
-            return call()
-        except errors.KzrError:
-            raise
-        except Exception as exc:
-            # A database gone away is the catalog being unavailable, not a bug to leak.
-            log.exception("catalog query failed")
-            raise errors.StoreUnavailable("the catalog cannot be reached") from exc
-
-
-def _audio_url(base: str, row: Row) -> str:
-    return f"{base}/api/recordings/{quote(row.id, safe='')}/audio"
-
-
-def _form_token(request: Request) -> str | None:
-    """The ``csrf`` field of a form body (the body is read once, and kept for the route)."""
-    if request.mimetype != "application/x-www-form-urlencoded":
-        return None
-    request.max_content_length = request.max_form_memory_size = MAX_BODY
-    request.get_data(cache=True)
-    return request.form.get(CSRF_FIELD)
-
-
-def _body(request: Request) -> dict[str, Any]:
-    """A small request body (a share's options): JSON, a form, or nothing."""
-    if request.mimetype == "application/json":
-        try:
-            data = json.loads(request.get_data(cache=True)[:65536] or b"{}")
-        except ValueError:
-            raise BadParameter("body", "not JSON") from None
-        if not isinstance(data, dict):
-            raise BadParameter("body", "a JSON object")
-        return data
-    return {k: v for k, v in request.form.items() if k != CSRF_FIELD}
-
-
-def _unix_iso(seconds: float) -> str:
-    from datetime import datetime, timezone
-
-    return datetime.fromtimestamp(seconds, timezone.utc).isoformat()
-
-
-def _access_log(store: StoredOpener) -> AccessLog | None:
-    """The access log in ``store``'s state place, when it keeps one."""
-    state = getattr(store, "state", None)
-    if state is None:
-        return None
-    try:
-        return AccessLog(state())
-    except errors.KzrError:
-        return None

@@ -32,13 +32,13 @@ from ..stores.base import StoredOpener
 from .access import AccessAction, AccessLog, access_event
 from .api import BadParameter, content_disposition, parse_filters
 from .export import TranscriptMaker, export_zip
-from .gate import CSRF_FIELD, Caller
+from .gate import CSRF_FIELD, MAX_FORM_BODY, Caller
 from .responses import secure
 
 #: The most recordings one export holds unless ``--export-max`` says otherwise.
 DEFAULT_EXPORT_MAX = 10_000
 #: The largest request body read (10,000 ids of 64 characters, as JSON, fit).
-MAX_BODY = 2 * 1024 * 1024
+MAX_BODY = MAX_FORM_BODY
 #: Longest id looked up (as for one item).
 _MAX_ID = 200
 #: Rows read from the catalog at a time for a filtered export.

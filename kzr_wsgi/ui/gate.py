@@ -33,9 +33,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any
 
 from werkzeug.datastructures import Authorization
+from werkzeug.wrappers import Request
 
 from ..auth import Guard
 from ..errors import TooManyAttempts, Unauthorized
@@ -51,6 +53,8 @@ log = logging.getLogger("kzr_wsgi.ui")
 #: The header the page's script sends its CSRF token in, and the form field's name.
 CSRF_HEADER = "HTTP_X_CSRF_TOKEN"
 CSRF_FIELD = "csrf"
+#: The largest form body read for its token (an export's form of ids is the largest).
+MAX_FORM_BODY = 2 * 1024 * 1024
 #: Methods that change something (and so need the CSRF token, with a session).
 STATE_CHANGING = frozenset(("POST", "PUT", "PATCH", "DELETE"))
 
@@ -81,6 +85,21 @@ class Caller:
     def via(self) -> str:
         """``session`` or ``basic``."""
         return "session" if self.session is not None else "basic"
+
+    def info(self, idle: float) -> dict[str, Any]:
+        """``GET {ui}/api/session``: who, how, what they may do, and the CSRF token.
+
+        :param idle: the sessions' idle limit in seconds.
+        """
+        viewer, session = self.viewer, self.session
+        return {
+            "user": viewer.user, "via": self.via, "share": viewer.share,
+            "accounts": list(viewer.accounts) if viewer.accounts is not None else None,
+            "csrf": session.csrf if session else None,
+            "expires_at": datetime.fromtimestamp(session.record.expires_at, timezone.utc
+                                                 ).isoformat() if session else None,
+            "idle_timeout": int(idle) if session else None,
+        }
 
     @property
     def listener(self) -> str:
@@ -190,3 +209,12 @@ class Gate:
     def _log(self, action: AccessAction, user: str, address: str | None, via: str) -> None:
         if self.access is not None:
             self.access.record(access_event(action, viewer=user, address=address, via=via))
+
+
+def form_token(request: Request, max_body: int = MAX_FORM_BODY) -> str | None:
+    """The ``csrf`` field of a form body (the body is read once, and kept for the route)."""
+    if request.mimetype != "application/x-www-form-urlencoded":
+        return None
+    request.max_content_length = request.max_form_memory_size = max_body
+    request.get_data(cache=True)
+    return request.form.get(CSRF_FIELD)

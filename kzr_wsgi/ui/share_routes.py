@@ -24,6 +24,7 @@ recording from the link, never from the request.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -31,13 +32,14 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from werkzeug.wrappers import Response
+from werkzeug.wrappers import Request, Response
 
 from .. import errors
 from ..catalog import Catalog, Row
 from .access import AccessAction, AccessLog, access_event
+from .api import BadParameter
 from .api import item as api_item
-from .gate import Caller, Gate
+from .gate import CSRF_FIELD, Caller, Gate
 from .pages import gone_page, share_page
 from .responses import html_response, json_response, secure
 from .shares import (
@@ -200,3 +202,17 @@ class ShareRoutes:
         if self.access is not None:
             self.access.record(access_event(action, viewer=viewer, address=address,
                                             ids=[recording], share_id=share_id, via=via))
+
+
+def share_options(request: Request) -> dict[str, Any]:
+    """A link's options from the request body: JSON (a script, the page's fetch), a form
+    (its ``csrf`` field aside), or nothing."""
+    if request.mimetype == "application/json":
+        try:
+            data = json.loads(request.get_data(cache=True)[:65536] or b"{}")
+        except ValueError:
+            raise BadParameter("body", "not JSON") from None
+        if not isinstance(data, dict):
+            raise BadParameter("body", "a JSON object")
+        return data
+    return {k: v for k, v in request.form.items() if k != CSRF_FIELD}
