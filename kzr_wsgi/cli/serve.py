@@ -124,7 +124,7 @@ def check_options(options: ServeOptions) -> None:
 @click.option("--viewer-file", type=click.Path(dir_okay=False, exists=True), default=None,
               help="File of viewers, one a line: USER:SECRET (a bcrypt or argon2id hash, or "
                    "a password), then optionally the comma-separated account ids that viewer "
-                   "may see (or *) and the word share. Reread on SIGHUP.")
+                   "may see (all when left out) and the word share. Reread on SIGHUP.")
 @click.option("--ui-secret", default=None, metavar="SECRET",
               help="Signs the UI's paging cursors (default: random per start). Give every "
                    "host behind one balancer the same one.")

@@ -47,8 +47,9 @@ from ..textenum import TextEnum
 
 log = logging.getLogger("kzr_wsgi.ui.access")
 
-#: Seconds between writes of the queued events, and the most queued before one.
+#: Seconds between writes of the queued events.
 FLUSH_EVERY = 5.0
+#: The most events queued before they are written without waiting.
 MAX_BATCH = 500
 #: Queued events kept at most while the place cannot be written (then the oldest go).
 MAX_PENDING = 100_000
@@ -93,7 +94,8 @@ def access_event(action: AccessAction, *, viewer: str | None, address: str | Non
 class AccessLog:
     """The access log of one store's state place (see the module docs).
 
-    :param place: ``store.state()``: a :class:`DiskState` or an :class:`S3State`.
+    :param place: ``store.state()``: a disk's ``ROOT/.kzr`` or a bucket's ``PREFIX/.kzr``
+        (:mod:`kzr_wsgi.stores.state`).
     """
 
     def __init__(self, place: DiskState | S3State, *, flush_every: float = FLUSH_EVERY,

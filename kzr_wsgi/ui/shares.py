@@ -31,9 +31,11 @@ from typing import Any, Protocol
 from ..ages import AgeError, format_age, parse_age
 from ..errors import BadRequest
 
-#: How long a link lives unless asked, and the shortest and longest it may.
+#: How long a link lives unless asked.
 DEFAULT_EXPIRES_IN = timedelta(days=7)
+#: The shortest life a link may be given.
 SHORTEST = timedelta(hours=1)
+#: The longest life a link may be given.
 LONGEST = timedelta(days=30)
 #: Random bytes in a token (256 bits), and what one looks like.
 TOKEN_BYTES = 32
