@@ -359,3 +359,20 @@ def test_secure_cookie_behind_a_trusted_proxy_only(world: UIWorld) -> None:
     # Behind the proxy, the client's address is the forwarded one (throttling, the log).
     assert ui.gate.address({"REMOTE_ADDR": "10.1.2.3", "HTTP_X_FORWARDED_FOR": "192.0.2.44"}) \
         == "192.0.2.44"
+
+
+def test_a_catalog_that_is_down_is_503_never_a_500(
+        world: UIWorld, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sqlite3
+
+    browser = Browser(world.ui)
+    browser.sign_in("ops", "ops-pw")
+
+    def down(*args: object) -> None:
+        raise sqlite3.OperationalError("unable to open database file")
+
+    monkeypatch.setattr(world.catalog, "select", down)
+    monkeypatch.setattr(world.catalog, "write", down)
+    for reply in (browser.get("/api/session"), browser.sign_in("ops", "ops-pw"),
+                  world.client.get("/ui/api/recordings", headers=basic("ops", "ops-pw"))):
+        assert reply.status_code == 503 and reply.json == {"error": "unavailable"}

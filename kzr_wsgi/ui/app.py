@@ -252,6 +252,12 @@ class SearchUI:
             return json_response(errors.status_of(exc), error_body(exc))(environ, start_response)
         except errors.KzrError as exc:
             return error_response(exc)(environ, start_response)
+        except self.catalog.backend.transient as exc:
+            # Sessions, throttling and links live in the catalog: one that is down is
+            # the page being unavailable (503), not a bug to leak.
+            log.error("catalog %s: %s", self.catalog.url, exc)
+            unavailable = errors.StoreUnavailable("the catalog cannot be reached")
+            return error_response(unavailable)(environ, start_response)
 
     def _route(self, sub: str, method: str) -> tuple[str, dict[str, Any]]:
         """The endpoint and its arguments; ``("refused", {"allow": [...]})`` for a path or
