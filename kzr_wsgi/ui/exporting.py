@@ -159,6 +159,7 @@ class Exports:
         length = request.content_length
         if length is not None and length > MAX_BODY:
             raise BadParameter("body", f"larger than {MAX_BODY} bytes")
+        request.max_content_length = MAX_BODY
         body = request.get_data(cache=True)
         if len(body) > MAX_BODY:
             raise BadParameter("body", f"larger than {MAX_BODY} bytes")
