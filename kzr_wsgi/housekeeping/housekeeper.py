@@ -334,8 +334,43 @@ def lease_for(store: Store, catalog_url: str | None = None) -> Lease:
     return S3Lease(state)
 
 
+class _ForkGuard:
+    """No fork while a job runs, and no job while a fork is made.
+
+    The housekeeper runs in gunicorn's master, which forks workers (at start, when one
+    dies, on ``SIGHUP``). A fork made while a job's thread is inside SQLite (the page's
+    sweep, a prune's catalog rows) would copy SQLite's locks into the child half-held,
+    and the child's first catalog write would wait for them forever. So each job holds
+    this lock, and so does every fork (as the disk store's upkeep does).
+    """
+
+    def __init__(self) -> None:
+        self.busy = threading.RLock()
+
+    def before_fork(self) -> None:
+        """Wait for a running job to end; start none until the fork is made."""
+        self.busy.acquire()
+
+    def after_fork_in_parent(self) -> None:
+        """Let jobs run again."""
+        self.busy.release()
+
+    def after_fork_in_child(self) -> None:
+        """The child runs no job of its parent's: a fresh lock."""
+        self.busy = threading.RLock()
+
+
+#: The process's one guard (see :class:`_ForkGuard`).
+_FORKS = _ForkGuard()
+os.register_at_fork(before=_FORKS.before_fork, after_in_parent=_FORKS.after_fork_in_parent,
+                    after_in_child=_FORKS.after_fork_in_child)
+
+
 class Housekeeper:
-    """Runs the due jobs every tick, whenever this process holds the lease."""
+    """Runs the due jobs every tick, whenever this process holds the lease.
+
+    A job and a fork of this process never overlap (see :class:`_ForkGuard`).
+    """
 
     def __init__(self, jobs: Sequence[Job], lease: Lease, *, tick: float = TICK) -> None:
         #: The periodic work.
@@ -366,7 +401,9 @@ class Housekeeper:
             job.last = now
             started = time.monotonic()
             try:
-                line = f"housekeeper: {job.name}: {job.run()} in {time.monotonic() - started:.1f}s"
+                with _FORKS.busy:
+                    said = job.run()
+                line = f"housekeeper: {job.name}: {said} in {time.monotonic() - started:.1f}s"
                 log.info("%s", line)
             except Exception as exc:  # one failed run must not end the housekeeping
                 line = f"housekeeper: {job.name} failed: {exc}"
