@@ -219,6 +219,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--rounds", type=int, default=200, help="requests per search")
     parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument("--no-sqlite", action="store_true")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--plaintext-viewers", action="store_true",
                         help="plaintext passwords in the viewer file (the last round's)")
@@ -226,8 +227,9 @@ def main() -> None:
     out = []
     with tempfile.TemporaryDirectory(prefix="kzr-ui-bench-", dir=HERE) as name:
         tmp = Path(name)
-        out.append(run_one("sqlite", None, args.rows, args.rounds, tmp, [],
-                           args.plaintext_viewers))
+        if not args.no_sqlite:
+            out.append(run_one("sqlite", None, args.rows, args.rounds, tmp, [],
+                               args.plaintext_viewers))
         if not args.no_postgres:
             with postgres() as url:
                 if url is None:
