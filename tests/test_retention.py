@@ -901,3 +901,39 @@ def test_fan_out_prunes_every_copy(s3_bucket: tuple[Any, str], moto_endpoint: st
     assert len(deletions(both)) == 2 * len(expected_pruned())
     for spec in DATASET:
         assert opens(both, spec) is not spec.pruned, spec
+
+
+class _Held:
+    """A lease this process always holds."""
+
+    def acquire(self) -> bool:
+        return True
+
+    def release(self) -> None:
+        pass
+
+
+def test_the_master_never_forks_while_a_job_runs() -> None:
+    """A worker forked mid-job would inherit SQLite's locks half-held: the fork waits."""
+    from kzr_wsgi.housekeeping.housekeeper import Housekeeper, Job
+
+    started, release = threading.Event(), threading.Event()
+    state = {"done": False}
+
+    def slow() -> str:
+        started.set()
+        release.wait(30)
+        state["done"] = True
+        return "ran"
+
+    keeper = Housekeeper([Job("slow", timedelta(hours=1), slow)], _Held())
+    runner = threading.Thread(target=keeper.run_once)
+    runner.start()
+    assert started.wait(30)
+    threading.Timer(0.2, release.set).start()  # this thread is held in fork() until then
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0 if state["done"] else 1)
+    _, status = os.waitpid(pid, 0)
+    runner.join()
+    assert os.waitstatus_to_exitcode(status) == 0  # the child saw the job finished

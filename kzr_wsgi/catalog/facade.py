@@ -344,6 +344,31 @@ class Catalog:
 
         self._run(run)
 
+    # -- the other tables (the search page's sessions, shares, ...) ---------------------
+
+    def select(self, sql: str, params: Mapping[str, Any]) -> list[Any]:
+        """The rows of one ``SELECT`` written with ``:name`` parameters, as tuples.
+
+        For tables of the catalog's schema other than the recordings (the search page's,
+        :mod:`kzr_wsgi.ui.tables`); retried once on a new connection, as every read is.
+        """
+        return self._fetch(sql, params)
+
+    def write(self, *steps: tuple[str, Mapping[str, Any]]) -> list[int]:
+        """Run ``(sql, params)`` statements in one transaction; each one's row count."""
+        def run(conn: Any) -> list[int]:
+            counts = []
+            with self.backend.transaction(conn):
+                for sql, params in steps:
+                    cur = self._execute(conn, sql, params)
+                    try:
+                        counts.append(int(cur.rowcount))
+                    finally:
+                        cur.close()
+            return counts
+
+        return self._run(run)
+
     # -- connections ------------------------------------------------------------------
 
     def close(self) -> None:

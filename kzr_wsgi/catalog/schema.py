@@ -155,8 +155,48 @@ _V2 = [
     f"CREATE INDEX kzr_rec_unqueued ON {TABLE} (seq) WHERE queued = 2",
 ]
 
+
+#: The search page's own tables (see :mod:`kzr_wsgi.ui.tables`): kept in the catalog
+#: because every worker and host behind one page shares it. No secret is kept in any
+#: of them: a session and a share link are keyed by the SHA-256 of their random id.
+UI_SESSIONS = "kzr_ui_sessions"
+UI_FAILURES = "kzr_ui_failures"
+UI_BLOCKS = "kzr_ui_blocks"
+UI_SHARES = "kzr_ui_shares"
+UI_PLAYS = "kzr_ui_plays"
+
+_V3 = [
+    f"""CREATE TABLE {UI_SESSIONS} (
+        id_hash VARCHAR(64) PRIMARY KEY,
+        viewer TEXT NOT NULL,
+        created_us BIGINT NOT NULL,
+        last_seen_us BIGINT NOT NULL,
+        expires_us BIGINT NOT NULL
+    )""",
+    f"CREATE INDEX kzr_ui_sessions_viewer ON {UI_SESSIONS} (viewer)",
+    f"CREATE INDEX kzr_ui_sessions_expires ON {UI_SESSIONS} (expires_us)",
+    # Failed sign-ins, one row each, counted over a sliding window per key (a digest
+    # of the user and address, or of the address).
+    f"CREATE TABLE {UI_FAILURES} (key VARCHAR(64) NOT NULL, at_us BIGINT NOT NULL)",
+    f"CREATE INDEX kzr_ui_failures_key ON {UI_FAILURES} (key, at_us)",
+    f"CREATE TABLE {UI_BLOCKS} (key VARCHAR(64) PRIMARY KEY, until_us BIGINT NOT NULL)",
+    f"""CREATE TABLE {UI_SHARES} (
+        id VARCHAR(32) PRIMARY KEY,
+        token_hash VARCHAR(64) NOT NULL UNIQUE,
+        recording VARCHAR(64) NOT NULL,
+        maker TEXT NOT NULL,
+        created_us BIGINT NOT NULL,
+        expires_us BIGINT NOT NULL,
+        revoked_us BIGINT
+    )""",
+    f"CREATE INDEX kzr_ui_shares_maker ON {UI_SHARES} (maker, created_us)",
+    # The first audio request of a session for a recording, per key: a play is
+    # logged once in a while, not at every Range request.
+    f"CREATE TABLE {UI_PLAYS} (key VARCHAR(64) PRIMARY KEY, at_us BIGINT NOT NULL)",
+]
+
 #: Each migration: the statements that take the schema from version N to N+1.
-MIGRATIONS: list[list[str]] = [_V1, _V2]
+MIGRATIONS: list[list[str]] = [_V1, _V2, _V3]
 
 
 def statements(migration: list[str], dialect: str) -> list[str]:

@@ -143,6 +143,11 @@ async function load() {
     const response = await fetch(`api/recordings?${params}`, {
       credentials: "same-origin", headers: { Accept: "application/json" },
     });
+    if (response.status === 401) {
+      // The session ended (expired, signed out elsewhere): the page itself shows the sign-in.
+      window.location.reload();
+      return;
+    }
     answer = await response.json();
     if (!response.ok) {
       showStatus(`Cannot search: ${answer.error || response.status}`, true);
