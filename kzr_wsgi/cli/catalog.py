@@ -13,7 +13,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
@@ -30,6 +30,7 @@ from ..stores.base import CopyLister, CopyStore
 from .filters import filter_options
 from .options import StoreSpec, store_options
 from .params import When
+
 
 @click.command("ls")
 @click.option("--json", "as_json", is_flag=True,

@@ -23,7 +23,7 @@ from ..errors import KzrError, StoreUnavailable
 from ..metrics import LOOPBACK, MetricsApp, MultiprocessDir
 from ..middleware import KazooRecordings
 from ..notify import WebhookNotifier
-from ..pipeline.settings import DEFAULT_SETTINGS, CallerMap
+from ..pipeline.settings import DEFAULT_SETTINGS
 from ..stores.base import Store
 from .options import StoreSpec
 from .ui_serving import UIOptions, build_ui, check_ui_prefix, read_viewers, viewer_reloader
