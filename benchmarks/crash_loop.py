@@ -62,7 +62,7 @@ from plan_clients import (  # noqa: E402
 from servers import Server, free_port, store_temporaries, wait_listening  # noqa: E402
 
 from kzr_wsgi.catalog import Catalog, row_id  # noqa: E402
-from kzr_wsgi.naming import SIDECAR_SUFFIX  # noqa: E402
+from kzr_wsgi.naming import COMPANION_SUFFIXES, SIDECAR_SUFFIX  # noqa: E402
 
 HOST = "127.0.0.1"
 MB = 1 << 20
@@ -310,7 +310,13 @@ class Checker:
     def data_files(self) -> list[Path]:
         return [p for p in self.root.rglob("*") if p.is_file()
                 and ".kzr" not in p.relative_to(self.root).parts
-                and not p.name.endswith(SIDECAR_SUFFIX)]
+                and not p.name.endswith((SIDECAR_SUFFIX, *COMPANION_SUFFIXES))]
+
+    def companion_files(self) -> list[Path]:
+        """The files kept beside recordings (their analysis): part of one, never debris."""
+        return [p for p in self.root.rglob("*") if p.is_file()
+                and ".kzr" not in p.relative_to(self.root).parts
+                and p.name.endswith(COMPANION_SUFFIXES)]
 
     def check(self, uploads: Iterable[Upload], summary: Summary, catalog: Catalog) -> None:
         """Count what is lost, partial or doubled; note each problem."""
@@ -348,6 +354,13 @@ class Checker:
                 summary.notes.append(f"partial or unindexed: {relative}")
                 continue
             copies[record["sha256"]] = copies.get(record["sha256"], 0) + 1
+        for path in self.companion_files():
+            # Beside an indexed recording, or it is left over.
+            base = path.relative_to(self.root).as_posix()
+            if not any(base == f"{indexed}{end}" for indexed in indexed_paths
+                       for end in COMPANION_SUFFIXES):
+                summary.partial += 1
+                summary.notes.append(f"a file beside no recording: {base}")
         for digest, count in copies.items():
             if count > 1:
                 summary.second_copies += count - 1

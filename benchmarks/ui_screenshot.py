@@ -61,11 +61,15 @@ def main() -> None:
             with sync_playwright() as playwright:
                 browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
                 context = browser.new_context(
-                    http_credentials={"username": OPS[0], "password": OPS[1]},
                     viewport={"width": 1280, "height": 820}, timezone_id="Europe/Berlin",
                     locale="en-GB")
                 page = context.new_page()
+                # Signed in through the form, as a viewer does.
                 page.goto(server.url + "/ui/")
+                page.fill("input[name=username]", OPS[0])
+                page.fill("input[name=password]", OPS[1])
+                with page.expect_navigation():
+                    page.click("form.signin button[type=submit]")
                 page.wait_for_selector("body[data-loaded=true]")
                 page.locator("li.result summary").nth(3).click()
                 page.wait_for_timeout(300)

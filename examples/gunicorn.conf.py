@@ -13,6 +13,8 @@ The values mirror :func:`kzr_wsgi.server.gunicorn_options`; the comments say why
 
 import os
 
+from kzr_wsgi.server.gunicorn import MaskingLogger
+
 # Kazoo will not upload to 127.0.0.1 (its HTTP client refuses loopback): in production
 # bind a routable address (KZR_BIND=0.0.0.0:8080) and turn on authentication.
 bind = [os.environ.get("KZR_BIND", "127.0.0.1:8080")]
@@ -46,7 +48,12 @@ limit_request_line = 8190
 # notifier's are started lazily in each worker too.)
 preload_app = True
 
-# The receiver logs every upload itself (call id, bytes, seconds, outcome).
+# gunicorn would call a request https when any loopback peer says X-Forwarded-Proto:
+# https. Which proxies are believed is the app's to say (serve's --trust-proxy).
+secure_scheme_headers = {}
+
+# The receiver logs every upload itself (call id, bytes, seconds, outcome); `serve
+# --access-log FILE` (or accesslog here) adds gunicorn's line for every request.
 accesslog = None
 errorlog = "-"
 loglevel = os.environ.get("KZR_LOG_LEVEL", "info").lower()
@@ -63,6 +70,9 @@ logconfig_dict = {
                      "propagate": False},
     },
 }
+# Share links' tokens (a token opens a recording) are masked in every log line, the
+# access log included.
+logger_class = MaskingLogger
 proc_name = "kzr-wsgi"
 # One shared control socket path would make two receivers on a host collide
 # (gunicorn 24+; older versions ignore unknown names in this file).

@@ -24,6 +24,7 @@ from typing import Any, Generic, TypeVar
 from .configtable import TableError
 from .errors import KzrError
 from .housekeeping.policy import RetentionPolicy, parse_retention
+from .pipeline.settings import PipelineSettings, parse_analysis
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -99,6 +100,11 @@ TABLES = Tables()
 RETENTION: Table[RetentionPolicy] = TABLES.register(
     "retention", parse_retention,
     about="the retention policy: how long recordings are kept, by account and by kind")
+#: ``[analysis]``: the analysis's thresholds, the caller's side, the queue's lease and retries.
+ANALYSIS: Table[PipelineSettings] = TABLES.register(
+    "analysis", parse_analysis,
+    about="the analysis: every threshold, which side the caller is on (by kind and by "
+          "account), and the queue's lease, attempts and backoff")
 
 
 @dataclass(frozen=True)

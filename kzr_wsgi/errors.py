@@ -68,7 +68,20 @@ class Unauthorized(KzrError):
 
 
 class Forbidden(KzrError):
-    """The client is outside the allowlist, or the URL token is missing or wrong."""
+    """The client is outside the allowlist, or the URL token is missing or wrong.
+
+    Also a request the credentials it carries do not allow: a viewer without the right
+    to share, a page's request without its CSRF token.
+    """
+
+
+class TooManyAttempts(KzrError):
+    """Too many failed sign-ins: refused for ``retry_after`` seconds, the password unread."""
+
+    def __init__(self, message: str, retry_after: float = 0.0) -> None:
+        super().__init__(message)
+        #: Seconds until the next try may be made (``Retry-After``).
+        self.retry_after = retry_after
 
 
 #: Each error type's status. The first class in the exception's MRO found here wins;
@@ -84,6 +97,7 @@ STATUS: dict[type[KzrError], int] = {
     ReadNotSupported: 405,
     LengthRequired: 411,
     BodyTooLarge: 413,
+    TooManyAttempts: 429,
     StoreUnavailable: 503,
     StorageFull: 507,
 }

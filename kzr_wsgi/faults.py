@@ -1,6 +1,7 @@
 """Named crash points: the one fault-injection hook, for tests only.
 
-The stores' commits and prune's removals call :func:`crash_point` at each of their steps.
+The stores' commits, prune's removals and the pipeline's workers call :func:`crash_point`
+at each of their steps.
 Nothing happens unless the environment variable ``KZR_CRASH_AT`` names that point; then
 the process kills itself with ``SIGKILL`` at once (no ``finally``, no ``atexit``: the
 kernel closes descriptors, frees unnamed temporary files and drops ``flock`` locks, as
@@ -40,6 +41,11 @@ The points, in the order each job reaches them:
     The catalog row is gone; the file is still there.
 ``prune.file``
     The file and its sidecar are gone; the journal marker is not yet removed.
+``worker.claimed``
+    :class:`~kzr_wsgi.pipeline.worker.Worker`: a job is claimed (its lease held); nothing
+    of it is done yet.
+``worker.decoding``
+    Between two decoded blocks of the job's recording (``:N``: the ``N``-th block).
 
 Never set it in production; a production process pays two dictionary lookups per point.
 """
@@ -62,6 +68,7 @@ CRASH_STATUS = -signal.SIGKILL
 POINTS = frozenset((
     "dir.marked", "dir.placed", "dir.sidecar", "dir.indexed", "s3.completed", "s3.sidecar",
     "prune.journal", "prune.audit", "prune.index", "prune.catalog", "prune.file",
+    "worker.claimed", "worker.decoding",
 ))
 
 _passed: Counter[str] = Counter()

@@ -33,6 +33,7 @@ from urllib.parse import unquote_to_bytes
 
 from .errors import MalformedUpload
 from .metadata import KNOWN_FIELDS, split_query
+from .naming import RESERVED_SUFFIXES
 from .recording import Kind, Name
 
 CALL_PREFIX = "call_recording_"
@@ -265,6 +266,11 @@ class Router:
             check_text(text, "name")
         if len(name.filename.encode("utf-8")) > self.max_name_bytes:
             raise MalformedUpload(f"name longer than {self.max_name_bytes} bytes")
+        reserved = next((s for s in RESERVED_SUFFIXES if name.filename.endswith(s)), None)
+        if reserved is not None:
+            # What a store keeps beside a recording (its analysis, its waveform): such
+            # an upload would stand where another recording's file does.
+            raise MalformedUpload(f"names ending in {reserved} are reserved")
 
 
 def check_text(text: str, what: str) -> None:

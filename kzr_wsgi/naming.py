@@ -24,6 +24,23 @@ MAX_COMPONENT = 200
 #: Sidecar files end with this; no stored data file ever does (see :func:`safe_component`).
 SIDECAR_SUFFIX = ".kzr.json"
 
+#: A recording's analysis beside it: ``<name>.kzr.analysis.json`` (see the manual's
+#: analysis page).
+ANALYSIS_SUFFIX = ".kzr.analysis.json"
+#: Its waveform beside it: ``<name>.kzr.peaks.json``.
+PEAKS_SUFFIX = ".kzr.peaks.json"
+#: Its transcript beside it: ``<name>.kzr.transcript.json``.
+TRANSCRIPT_SUFFIX = ".kzr.transcript.json"
+#: The files a store keeps beside a recording, part of it (never recordings of their own),
+#: written and removed with it: the analysis, the waveform, the transcript.
+COMPANION_SUFFIXES = (ANALYSIS_SUFFIX, PEAKS_SUFFIX, TRANSCRIPT_SUFFIX)
+#: Endings no upload's name may have: a file stored under such a name would stand where
+#: another recording's companion file stands. Uploads so named are refused (400);
+#: :func:`safe_component` encodes them (and the sidecar's ending) all the same.
+RESERVED_SUFFIXES = COMPANION_SUFFIXES
+#: Endings no stored data file has (see :func:`safe_component`).
+_NEVER_STORED = (SIDECAR_SUFFIX, *COMPANION_SUFFIXES)
+
 #: The store's own folder under its root (disk) or key prefix under its prefix (S3):
 #: temporary files, the index, markers, the catalog, holds, the audit trail. No
 #: recording can be filed there: :func:`safe_component` never starts with a dot.
@@ -41,13 +58,15 @@ def safe_component(text: str) -> str:
 
     Percent-encodes every byte but ``A-Z a-z 0-9 _ . - ~`` (so ``/``, ``\\``, ``%`` and
     NUL are encoded and the mapping is one-to-one), never starts with a dot (no
-    ``.``, ``..`` or hidden files), never ends with :data:`SIDECAR_SUFFIX`, and is
-    hashed when too long.
+    ``.``, ``..`` or hidden files), never ends with the sidecar's ending nor one of
+    :data:`COMPANION_SUFFIXES`, and is hashed when too long.
 
     >>> safe_component("../x/y")
     '%2E.%2Fx%2Fy'
     >>> safe_component("")
     '%'
+    >>> safe_component("x.mp3.kzr.peaks.json")
+    'x.mp3%2Ekzr%2Epeaks%2Ejson'
     """
     if text == "":
         # "%" alone is never the output of quote(), so it stands only for "".
@@ -55,8 +74,11 @@ def safe_component(text: str) -> str:
     out = quote(text.encode("utf-8", "surrogateescape"), safe="")
     if out.startswith("."):
         out = "%2E" + out[1:]
-    if out.endswith(SIDECAR_SUFFIX):
-        out = out[: -len(SIDECAR_SUFFIX)] + "%2Ekzr%2Ejson"
+    for suffix in _NEVER_STORED:
+        if out.endswith(suffix):
+            # The dots of the ending encoded: one-to-one still (quote() leaves dots).
+            out = out[: -len(suffix)] + suffix.replace(".", "%2E")
+            break
     if len(out) > MAX_COMPONENT:
         digest = hashlib.sha256(out.encode("ascii")).hexdigest()
         # "#" is never produced by quote(), so hashed names cannot meet encoded ones.

@@ -213,6 +213,16 @@ def spawn(args: Sequence[str], host: str, port: int, log_path: Path,
         server.stop()
 
 
+def wait_for_workers(server: Server, count: int = 1, timeout: float = 60) -> None:
+    """Wait until ``count`` of serve's background analysis workers have started: each is
+    a process of serve's tree, at its working size once it says it is ready."""
+    deadline = time.monotonic() + timeout
+    while server.log().count(": ready, analysing the recordings") < count:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no background worker ready:\n{server.log()}")
+        time.sleep(0.05)
+
+
 @contextlib.contextmanager
 def serve(tmp_path: Path, *args: str, root: Path | None = None, host: str = "127.0.0.1",
           env: dict[str, str | None] | None = None) -> Iterator[Server]:

@@ -90,12 +90,16 @@ def test_a_row_holds_the_sidecar_fields_and_round_trips(catalog: Catalog) -> Non
     added = catalog.add(rec)
     got = catalog.get(added.id)
     assert got is not None and got.seq > 0
-    assert got.to_json() == added.to_json()
+    # Read back, it carries its analysis job, queued in the row's own transaction.
+    assert added.analysis is None
+    assert got.to_json() == {**added.to_json(), "analysis": {
+        "state": "pending", "attempts": 0, "channels": None, "speakers": {}, "talk_ms": {},
+        "longest_silence_ms": None, "flags": [], "reason": None, "error": None}}
     doc = got.to_json()
     assert list(doc) == ["id", "kind", "call_id", "recording_id", "account_id", "owner_id",
                          "from", "to", "caller_id_name", "caller_id_number", "start",
                          "duration_ms", "received_at", "size", "sha256", "content_type",
-                         "location", "segments", "filename", "audio", "self_test"]
+                         "location", "segments", "filename", "audio", "self_test", "analysis"]
     assert doc["start"] == "2026-01-31T12:00:00+00:00"
     assert doc["duration_ms"] == 5000 and doc["account_id"] == "acc1"
     assert doc["audio"]["flags"] == ["truncated"]

@@ -25,8 +25,8 @@ from kzr_wsgi.cli.config import (
 )
 from kzr_wsgi.cli.environment import name_variables
 from kzr_wsgi.cli.options import StoreSpec, store_options
-from kzr_wsgi.cli.params import CommandLineOnly
-from kzr_wsgi.configfile import RETENTION, Config, Tables
+from kzr_wsgi.cli.params import Age, CommandLineOnly
+from kzr_wsgi.configfile import ANALYSIS, RETENTION, Config, Tables
 from kzr_wsgi.configtable import TableError
 from kzr_wsgi.housekeeping.policy import parse_retention
 
@@ -117,6 +117,8 @@ def _sample(param: click.Option, tmp_path: Path) -> tuple[Any, Any]:
         return str(made), str(made)
     if isinstance(kind, cli.Size):
         return "10M", 10 << 20
+    if isinstance(kind, Age):
+        return "45m", timedelta(minutes=45)
     if isinstance(kind, click.Choice):
         return kind.choices[-1], kind.choices[-1]
     if isinstance(kind, click.IntRange):
@@ -288,13 +290,20 @@ def test_not_toml(tmp_path: Path) -> None:
 def test_each_command_declares_what_it_reads() -> None:
     read = {found.command: found for found in readings(cli.main)}
     assert set(read) == {"serve", "ls", "reindex", "verify", "prune", "sweep", "audit",
-                         "hold add", "hold rm", "hold ls"}  # check takes no file
+                         "hold add", "hold rm", "hold ls", "worker", "export", "viewer add",
+                         "viewer rm", "viewer passwd"}  # check takes no file
     assert set(read["serve"].keys) == set(option_keys(cli.serve))
+    # The viewer file's editor reads the file and the upload credentials as serve does.
+    viewer_keys = {"viewer add": ("viewer-file", "basic-auth", "basic-auth-file"),
+                   "viewer passwd": ("viewer-file", "basic-auth", "basic-auth-file"),
+                   "viewer rm": ("viewer-file",)}
     for name, found in read.items():
         if name != "serve":
-            assert tuple(found.keys) == STORE_KEYS, name
+            assert tuple(found.keys) == viewer_keys.get(name, STORE_KEYS), name
     assert {name for name, found in read.items() if RETENTION in found.tables} == {
         "serve", "prune"}
+    assert {name for name, found in read.items() if ANALYSIS in found.tables} == {
+        "serve", "ls", "worker"}
 
 
 def test_one_file_is_checked_whole_for_every_command(tmp_path: Path) -> None:

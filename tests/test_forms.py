@@ -245,6 +245,17 @@ def test_malformed_upload(path: str, query: str) -> None:
             Router().route(env)
 
 
+@pytest.mark.parametrize("suffix", [".kzr.analysis.json", ".kzr.peaks.json",
+                                    ".kzr.transcript.json"])
+def test_names_a_store_keeps_beside_a_recording_are_refused(suffix: str) -> None:
+    router = Router(attachments_prefix="/store", extensions=["mp3", "json"])
+    for path in (f"/store/acct/doc/x.mp3{suffix}", f"/call_recording_x.mp3{suffix}"):
+        with pytest.raises(MalformedUpload, match="reserved"):
+            router.route(environ(path))
+    # Only the whole ending is reserved.
+    assert route(router, environ("/store/acct/doc/x.kzr.peaks.json.mp3")).ext == "mp3"
+
+
 def test_extension_allowlist_is_configurable() -> None:
     router = Router(extensions=[".OGG"])
     assert route(router, environ("/call_recording_x.ogg")).ext == "ogg"

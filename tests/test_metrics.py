@@ -306,8 +306,8 @@ def test_metrics_path_is_never_an_upload(tmp_path: Path) -> None:
     assert plain.put("/metrics", data=b"x").status_code == 201
 
 
-def test_openmetrics_when_asked() -> None:
-    client = Client(KazooRecordings(host_app, DirectoryStore("/nonexistent-unused"),
+def test_openmetrics_when_asked(tmp_path: Path) -> None:
+    client = Client(KazooRecordings(host_app, DirectoryStore(tmp_path),
                                     metrics=Metrics()))
     reply = client.get("/metrics", headers={"Accept": "application/openmetrics-text"},
                        environ_base=LOCAL)

@@ -63,6 +63,9 @@ def recording(
         ("é", "%C3%A9"),
         ("", "%"),
         ("x" + SIDECAR_SUFFIX, "x%2Ekzr%2Ejson"),
+        ("x.mp3.kzr.analysis.json", "x.mp3%2Ekzr%2Eanalysis%2Ejson"),
+        ("x.mp3.kzr.peaks.json", "x.mp3%2Ekzr%2Epeaks%2Ejson"),
+        ("x.mp3.kzr.transcript.json", "x.mp3%2Ekzr%2Etranscript%2Ejson"),
     ],
 )
 def test_safe_component_examples(text: str, expected: str) -> None:

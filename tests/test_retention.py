@@ -34,7 +34,7 @@ from kzr_wsgi.housekeeping.retention import Selection, Summary, deletion_id
 from kzr_wsgi.housekeeping.retention import prune as _prune
 from kzr_wsgi.housekeeping.state import state_for
 from kzr_wsgi.metadata import GREGORIAN_OFFSET, parse_metadata
-from kzr_wsgi.naming import SIDECAR_SUFFIX
+from kzr_wsgi.naming import COMPANION_SUFFIXES, SIDECAR_SUFFIX
 from kzr_wsgi.recording import Kind, Name, Recording
 from kzr_wsgi.stores import DirectoryStore
 
@@ -209,7 +209,11 @@ def disk_consistent(root: Path) -> None:
     indexed = {r["path"] for r in store.records()}
     files = {p.relative_to(root).as_posix() for p in root.rglob("*")
              if p.is_file() and ".kzr" not in p.relative_to(root).parts
-             and not p.name.endswith(SIDECAR_SUFFIX)}
+             and not p.name.endswith((SIDECAR_SUFFIX, *COMPANION_SUFFIXES))}
+    # The files kept beside a recording (its analysis) are part of it: never beside none.
+    beside = {p.relative_to(root).as_posix() for p in root.rglob("*")
+              if p.is_file() and p.name.endswith(COMPANION_SUFFIXES)}
+    assert {b[: b.rindex(".kzr.")] for b in beside} <= indexed
     sidecars = {p.relative_to(root).as_posix()[: -len(SIDECAR_SUFFIX)] for p in root.rglob(
         "*" + SIDECAR_SUFFIX) if ".kzr" not in p.relative_to(root).parts}
     assert indexed == files == sidecars
@@ -897,3 +901,39 @@ def test_fan_out_prunes_every_copy(s3_bucket: tuple[Any, str], moto_endpoint: st
     assert len(deletions(both)) == 2 * len(expected_pruned())
     for spec in DATASET:
         assert opens(both, spec) is not spec.pruned, spec
+
+
+class _Held:
+    """A lease this process always holds."""
+
+    def acquire(self) -> bool:
+        return True
+
+    def release(self) -> None:
+        pass
+
+
+def test_the_master_never_forks_while_a_job_runs() -> None:
+    """A worker forked mid-job would inherit SQLite's locks half-held: the fork waits."""
+    from kzr_wsgi.housekeeping.housekeeper import Housekeeper, Job
+
+    started, release = threading.Event(), threading.Event()
+    state = {"done": False}
+
+    def slow() -> str:
+        started.set()
+        release.wait(30)
+        state["done"] = True
+        return "ran"
+
+    keeper = Housekeeper([Job("slow", timedelta(hours=1), slow)], _Held())
+    runner = threading.Thread(target=keeper.run_once)
+    runner.start()
+    assert started.wait(30)
+    threading.Timer(0.2, release.set).start()  # this thread is held in fork() until then
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0 if state["done"] else 1)
+    _, status = os.waitpid(pid, 0)
+    runner.join()
+    assert os.waitstatus_to_exitcode(status) == 0  # the child saw the job finished

@@ -36,7 +36,7 @@ from kazoo import Reply, freeswitch_put, httpc_headers, httpc_put, request_head
 from plan_clients import get, plan_put, pseudo_audio, stream_upload
 from servers import Server, free_port, rss_peak, spawn, tree_rss
 
-from kzr_wsgi.naming import SIDECAR_SUFFIX
+from kzr_wsgi.naming import COMPANION_SUFFIXES, SIDECAR_SUFFIX
 from kzr_wsgi.stores.s3 import S3Store
 
 #: The moto server fixtures (``moto_endpoint``, ``aws_env``) live there.
@@ -134,8 +134,11 @@ class Inventory:
     objects: dict[str, dict[str, Any]]
     #: index entry key -> its record
     entries: dict[str, dict[str, Any]]
-    #: keys that are neither a data object with a sidecar, a sidecar, nor an index entry
+    #: keys that are neither a data object with a sidecar, a sidecar, an index entry, nor
+    #: a file kept beside a data object (its analysis, its waveform)
     strays: list[str]
+    #: data object key -> the endings of the files kept beside it
+    companions: dict[str, list[str]] = field(default_factory=dict)
 
     def of_call(self, call_id: str) -> dict[str, dict[str, Any]]:
         return {k: r for k, r in self.objects.items() if r["call_id"] == call_id}
@@ -151,9 +154,13 @@ def inventory(client: Any) -> Inventory:
     objects: dict[str, dict[str, Any]] = {}
     entries: dict[str, dict[str, Any]] = {}
     strays: list[str] = []
+    companions: dict[str, list[str]] = {}
     for key in keys:
+        beside = next((x for x in COMPANION_SUFFIXES if key.endswith(x)), None)
         if key.startswith(INDEX):
             entries[key] = read_json(client, key)
+        elif beside is not None and key[: -len(beside)] in keyset:
+            companions.setdefault(key[: -len(beside)], []).append(beside)
         elif key.endswith(SIDECAR_SUFFIX):
             if key[: -len(SIDECAR_SUFFIX)] not in keyset:
                 strays.append(key)
@@ -161,7 +168,7 @@ def inventory(client: Any) -> Inventory:
             objects[key] = read_json(client, key + SIDECAR_SUFFIX)
         else:
             strays.append(key)
-    return Inventory(objects, entries, strays)
+    return Inventory(objects, entries, strays, companions)
 
 
 def assert_consistent(inv: Inventory) -> None:

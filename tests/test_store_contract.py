@@ -18,6 +18,7 @@ from test_directory_store import make
 
 from kzr_wsgi.catalog import Catalog
 from kzr_wsgi.errors import NotFound
+from kzr_wsgi.naming import ANALYSIS_SUFFIX, PEAKS_SUFFIX, TRANSCRIPT_SUFFIX
 from kzr_wsgi.recording import Stream
 from kzr_wsgi.stores import DirectoryStore, FanOut, base
 from kzr_wsgi.stores.s3 import S3Store
@@ -115,6 +116,21 @@ def exercise(store: base.CopyStore, *, shared: bool) -> None:
     assert read_all(store.open_copy(record)) == body
     assert store.owns(stored.location) and not store.owns("/nowhere/else.mp3")
     assert store.count_hint() in (None, 1)
+    # Files beside the copy (its analysis, its waveform): part of it, never a copy.
+    beside = {ANALYSIS_SUFFIX: b'{"flags": []}', PEAKS_SUFFIX: b'{"rate": 10}'}
+    assert store.put_companions(record, beside)
+    assert store.get_companion(record, PEAKS_SUFFIX) == b'{"rate": 10}'
+    assert store.put_companions(record, {PEAKS_SUFFIX: b'{"rate": 10, "again": 1}'})
+    assert store.get_companion(record, PEAKS_SUFFIX) == b'{"rate": 10, "again": 1}'
+    with pytest.raises(NotFound):
+        store.get_companion(record, TRANSCRIPT_SUFFIX)
+    assert [r["location"] for r in store.records()] == [stored.location]
+    assert store.count_hint() in (None, 1)
+    for suffix in beside:
+        with pytest.raises(NotFound):  # never served as a recording
+            store.open_stored(stored.location + suffix)
+    with pytest.raises(ValueError):
+        store.put_companions(record, {".kzr.json": b"{}"})
     # Rewrite its record, then remove it in the crash-safe order.
     assert store.rewrite_record({**record, "note": "rewritten"})
     [record] = list(store.records())
@@ -128,11 +144,17 @@ def exercise(store: base.CopyStore, *, shared: bool) -> None:
     with pytest.raises(NotFound):
         store.open_stored(stored.location)
     assert store.remove(record) is False  # again: nothing left to do
+    # The companions went with it, and none is written beside a removed copy.
+    with pytest.raises(NotFound):
+        store.get_companion(record, ANALYSIS_SUFFIX)
+    assert store.put_companions(record, beside) is False
     # Take back a copy just committed.
     again = store(make(body, "contract@pbx"))
     assert again is not None and again.created
+    assert store.put_companions(record, beside)
     store.discard(again)
     assert list(store.records()) == []
+    assert store.put_companions(record, beside) is False
     # Where its state lives, and what it is made of.
     place = store.state()
     assert place.shared is shared
@@ -146,12 +168,19 @@ def exercise(store: base.CopyStore, *, shared: bool) -> None:
 def test_the_disk_store_through_the_contract(tmp_path: Path) -> None:
     store = DirectoryStore(tmp_path / "rec")
     exercise(store, shared=False)
+    # Nothing of the removed copies is left on the disk, companions included.
+    left = [p.name for p in (tmp_path / "rec").rglob("*")
+            if p.is_file() and ".kzr" not in p.relative_to(tmp_path / "rec").parts]
+    assert left == []
     assert isinstance(store.state(), DiskState)
     assert isinstance(store.catalog, Catalog)  # its own SQLite catalog beside it
 
 
 def test_the_s3_store_through_the_contract(bucket_store: S3Store) -> None:
     exercise(bucket_store, shared=True)
+    listed = bucket_store.client.list_objects_v2(Bucket=bucket_store.bucket, Prefix="kazoo/")
+    left = [o["Key"] for o in listed.get("Contents", []) if "/.kzr/" not in o["Key"]]
+    assert left == []
     assert isinstance(bucket_store.state(), S3State)
     assert bucket_store.catalog is None  # none unless given one
 
@@ -178,6 +207,12 @@ def test_a_fan_out_answers_from_its_parts(tmp_path: Path, bucket_store: S3Store)
             opened.close()
     with pytest.raises(NotFound):
         both.open_copy({"location": "s3://another/bucket/x.mp3"})
+    # Files beside the copy go to every store that holds it.
+    [record] = list(bucket_store.records())
+    assert both.put_companions(record, {PEAKS_SUFFIX: b"[1]"})
+    for part in both.parts():
+        assert part.get_companion(record, PEAKS_SUFFIX) == b"[1]"
+    assert both.get_companion(record, PEAKS_SUFFIX) == b"[1]"
 
 
 def test_a_handler_of_ones_own_is_none_of_the_stores(tmp_path: Path) -> None:

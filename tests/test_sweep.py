@@ -39,7 +39,7 @@ from kzr_wsgi.errors import StoreUnavailable
 from kzr_wsgi.faults import CRASH_AT_ENV
 from kzr_wsgi.housekeeping.housekeeper import Housekeeper, jobs_for, lease_for
 from kzr_wsgi.housekeeping.sweep import UNINDEXED_MIN_AGE, LeftoverKind, sweep_s3
-from kzr_wsgi.naming import SIDECAR_SUFFIX
+from kzr_wsgi.naming import ANALYSIS_SUFFIX, PEAKS_SUFFIX, SIDECAR_SUFFIX
 from kzr_wsgi.stores import DirectoryStore, FanOut
 from kzr_wsgi.stores.s3 import S3Store
 
@@ -324,3 +324,68 @@ def test_serve_warns_of_an_unreachable_catalog_and_stores_all_the_same(tmp_path:
         assert httpc_put(H, srv.port, "/call_recording_nocat.mp3", b"ID3" * 1000).status == 201
     stored = [p for p in (tmp_path / "recordings").rglob("call_recording_nocat.mp3")]
     assert len(stored) == 1 and stored[0].read_bytes() == b"ID3" * 1000
+
+
+def test_companions_of_an_indexed_recording_stay_and_lone_ones_go(
+    rec: Any, moto_endpoint: str, aws_env: dict[str, str],
+) -> None:
+    store = S3Store.from_url(S3_URL, endpoint_url=moto_endpoint)
+    from test_directory_store import make
+
+    kept = store(make(b"kept" * 100, call_id="kept"))
+    gone = store(make(b"gone" * 100, call_id="gone"))
+    records = {r["call_id"]: r for r in store.records()}
+    beside = {ANALYSIS_SUFFIX: b"{}", PEAKS_SUFFIX: b"{}"}
+    for call_id in ("kept", "gone"):
+        assert store.put_companions(records[call_id], beside)
+    kept_key = kept.location.removeprefix(f"s3://{BUCKET}/")
+    gone_key = gone.location.removeprefix(f"s3://{BUCKET}/")
+    # A worker killed between writing and looking again, as "gone" was removed: its
+    # entry, object and sidecar went, its files beside it stayed.
+    for key in [k for k in all_keys(rec) if k.startswith(PREFIX + ".kzr/index/")
+                and inventory(rec).entries[k]["key"] == gone_key]:
+        rec.delete_object(Bucket=BUCKET, Key=key)
+    rec.delete_object(Bucket=BUCKET, Key=gone_key)
+    rec.delete_object(Bucket=BUCKET, Key=gone_key + SIDECAR_SUFFIX)
+    # Not before they are ten minutes old, whatever the age asked for.
+    assert list(sweep_s3(store, timedelta(0))) == []
+    later = datetime.now(timezone.utc) + LATER
+    found = sorted((left.what, left.key) for left, _ in sweep_s3(
+        store, timedelta(0), dry_run=True, now=later))
+    assert found == [(LeftoverKind.COMPANION, gone_key + suffix)
+                     for suffix in sorted(beside)]
+    assert [gone for _, gone in sweep_s3(store, timedelta(0), now=later)] == [True, True]
+    left = inventory(rec)
+    assert_consistent(left)
+    assert left.companions == {kept_key: sorted(beside)}
+
+
+class _RemovedWhileWriting:
+    """An S3 client that removes a recording's index entry as its first companion is
+    written: a prune racing the write."""
+
+    def __init__(self, client: Any, entry_key: str) -> None:
+        self._client, self._entry_key = client, entry_key
+
+    def put_object(self, **kwargs: Any) -> Any:
+        if kwargs["Key"].endswith(ANALYSIS_SUFFIX):
+            self._client.delete_object(Bucket=kwargs["Bucket"], Key=self._entry_key)
+        return self._client.put_object(**kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+def test_a_companion_written_as_its_recording_is_removed_is_taken_back(
+    rec: Any, moto_endpoint: str, aws_env: dict[str, str],
+) -> None:
+    store = S3Store.from_url(S3_URL, endpoint_url=moto_endpoint)
+    from test_directory_store import make
+
+    stored = store(make(b"race" * 100, call_id="race"))
+    [record] = list(store.records())
+    [entry_key] = [k for k in all_keys(rec) if k.startswith(PREFIX + ".kzr/index/")]
+    racing = S3Store.from_url(S3_URL, client=_RemovedWhileWriting(store.client, entry_key))
+    assert racing.put_companions(record, {ANALYSIS_SUFFIX: b"{}", PEAKS_SUFFIX: b"{}"}) is False
+    key = stored.location.removeprefix(f"s3://{BUCKET}/")
+    assert [k for k in all_keys(rec) if k.startswith(key + ".kzr.")] == [key + SIDECAR_SUFFIX]

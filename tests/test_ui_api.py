@@ -69,8 +69,9 @@ def test_the_ui_needs_a_viewer(world: UIWorld) -> None:
         SearchUI(world.catalog, world.store, viewers=[])
 
 
-@pytest.mark.parametrize("path", ["/", "/static/app.js", "/api/recordings",
-                                  "/api/recordings/x", "/api/recordings/x/audio", "/nope", ""])
+@pytest.mark.parametrize("path", ["/", "/api/recordings", "/api/recordings/x",
+                                  "/api/recordings/x/audio", "/api/session", "/api/shares",
+                                  "/nope", ""])
 @pytest.mark.parametrize("who", ["none", "wrong-password", "uploader", "not-basic"])
 def test_everything_under_the_prefix_needs_a_viewer(world: UIWorld, path: str, who: str) -> None:
     headers = {
@@ -80,10 +81,26 @@ def test_everything_under_the_prefix_needs_a_viewer(world: UIWorld, path: str, w
         "not-basic": {"Authorization": "Bearer ops-pw"},
     }[who]
     reply = world.get(path, None, headers=headers)
-    assert reply.status_code == 401
-    assert reply.headers["WWW-Authenticate"].startswith("Basic ")
+    if path == "/" and who in ("none", "not-basic"):
+        # The page without credentials is the sign-in form, never a browser's prompt.
+        assert reply.status_code == 200
+        assert 'name="username"' in reply.text and 'name="password"' in reply.text
+        assert "WWW-Authenticate" not in reply.headers
+    else:
+        assert reply.status_code == 401
+        assert reply.headers["WWW-Authenticate"].startswith("Basic ")
     assert reply.headers["X-Content-Type-Options"] == "nosniff"
     assert "script-src 'self'" in reply.headers["Content-Security-Policy"]
+    assert "ops-pw" not in reply.text
+
+
+def test_the_page_s_own_files_need_no_viewer(world: UIWorld) -> None:
+    """The sign-in form uses the style sheet: the page's script and style are public."""
+    for name in ("app.js", "app.css", "share.js"):
+        reply = world.get(f"/static/{name}", None)
+        assert reply.status_code == 200, name
+        assert reply.headers["X-Content-Type-Options"] == "nosniff"
+    assert world.get("/static/../app.py", None).status_code in (401, 404)  # never the file
 
 
 def test_viewer_credentials_do_not_upload(world: UIWorld) -> None:

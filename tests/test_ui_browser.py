@@ -2,11 +2,12 @@
 
 ``serve --root D --ui --viewer-file F`` after LAME-made MP3 uploads from several
 accounts (as Kazoo sends them: PUT with Basic and 4.x's metadata query). In the page:
-an operator finds a recording by number and by call id, opens it, plays it (the audio
-element reports a duration and its time advances), seeks (a ``Range`` request) and
-downloads it under its readable name; a customer viewer sees only its account and
-gets ``404`` for another's id and audio URL; a caller name holding markup shows as
-text and runs nothing; no viewer is ``401``.
+a viewer signs in through the form; an operator finds a recording by number and by
+call id, opens it, plays it (the audio element reports a duration and its time
+advances), seeks (a ``Range`` request) and downloads it under its readable name; a
+customer viewer sees only its account and gets ``404`` for another's id and audio URL;
+a caller name holding markup shows as text and runs nothing; without a session the page
+is the sign-in form and the API a plain ``401``.
 
 One browser and one server for the module; Debian's chromium, no browser download.
 """
@@ -18,6 +19,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from audio_samples import freeswitch_mp3
@@ -46,7 +48,7 @@ class Site:
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     tmp = tmp_path_factory.mktemp("ui-browser")
     viewers = tmp / "viewers"
-    viewers.write_text(f"# operators\n{':'.join(OPS)}\n{':'.join(ACME)}  acct-acme\n")
+    viewers.write_text(f"# operators\n{':'.join(OPS)} * share\n{':'.join(ACME)}  acct-acme\n")
     six = freeswitch_mp3(6.0, rate=8000, channels=1)
     three = freeswitch_mp3(3.0, rate=8000, channels=1)
     t0 = 1767258000  # 2026-01-01T09:00:00Z
@@ -76,11 +78,23 @@ def browser() -> Iterator[object]:
             chromium.close()
 
 
-def open_page(browser: object, viewer: tuple[str, str] | None, url: str) -> object:
-    credentials = {"username": viewer[0], "password": viewer[1]} if viewer else None
-    context = browser.new_context(http_credentials=credentials,  # type: ignore[attr-defined]
-                                  accept_downloads=True)
+def sign_in(page: object, origin: str, viewer: tuple[str, str]) -> None:
+    """Sign in through the form, as a person does; the page is the search page after."""
+    page.goto(f"{origin}/ui/signin")  # type: ignore[attr-defined]
+    page.fill("input[name=username]", viewer[0])  # type: ignore[attr-defined]
+    page.fill("input[name=password]", viewer[1])  # type: ignore[attr-defined]
+    with page.expect_navigation():  # type: ignore[attr-defined]
+        page.click("form.signin button[type=submit]")  # type: ignore[attr-defined]
+    assert page.url == f"{origin}/ui/", page.url  # type: ignore[attr-defined]
+
+
+def open_page(browser: object, viewer: tuple[str, str] | None, url: str,
+              **settings: object) -> object:
+    context = browser.new_context(accept_downloads=True, **settings)  # type: ignore[attr-defined]
     page = context.new_page()
+    if viewer is not None:
+        parts = urlsplit(url)
+        sign_in(page, f"{parts.scheme}://{parts.netloc}", viewer)
     page.goto(url)
     return page
 
@@ -118,14 +132,19 @@ def listed(page: object) -> list[str]:
         "li.result", "items => items.map(li => li.querySelector('dd:nth-of-type(3)').textContent)")
 
 
-def test_no_viewer_is_401(site: Site, browser: object) -> None:
-    from playwright.sync_api import Error
-
+def test_without_a_session_the_page_is_the_sign_in_form(site: Site, browser: object) -> None:
     context = browser.new_context()  # type: ignore[attr-defined]
-    # Chromium meets the Basic challenge with no credentials to give: the page fails.
-    with pytest.raises(Error, match="ERR_INVALID_AUTH_CREDENTIALS"):
-        context.new_page().goto(site.url())
-    response = context.request.get(site.url())
+    page = context.new_page()
+    # No browser prompt: the page is a form, and the page's own fetch is a plain 401.
+    response = page.goto(site.url())
+    assert response.status == 200
+    assert page.locator("input[name=username]").is_visible()
+    fetched = page.evaluate("""async () => { const r = await fetch("api/recordings");
+        return [r.status, r.headers.get("www-authenticate")]; }""")
+    assert fetched == [401, None]
+    # A script without credentials is still challenged (Playwright's own requests are no
+    # browser's: they carry no Sec-Fetch headers).
+    response = context.request.get(site.url("/ui/api/recordings"))
     assert response.status == 401
     assert response.headers["www-authenticate"].startswith("Basic")
     # A wrong viewer, and Kazoo's upload credentials, are no viewer either.
@@ -134,6 +153,11 @@ def test_no_viewer_is_401(site: Site, browser: object) -> None:
         for path in ("/ui/", "/ui/api/recordings"):
             reply = context.request.get(site.url(path), headers={"Authorization": f"Basic {token}"})
             assert reply.status == 401
+        page.fill("input[name=username]", user)
+        page.fill("input[name=password]", password)
+        with page.expect_navigation():
+            page.click("form.signin button[type=submit]")
+        assert page.locator("#signin-error").inner_text() == "Wrong user name or password."
     context.close()
 
 
@@ -261,10 +285,8 @@ def test_two_s3_hosts_each_find_and_play_every_recording(
                         start=t0 + i * 60)
             sent[up.call_id] = up.body
         for host in hosts:
-            context = browser.new_context(  # type: ignore[attr-defined]
-                http_credentials={"username": OPS[0], "password": OPS[1]})
-            page = context.new_page()
-            page.goto(host.url + "/ui/?limit=3")
+            page = open_page(browser, OPS, host.url + "/ui/?limit=3")
+            context = page.context
             assert listed(page) == ["s3-call-3", "s3-call-2", "s3-call-1"]
             # The next page (a cursor made here) works at the other host too: one secret.
             token = page.evaluate("() => new URL(document.getElementById('older').href)"
@@ -291,11 +313,9 @@ def test_two_s3_hosts_each_find_and_play_every_recording(
 
 
 def test_a_phone_sized_screen_needs_no_sideways_scrolling(site: Site, browser: object) -> None:
-    context = browser.new_context(  # type: ignore[attr-defined]
-        http_credentials={"username": OPS[0], "password": OPS[1]},
-        viewport={"width": 390, "height": 844}, is_mobile=True)
-    page = context.new_page()
-    page.goto(site.url())
+    page = open_page(browser, OPS, site.url(), viewport={"width": 390, "height": 844},
+                     is_mobile=True)
+    context = page.context
     assert len(listed(page)) == 4
     page.locator("li.result summary").first.click()
     assert page.locator("li.result audio").first.is_visible()

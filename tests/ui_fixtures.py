@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import http.client
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -147,3 +148,63 @@ def upload(server: Server, call_id: str, body: bytes, *, account_id: str, start:
     return Uploaded(call_id, account_id, body)
 
 
+
+
+# -- a browser in process: its cookies, its Sec-Fetch headers ---------------------------
+
+#: What a browser sends with a navigation, and with the page's own fetch.
+NAVIGATE = {"Sec-Fetch-Site": "none", "Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "document",
+            "Sec-Fetch-User": "?1"}
+FETCH = {"Sec-Fetch-Site": "same-origin", "Sec-Fetch-Mode": "cors", "Sec-Fetch-Dest": "empty"}
+_CSRF_FIELD = re.compile(r'name="csrf" value="([^"]*)"')
+
+
+def form_csrf(html: str) -> str:
+    """The CSRF token a page's form carries."""
+    found = _CSRF_FIELD.search(html)
+    assert found, "no csrf field in the page"
+    return found.group(1)
+
+
+class Browser:
+    """One browser (its own cookie jar) talking to an app in process, from one address."""
+
+    def __init__(self, app: Any, prefix: str = "/ui", address: str = "192.0.2.10") -> None:
+        self.client = Client(app)
+        self.prefix = prefix
+        self.address = address
+
+    def request(self, method: str, path: str, headers: dict[str, str] | None = None,
+                **kwargs: Any) -> TestResponse:
+        """``method prefix+path`` as the page's own fetch (unless ``headers`` say otherwise)."""
+        sent = {**FETCH, **(headers or {})}
+        overrides = {"REMOTE_ADDR": self.address, **kwargs.pop("environ_overrides", {})}
+        return self.client.open(self.prefix + path, method=method, headers=sent,
+                                environ_overrides=overrides, **kwargs)
+
+    def get(self, path: str, **kwargs: Any) -> TestResponse:
+        return self.request("GET", path, **kwargs)
+
+    def navigate(self, path: str = "/") -> TestResponse:
+        return self.request("GET", path, headers=NAVIGATE)
+
+    def sign_in(self, user: str, password: str) -> TestResponse:
+        """Open the sign-in form and send it, as a person would."""
+        form = self.navigate("/signin")
+        assert form.status_code == 200, form.status_code
+        return self.request("POST", "/signin", headers={**NAVIGATE, "Sec-Fetch-Site":
+                                                       "same-origin"},
+                            data={"username": user, "password": password,
+                                  "csrf": form_csrf(form.text)})
+
+    def csrf(self) -> str:
+        """The session's CSRF token, as the page's script gets it."""
+        reply = self.get("/api/session")
+        assert reply.status_code == 200, reply.text
+        token = reply.json["csrf"]
+        assert isinstance(token, str)
+        return token
+
+    def cookie(self, name: str = "kzr_session") -> str | None:
+        found = self.client.get_cookie(name, path=self.prefix)
+        return None if found is None else found.value

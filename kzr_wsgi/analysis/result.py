@@ -7,8 +7,11 @@
 (``left``/``right``, ``mono``, ``ch1``…``chN``: :func:`channel_names`); who spoke on a
 channel is derived when read (:func:`speakers`), so a changed mapping needs no decoding.
 
-The flags (:data:`FLAGS`): ``one_way_audio``, ``silent`` and ``clipped`` are defects of
-the recording (:data:`DEFECTS`); ``dead_air`` and ``no_speech`` are facts about the call.
+The flags (:data:`~kzr_wsgi.analysis.channels.FLAGS`): ``one_way_audio``, ``silent`` and
+``clipped`` are defects of the recording (:data:`~kzr_wsgi.analysis.channels.DEFECTS`);
+``dead_air`` and ``no_speech`` are facts about the call.
+They, :func:`channel_names` and :func:`speakers` are defined in
+:mod:`~kzr_wsgi.analysis.channels` (no numpy: what reading a result needs).
 """
 
 from __future__ import annotations
@@ -20,53 +23,18 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from .channels import DEFECTS, FLAGS, channel_names, speakers
 from .decode import StreamInfo
 from .levels import PEAK_RATE, Levels
 from .settings import VERSION, AnalysisSettings
 from .speech import Speech
 from .timeline import Interval, longest_pause, longest_silence, total_ms
 
-#: Every flag an analysis can set, in the order a result lists them.
-FLAGS = ("one_way_audio", "silent", "clipped", "dead_air", "no_speech")
-#: The flags that are defects of the recording (what "flagged" means), not facts of the call.
-DEFECTS = ("one_way_audio", "silent", "clipped")
+__all__ = ["DEFECTS", "FLAGS", "AnalysisResult", "Peaks", "build_result",
+           "channel_names", "decide_flags", "speakers"]
+
 #: Decimals kept of a waveform value.
 _PEAK_DECIMALS = 3
-
-
-def channel_names(channels: int) -> tuple[str, ...]:
-    """``mono``; ``left``, ``right``; ``ch1`` … ``chN`` for more.
-
-    >>> channel_names(1), channel_names(2), channel_names(3)
-    (('mono',), ('left', 'right'), ('ch1', 'ch2', 'ch3'))
-    """
-    if channels == 1:
-        return ("mono",)
-    if channels == 2:
-        return ("left", "right")
-    return tuple(f"ch{i}" for i in range(1, channels + 1))
-
-
-def speakers(names: Sequence[str], caller: str = "left") -> dict[str, str]:
-    """Who is on each channel: ``caller`` is the channel the caller is on (a setting).
-
-    Stereo recordings put the recorded leg's own party on the left (Kazoo records the
-    caller's leg): ``caller = "left"`` is the default. Mono is everyone; more channels
-    than two have no speakers.
-
-    >>> speakers(("left", "right")), speakers(("left", "right"), caller="right")
-    ({'left': 'caller', 'right': 'callee'}, {'left': 'callee', 'right': 'caller'})
-    >>> speakers(("mono",)), speakers(("ch1", "ch2", "ch3"))
-    ({'mono': 'all'}, {})
-    """
-    if caller not in ("left", "right"):
-        raise ValueError(f'caller must be "left" or "right", not {caller!r}')
-    if tuple(names) == ("mono",):
-        return {"mono": "all"}
-    if tuple(names) == ("left", "right"):
-        other = "callee" if caller == "left" else "caller"
-        return {"left": "caller" if caller == "left" else "callee", "right": other}
-    return {}
 
 
 @dataclass(frozen=True)
@@ -173,7 +141,8 @@ class Peaks:
 def decide_flags(*, channels: int, frames: int, talk: Sequence[int], pause_ms: int,
                  silent: bool, clipped_fraction: float,
                  settings: AnalysisSettings) -> tuple[str, ...]:
-    """The flags, in :data:`FLAGS` order, from the measures they are defined on.
+    """The flags, in :data:`~kzr_wsgi.analysis.channels.FLAGS` order, from the measures
+    they are defined on.
 
     >>> decide_flags(channels=2, frames=8000, talk=[9000, 0], pause_ms=0, silent=False,
     ...              clipped_fraction=0.0, settings=AnalysisSettings())

@@ -1,8 +1,12 @@
 """A :class:`~kzr_wsgi.catalog.rows.Row` to and from the values the database holds (pure).
 
 Times are integer microseconds (UTC), ``segments`` and ``audio`` JSON text, booleans
-0/1; the search columns (``sort_us``, ``flagged``, ``flag_bits``, the normalised
-numbers, the lower-cased caller name) are derived here, once, on the way in.
+0/1; the search columns (``sort_us``, ``flagged``, ``flag_bits``, ``noted``, the
+normalised numbers, the lower-cased caller name) are derived here, once, on the way in.
+
+A row written again (a retry from another host, a reindex) keeps what its analysis
+found: ``analysis_bits`` is never written by :data:`UPSERT`, and ``flagged`` and
+``noted`` are worked out from both the inspection's bits and the analysis's.
 """
 
 from __future__ import annotations
@@ -11,17 +15,30 @@ import json
 from typing import Any
 
 from ..audio import AudioInfo
+from .analysis import DEFECT_MASK, bits_of
 from .rows import Row, normalise_number
-from .schema import COLUMNS, TABLE, WRITTEN
-from .search import FLAG_BITS, from_micros, micros
+from .schema import COLUMNS, QUEUED, TABLE, WRITTEN
+from .search import from_micros, micros
 
 #: The column list of a ``SELECT`` that :func:`row_from_db` reads.
 SELECT_COLUMNS = ", ".join(COLUMNS)
-#: Insert a row, or refresh every column of the row with its id (``seq`` stays).
+#: On conflict, what the columns that remember the analysis become (every other column
+#: takes the new value). Every inspection flag is a defect, so any ``flag_bits`` flags.
+_KEPT = {
+    "flagged": f"CASE WHEN excluded.flag_bits <> 0 OR ({TABLE}.analysis_bits & {DEFECT_MASK})"
+               " <> 0 THEN 1 ELSE 0 END",
+    "noted": f"CASE WHEN excluded.flag_bits <> 0 OR {TABLE}.analysis_bits <> 0"
+             " THEN 1 ELSE 0 END",
+    # A job once written stays (1); a job owed (0) stays owed until repair writes it.
+    "queued": f"CASE WHEN excluded.queued = {QUEUED} OR {TABLE}.queued = {QUEUED}"
+              f" THEN {QUEUED} WHEN {TABLE}.queued = 0 THEN 0 ELSE excluded.queued END",
+}
+#: Insert a row, or refresh every column of the row with its id (``seq`` and what its
+#: analysis found stay).
 UPSERT = (
     f"INSERT INTO {TABLE} ({', '.join(WRITTEN)}) VALUES ({', '.join(':' + c for c in WRITTEN)})"
     f" ON CONFLICT (id) DO UPDATE SET "
-    + ", ".join(f"{c} = excluded.{c}" for c in WRITTEN if c != "id")
+    + ", ".join(f"{c} = {_KEPT.get(c, f'excluded.{c}')}" for c in WRITTEN if c != "id")
 )
 
 
@@ -55,11 +72,10 @@ def row_from_db(values: tuple[Any, ...] | list[Any]) -> Row:
     )
 
 
-def write_params(row: Row) -> dict[str, Any]:
-    """The named parameters of :data:`UPSERT` for ``row``."""
-    bits = 0
-    for flag in row.flags:
-        bits |= FLAG_BITS[flag]
+def write_params(row: Row, queued: int = QUEUED) -> dict[str, Any]:
+    """The named parameters of :data:`UPSERT` for ``row``; ``queued`` says whether its
+    analysis job is written with it (see :data:`~kzr_wsgi.catalog.schema.QUEUED`)."""
+    bits = bits_of(row.flags)
     return {
         "id": row.id,
         "kind": row.kind,
@@ -91,4 +107,6 @@ def write_params(row: Row) -> dict[str, Any]:
         "cid_norm": None if row.caller_id_number is None
         else normalise_number(row.caller_id_number),
         "cid_name_lower": None if row.caller_id_name is None else row.caller_id_name.lower(),
+        "noted": int(bool(bits)),
+        "queued": queued,
     }

@@ -1,4 +1,5 @@
-"""The catalog's connections: one per thread, per process, never used across a ``fork``.
+"""The catalog's connections: one per thread, per process, never used across a ``fork``;
+and the :class:`Transaction` a statement runs in.
 
 gunicorn forks its workers from a master that built the app, and a DB-API connection
 must not be shared by two processes (for PostgreSQL both would talk over one session).
@@ -17,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .backends.base import Backend
@@ -84,3 +86,26 @@ def close_quietly(conn: Any) -> None:
         conn.close()
     except Exception:
         log.debug("closing a catalog connection failed", exc_info=True)
+
+
+class Transaction:
+    """One transaction's cursor, taking statements with ``:name`` parameters."""
+
+    def __init__(self, cursor: Any, backend: Backend) -> None:
+        self._cursor = cursor
+        self._backend = backend
+
+    def execute(self, sql: str, params: Mapping[str, Any]) -> int:
+        """Run one statement; how many rows it changed."""
+        self._cursor.execute(self._backend.sql(sql), params)
+        return int(self._cursor.rowcount or 0)
+
+    def executemany(self, sql: str, params: Sequence[Mapping[str, Any]]) -> None:
+        """Run one statement for each set of parameters (none: nothing)."""
+        if params:
+            self._cursor.executemany(self._backend.sql(sql), params)
+
+    def fetchall(self, sql: str, params: Mapping[str, Any]) -> list[Any]:
+        """Run a query; every row it gives."""
+        self._cursor.execute(self._backend.sql(sql), params)
+        return list(self._cursor.fetchall())

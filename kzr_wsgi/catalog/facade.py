@@ -13,10 +13,15 @@ brought up to date (:func:`~kzr_wsgi.catalog.migrations.migrate`) before first u
 **Write failures** are the caller's to survive: the stores call
 :meth:`Catalog.add_stored`, which logs, counts (:data:`WRITE_FAILURES`) and returns
 ``None`` instead of raising, so a catalog that is down never fails an upload.
+
+**The queue** (:mod:`~kzr_wsgi.catalog.jobs`) is in the same database: each row's
+``analyse`` job is written in the row's own transaction (while :attr:`Catalog.pipeline`
+is on), and a row read back carries its job's state (``Row.analysis``).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -27,13 +32,15 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ..naming import STATE_DIR
+from .analysis import ANALYSE, Origin, Restored
 from .backends.base import Backend
 from .backends.sqlite import SQLiteBackend
 from .codec import SELECT_COLUMNS, UPSERT, row_from_db, write_params
-from .connections import Connections
+from .connections import Connections, Transaction
+from .jobs import INSERT_JOB, RESTORE_JOB, JobQueue, job_params, now_us, set_analysis_flags
 from .migrations import migrate
 from .rows import Row, row_from_record, row_id
-from .schema import STATE_TABLE, TABLE
+from .schema import JOBS_TABLE, OWED, QUEUED, STATE_TABLE, TABLE, UNQUEUED
 from .search import (
     COMMON_PREFIX,
     MAX_LIMIT,
@@ -103,6 +110,9 @@ class Catalog:
         out of reach.
         """
         self.backend = backend
+        #: Whether each new row's analysis job is written with it (``serve --no-analyze``
+        #: turns it off: rows are then written with none wanted).
+        self.pipeline = True
         self._connections = Connections(backend)
         self._text = TextIndex(backend)
         self._migrated = False
@@ -133,23 +143,90 @@ class Catalog:
         self.add_rows([row])
         return row
 
-    def add_rows(self, rows: Iterable[Row]) -> int:
-        """Upsert many rows in one transaction; return how many."""
-        params = [write_params(r) for r in rows]
-        if not params:
-            return 0
-        sql = self.backend.sql(UPSERT)
+    def add_rows(self, rows: Iterable[Row], *, origin: Origin = Origin.UPLOAD,
+                 restored: Mapping[str, Restored] | None = None) -> int:
+        """Upsert many rows in one transaction, with their analysis jobs; return how many.
 
-        def run(conn: Any) -> int:
+        While :attr:`pipeline` is on, each row's ``analyse`` job is queued in the same
+        transaction (``origin`` says why; a row that has one keeps it). A row in
+        ``restored`` (row id -> what the files beside it say, ``reindex``) gets its done
+        job back instead. Should the jobs fail to be written (a queue that
+        cannot be written), the rows are written alone, marked as owed a job, which
+        :meth:`JobQueue.repair <kzr_wsgi.catalog.jobs.JobQueue.repair>` writes later: a
+        row never waits on the queue.
+        """
+        rows = list(rows)
+        if not rows:
+            return 0
+        wanted = QUEUED if self.pipeline else UNQUEUED
+        try:
+            return self._write_rows(rows, wanted, origin, restored or {})
+        except self.backend.transient:
+            raise
+        except Exception as exc:
+            if wanted != QUEUED and not restored:
+                raise  # no job was to be written: the rows' own failure
+            WRITE_FAILURES.record(exc)
+            log.error("catalog %s: the analysis queue could not be written (%s); the rows are "
+                      "written without their jobs, which start-up repair writes", self.url, exc)
+            return self._write_rows(rows, OWED, origin, {})
+
+    def _write_rows(self, rows: list[Row], wanted: int, origin: Origin,
+                    restored: Mapping[str, Restored]) -> int:
+        now = now_us()
+
+        def run(tx: Transaction) -> int:
+            tx.executemany(UPSERT, [write_params(r, QUEUED if r.id in restored else wanted)
+                                    for r in rows])
+            if wanted == QUEUED:
+                tx.executemany(INSERT_JOB, [job_params(r, ANALYSE, origin, now) for r in rows
+                                            if r.id not in restored])
+            for row in rows:
+                done = restored.get(row.id)
+                if done is None:
+                    continue
+                tx.execute(RESTORE_JOB, {
+                    "row_id": row.id, "job": ANALYSE, "origin": str(Origin.REINDEX),
+                    "sha256": row.sha256, "now": now, "fingerprint": done.fingerprint,
+                    "result": json.dumps(dict(done.summary), sort_keys=True),
+                    "files": json.dumps(dict(done.files), sort_keys=True)})
+                set_analysis_flags(tx, row.id, list(done.summary.get("flags") or ()))
+            return len(rows)
+
+        return self.within(run)
+
+    @property
+    def jobs(self) -> JobQueue:
+        """The queue of ``analyse`` jobs in this catalog (:mod:`~kzr_wsgi.catalog.jobs`)."""
+        return JobQueue(self)
+
+    def within(self, work: Callable[[Transaction], T]) -> T:
+        """Run ``work`` as one transaction; after a connection error, once more on a new
+        connection (``work`` must be safe to run again)."""
+        def run(conn: Any) -> T:
             with self.backend.transaction(conn):
                 cur = conn.cursor()
                 try:
-                    cur.executemany(sql, params)
+                    return work(Transaction(cur, self.backend))
                 finally:
                     cur.close()
-            return len(params)
 
         return self._run(run)
+
+    def execute(self, sql: str, params: Mapping[str, Any]) -> int:
+        """Run one writing statement on its own (autocommit); how many rows it changed."""
+        def run(conn: Any) -> int:
+            cur = self._execute(conn, sql, params)
+            try:
+                return int(cur.rowcount or 0)
+            finally:
+                cur.close()
+
+        return self._run(run)
+
+    def fetch(self, sql: str, params: Mapping[str, Any]) -> list[Any]:
+        """Run a query (``:name`` parameters); every row it gives."""
+        return self._fetch(sql, params)
 
     def add_stored(self, record: Mapping[str, Any], location: str | None = None) -> Row | None:
         """:meth:`add` for a store that just committed: never raises.
@@ -185,16 +262,17 @@ class Catalog:
                       self.url, record.get("location") or record.get("path"), exc)
 
     def remove(self, row_id: str) -> bool:
-        """Remove a row and its transcript's segments (one transaction); ``True`` when
-        there was a row. On SQLite the removed words stay in the search index's bytes
-        until :meth:`scrub_text`."""
+        """Remove a row, its jobs and its transcript's segments (one transaction);
+        ``True`` when there was a row. On SQLite the removed words stay in the search
+        index's bytes until :meth:`scrub_text`."""
         def run(conn: Any) -> bool:
             with self.backend.transaction(conn):
                 self._text.remove(conn, row_id)
-                cur = self._execute(conn, f"DELETE FROM {TABLE} WHERE id = :id",
-                                    {"id": row_id})
+                cur = conn.cursor()
                 try:
-                    return bool(cur.rowcount > 0)
+                    tx = Transaction(cur, self.backend)
+                    tx.execute(f"DELETE FROM {JOBS_TABLE} WHERE row_id = :id", {"id": row_id})
+                    return tx.execute(f"DELETE FROM {TABLE} WHERE id = :id", {"id": row_id}) > 0
                 finally:
                     cur.close()
 
@@ -248,7 +326,14 @@ class Catalog:
     def get(self, row_id: str) -> Row | None:
         """The row with this id, or ``None``."""
         found = self._fetch(f"SELECT {SELECT_COLUMNS} FROM {TABLE} WHERE id = :id", {"id": row_id})
-        return row_from_db(found[0]) if found else None
+        return self.with_analysis([row_from_db(found[0])])[0] if found else None
+
+    def with_analysis(self, rows: list[Row]) -> list[Row]:
+        """``rows`` with their analysis (their ``analyse`` job's state) attached."""
+        if not rows:
+            return rows
+        states = self.jobs.states([row.id for row in rows])
+        return [replace(row, analysis=states.get(row.id)) for row in rows]
 
     def search(self, query: Query, speaker: Speakers = default_speaker) -> Page:
         """One page of rows matching ``query``, newest first (see :class:`Query`).
@@ -264,7 +349,7 @@ class Catalog:
             rows = self._run(lambda conn: self._text.search(conn, query, text, snapshot))
         else:
             rows = self._plain_page(query, snapshot)
-        page = rows[: query.limit]
+        page = self.with_analysis(rows[: query.limit])
         found = {}
         if text and page:
             found = self._run(lambda conn: self._text.matches(conn, page, text, speaker))
@@ -335,6 +420,31 @@ class Catalog:
                                   ).close()
 
         self._run(run)
+
+    # -- the other tables (the search page's sessions, shares, ...) ---------------------
+
+    def select(self, sql: str, params: Mapping[str, Any]) -> list[Any]:
+        """The rows of one ``SELECT`` written with ``:name`` parameters, as tuples.
+
+        For tables of the catalog's schema other than the recordings (the search page's,
+        :mod:`kzr_wsgi.ui.tables`); retried once on a new connection, as every read is.
+        """
+        return self._fetch(sql, params)
+
+    def write(self, *steps: tuple[str, Mapping[str, Any]]) -> list[int]:
+        """Run ``(sql, params)`` statements in one transaction; each one's row count."""
+        def run(conn: Any) -> list[int]:
+            counts = []
+            with self.backend.transaction(conn):
+                for sql, params in steps:
+                    cur = self._execute(conn, sql, params)
+                    try:
+                        counts.append(int(cur.rowcount))
+                    finally:
+                        cur.close()
+            return counts
+
+        return self._run(run)
 
     # -- connections ------------------------------------------------------------------
 

@@ -5,18 +5,28 @@ copy (idempotent: the row ids are derived from the copies), removes rows of this
 whose copy is no longer indexed, and, for sidecars written before inspection existed
 (no ``audio`` key at all), reads the file back, inspects it and adds ``audio`` to the
 sidecar (the store replaces it atomically).
+
+The analysis comes back too, without decoding anything: a copy with its analysis beside
+it (``<name>.kzr.analysis.json``, and the waveform's ``.kzr.peaks.json``) gets its done
+job back, its summary, its flags and the files' sha256s (what ``verify`` checks them
+against). A copy without one is queued (as a backfill: its flags are not counted as a
+new upload's), unless it has a job already; a skipped one is skipped again at once.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import KzrError
+from ..errors import KzrError, NotFound
+from ..naming import ANALYSIS_SUFFIX, PEAKS_SUFFIX
 from ..stores.base import CopyStore
 from ..stores.readback import scan
+from .analysis import Origin, Restored, summary_of
 from .facade import Catalog
 from .rows import Row, row_from_record
 
@@ -46,6 +56,8 @@ class ReindexResult:
     removed: int = 0
     #: Copies that could not be read back for inspection (still catalogued).
     unreadable: int = 0
+    #: Analyses put back from the files beside their copies.
+    analyses: int = 0
 
 
 def reindex(
@@ -66,6 +78,7 @@ def reindex(
     result = ReindexResult()
     seen: set[str] = set()
     batch: list[Row] = []
+    restored: dict[str, Restored] = {}
     for record in store.records():
         if inspect and "audio" not in record:
             _inspect(store, record, result)
@@ -77,18 +90,52 @@ def reindex(
             continue
         seen.add(row.id)
         batch.append(row)
+        found = _analysis_beside(store, record)
+        if found is not None:
+            restored[row.id] = found
         if len(batch) >= BATCH:
-            result.rows += catalog.add_rows(batch)
-            batch.clear()
+            result.rows += _write(catalog, batch, restored, result)
         if progress is not None:
             progress(record)
-    result.rows += catalog.add_rows(batch)
+    result.rows += _write(catalog, batch, restored, result)
     if owns is not None:
         for row_id, location in catalog.locations().items():
             if row_id not in seen and owns(location):
                 result.removed += int(catalog.remove(row_id))
     catalog.set_state(NEEDS_REINDEX, None)
     return result
+
+
+def _write(catalog: Catalog, batch: list[Row], restored: dict[str, Restored],
+           result: ReindexResult) -> int:
+    """Write a batch of rows with their restored analyses; empties both."""
+    written = catalog.add_rows(batch, origin=Origin.BACKFILL, restored=restored)
+    result.analyses += len(restored)
+    batch.clear()
+    restored.clear()
+    return written
+
+
+def _analysis_beside(store: IndexedStore, record: dict[str, Any]) -> Restored | None:
+    """The done analysis the files beside a copy hold, or ``None`` when it has none."""
+    files: dict[str, str] = {}
+    try:
+        data = store.get_companion(record, ANALYSIS_SUFFIX)
+        doc = json.loads(data)
+        files[ANALYSIS_SUFFIX] = hashlib.sha256(data).hexdigest()
+        settings = str(doc["settings"])
+    except NotFound:
+        return None
+    except (KzrError, ValueError, KeyError, TypeError) as exc:
+        log.warning("%s: its analysis cannot be read back (%s); left for a backfill",
+                    record.get("location"), exc)
+        return None
+    try:
+        files[PEAKS_SUFFIX] = hashlib.sha256(
+            store.get_companion(record, PEAKS_SUFFIX)).hexdigest()
+    except KzrError:
+        log.warning("%s: its analysis has no waveform beside it", record.get("location"))
+    return Restored(summary_of(doc), files, settings)
 
 
 def _inspect(store: IndexedStore, record: dict[str, Any], result: ReindexResult) -> None:

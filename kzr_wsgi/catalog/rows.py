@@ -25,6 +25,7 @@ from typing import Any
 from ..audio import AudioInfo
 from ..metadata import metadata_from_json
 from ..recording import SELF_TEST_PREFIX, Kind, Name
+from .analysis import ALL_FLAGS, DEFECT_FLAGS, AnalysisState
 
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
@@ -62,6 +63,9 @@ class Row:
     self_test: bool
     #: Insertion order in this catalog (grows); 0 for a row not read from a catalog.
     seq: int = 0
+    #: Its analysis (its ``analyse`` job); ``None`` when it has none (a row from before
+    #: the analysis, or stored with the pipeline off).
+    analysis: AnalysisState | None = None
 
     @property
     def sort_at(self) -> datetime:
@@ -74,12 +78,35 @@ class Row:
         return self.audio.flags if self.audio is not None else ()
 
     @property
+    def all_flags(self) -> tuple[str, ...]:
+        """The inspection's flags and the analysis's, once each, in one order."""
+        found = {*self.flags, *(self.analysis.flags if self.analysis is not None else ())}
+        return tuple(f for f in ALL_FLAGS if f in found)
+
+    @property
+    def defects(self) -> tuple[str, ...]:
+        """The flags that are defects (what "flagged" means): see
+        :data:`~kzr_wsgi.catalog.analysis.DEFECT_FLAGS`."""
+        return tuple(f for f in self.all_flags if f in DEFECT_FLAGS)
+
+    @property
     def name(self) -> Name:
         """The name the copy is filed under (what a read of its URL finds)."""
         return Name(Kind(self.kind), self.segments, self.filename)
 
-    def to_json(self) -> dict[str, Any]:
-        """The row as JSON: ``ls --json``'s objects, times ISO 8601 UTC."""
+    def copy_record(self) -> dict[str, Any]:
+        """What a store needs to find this row's copy (its name, recording id, sha256), as
+        the store contract's :class:`~kzr_wsgi.stores.base.CompanionKeeper` takes it."""
+        return {"kind": self.kind, "segments": list(self.segments), "filename": self.filename,
+                "recording_id": self.recording_id, "sha256": self.sha256,
+                "location": self.location}
+
+    def to_json(self, caller: str = "left") -> dict[str, Any]:
+        """The row as JSON: ``ls --json``'s objects, times ISO 8601 UTC.
+
+        ``caller`` is the side of a stereo recording the caller is on, for the
+        ``analysis``'s speakers (see :class:`~kzr_wsgi.catalog.analysis.AnalysisState`).
+        """
         return {
             "id": self.id,
             "kind": self.kind,
@@ -102,6 +129,7 @@ class Row:
             "filename": self.filename,
             "audio": self.audio.to_json() if self.audio is not None else None,
             "self_test": self.self_test,
+            "analysis": self.analysis.to_json(caller) if self.analysis is not None else None,
         }
 
 

@@ -23,6 +23,8 @@ TABLE = "kzr_recordings"
 VERSION_TABLE = "kzr_schema_version"
 #: Named facts about the catalog itself (e.g. that it still needs a reindex).
 STATE_TABLE = "kzr_catalog_state"
+#: The queue: one job per recording and kind of work (see :mod:`kzr_wsgi.catalog.jobs`).
+JOBS_TABLE = "kzr_jobs"
 
 #: The columns a row is read from, in :func:`~kzr_wsgi.catalog.codec.row_from_db` order.
 COLUMNS: tuple[str, ...] = (
@@ -32,16 +34,24 @@ COLUMNS: tuple[str, ...] = (
     "audio", "self_test",
 )
 
-#: Columns written on insert (everything but ``seq``, which the database numbers).
+#: Columns written on insert (everything but ``seq``, which the database numbers, and
+#: ``analysis_bits``, which only a finished analysis writes).
 WRITTEN: tuple[str, ...] = (
     *COLUMNS[1:],
     "sort_us", "flagged", "flag_bits", "from_norm", "to_norm", "cid_norm", "cid_name_lower",
+    "noted", "queued",
 )
 
 #: One row per transcript segment: the word-search index (see :mod:`.text`).
 SEGMENTS = "kzr_segments"
 #: SQLite only: the FTS5 tables over the segments, one per month (see :mod:`.text`).
 TEXT_PARTS = "kzr_text_parts"
+#: ``queued``: whether a row's analysis job exists. 1: it does (written in the row's
+#: transaction); 0: it is owed (the job could not be written with the row: start-up
+#: repair writes it, reading the rows with 0 through their own index, so the cost grows
+#: with what is missing); 2: none is wanted (the row predates the analysis, or the
+#: pipeline was off: ``kzr-wsgi worker --backfill`` queues them).
+QUEUED, OWED, UNQUEUED = 1, 0, 2
 
 #: What each placeholder in the DDL is, per dialect.
 DIALECTS: dict[str, dict[str, str]] = {
@@ -107,7 +117,96 @@ _V1 = [
     f"CREATE TABLE {STATE_TABLE} (name VARCHAR(64) PRIMARY KEY, value TEXT NOT NULL)",
 ]
 
-_V2_TEXT = [
+_V2 = [
+    # The queue of work on recordings: one job per recording (row) and kind of work
+    # (``analyse``; ``transcribe`` fits beside it), each with its own state, attempts,
+    # lease and backoff. ``due_us``: when a pending job may next be claimed (now, after a
+    # failure's backoff, or when the lease of the worker holding it ends).
+    f"""CREATE TABLE {JOBS_TABLE} (
+        seq {{SEQ}},
+        row_id VARCHAR(64) {{BYTEWISE}} NOT NULL,
+        job VARCHAR(16) NOT NULL,
+        state VARCHAR(16) NOT NULL,
+        origin VARCHAR(16) NOT NULL,
+        sha256 VARCHAR(64) NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        due_us BIGINT NOT NULL,
+        worker TEXT,
+        created_us BIGINT NOT NULL,
+        updated_us BIGINT NOT NULL,
+        started_us BIGINT,
+        finished_us BIGINT,
+        fingerprint VARCHAR(32),
+        reason TEXT,
+        error TEXT,
+        result TEXT,
+        files TEXT,
+        UNIQUE (row_id, job)
+    )""",
+    # A claim reads the oldest due pending job: only pending jobs are in this index, so
+    # it stays as small as the backlog however many are done.
+    f"CREATE INDEX kzr_jobs_due ON {JOBS_TABLE} (job, due_us) WHERE state = 'pending'",
+    f"CREATE INDEX kzr_jobs_state ON {JOBS_TABLE} (job, state)",
+    # A done result of the same audio and settings is reused, not decoded again.
+    f"CREATE INDEX kzr_jobs_audio ON {JOBS_TABLE} (sha256, job, fingerprint)"
+    " WHERE state = 'done'",
+    # The analysis's flags (flag_bits stays the inspection's); "noted": any flag at all,
+    # inspection's or analysis's ("flagged" is the defects only).
+    f"ALTER TABLE {TABLE} ADD COLUMN analysis_bits INTEGER NOT NULL DEFAULT 0",
+    f"ALTER TABLE {TABLE} ADD COLUMN noted SMALLINT NOT NULL DEFAULT 0",
+    # Rows from before: no job wanted until a backfill asks (see QUEUED).
+    f"ALTER TABLE {TABLE} ADD COLUMN queued SMALLINT NOT NULL DEFAULT 2",
+    f"UPDATE {TABLE} SET noted = 1 WHERE flagged = 1",
+    # A filter on a fact (dead_air, no_speech) reads only the rows with a flag, in order.
+    f"CREATE INDEX kzr_rec_noted ON {TABLE} (sort_us, id) WHERE noted = 1",
+    f"CREATE INDEX kzr_rec_account_noted ON {TABLE} (account_id, sort_us, id)"
+    " WHERE noted = 1",
+    # Start-up repair and --backfill read only the rows they concern.
+    f"CREATE INDEX kzr_rec_owed ON {TABLE} (seq) WHERE queued = 0",
+    f"CREATE INDEX kzr_rec_unqueued ON {TABLE} (seq) WHERE queued = 2",
+]
+
+
+#: The search page's own tables (see :mod:`kzr_wsgi.ui.tables`): kept in the catalog
+#: because every worker and host behind one page shares it. No secret is kept in any
+#: of them: a session and a share link are keyed by the SHA-256 of their random id.
+UI_SESSIONS = "kzr_ui_sessions"
+UI_FAILURES = "kzr_ui_failures"
+UI_BLOCKS = "kzr_ui_blocks"
+UI_SHARES = "kzr_ui_shares"
+UI_PLAYS = "kzr_ui_plays"
+
+_V3 = [
+    f"""CREATE TABLE {UI_SESSIONS} (
+        id_hash VARCHAR(64) PRIMARY KEY,
+        viewer TEXT NOT NULL,
+        created_us BIGINT NOT NULL,
+        last_seen_us BIGINT NOT NULL,
+        expires_us BIGINT NOT NULL
+    )""",
+    f"CREATE INDEX kzr_ui_sessions_viewer ON {UI_SESSIONS} (viewer)",
+    f"CREATE INDEX kzr_ui_sessions_expires ON {UI_SESSIONS} (expires_us)",
+    # Failed sign-ins, one row each, counted over a sliding window per key (a digest
+    # of the user and address, or of the address).
+    f"CREATE TABLE {UI_FAILURES} (key VARCHAR(64) NOT NULL, at_us BIGINT NOT NULL)",
+    f"CREATE INDEX kzr_ui_failures_key ON {UI_FAILURES} (key, at_us)",
+    f"CREATE TABLE {UI_BLOCKS} (key VARCHAR(64) PRIMARY KEY, until_us BIGINT NOT NULL)",
+    f"""CREATE TABLE {UI_SHARES} (
+        id VARCHAR(32) PRIMARY KEY,
+        token_hash VARCHAR(64) NOT NULL UNIQUE,
+        recording VARCHAR(64) NOT NULL,
+        maker TEXT NOT NULL,
+        created_us BIGINT NOT NULL,
+        expires_us BIGINT NOT NULL,
+        revoked_us BIGINT
+    )""",
+    f"CREATE INDEX kzr_ui_shares_maker ON {UI_SHARES} (maker, created_us)",
+    # The first audio request of a session for a recording, per key: a play is
+    # logged once in a while, not at every Range request.
+    f"CREATE TABLE {UI_PLAYS} (key VARCHAR(64) PRIMARY KEY, at_us BIGINT NOT NULL)",
+]
+
+_V4 = [
     # A transcript's segments, as spoken after redaction (text) and as indexed (words:
     # words.index_text of the text). sort_us is the recording's, copied so that the
     # index can be read in the listing's order without the recordings table.
@@ -135,8 +234,9 @@ _V2_TEXT = [
     f"{{postgresql}} CREATE INDEX kzr_seg_tsv ON {SEGMENTS} USING gin (tsv)",
 ]
 
+
 #: Each migration: the statements that take the schema from version N to N+1.
-MIGRATIONS: list[list[str]] = [_V1, _V2_TEXT]
+MIGRATIONS: list[list[str]] = [_V1, _V2, _V3, _V4]
 
 
 def statements(migration: list[str], dialect: str) -> list[str]:

@@ -17,15 +17,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
-from ..audio import FLAGS
+from .analysis import ALL_FLAGS, DEFECT_FLAGS, bits_of
+from .analysis import FLAG_BITS as FLAG_BITS  # imported from here before it moved
 from .rows import Row, clean_text, normalise_number
 from .schema import COLUMNS, TABLE
 
 if TYPE_CHECKING:
     from .text import Match
-
-#: The bit of each flag in the ``flag_bits`` column.
-FLAG_BITS: dict[str, int] = {flag: 1 << i for i, flag in enumerate(FLAGS)}
 
 #: The most rows one page may hold.
 MAX_LIMIT = 10_000
@@ -39,7 +37,10 @@ _TOP = "\U0010ffff"
 class Query:
     """What to find. Every field is optional; different fields combine with AND.
 
-    See the manual's catalog page for each field's meaning; ``flags`` is OR within itself.
+    See the manual's catalog page for each field's meaning; ``flags`` is OR within itself
+    and takes the inspection's and the analysis's flags
+    (:data:`~kzr_wsgi.catalog.analysis.ALL_FLAGS`); ``flagged`` means a defect
+    (:data:`~kzr_wsgi.catalog.analysis.DEFECT_FLAGS`).
     """
 
     #: Call id or number matched exactly, or a case-insensitive prefix of caller_id_name.
@@ -73,7 +74,7 @@ class Query:
         unknown = [f for f in self.flags if f not in FLAG_BITS]
         if unknown:
             raise ValueError(f"unknown flag(s): {', '.join(unknown)}; "
-                             f"known: {', '.join(FLAGS)}")
+                             f"known: {', '.join(ALL_FLAGS)}")
         if not 1 <= self.limit <= MAX_LIMIT:
             raise ValueError(f"limit must be between 1 and {MAX_LIMIT}")
 
@@ -162,12 +163,11 @@ def where_clause(query: Query, snapshot: int | None,
         params["until"] = micros(query.until)
         terms.append("sort_us <= :until")
     if query.flags:
-        mask = 0
-        for flag in query.flags:
-            mask |= FLAG_BITS[flag]
-        params["mask"] = mask
-        # "flagged = 1" as written: it selects the partial indexes of flagged rows.
-        terms.append("flagged = 1 AND (flag_bits & :mask) <> 0")
+        params["mask"] = bits_of(query.flags)
+        # "flagged = 1" / "noted = 1" as written: each selects its partial indexes, of
+        # the rows with a defect, or with any flag (a fact such as dead_air too).
+        rows_with = "flagged" if all(f in DEFECT_FLAGS for f in query.flags) else "noted"
+        terms.append(f"{rows_with} = 1 AND ((flag_bits | analysis_bits) & :mask) <> 0")
     elif query.flagged:
         terms.append("flagged = 1")
     if query.kinds:

@@ -4,7 +4,9 @@ One module per command or group: :mod:`~kzr_wsgi.cli.serve` (with
 :mod:`~kzr_wsgi.cli.serving` and :mod:`~kzr_wsgi.cli.announce`),
 :mod:`~kzr_wsgi.cli.catalog` (``ls``, ``reindex``, ``verify``),
 :mod:`~kzr_wsgi.cli.retention` (``prune``, ``hold``, ``audit``),
-:mod:`~kzr_wsgi.cli.sweep` and :mod:`~kzr_wsgi.cli.check`; what they share is in
+:mod:`~kzr_wsgi.cli.export`, :mod:`~kzr_wsgi.cli.viewer` (``viewer add|rm|passwd``),
+:mod:`~kzr_wsgi.cli.sweep`, :mod:`~kzr_wsgi.cli.worker` and :mod:`~kzr_wsgi.cli.check`;
+what they share is in
 :mod:`~kzr_wsgi.cli.options` (the store's options), :mod:`~kzr_wsgi.cli.params` (value
 types), :mod:`~kzr_wsgi.cli.config` (the config file) and
 :mod:`~kzr_wsgi.cli.environment`.
@@ -21,11 +23,14 @@ import click
 from . import catalog as catalog_commands
 from .check import check as check_command
 from .environment import name_variables
+from .export import export
 from .params import Size
 from .retention import audit, hold, prune
 from .serve import serve
 from .serving import not_found
 from .sweep import sweep_command
+from .viewer import viewer
+from .worker import worker
 
 __all__ = ["Size", "main", "not_found", "serve"]
 
@@ -45,5 +50,8 @@ main.add_command(sweep_command)
 main.add_command(prune)
 main.add_command(hold)
 main.add_command(audit)
+main.add_command(worker)
+main.add_command(export)
+main.add_command(viewer)
 # Once every command is in: each option's KZR_… names (kzr_wsgi.cli.environment).
 name_variables(main)

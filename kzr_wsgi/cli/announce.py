@@ -32,6 +32,8 @@ def announce(options: ServeOptions, served: Served, metrics: MultiprocessDir | N
     _say(f"storing {served.where}")
     for line in catalog_notices(served.store):
         _say(line)
+    for line in served.analysis:
+        _say(line)
     for warning in served.warnings:
         _warn(warning)
     if options.attachments_prefix:
@@ -51,9 +53,19 @@ def announce(options: ServeOptions, served: Served, metrics: MultiprocessDir | N
         scoped = sum(1 for v in served.viewers if v.scoped)
         _say(f"search page at {scheme}://{shown}:{options.port}{url_prefix(options.ui_prefix)}/ "
              f"for {len(served.viewers)} viewer(s), {scoped} limited to their accounts")
+        for warning in served.viewer_warnings:
+            _warn(warning)
         if not options.certfile and not is_loopback_host(options.host):
-            _warn("viewers' Basic credentials cross the network in the clear: add "
+            _warn("viewers' passwords and sessions cross the network in the clear: add "
                   "--certfile/--keyfile or put a TLS proxy in front.")
+        if is_loopback_host(options.host) and not options.trust_proxy:
+            _warn("the search page listens on loopback without --trust-proxy: behind a "
+                  "proxy every client has the proxy's address, so failed sign-ins from one "
+                  "throttle all, and the access log names the proxy. Give --trust-proxy "
+                  "the proxy's address, and have it send X-Forwarded-For and "
+                  "X-Forwarded-Proto.")
+        if options.public_url:
+            _say(f"share links point at {options.public_url}")
     if metrics is not None:
         _say(f"metrics at /metrics for {', '.join(served.metrics_allow)} "
              f"(worker files in {metrics.path})")

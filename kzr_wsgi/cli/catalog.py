@@ -17,16 +17,18 @@ from typing import Any
 
 import click
 
-from ..audio import FLAGS
-from ..catalog import Query, Row
+from ..catalog import Catalog, Query, Row
 from ..catalog.reindex import reindex as run_reindex
 from ..catalog.text import Match
+from ..configfile import ANALYSIS
 from ..housekeeping.verify import Finding, selected
 from ..housekeeping.verify import verify as run_verify
 from ..naming import STATE_DIR
 from ..naming import shown as _shown
+from ..pipeline.settings import DEFAULT_SETTINGS
 from ..stores import DirectoryStore
 from ..stores.base import CopyLister, CopyStore
+from .filters import filter_options
 from .options import StoreSpec, store_options
 from .params import When
 
@@ -34,48 +36,29 @@ from .params import When
 @click.command("ls")
 @click.option("--json", "as_json", is_flag=True,
               help="One JSON object per line, with the row's keys.")
-@click.option("--call-id", default=None, metavar="ID", help="Only this call id.")
-@click.option("--number", default=None, metavar="N",
-              help="from, to or caller_id_number is N (an @realm is ignored on both sides).")
-@click.option("--account", "account_id", default=None, metavar="ID",
-              help="Only this account (as Kazoo sent it).")
-@click.option("--since", type=When(), default=None,
-              help="Only recordings started (else received) at or after WHEN: a date "
-                   "(UTC midnight) or an ISO 8601 time.")
-@click.option("--until", type=When(end=True), default=None,
-              help="Only recordings started (else received) at or before WHEN: a date "
-                   "(the whole day, UTC) or an ISO 8601 time.")
-@click.option("--flag", "flags", multiple=True, type=click.Choice(FLAGS),
-              help="Audio with this flag; repeat for any of several.")
-@click.option("--flagged", is_flag=True, help="Audio with any flag.")
+@filter_options
 @click.option("--limit", type=click.IntRange(min=1), default=None, metavar="N",
               help="At most N rows (default: all).")
-@click.option("--self-test", is_flag=True,
-              help="Include `kzr-wsgi check`'s own uploads (hidden by default).")
-@click.option("--text", default=None, metavar="WORDS",
-              help='Recordings whose transcript has every word; "a phrase" in double quotes '
-                   "within one segment. Rows show where (JSON: up to 3 matches).")
-@store_options
-def ls(spec: StoreSpec, as_json: bool, call_id: str | None, number: str | None,
-       account_id: str | None, since: datetime | None, until: datetime | None,
-       flags: tuple[str, ...], flagged: bool, limit: int | None, self_test: bool,
-       text: str | None) -> None:
+@store_options(tables=(ANALYSIS,))
+def ls(spec: StoreSpec, as_json: bool, filters: dict[str, Any], limit: int | None) -> None:
     """List stored recordings, newest first (by Kazoo's start, else time received).
 
-    Different filters combine with AND; a repeated --flag is OR.
+    Different filters combine with AND; a repeated --flag is OR. Each row shows its
+    analysis: its state and flags (the speakers of --json from the config file's
+    [analysis] table).
     """
     catalog = spec.open_catalog()
-    query: Query | None = Query(
-        call_id=call_id, number=number, account_id=account_id, since=since, until=until,
-        flags=flags, flagged=flagged, self_test=self_test, text=text,
-        limit=min(limit or 1000, 1000))
+    callers = (ANALYSIS.of(spec.config) or DEFAULT_SETTINGS).callers
+    by_words = filters.get("text") is not None
+    query: Query | None = Query(**filters, limit=min(limit or 1000, 1000))
     shown = 0
     try:
         while query is not None and (limit is None or shown < limit):
             page = catalog.search(query)
             for row in page.items[:None if limit is None else limit - shown]:
-                found = page.matches.get(row.id) if text is not None else None
-                click.echo(_json_line(row, found) if as_json else _line(row, found))
+                found = page.matches.get(row.id) if by_words else None
+                caller = callers.caller_for(row.account_id, row.kind)
+                click.echo(_json_line(row, found, caller) if as_json else _line(row, found))
                 shown += 1
             query = page.next
     finally:
@@ -101,7 +84,8 @@ def reindex(spec: StoreSpec, inspect: bool) -> None:
     finally:
         catalog.close()
     click.echo(f"kzr-wsgi: catalogued {result.rows} cop{'y' if result.rows == 1 else 'ies'} "
-               f"in {catalog.url}; {result.inspected} inspected, {result.removed} stale "
+               f"in {catalog.url}; {result.inspected} inspected, {result.analyses} "
+               f"analysis(es) put back from beside their copies, {result.removed} stale "
                f"row(s) removed, {result.unreadable} unreadable", err=True)
 
 
@@ -113,7 +97,9 @@ def reindex(spec: StoreSpec, inspect: bool) -> None:
 def verify(spec: StoreSpec, since: datetime | None) -> None:
     """Read every stored copy back: report missing, changed and flagged ones.
 
-    One line each, then a summary. Exit status 1 when anything is missing or changed,
+    With the catalog (the default one under --root, or --catalog), the files of each done
+    analysis kept beside its copy are checked too: missing or changed. One line each,
+    then a summary. Exit status 1 when anything is missing or changed,
     0 otherwise (flagged audio alone does not fail). Read-only; meant for cron.
     """
     store = _indexed_store(spec)
@@ -123,11 +109,26 @@ def verify(spec: StoreSpec, since: datetime | None) -> None:
         click.echo(f"{finding.status.upper()} {_shown(finding.location)}{who}: "
                    f"{_shown(finding.detail)}")
 
-    with _progress(store, "verifying") as tick:
-        result = run_verify(store, records=selected(store, since), on_finding=report,
-                            progress=tick)
+    catalog = _catalog_if_any(spec)
+    try:
+        with _progress(store, "verifying") as tick:
+            result = run_verify(store, records=selected(store, since), on_finding=report,
+                                progress=tick, catalog=catalog)
+    finally:
+        if catalog is not None:
+            catalog.close()
     click.echo(result.summary())
     sys.exit(0 if result.ok else 1)
+
+
+def _catalog_if_any(spec: StoreSpec) -> Catalog | None:
+    """The catalog, when the options name one that is there (verify checks the done
+    analyses' files against it); ``None`` otherwise (said on stderr)."""
+    try:
+        return spec.open_catalog()
+    except click.ClickException as exc:
+        click.echo(f"kzr-wsgi: the analyses' files are not checked: {exc.message}", err=True)
+        return None
 
 
 def _indexed_store(spec: StoreSpec, *, catalogued: bool = False) -> CopyStore:
@@ -178,9 +179,10 @@ def _count_hint(store: CopyLister) -> int | None:
     return store.count_hint()
 
 
-def _json_line(row: Row, found: Sequence[Match] | None) -> str:
-    """One row as ``ls --json`` prints it (``matches`` when found by words)."""
-    data = row.to_json()
+def _json_line(row: Row, found: Sequence[Match] | None, caller: str) -> str:
+    """One row as ``ls --json`` prints it (``matches`` when found by words; the
+    analysis's speakers named with ``caller``, the channel the caller is on)."""
+    data = row.to_json(caller)
     if found is not None:
         data["matches"] = [m.to_json() for m in found]
     return json.dumps(data, ensure_ascii=True)
@@ -199,9 +201,11 @@ def _line(row: Row, found: Sequence[Match] | None = None) -> str:
         audio = f"{row.audio.format or 'none'}:{length}"
         if row.audio.flags:
             audio += "[" + ",".join(row.audio.flags) + "]"
+    analysis = row.analysis.line() if row.analysis is not None else "analysis=-"
     parts = [when, row.kind, _shown(row.call_id or "-"),
              f"{_shown(row.from_ or '-')}->{_shown(row.to or '-')}",
-             f"account={_shown(row.account_id or '-')}", secs, audio, _shown(row.location)]
+             f"account={_shown(row.account_id or '-')}", secs, audio, analysis,
+             _shown(row.location)]
     if found:
         first = found[0]
         parts.append(f"@{first.start:.1f}s {_shown(first.speaker)}: "

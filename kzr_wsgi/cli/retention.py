@@ -1,4 +1,4 @@
-"""``kzr-wsgi prune``, ``kzr-wsgi hold add|rm|ls`` and ``kzr-wsgi audit``.
+"""``kzr-wsgi prune``, ``kzr-wsgi hold add|rm|ls`` and ``kzr-wsgi audit`` (``--access`` too).
 
 The work is done in :mod:`kzr_wsgi.housekeeping`; these commands parse options and
 print.
@@ -146,12 +146,37 @@ def hold_ls(spec: StoreSpec, as_json: bool) -> None:
               help="Only events at or before WHEN: a date (the whole day, UTC) or an ISO "
                    "8601 time.")
 @click.option("--call-id", default=None, metavar="ID", help="Only events of this call id.")
+@click.option("--access", is_flag=True,
+              help="The search page's access log instead: sign-ins, plays, downloads, "
+                   "exports and share links.")
+@click.option("--viewer", default=None, metavar="USER",
+              help="With --access: only this viewer's events.")
+@click.option("--id", "recording", default=None, metavar="ROW-ID",
+              help="With --access: only events naming this recording (its row id).")
 @click.option("--json", "as_json", is_flag=True, help="The events as JSON lines, as stored.")
 @store_options
 def audit(spec: StoreSpec, since: datetime | None, until: datetime | None,
-          call_id: str | None, as_json: bool) -> None:
-    """Print the audit trail: deletions and holds added or removed, oldest first."""
+          call_id: str | None, access: bool, viewer: str | None, recording: str | None,
+          as_json: bool) -> None:
+    """Print the audit trail: deletions and holds added or removed, oldest first.
+
+    With --access, the search page's access log: who signed in, listened, downloaded,
+    exported and shared what, and when.
+    """
+    if access and call_id is not None:
+        raise click.UsageError("--call-id is the audit trail's: with --access, use --id")
+    if not access and (viewer is not None or recording is not None):
+        raise click.UsageError("--viewer and --id go with --access")
     try:
+        if access:
+            from ..ui.access import AccessLog
+            from ..ui.access import event_line as access_line
+
+            log = AccessLog(_state(spec))
+            for event in log.read(since, until, viewer=viewer, recording=recording):
+                click.echo(json.dumps(event, ensure_ascii=True) if as_json
+                           else access_line(event))
+            return
         for event in AuditTrail(_state(spec)).read(since, until, call_id):
             if as_json:
                 click.echo(json.dumps(event, ensure_ascii=True))

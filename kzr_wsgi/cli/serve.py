@@ -15,14 +15,22 @@ from typing import Any
 import click
 
 from ..body import DEFAULT_MAX_SIZE
-from ..configfile import RETENTION
+from ..configfile import ANALYSIS, RETENTION
 from ..forms import url_prefix
 from ..metrics import DEFAULT_PATH as METRICS_PATH
-from ..server.gunicorn import DEFAULT_THREADS, DEFAULT_WORKERS, gunicorn_options, run
+from ..pipeline.spool import DEFAULT_SPOOL
+from ..server.gunicorn import (
+    DEFAULT_THREADS,
+    DEFAULT_WORKERS,
+    MaskShareTokens,
+    gunicorn_options,
+    run,
+)
+from ..ui.exporting import DEFAULT_EXPORT_MAX
 from .announce import announce
 from .options import StoreSpec, store_options
-from .params import Size
-from .serving import ServeOptions, build_app, metrics_dir, start_housekeeping
+from .params import Age, Size
+from .serving import ServeOptions, build_app, metrics_dir, start_housekeeping, start_workers
 
 
 def check_options(options: ServeOptions) -> None:
@@ -38,8 +46,16 @@ def check_options(options: ServeOptions) -> None:
         # The UI owns everything under its prefix: /metrics would be a viewer's 401.
         raise click.UsageError(f"--ui-prefix {options.ui_prefix} would hide {METRICS_PATH}: "
                                "choose another")
-    if (options.viewers or options.viewer_file or options.ui_secret) and not options.ui_on:
-        raise click.UsageError("--viewer, --viewer-file and --ui-secret need --ui")
+    if (options.viewers or options.viewer_file or options.ui_secret
+            or options.public_url) and not options.ui_on:
+        raise click.UsageError("--viewer, --viewer-file, --ui-secret and --public-url need --ui")
+    if options.public_url is not None:
+        from ..ui.shares import check_public_url
+
+        try:
+            check_public_url(options.public_url)
+        except ValueError as exc:
+            raise click.UsageError(f"--public-url: {exc}") from exc
     if options.ui_secret is not None and len(options.ui_secret.encode("utf-8")) < 16:
         # Said here, naming the option, before any store or bucket is touched.
         raise click.UsageError("--ui-secret must be at least 16 bytes long "
@@ -49,7 +65,7 @@ def check_options(options: ServeOptions) -> None:
 
 
 @click.command()
-@store_options(serving=True, tables=(RETENTION,))
+@store_options(serving=True, tables=(RETENTION, ANALYSIS))
 @click.option("--host", default="127.0.0.1", show_default=True, metavar="ADDRESS",
               help="Address to listen on. Kazoo will not upload to 127.0.0.1: use a routable one.")
 @click.option("--port", type=int, default=8080, show_default=True,
@@ -107,11 +123,30 @@ def check_options(options: ServeOptions) -> None:
               help="A viewer who sees every account (HTTP Basic; never an upload credential). "
                    "Repeatable. From KZR_VIEWER, several are split on whitespace.")
 @click.option("--viewer-file", type=click.Path(dir_okay=False, exists=True), default=None,
-              help="File of viewers, one a line: USER:PASS, then optionally white space and "
-                   "the comma-separated account ids that viewer may see (and nothing else).")
+              help="File of viewers, one a line: USER:SECRET (a bcrypt or argon2id hash, or "
+                   "a password), then optionally the comma-separated account ids that viewer "
+                   "may see (all when left out) and the word share. Reread on SIGHUP.")
 @click.option("--ui-secret", default=None, metavar="SECRET",
               help="Signs the UI's paging cursors (default: random per start). Give every "
                    "host behind one balancer the same one.")
+@click.option("--session-idle", type=Age(), default="30m", show_default=True,
+              help="A viewer signed in through the page who makes no request for this long "
+                   "must sign in again.")
+@click.option("--session-max", type=Age(), default="12h", show_default=True,
+              help="A session ends this long after sign-in, however busy.")
+@click.option("--public-url", default=None, metavar="URL",
+              help="The address people reach the receiver at (https://rec.example.net): share "
+                   "links are made with it. Without it the API answers a link as a path, which "
+                   "the page completes with its own address (never the request's Host).")
+@click.option("--export-max", type=click.IntRange(1, 1_000_000), default=DEFAULT_EXPORT_MAX,
+              show_default=True,
+              help="The most recordings one export (a ZIP) may hold; more is refused (400).")
+@click.option("--access-retention", type=Age(), default="1y", show_default=True,
+              help="How long the UI's access log (sign-ins, plays, downloads, exports, share "
+                   "links) is kept; older days are removed hourly by the housekeeper.")
+@click.option("--access-log", default=None, metavar="FILE",
+              help="Write an access log line for every request to FILE ('-': standard error). "
+                   "Share-link tokens in paths are masked.")
 @click.option("--certfile", type=click.Path(dir_okay=False, exists=True), default=None,
               help="Serve HTTPS with this PEM certificate (chain) file; needs --keyfile.")
 @click.option("--keyfile", type=click.Path(dir_okay=False, exists=True), default=None,
@@ -121,12 +156,26 @@ def check_options(options: ServeOptions) -> None:
                    "flags such as empty, truncated, silent) and keep it in the sidecar under "
                    "`audio`; flagged recordings are logged at WARNING and still stored. "
                    "--no-inspect leaves `audio` null.")
+@click.option("--background-workers", type=click.IntRange(0, 64), default=1, show_default=True,
+              help="Analysis workers this serve runs beside the receiver, at the lowest CPU "
+                   "and I/O priority (restarted if they die). 0: leave the work to other "
+                   "hosts' workers (kzr-wsgi worker); the jobs are still queued.")
+@click.option("--analyze/--no-analyze", "analyze", default=True, show_default=True,
+              help="Queue each new recording's analysis (talk time, one-way audio, dead "
+                   "air, silence, clipping, a waveform) in the catalog. --no-analyze turns "
+                   "the pipeline off: no job is queued, no worker runs.")
+@click.option("--spool-dir", type=click.Path(file_okay=False), default=str(DEFAULT_SPOOL),
+              show_default=True,
+              help="Where the background workers copy a recording from a bucket while they "
+                   "decode it (one file per worker, mode 0600, removed after).")
 def serve(spec: StoreSpec, **given: Any) -> None:
     """Run the receiver: store every Kazoo upload under ROOT (or in S3 with --s3)."""
     logging.basicConfig(
         level=logging.INFO, stream=sys.stderr,
         format="%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s",
     )
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(MaskShareTokens())
     options = ServeOptions(**given)
     check_options(options)
     # Made before prometheus_client is first imported: its multiprocess mode is chosen then.
@@ -135,8 +184,9 @@ def serve(spec: StoreSpec, **given: Any) -> None:
     announce(options, served, metrics)
     settings = gunicorn_options(options.host, options.port, workers=options.workers,
                                 threads=options.threads, certfile=options.certfile,
-                                keyfile=options.keyfile)
+                                keyfile=options.keyfile, access_log=options.access_log)
     if metrics is not None:
         settings.update(metrics.gunicorn_hooks())
-    start_housekeeping(settings, served.store, spec)
+    start_housekeeping(settings, served.store, spec, served=served, options=options)
+    start_workers(settings, served.store, spec, options)
     run(served.app, settings)

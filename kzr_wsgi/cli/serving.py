@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import atexit
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -17,14 +18,15 @@ import click
 from ..ages import format_age
 from ..auth import Guard, read_secrets
 from ..building import catalog_of
-from ..configfile import RETENTION
+from ..configfile import ANALYSIS, RETENTION
 from ..errors import KzrError, StoreUnavailable
-from ..forms import url_prefix
 from ..metrics import LOOPBACK, MetricsApp, MultiprocessDir
 from ..middleware import KazooRecordings
 from ..notify import WebhookNotifier
+from ..pipeline.settings import DEFAULT_SETTINGS
 from ..stores.base import Store
 from .options import StoreSpec
+from .ui_serving import UIOptions, build_ui, check_ui_prefix, read_viewers, viewer_reloader
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -72,9 +74,25 @@ class ServeOptions:
     viewers: tuple[str, ...]
     viewer_file: str | None
     ui_secret: str | None
+    session_idle: timedelta
+    session_max: timedelta
+    public_url: str | None
+    export_max: int
+    access_retention: timedelta
+    access_log: str | None
     certfile: str | None
     keyfile: str | None
     inspect: bool
+    background_workers: int = 1
+    analyze: bool = True
+    spool_dir: str | None = None
+
+    @property
+    def ui(self) -> UIOptions:
+        """The options of the search page."""
+        return UIOptions(self.ui_prefix, self.viewers, self.viewer_file, self.ui_secret,
+                         self.trust_proxy, self.session_idle, self.session_max,
+                         self.public_url, self.export_max)
 
 
 @dataclass(frozen=True)
@@ -93,6 +111,12 @@ class Served:
     warnings: list[str]
     #: Who may read ``/metrics`` (with ``--metrics``).
     metrics_allow: tuple[str, ...]
+    #: What start-up says of the analysis pipeline (on, off, and why).
+    analysis: tuple[str, ...] = ()
+    #: The search page (``--ui``): its upkeep and its ``SIGHUP`` reread are gunicorn's hooks.
+    ui: SearchUI | None = None
+    #: What start-up says about the viewers' secrets (plaintext, weak bcrypt).
+    viewer_warnings: tuple[str, ...] = ()
 
 
 def build_app(options: ServeOptions, spec: StoreSpec) -> Served:
@@ -106,10 +130,13 @@ def build_app(options: ServeOptions, spec: StoreSpec) -> Served:
             allow=options.allow,
             trusted_proxies=options.trust_proxy,
         )
-        viewers = _ui_viewers(
-            options, guard,
-            has_catalog=spec.catalog_url is not None or spec.s3_url is None or spec.root_given,
-        ) if options.ui_on else None
+        viewers: Viewers | None = None
+        viewer_warnings: list[str] = []
+        if options.ui_on:
+            check_ui_prefix(options.ui_prefix, (options.prefix, options.attachments_prefix),
+                            has_catalog=(spec.catalog_url is not None or spec.s3_url is None
+                                         or spec.root_given))
+            viewers, viewer_warnings = read_viewers(options.ui, guard)
         store, where = spec.open_store()
         warnings = _fail_fast(store)
         metrics = (_metrics(options.metrics_allow, options.trust_proxy)
@@ -130,15 +157,61 @@ def build_app(options: ServeOptions, spec: StoreSpec) -> Served:
             metrics=metrics, answer_scrapes=False,
             inspect=options.inspect,
         )
+        analysis = _pipeline(options, store, metrics)
         app: WSGIApplication = receiver
+        ui = None
         if viewers is not None:
-            app = _with_ui(receiver, store, options.ui_prefix, viewers, secret=options.ui_secret)
+            callers = (ANALYSIS.of(spec.config) or DEFAULT_SETTINGS).callers
+            app = ui = build_ui(receiver, store, options.ui, viewers, callers=callers)
         if metrics is not None:
             app = MetricsApp(app, metrics)
     except (ValueError, OSError) as exc:
         raise click.ClickException(str(exc)) from exc
     return Served(app=app, store=store, where=where, guard=guard, viewers=viewers,
-                  warnings=warnings, metrics_allow=options.metrics_allow or LOOPBACK)
+                  warnings=warnings, metrics_allow=options.metrics_allow or LOOPBACK, ui=ui,
+                  viewer_warnings=tuple(viewer_warnings), analysis=analysis)
+
+
+def _pipeline(options: ServeOptions, store: Store, metrics: Metrics | None) -> tuple[str, ...]:
+    """Turn the catalog's queueing on or off as ``options`` say; what start-up says of it.
+
+    The queue is kept in the catalog: a store without one (``--s3`` alone) has no
+    pipeline. With ``--background-workers 0`` jobs are still queued, for other hosts.
+    """
+    catalog = catalog_of(store)
+    if catalog is None:
+        return ("analysis off: the queue is kept in the catalog, and --s3 alone keeps none "
+                "(add --catalog postgresql://… to analyse the recordings)",)
+    if not options.analyze:
+        catalog.pipeline = False
+        return ("analysis off (--no-analyze): recordings are stored without analysis jobs "
+                "(`kzr-wsgi worker --backfill` queues them later)",)
+    if metrics is not None:
+        from ..pipeline.metrics import queue_collector
+
+        metrics.registry.register(queue_collector(catalog))
+    if options.background_workers == 0:
+        return ("analysis: each recording's job is queued in the catalog for other hosts' "
+                "workers (--background-workers 0: none runs here)",)
+    return (f"analysis: {options.background_workers} background worker(s) at the lowest "
+            f"CPU and I/O priority; spool {options.spool_dir}",)
+
+
+def start_workers(settings: dict[str, Any], store: Store, spec: StoreSpec,
+                  options: ServeOptions) -> None:
+    """Run the background workers from gunicorn's master, once its workers run, and stop
+    them on the way out (see :mod:`kzr_wsgi.pipeline.supervisor`)."""
+    catalog = catalog_of(store)
+    if catalog is None or not catalog.pipeline or options.background_workers == 0:
+        return
+    from ..pipeline.spool import DEFAULT_SPOOL
+    from ..pipeline.supervisor import Supervisor
+    from .worker import child_env
+
+    env = child_env(spec, options.spool_dir or DEFAULT_SPOOL, idle=True)
+    supervisor = Supervisor(options.background_workers, env, released=catalog.jobs.release)
+    for hook, action in (("when_ready", supervisor.start), ("on_exit", supervisor.stop)):
+        settings[hook] = _then(settings.get(hook), action)
 
 
 def _fail_fast(store: Store) -> list[str]:
@@ -181,65 +254,29 @@ def _metrics(allow: tuple[str, ...], trusted_proxies: tuple[str, ...]) -> Metric
         raise click.ClickException(str(exc)) from exc
 
 
-_NO_CATALOG = ("--ui needs a catalog to search: with --s3, add --catalog postgresql://… "
-               "(one shared by every host on the bucket), or --root DIR for a local one")
-
-
-def _ui_viewers(options: ServeOptions, guard: Guard, *, has_catalog: bool) -> Viewers:
-    """``serve --ui``'s viewers, checked before any store is touched; or a refusal saying why."""
-    from ..ui.viewers import Viewers, parse_viewer, read_viewer_file
-
-    ui_prefix = url_prefix(options.ui_prefix)
-    if ui_prefix == "/":
-        raise click.UsageError("--ui-prefix must be a path of its own, such as /ui")
-    for taken in (options.prefix, options.attachments_prefix):
-        if taken is not None and (url_prefix(taken) + "/").startswith(ui_prefix + "/"):
-            raise click.UsageError(
-                f"--ui-prefix {ui_prefix} would hide the uploads under {taken}: choose another")
-    if not has_catalog:
-        raise click.UsageError(_NO_CATALOG)
-    try:
-        listed = [parse_viewer(v) for v in options.viewers]
-        if options.viewer_file is not None:
-            listed += read_viewer_file(options.viewer_file)
-        every = Viewers(listed)
-    except ValueError as exc:
-        raise click.UsageError(f"--viewer/--viewer-file: {exc}") from exc
-    if not len(every):
-        raise click.UsageError(
-            "--ui needs a viewer: add --viewer USER:PASS (sees every account) or "
-            "--viewer-file FILE (USER:PASS [ACCOUNT,...] a line), or KZR_VIEWER / "
-            "KZR_VIEWER_FILE")
-    for viewer in every:
-        if guard.accepts_basic(viewer.user, viewer.password):
-            raise click.UsageError(
-                f"viewer {viewer.user!r} has the same credentials as an upload credential "
-                "(--basic-auth): viewers must not be able to upload; give them their own")
-    return every
-
-
-def _with_ui(receiver: WSGIApplication, store: Store, ui_prefix: str, viewers: Viewers, *,
-             secret: str | None) -> SearchUI:
-    """The search page in front of the receiver, on the catalog the store writes."""
-    from ..ui import SearchUI
-
-    catalog = catalog_of(store)
-    if catalog is None:
-        raise click.UsageError(_NO_CATALOG)
-    return SearchUI(catalog, store, viewers=viewers, prefix=url_prefix(ui_prefix),
-                    app=receiver, secret=secret)
-
-
-def start_housekeeping(settings: dict[str, Any], store: Store, spec: StoreSpec) -> None:
+def start_housekeeping(settings: dict[str, Any], store: Store, spec: StoreSpec, *,
+                       served: Served | None = None,
+                       options: ServeOptions | None = None) -> None:
     """Run the periodic jobs (pruning by ``[retention]``, …) from gunicorn's master.
 
     One process among all serving the store does them (see
     :mod:`kzr_wsgi.housekeeping.housekeeper`); ``settings`` gets gunicorn hooks that
-    start it once the workers run and stop it on the way out.
+    start it once the workers run and stop it on the way out. With the search page
+    (``served.ui``), its upkeep is among the jobs, and its viewers are reread on
+    ``SIGHUP`` (:func:`~kzr_wsgi.cli.ui_serving.viewer_reloader`).
     """
     from ..housekeeping.housekeeper import TICK, Housekeeper, jobs_for, lease_for
 
-    jobs = jobs_for(store, spec.config)
+    ui = served.ui if served is not None else None
+    if ui is not None and options is not None and served is not None:
+        settings["on_reload"] = _then(settings.get("on_reload"),
+                                      viewer_reloader(ui, options.ui, served.guard))
+        if ui.access is not None:
+            # Each worker writes what it has queued as it leaves (its atexit does too).
+            settings["worker_exit"] = _worker_then(settings.get("worker_exit"),
+                                                   ui.access.close)
+    retention = options.access_retention if options is not None else timedelta(days=365)
+    jobs = jobs_for(store, spec.config, ui=ui, access_retention=retention)
     if not jobs:
         return
     try:
@@ -265,6 +302,17 @@ def _then(before: Any, action: Any) -> Any:
     def hook(server: Any) -> None:
         if before is not None:
             before(server)
+        action()
+
+    return hook
+
+
+def _worker_then(before: Any, action: Any) -> Any:
+    """A gunicorn worker hook (the arbiter and the worker) running ``before``, then ``action``."""
+
+    def hook(server: Any, worker: Any) -> None:
+        if before is not None:
+            before(server, worker)
         action()
 
     return hook

@@ -18,9 +18,12 @@ summary line); each run is logged as one line. Which periodic work runs where, a
 * **Here, once per store** (:func:`jobs_for`, the one place to add a job): work over
   the whole store that any one host can do for all, and that would only be repeated,
   or race, if every process did it: pruning by the config file's ``[retention]``
-  policy (:func:`prune_job`, every ``interval``), and for an S3 store the sweep of
+  policy (:func:`prune_job`, every ``interval``), for an S3 store the sweep of
   unfinished multipart uploads and unindexed objects killed hosts left
-  (:func:`sweep_job`: daily, anything older than a day, as ``kzr-wsgi sweep``).
+  (:func:`sweep_job`: daily, anything older than a day, as ``kzr-wsgi sweep``), and
+  with the search page, forgetting its ended sessions, old failed sign-ins and ended
+  share links (:func:`ui_sweep_job`) and pruning its access log past
+  ``access-retention`` (:func:`access_prune_job`), hourly.
 * **In every process that uses a** :class:`~kzr_wsgi.stores.DirectoryStore`, by the
   store's own upkeep (:meth:`~kzr_wsgi.stores.DirectoryStore.upkeep`, on its first use
   and every few seconds after; see :mod:`kzr_wsgi.stores.directory.upkeep`): recovering
@@ -54,6 +57,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
+from ..ages import format_age
 from ..catalog import Catalog
 from ..configfile import Config
 from ..stores.base import Store
@@ -70,6 +74,8 @@ log = logging.getLogger("kzr_wsgi.housekeeper")
 
 #: How often the housekeeper wakes to see whether it holds the lease and a job is due.
 TICK = 30.0
+#: How often the search page's tables are swept and its access log pruned.
+UI_EVERY = timedelta(hours=1)
 #: How often an S3 store is swept: leftovers are rare (a killed host) and cost little
 #: while they wait, and each sweep lists the whole prefix.
 SWEEP_EVERY = timedelta(days=1)
@@ -119,18 +125,61 @@ def sweep_job(store: S3Store, older_than: timedelta = DEFAULT_OLDER_THAN,
     return Job("sweep", every, run)
 
 
-def jobs_for(store: Store, config: Config | None) -> list[Job]:
+class UIUpkeep(Protocol):
+    """What the housekeeper does for a search page (:class:`kzr_wsgi.ui.SearchUI` is one)."""
+
+    @property
+    def access(self) -> AccessPruner | None:
+        """Its access log, when one is kept."""
+        ...
+
+    def sweep(self) -> str:
+        """Forget ended sessions, old failed sign-ins and ended links; a summary line."""
+        ...
+
+
+class AccessPruner(Protocol):
+    """An access log (:class:`kzr_wsgi.ui.access.AccessLog` is one)."""
+
+    def prune(self, before: datetime) -> int:
+        """Remove the days before ``before``; how many files or objects."""
+        ...
+
+
+def ui_sweep_job(ui: UIUpkeep, every: timedelta = UI_EVERY) -> Job:
+    """The search page's tables as a job: forget what has ended."""
+    return Job("ui-sweep", every, ui.sweep)
+
+
+def access_prune_job(access: AccessPruner, retention: timedelta,
+                     every: timedelta = UI_EVERY) -> Job:
+    """The access log's retention as a job: remove the days older than ``retention``."""
+
+    def run() -> str:
+        gone = access.prune(datetime.now(timezone.utc) - retention)
+        return f"{gone} day(s) of the access log older than {format_age(retention)} removed"
+
+    return Job("access-prune", every, run)
+
+
+def jobs_for(store: Store, config: Config | None, *, ui: UIUpkeep | None = None,
+             access_retention: timedelta = timedelta(days=365)) -> list[Job]:
     """The periodic work ``serve`` gives its housekeeper for ``store`` under ``config``.
 
     The one place to add a job: ``serve`` starts a housekeeper whenever this list is
     not empty. Pruning when ``config`` has a ``[retention]`` table; a daily sweep of
     each bucket the store names (:meth:`~kzr_wsgi.stores.base.ServedStore.buckets`:
-    itself, or one in a fan-out).
+    itself, or one in a fan-out); with the search page (``ui``), its sweep and the
+    access log's pruning past ``access_retention``.
     """
     jobs = []
     if config is not None and config.retention is not None:
         jobs.append(prune_job(store, config.retention))
     jobs += [sweep_job(bucket) for bucket in store.buckets()]
+    if ui is not None:
+        jobs.append(ui_sweep_job(ui))
+        if ui.access is not None:
+            jobs.append(access_prune_job(ui.access, access_retention))
     return jobs
 
 
@@ -285,8 +334,43 @@ def lease_for(store: Store, catalog_url: str | None = None) -> Lease:
     return S3Lease(state)
 
 
+class _ForkGuard:
+    """No fork while a job runs, and no job while a fork is made.
+
+    The housekeeper runs in gunicorn's master, which forks workers (at start, when one
+    dies, on ``SIGHUP``). A fork made while a job's thread is inside SQLite (the page's
+    sweep, a prune's catalog rows) would copy SQLite's locks into the child half-held,
+    and the child's first catalog write would wait for them forever. So each job holds
+    this lock, and so does every fork (as the disk store's upkeep does).
+    """
+
+    def __init__(self) -> None:
+        self.busy = threading.RLock()
+
+    def before_fork(self) -> None:
+        """Wait for a running job to end; start none until the fork is made."""
+        self.busy.acquire()
+
+    def after_fork_in_parent(self) -> None:
+        """Let jobs run again."""
+        self.busy.release()
+
+    def after_fork_in_child(self) -> None:
+        """The child runs no job of its parent's: a fresh lock."""
+        self.busy = threading.RLock()
+
+
+#: The process's one guard (see :class:`_ForkGuard`).
+_FORKS = _ForkGuard()
+os.register_at_fork(before=_FORKS.before_fork, after_in_parent=_FORKS.after_fork_in_parent,
+                    after_in_child=_FORKS.after_fork_in_child)
+
+
 class Housekeeper:
-    """Runs the due jobs every tick, whenever this process holds the lease."""
+    """Runs the due jobs every tick, whenever this process holds the lease.
+
+    A job and a fork of this process never overlap (see :class:`_ForkGuard`).
+    """
 
     def __init__(self, jobs: Sequence[Job], lease: Lease, *, tick: float = TICK) -> None:
         #: The periodic work.
@@ -317,7 +401,9 @@ class Housekeeper:
             job.last = now
             started = time.monotonic()
             try:
-                line = f"housekeeper: {job.name}: {job.run()} in {time.monotonic() - started:.1f}s"
+                with _FORKS.busy:
+                    said = job.run()
+                line = f"housekeeper: {job.name}: {said} in {time.monotonic() - started:.1f}s"
                 log.info("%s", line)
             except Exception as exc:  # one failed run must not end the housekeeping
                 line = f"housekeeper: {job.name} failed: {exc}"

@@ -7,8 +7,11 @@ dealt with by the store itself, in each process: see
 A host killed mid-upload leaves an *unfinished multipart upload* (invisible, but
 billed); a host killed between completing an object and writing its index entry
 leaves a *complete object no index entry names*, with or without its sidecar: never
-served, never acknowledged (Kazoo got no 2xx and stored it again on retry). This
-module finds both, reports each, and removes them::
+served, never acknowledged (Kazoo got no 2xx and stored it again on retry); a worker
+killed while writing a recording's analysis beside it as the recording was removed
+leaves a *lone companion file* (``….kzr.analysis.json``, ``….kzr.peaks.json``) whose
+recording no index entry names. This module finds all three, reports each, and removes
+them::
 
     from kzr_wsgi.housekeeping.sweep import sweep_s3
     for leftover, removed in sweep_s3(store, older_than=timedelta(days=1)):
@@ -17,9 +20,10 @@ module finds both, reports each, and removes them::
 What it never touches: anything outside the store's prefix (the listing is by
 prefix, and :meth:`S3Store.delete` refuses other keys), the store's own ``.kzr/``
 state, an object some index entry names (an acknowledged recording), an object without
-the store's own metadata (not written by kzr_wsgi), and anything younger than the age.
-A complete object younger than :data:`UNINDEXED_MIN_AGE` is never removed, whatever
-the age says: its host may be between completing it and writing its index entry.
+the store's own metadata (not written by kzr_wsgi), a companion file whose recording is
+indexed, and anything younger than the age. A complete object or companion file younger
+than :data:`UNINDEXED_MIN_AGE` is never removed, whatever the age says: its host may be
+between completing it and writing its index entry.
 
 Cost: one listing of the prefix, and for each complete object older than the age one
 request or two (its sidecar, its index entry); memory stays flat (the listing is
@@ -36,7 +40,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from ..ages import format_age
-from ..naming import SIDECAR_SUFFIX, STATE_DIR
+from ..naming import COMPANION_SUFFIXES, SIDECAR_SUFFIX, STATE_DIR
 from ..textenum import TextEnum
 
 # Only a type here (resolvable, so the reference can show it): importable without boto3.
@@ -59,6 +63,8 @@ class LeftoverKind(TextEnum):
     OBJECT = "unindexed object"
     #: A sidecar whose object is gone and that no index entry names.
     SIDECAR = "lone sidecar"
+    #: A companion file (analysis, waveform) whose recording no index entry names.
+    COMPANION = "lone companion file"
 
 
 # The kinds by their older names, still importable (the reference lists them by these).
@@ -123,6 +129,11 @@ def sweep_s3(store: S3Store, older_than: timedelta = DEFAULT_OLDER_THAN, *,
                 continue
             store.delete(leftover.key, *([leftover.key + SIDECAR_SUFFIX]
                                          if leftover.sidecar else []))
+        elif leftover.what is LeftoverKind.COMPANION:
+            if store.companion_indexed(leftover.key):
+                yield leftover, False
+                continue
+            store.delete(leftover.key)
         else:
             store.delete(leftover.key)
         yield leftover, True
@@ -173,6 +184,9 @@ def _unindexed(store: S3Store, min_age: timedelta, now: datetime) -> Iterator[Le
                 yield from settle(next(iter(waiting)))
             if key.startswith(internal):
                 continue
+            if key.endswith(COMPANION_SUFFIXES):
+                yield from _lone_companion(store, item, min_age, now)
+                continue
             if not key.endswith(SIDECAR_SUFFIX):
                 waiting[key] = [item, None]
                 continue
@@ -191,6 +205,19 @@ def _unindexed(store: S3Store, min_age: timedelta, now: datetime) -> Iterator[Le
                                size=int(item.get("Size", 0)))
     while waiting:
         yield from settle(next(iter(waiting)))
+
+
+def _lone_companion(store: S3Store, item: Any, min_age: timedelta,
+                    now: datetime) -> Iterator[Leftover]:
+    """The companion file ``item`` when its recording is not indexed and it is old enough.
+
+    A companion is written only while its recording is indexed, so one whose recording
+    is not was left by a worker killed as the recording was removed.
+    """
+    age = now - item["LastModified"]
+    if age >= min_age and store.companion_indexed(item["Key"]) is False:
+        yield Leftover(LeftoverKind.COMPANION, store.url_for(item["Key"]), item["Key"], age,
+                       size=int(item.get("Size", 0)))
 
 
 def rough_age(age: timedelta) -> str:

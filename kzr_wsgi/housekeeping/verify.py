@@ -6,18 +6,24 @@ with the sidecar; it inspects the audio again. A copy is reported *missing* (the
 or object is gone), *changed* (its bytes differ from what was stored: bit rot, an
 edit) or *flagged* (its audio has flags; that alone is not a failure). Run by cron, it
 is the scrub that finds bit rot before a court order does.
+
+Given the catalog, it checks each done analysis too: the files kept beside the copy
+(``.kzr.analysis.json``, ``.kzr.peaks.json``) must be there, with the sha256 the catalog
+kept when they were written; one gone is *missing*, one whose bytes differ *changed*
+(pending, failed and skipped analyses have none yet).
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from ..catalog import parse_when
+from ..catalog import Catalog, parse_when, row_id
 from ..errors import KzrError
-from ..stores.base import CopyLister, CopyReader, CopyStore
+from ..stores.base import CompanionKeeper, CopyLister, CopyReader, CopyStore
 from ..stores.readback import scan
 from ..textenum import TextEnum
 
@@ -54,6 +60,8 @@ class VerifyReport:
     changed: int = 0
     flagged: int = 0
     findings: list[Finding] = field(default_factory=list)
+    #: Files of done analyses checked (none without a catalog).
+    analysis_files: int = 0
 
     @property
     def ok(self) -> bool:
@@ -62,9 +70,12 @@ class VerifyReport:
 
     def summary(self) -> str:
         """One line: what was checked and found."""
-        return (f"verified {self.checked} cop{'y' if self.checked == 1 else 'ies'} "
+        line = (f"verified {self.checked} cop{'y' if self.checked == 1 else 'ies'} "
                 f"({self.bytes_read} bytes): {self.missing} missing, {self.changed} changed, "
                 f"{self.flagged} flagged")
+        if self.analysis_files:
+            line += f" (and {self.analysis_files} analysis file(s) beside them)"
+        return line
 
 
 def selected(store: CopyLister, since: datetime | None = None) -> Iterator[dict[str, Any]]:
@@ -78,6 +89,32 @@ def selected(store: CopyLister, since: datetime | None = None) -> Iterator[dict[
             if received is not None and received < since:
                 continue
         yield record
+
+
+def verify_analysis(store: CompanionKeeper, catalog: Catalog, record: dict[str, Any]
+                    ) -> tuple[int, list[Finding]]:
+    """Check the files of a copy's done analysis against the sha256s the catalog kept;
+    the files checked, and what is wrong with them."""
+    try:
+        done = catalog.jobs.result_of(row_id(record))
+    except (KeyError, ValueError, TypeError):
+        return 0, []  # not a usable sidecar: the copy's own check says so
+    if done is None:
+        return 0, []
+    findings = []
+    location, call_id = str(record.get("location")), record.get("call_id")
+    for suffix, digest in sorted(done.files.items()):
+        try:
+            data = store.get_companion(record, suffix)
+        except KzrError as exc:
+            findings.append(Finding(Status.MISSING, location + suffix,
+                                    f"the done analysis's file is gone: {exc}", call_id))
+            continue
+        found = hashlib.sha256(data).hexdigest()
+        if found != digest:
+            findings.append(Finding(Status.CHANGED, location + suffix,
+                                    f"written with sha256 {digest}, now {found}", call_id))
+    return len(done.files), findings
 
 
 def verify_record(store: CopyReader, record: dict[str, Any]) -> tuple[int, list[Finding]]:
@@ -115,15 +152,21 @@ def verify(
     on_finding: Callable[[Finding], None] | None = None,
     progress: Callable[[dict[str, Any]], None] | None = None,
     records: Iterator[dict[str, Any]] | None = None,
+    catalog: Catalog | None = None,
 ) -> VerifyReport:
     """Verify every copy (received at or after ``since``); see the module docstring.
 
     ``on_finding`` hears of each finding as it is made; ``progress`` of each record
     once checked. ``records`` replaces :func:`selected` (a caller that counted them).
+    With ``catalog``, each done analysis's files are checked too.
     """
     report = VerifyReport()
     for record in records if records is not None else selected(store, since):
         size, findings = verify_record(store, record)
+        if catalog is not None:
+            files, more = verify_analysis(store, catalog, record)
+            report.analysis_files += files
+            findings += more
         report.checked += 1
         report.bytes_read += size
         for finding in findings:

@@ -18,10 +18,12 @@ takes an upload; every process then repeats that every few seconds while it serv
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import TYPE_CHECKING, Any
 
 from gunicorn.app.base import BaseApplication
+from gunicorn.glogging import Logger
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
@@ -30,6 +32,33 @@ if TYPE_CHECKING:
 DEFAULT_WORKERS = 2
 #: Threads per worker: concurrent uploads each worker takes (Kazoo ends many calls at once).
 DEFAULT_THREADS = 16
+
+
+class MaskShareTokens(logging.Filter):
+    """Masks share links' tokens in every record it sees (a token opens a recording)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        # Here, not at the top: the UI's package imports the server's (through the stores).
+        from ..ui.shares import mask_tokens
+
+        message = record.getMessage()
+        masked = mask_tokens(message)
+        if masked != message:
+            record.msg, record.args = masked, None
+        return True
+
+
+class MaskingLogger(Logger):  # type: ignore[misc]
+    """gunicorn's logger (error and access logs) with share links' tokens masked.
+
+    ``serve`` sets it as gunicorn's ``logger_class``; a ``gunicorn.conf.py`` can too:
+    ``logger_class = "kzr_wsgi.server.gunicorn.MaskingLogger"``.
+    """
+
+    def __init__(self, cfg: Any) -> None:
+        super().__init__(cfg)
+        for logger in (self.error_log, self.access_log):
+            logger.addFilter(MaskShareTokens())
 
 
 class _Embedded(BaseApplication):  # type: ignore[misc]
@@ -57,10 +86,13 @@ def gunicorn_options(
     threads: int = DEFAULT_THREADS,
     certfile: str | None = None,
     keyfile: str | None = None,
+    access_log: str | None = None,
 ) -> dict[str, Any]:
     """The gunicorn settings ``kzr-wsgi serve`` uses, also for a ``gunicorn.conf.py``.
 
-    With ``certfile`` and ``keyfile`` (PEM) gunicorn itself terminates TLS.
+    With ``certfile`` and ``keyfile`` (PEM) gunicorn itself terminates TLS. With
+    ``access_log`` (a file, ``-`` for stderr) gunicorn logs each request there; share
+    links' tokens are masked in it and in the error log (:class:`MaskingLogger`).
     """
     if (certfile is None) != (keyfile is None):
         raise ValueError("TLS needs both a certificate file and a key file")
@@ -79,7 +111,12 @@ def gunicorn_options(
         # Room for a 1,000-character call id, percent-encoded, plus 4.x's metadata.
         "limit_request_line": 8190,
         "preload_app": True,
-        "accesslog": None,
+        # The scheme is https only over gunicorn's own TLS: whether a proxy's
+        # X-Forwarded-Proto is believed is --trust-proxy's to say (gunicorn would
+        # believe any loopback peer).
+        "secure_scheme_headers": {},
+        "accesslog": access_log,
+        "logger_class": MaskingLogger,
         "errorlog": "-",
         "loglevel": os.environ.get("KZR_LOG_LEVEL", "info").lower(),
         "proc_name": "kzr-wsgi",

@@ -8,8 +8,9 @@ reads, ``reindex`` and ``verify`` open copies by name or record (:class:`CopyRea
 and list them (:class:`CopyLister`), ``prune`` and a fan-out's rollback remove them in
 the crash-safe order (:class:`CopyRemover`, :class:`DiscardableStore`), holds and the
 audit trail live where the store says (:class:`StateKeeper`), rows go to the catalog
-beside it (:class:`CataloguedStore`), and ``serve`` checks it and hands its housekeeper
-the work it needs (:class:`ServedStore`). Two unions of them name what the built-in
+beside it (:class:`CataloguedStore`), the analysis pipeline keeps its results beside each
+copy (:class:`CompanionKeeper`), and ``serve`` checks it and hands its housekeeper the
+work it needs (:class:`ServedStore`). Two unions of them name what the built-in
 stores are:
 
 =========================  ==================  ===========  ==========
@@ -23,6 +24,7 @@ protocol                   ``DirectoryStore``  ``S3Store``  ``FanOut``
 :class:`CopyRemover`       yes                 yes          no
 :class:`StateKeeper`       yes                 yes          yes
 :class:`CataloguedStore`   yes                 yes          yes
+:class:`CompanionKeeper`   yes                 yes          yes
 :class:`ServedStore`       yes                 yes          yes
 :class:`Store`             yes                 yes          yes
 :class:`CopyStore`         yes                 yes          no
@@ -53,6 +55,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CataloguedStore",
+    "CompanionKeeper",
     "CopyLister",
     "CopyReader",
     "CopyRemover",
@@ -197,6 +200,31 @@ class CataloguedStore(Protocol):
 
 
 @runtime_checkable
+class CompanionKeeper(Protocol):
+    """Files kept beside a copy, part of it: its analysis and its waveform.
+
+    A copy is named by a record (a sidecar dict, or what a catalog row knows of it:
+    ``kind``, ``segments``, ``filename``, ``recording_id``, ``sha256``); its files by
+    their endings (:data:`~kzr_wsgi.naming.COMPANION_SUFFIXES`). They are part of the
+    recording: never listed by :meth:`CopyLister.records`, never served as one, removed
+    with it (in the crash-safe order, before its sidecar), and written only while the
+    copy is indexed, so a file never outlives its recording.
+    """
+
+    def put_companions(self, record: Mapping[str, Any], files: Mapping[str, bytes]) -> bool:
+        """Write ``files`` (ending -> bytes) beside the copy ``record`` names, each
+        atomically; ``False`` (nothing left written) when the copy is not indexed."""
+        ...
+
+    def get_companion(self, record: Mapping[str, Any], suffix: str) -> bytes:
+        """The file ending in ``suffix`` beside the copy ``record`` names.
+
+        Raises :class:`~kzr_wsgi.errors.NotFound` when the copy or the file is not there.
+        """
+        ...
+
+
+@runtime_checkable
 class ServedStore(Protocol):
     """What ``serve`` needs before listening and for its housekeeper."""
 
@@ -221,7 +249,8 @@ class ServedStore(Protocol):
 
 
 @runtime_checkable
-class Store(UploadStore, CopyReader, StateKeeper, CataloguedStore, ServedStore, Protocol):
+class Store(UploadStore, CopyReader, StateKeeper, CataloguedStore, CompanionKeeper,
+            ServedStore, Protocol):
     """What ``serve`` and the commands open (``--root``, ``--s3``, or both): any built-in
     store, a fan-out included."""
 
@@ -256,6 +285,9 @@ if TYPE_CHECKING:
         catalogued: CataloguedStore = disk
         catalogued = bucket
         catalogued = both
+        companion: CompanionKeeper = disk
+        companion = bucket
+        companion = both
         served: ServedStore = disk
         served = bucket
         served = both
@@ -265,4 +297,5 @@ if TYPE_CHECKING:
         copies: CopyStore = disk
         copies = bucket
         del upload, opener, reader, lister, discardable, remover, keeper, catalogued, served
+        del companion
         del store, copies

@@ -44,7 +44,7 @@ import logging
 import sys
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
@@ -229,6 +229,25 @@ class FanOut:
         raise NotFound(f"{location} is in none of the fan-out's stores")
 
     # -- what consumers beside the upload path need -----------------------------------
+
+    def put_companions(self, record: Mapping[str, Any], files: Mapping[str, bytes]) -> bool:
+        """Write the files beside the copy in every store that holds it; ``True`` when at
+        least one did (each store writes only beside a copy it still indexes)."""
+        wrote = [part.put_companions(record, files) for part in self.parts()]
+        return any(wrote)
+
+    def get_companion(self, record: Mapping[str, Any], suffix: str) -> bytes:
+        """The file from the first store that has it beside its copy (NotFound if none)."""
+        last: KzrError = NotFound("no such recording")
+        for part in self.parts():
+            try:
+                return part.get_companion(record, suffix)
+            except NotFound as exc:
+                last = exc
+            except KzrError as exc:
+                log.warning("fan-out: %r cannot serve a read: %s", part, exc)
+                last = exc
+        raise last
 
     def parts(self) -> tuple[CopyStore, ...]:
         """The stores that hold copies themselves, in order (a nested fan-out's too)."""

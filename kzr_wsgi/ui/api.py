@@ -21,8 +21,8 @@ from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import quote
 
-from ..audio import FLAGS
 from ..catalog import Row, parse_when
+from ..catalog.analysis import ALL_FLAGS
 from ..catalog.text import Match
 from ..errors import BadRequest
 
@@ -117,8 +117,8 @@ def parse_filters(pairs: Iterable[tuple[str, str]]) -> Filters:
         if value == "":
             continue
         if name == "flag":
-            if value not in FLAGS:
-                raise BadParameter("flag", f"not one of {', '.join(FLAGS)}")
+            if value not in ALL_FLAGS:
+                raise BadParameter("flag", f"not one of {', '.join(ALL_FLAGS)}")
             if value not in flags:
                 flags.append(value)
             continue
@@ -149,11 +149,13 @@ def parse_filters(pairs: Iterable[tuple[str, str]]) -> Filters:
     return Filters(flags=tuple(flags), **fields)
 
 
-def item(row: Row, audio_url: str, matches: Sequence[Match] | None = None) -> dict[str, Any]:
-    """The API's view of a row: its keys but ``location``, plus ``audio_url``; a row
-    found by words has its ``matches`` (``[{"start", "end", "speaker", "snippet",
-    "highlights"}]``, snippets plain text, highlights offsets into them)."""
-    data = row.to_json()
+def item(row: Row, audio_url: str, caller: str = "left",
+         matches: Sequence[Match] | None = None) -> dict[str, Any]:
+    """The API's view of a row: its keys but ``location``, plus ``audio_url``; ``caller``
+    is the side the caller is on, for its ``analysis``'s speakers. A row found by words
+    has its ``matches`` (``[{"start", "end", "speaker", "snippet", "highlights"}]``,
+    snippets plain text, highlights offsets into them)."""
+    data = row.to_json(caller)
     data.pop("location", None)
     data["audio_url"] = audio_url
     if matches is not None:

@@ -99,6 +99,11 @@ class Viewer:
         """True when the viewer sees only some accounts."""
         return self.accounts is not None
 
+    def sees(self, account_id: str | None) -> bool:
+        """True when this viewer may see a recording of ``account_id`` (``None``: a
+        recording with no account id, which only unscoped viewers see)."""
+        return self.accounts is None or account_id in self.accounts
+
     @property
     def password(self) -> str:
         """The SECRET as written (a hash, or a plaintext password): the old name of ``secret``.

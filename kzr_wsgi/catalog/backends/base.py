@@ -26,6 +26,10 @@ class Backend:
     dialect = ""
     #: Driver errors after which the connection is dropped and the statement retried once.
     transient: tuple[type[BaseException], ...] = ()
+    #: Appended to a ``SELECT`` that claims a row for the transaction (a job of the queue):
+    #: PostgreSQL's ``FOR UPDATE SKIP LOCKED``, so claimers on many hosts each get another
+    #: row without waiting; nothing for SQLite, whose transaction holds the write lock.
+    lock_rows = ""
 
     def __init__(self, url: str) -> None:
         #: The catalog's URL as given (shown to operators; a password is masked).

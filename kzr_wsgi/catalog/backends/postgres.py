@@ -26,6 +26,7 @@ class PostgresBackend(Backend):
 
     dialect = "postgresql"
     transient = (psycopg.OperationalError, psycopg.InterfaceError)
+    lock_rows = " FOR UPDATE SKIP LOCKED"
 
     def connect(self) -> psycopg.Connection[Any]:
         # jit off: the catalog's statements are short, and a plan the planner costs

@@ -76,6 +76,7 @@ The modules, by concern: this one holds the store;
 :mod:`~kzr_wsgi.stores.directory.markers` recovery from the markers,
 :mod:`~kzr_wsgi.stores.directory.reading` reading back,
 :mod:`~kzr_wsgi.stores.directory.changing` rewriting, discarding and removing copies,
+:mod:`~kzr_wsgi.stores.directory.companions` the files kept beside a copy (its analysis),
 :mod:`~kzr_wsgi.stores.directory.upkeep` the upkeep, and
 :mod:`~kzr_wsgi.stores.directory.files` the paths and small file helpers they share.
 Each is handed what it needs (:class:`~kzr_wsgi.stores.directory.files.Places`,
@@ -98,7 +99,7 @@ from ...recording import Name, Recording, Stored, StoredFile
 from ..state import DiskState
 from ..syncing import journaled, write_back
 from ..tempfiles import reap_named, supports_unnamed, temporary
-from . import changing, markers, reading
+from . import changing, companions, markers, reading
 from .commit import Committing, commit_upload
 from .copying import copy_to_disk
 from .files import Places, full_is_storage_full, locked, make_shards, makedirs, read_json
@@ -340,6 +341,18 @@ class DirectoryStore:
             raise NotFound(f"{self.root / record['path']} is missing") from None
 
     # -- what consumers beside the upload path need -----------------------------------
+
+    def put_companions(self, record: Mapping[str, Any], files: Mapping[str, bytes]) -> bool:
+        """Write files beside the copy ``record`` names (ending -> bytes), under its index
+        shard's lock and only while it is indexed; ``False`` when it is not (see
+        :mod:`~kzr_wsgi.stores.directory.companions`)."""
+        self._in_use()
+        return companions.put(self.places, self.unnamed, record, files)
+
+    def get_companion(self, record: Mapping[str, Any], suffix: str) -> bytes:
+        """The file ending in ``suffix`` beside the copy ``record`` names (NotFound if none)."""
+        self._in_use()
+        return companions.get(self.places, record, suffix)
 
     def state(self) -> DiskState:
         """Where holds, the audit trail, the prune journal and the lease live: ``ROOT/.kzr``."""

@@ -20,6 +20,7 @@ from ...metadata import dumps
 from ...naming import SIDECAR_SUFFIX
 from ...recording import Stored
 from ..tempfiles import NAMED_SUFFIX, temporary
+from . import companions
 from .files import Places, fsync_dir, full_is_storage_full, locked, read_json
 
 #: What identifies one stored copy of a name: a later copy under the same path differs.
@@ -72,6 +73,7 @@ def discard(places: Places, catalog: Catalog | None, stored: Stored) -> None:
             if catalog is not None:
                 catalog.remove_stored(record)
         final.unlink(missing_ok=True)
+        companions.remove(final)
         sidecar.unlink(missing_ok=True)
         fsync_dir(final.parent)
 
@@ -85,7 +87,8 @@ def indexes(places: Places, record: Mapping[str, Any]) -> bool:
 
 def remove(places: Places, record: Mapping[str, Any],
            unindexed: Callable[[], None] | None) -> bool:
-    """Retention's removal, the shard's lock held: entry, ``unindexed()``, file and sidecar.
+    """Retention's removal, the shard's lock held: entry, ``unindexed()``, the file, its
+    companion files (analysis, waveform), its sidecar.
 
     Each step is durable before the next and tolerates having been done already.
     """
@@ -102,8 +105,10 @@ def remove(places: Places, record: Mapping[str, Any],
     sidecar = final.with_name(final.name + SIDECAR_SUFFIX)
     current = read_json(sidecar)
     if current is not None and all(current.get(k) == record.get(k) for k in _SAME_COPY):
-        # The file first: a sidecar left alone still says whose name this was.
+        # The file first, the sidecar last: a sidecar left alone still says whose name
+        # this was, so a removal cut short is finished by running it again.
         final.unlink(missing_ok=True)
+        companions.remove(final)
         sidecar.unlink(missing_ok=True)
         fsync_dir(final.parent)
     return indexed

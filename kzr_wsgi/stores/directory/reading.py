@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import NotFound
-from ...naming import SIDECAR_SUFFIX, STATE_DIR, guess_type, name_digest
+from ...naming import COMPANION_SUFFIXES, SIDECAR_SUFFIX, STATE_DIR, guess_type, name_digest
 from ...recording import Name, StoredFile
 from .files import Places, read_json
 
@@ -51,8 +51,9 @@ def open_stored(root: Path, location: str, sha256: str | None = None) -> StoredF
     """The data file at ``location`` (absolute, or relative to ``root``), confined to it.
 
     The path must lead to a data file inside the root (symlinks resolved; never the
-    store's own state under ``.kzr`` nor a sidecar); anything else, and a file that is
-    gone, is :class:`~kzr_wsgi.errors.NotFound`. ``sha256`` becomes the ETag.
+    store's own state under ``.kzr``, a sidecar nor a companion file); anything else,
+    and a file that is gone, is :class:`~kzr_wsgi.errors.NotFound`. ``sha256`` becomes
+    the ETag.
     """
     root = root.resolve()
     try:
@@ -60,7 +61,8 @@ def open_stored(root: Path, location: str, sha256: str | None = None) -> StoredF
     except (OSError, RuntimeError, ValueError):
         raise NotFound("no such recording") from None
     inside = path.is_relative_to(root) and not path.is_relative_to(root / STATE_DIR)
-    if not inside or path.name.endswith(SIDECAR_SUFFIX) or not path.is_file():
+    if not inside or path.name.endswith((SIDECAR_SUFFIX, *COMPANION_SUFFIXES)) or (
+            not path.is_file()):
         raise NotFound("no such recording")
     return _opened(path, guess_type(path.name, path.suffix.lstrip(".")), sha256)
 

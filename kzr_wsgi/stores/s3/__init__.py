@@ -74,6 +74,7 @@ methods; :mod:`~kzr_wsgi.stores.s3.upload` the upload path,
 :mod:`~kzr_wsgi.stores.s3.entries` the index entries and the commit,
 :mod:`~kzr_wsgi.stores.s3.reading` reading back (:class:`~kzr_wsgi.stores.s3.reading.RangeReader`),
 :mod:`~kzr_wsgi.stores.s3.changing` rewriting, discarding and removing copies,
+:mod:`~kzr_wsgi.stores.s3.companions` the objects kept beside a copy (its analysis),
 :mod:`~kzr_wsgi.stores.s3.sweep` the sweep and the preflight, and
 :mod:`~kzr_wsgi.stores.s3.client` boto3's client and errors.
 """
@@ -90,7 +91,7 @@ from ...catalog import Catalog
 from ...naming import DEFAULT_LAYOUT, STATE_DIR, render_layout
 from ...recording import Name, Recording, Stored, StoredFile, Stream
 from ..state import S3State
-from . import changing, reading, sweep, upload
+from . import changing, companions, reading, sweep, upload
 from .client import Bucket, make_client
 from .upload import DEFAULT_PART_SIZE, MAX_PARTS, MIN_PART_SIZE, Uploading
 
@@ -261,6 +262,16 @@ class S3Store:
 
     # -- what consumers beside the upload path need -----------------------------------
 
+    def put_companions(self, record: Mapping[str, Any], files: Mapping[str, bytes]) -> bool:
+        """Write objects beside the copy ``record`` names (ending -> bytes), then look at
+        its index entry again and delete them if it went meanwhile; ``False`` when it is
+        not indexed (see :mod:`~kzr_wsgi.stores.s3.companions`)."""
+        return companions.put(self._bucket(), record, files)
+
+    def get_companion(self, record: Mapping[str, Any], suffix: str) -> bytes:
+        """The object ending in ``suffix`` beside the copy ``record`` names (NotFound if none)."""
+        return companions.get(self._bucket(), record, suffix)
+
     def state(self) -> S3State:
         """Where holds, the audit trail, the prune journal and the lease live:
         ``PREFIX/.kzr/`` in the bucket, which every host on it sees."""
@@ -341,6 +352,11 @@ class S3Store:
     def sidecar_record(self, key: str) -> dict[str, Any] | None:
         """The sidecar of the object ``key``, when it has a readable one that names it."""
         return sweep.sidecar_record(self._bucket(), key)
+
+    def companion_indexed(self, key: str) -> bool | None:
+        """Whether the recording the companion object ``key`` belongs to is indexed;
+        ``None`` when the object is not one of this store's companions."""
+        return sweep.companion_indexed(self._bucket(), key)
 
     def is_indexed(self, key: str, record: dict[str, Any] | None = None) -> bool | None:
         """Whether an index entry names the object ``key``; ``None`` when it is not ours.

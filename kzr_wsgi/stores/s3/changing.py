@@ -19,6 +19,7 @@ from ...naming import (
     SIDECAR_SUFFIX,
 )
 from ...recording import Kind, Name, Stored
+from . import companions
 from .client import Bucket, Operation, http_status, mapped_errors, missing
 from .entries import get_entry, index_key, read_entry, record_index_key
 
@@ -75,6 +76,7 @@ def discard(bucket: Bucket, stored: Stored) -> None:
                 if bucket.catalog is not None:
                     bucket.catalog.remove_stored(record)
         bucket.client.delete_object(Bucket=bucket.name, Key=key)
+        companions.delete_all(bucket, key)
         bucket.client.delete_object(Bucket=bucket.name, Key=key + SIDECAR_SUFFIX)
 
 
@@ -118,6 +120,9 @@ def remove(bucket: Bucket, record: Mapping[str, Any],
             if bucket.catalog is not None and again is not None and again[0] is not None \
                     and again[0]["key"] != key:
                 bucket.catalog.add_stored(again[0])
+        # The object, its companions (analysis, waveform), the sidecar last: a removal
+        # cut short is finished by running it again.
         bucket.client.delete_object(Bucket=bucket.name, Key=key)
+        companions.delete_all(bucket, key)
         bucket.client.delete_object(Bucket=bucket.name, Key=key + SIDECAR_SUFFIX)
     return indexed

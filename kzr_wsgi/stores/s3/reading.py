@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...body import BLOCK_SIZE
 from ...errors import NotFound, StoreUnavailable
+from ...naming import COMPANION_SUFFIXES, SIDECAR_SUFFIX
 from ...recording import Name, StoredFile, Stream
 from .client import Bucket, Operation, mapped_errors, unless_missing
 from .entries import INDEX, index_dir, read_entry, rid_digest
@@ -73,7 +74,8 @@ def open_stored(bucket: Bucket, location: str, sha256: str | None = None) -> Sto
     scheme, _, rest = location.partition("://")
     named, _, key = rest.partition("/")
     if (scheme != "s3" or named != bucket.name or not key.startswith(bucket.prefix)
-            or key.startswith(f"{bucket.prefix}{INDEX}/")):
+            or key.startswith(f"{bucket.prefix}{INDEX}/")
+            or key.endswith((SIDECAR_SUFFIX, *COMPANION_SUFFIXES))):
         raise NotFound("no such recording")
     with mapped_errors(Operation.READ):
         head = bucket.client.head_object(Bucket=bucket.name, Key=key)

@@ -29,6 +29,7 @@ from .client import (
     preflight_message,
     unless_missing,
 )
+from .companions import companion_base
 from .entries import INDEX, get_entry, index_key, read_entry
 from .upload import abort
 
@@ -104,10 +105,16 @@ def is_indexed(bucket: Bucket, key: str, record: dict[str, Any] | None = None) -
         head = unless_missing(bucket.client.head_object, Bucket=bucket.name, Key=key)
         if head is None:
             return None
-        digest = head.get("Metadata", {}).get("kzr-name", "")
-        if len(digest) != 64 or not all(c in "0123456789abcdef" for c in digest):
-            return None
-        listing = f"{bucket.prefix}{INDEX}/{digest[:2]}/{digest}/"
+    return _named_by_an_entry(bucket, head.get("Metadata", {}).get("kzr-name", ""), key)
+
+
+def _named_by_an_entry(bucket: Bucket, digest: str, key: str) -> bool | None:
+    """Whether an index entry of the name whose digest is ``digest`` names ``key``
+    (``None``: not a name digest, so not an object of this store's)."""
+    if len(digest) != 64 or not all(c in "0123456789abcdef" for c in digest):
+        return None
+    listing = f"{bucket.prefix}{INDEX}/{digest[:2]}/{digest}/"
+    with mapped_errors(Operation.SWEEP):
         pages = bucket.client.get_paginator("list_objects_v2").paginate(
             Bucket=bucket.name, Prefix=listing)
         for page in pages:
@@ -115,7 +122,32 @@ def is_indexed(bucket: Bucket, key: str, record: dict[str, Any] | None = None) -
                 entry = read_entry(bucket, item["Key"])
                 if entry is not None and entry.get("key") == key:
                     return True
-        return False
+    return False
+
+
+def companion_indexed(bucket: Bucket, key: str) -> bool | None:
+    """Whether the recording the companion object ``key`` belongs to is indexed.
+
+    The body of :meth:`~kzr_wsgi.stores.s3.S3Store.companion_indexed`, which says more.
+    Its recording's sidecar names the entry to read; without one (gone with its
+    object), the companion's own ``kzr-name`` metadata says which entries to read.
+    ``None`` for an object that is not a companion this store wrote.
+    """
+    split = companion_base(key)
+    if split is None:
+        return None
+    base = split[0]
+    record = sidecar_record(bucket, base)
+    if record is not None:
+        return is_indexed(bucket, base, record)
+    with mapped_errors(Operation.SWEEP):
+        head = unless_missing(bucket.client.head_object, Bucket=bucket.name, Key=key)
+    if head is None:
+        return None
+    meta = head.get("Metadata", {})
+    if meta.get("kzr-companion") != "1":
+        return None
+    return _named_by_an_entry(bucket, meta.get("kzr-name", ""), base)
 
 
 def delete(bucket: Bucket, *keys: str) -> None:

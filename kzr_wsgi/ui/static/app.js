@@ -80,8 +80,15 @@ function metadataList(item) {
   return list;
 }
 
+// The analysis's flags that are defects; its others (dead_air, no_speech) are facts about
+// the call, shown but not marked as flagged. Every inspection flag is a defect.
+const ANALYSIS_DEFECTS = ["one_way_audio", "silent", "clipped"];
+
 function result(item) {
-  const flags = (item.audio && item.audio.flags) || [];
+  const inspected = (item.audio && item.audio.flags) || [];
+  const analysed = (item.analysis && item.analysis.flags) || [];
+  const flags = [...inspected, ...analysed.filter((flag) => !inspected.includes(flag))];
+  const defective = inspected.length > 0 || analysed.some((f) => ANALYSIS_DEFECTS.includes(f));
   const badges = el("span", { class: "flags" });
   for (const flag of flags) badges.append(el("span", { class: "badge" }, flag));
   const kazoo = formatDuration(item.duration_ms);
@@ -102,7 +109,7 @@ function result(item) {
   const detail = el("div", { class: "detail" }, player, download, metadataList(item));
   const details = el("details", {}, summary, detail);
   return el("li", {
-    class: flags.length ? "result flagged" : "result",
+    class: defective ? "result flagged" : "result",
     "data-recording-id": item.id,
   }, details);
 }
@@ -136,6 +143,11 @@ async function load() {
     const response = await fetch(`api/recordings?${params}`, {
       credentials: "same-origin", headers: { Accept: "application/json" },
     });
+    if (response.status === 401) {
+      // The session ended (expired, signed out elsewhere): the page itself shows the sign-in.
+      window.location.reload();
+      return;
+    }
     answer = await response.json();
     if (!response.ok) {
       showStatus(`Cannot search: ${answer.error || response.status}`, true);
