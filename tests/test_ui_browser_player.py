@@ -27,7 +27,10 @@ import urllib.request
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
+from urllib.parse import parse_qs, urlencode, urlsplit
+from zoneinfo import ZoneInfo
 
 import pytest
 from audio_samples import freeswitch_mp3
@@ -337,3 +340,48 @@ def test_every_page_passes_axe_and_fits(shop: Shop, browser: object, width: int)
     context.close()
     assert found == {"sign-in": [], "search": [], "recording": [], "share": []}
     assert all(value <= width for value in fits.values()), fits
+
+
+def sent_listing(page: object, url: str) -> dict[str, list[str]]:
+    """The API parameters the page sends for its own ``url``."""
+    with page.expect_request(lambda r: "/ui/api/recordings?" in r.url) as info:  # type: ignore[attr-defined]
+        page.goto(url)  # type: ignore[attr-defined]
+    page.wait_for_selector("body[data-loaded=true]")  # type: ignore[attr-defined]
+    return parse_qs(urlsplit(info.value.url).query)
+
+
+def test_the_box_and_the_dates_as_the_page_sends_them(shop: Shop, browser: object) -> None:  # noqa: F811
+    zone = ZoneInfo("America/New_York")
+    page = open_page(browser, OPS, shop.url(), timezone_id="America/New_York")
+    page.wait_for_selector("body[data-loaded=true]")  # type: ignore[attr-defined]
+    for typed, kind in (("+1 (555) 777-0001", "q"), ("5557770001", "q"),
+                        ("alice@acme.example", "q"), ("a1b2@10.0.0.1", "q"),
+                        ("cancel my order", "text"), ("Morgan", "text"),
+                        ("acme-call-1", "text")):
+        sent = sent_listing(page, shop.url("/ui/?" + urlencode({"q": typed})))
+        assert sent == {kind: [typed]}, typed
+        note = page.locator("#searched").inner_text()  # type: ignore[attr-defined]
+        assert note.startswith("Searched numbers and call ids for" if kind == "q"
+                               else "Searched what was said for"), note
+    # The other kind, chosen with one click, is kept in the page's URL.
+    sent_listing(page, shop.url("/ui/?q=Morgan"))
+    with page.expect_request(lambda r: "/ui/api/recordings?" in r.url) as info:  # type: ignore[attr-defined]
+        page.click("#search-other")  # type: ignore[attr-defined]
+    assert parse_qs(urlsplit(info.value.url).query) == {"q": ["Morgan"]}
+    # Presets are midnights in the browser's zone, sent with its offset.
+    today = datetime.now(zone).date()
+    for preset, days in (("today", 0), ("7d", 6), ("30d", 29)):
+        sent = sent_listing(page, shop.url(f"/ui/?range={preset}"))
+        midnight = datetime.combine(today - timedelta(days=days), datetime.min.time(), zone)
+        assert sent == {"since": [midnight.isoformat()]}, preset
+    sent = sent_listing(page, shop.url("/ui/?range=custom&since=2026-01-01&until=2026-01-31"))
+    assert sent == {"since": ["2026-01-01T00:00:00-05:00"], "until": ["2026-01-31T23:59:59-05:00"]}
+    assert page.locator("#since").is_visible()  # type: ignore[attr-defined]
+    # Without the custom range its dates are neither shown nor sent.
+    sent = sent_listing(page, shop.url("/ui/?range=7d&since=2026-01-01&flag=one_way_audio"))
+    assert set(sent) == {"since", "flag"} and sent["flag"] == ["one_way_audio"]
+    assert not page.locator("#since").is_visible()  # type: ignore[attr-defined]
+    options = page.eval_on_selector_all(  # type: ignore[attr-defined]
+        "#flag option", "os => os.map(o => [o.value, o.textContent])")
+    assert dict(options)["one_way_audio"] == "One-way audio"
+    page.context.close()  # type: ignore[attr-defined]
