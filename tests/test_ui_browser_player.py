@@ -23,7 +23,6 @@ import json
 import subprocess
 import sys
 import time
-import urllib.request
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -35,10 +34,10 @@ from zoneinfo import ZoneInfo
 import pytest
 from audio_samples import freeswitch_mp3
 from servers import Server, serve
-from speech_samples import SENTENCES, VOICES, conversation, seconds_of, sentence
+from speech_samples import conversation
 from test_ui_browser import browser, open_page  # noqa: F401 - browser is a fixture
 from test_ui_browser_signin import axe_violations
-from ui_fixtures import Uploaded, basic, upload
+from ui_fixtures import Uploaded, api_json, conversation_segments, upload, wait_analysed
 
 from kzr_wsgi import DirectoryStore
 from kzr_wsgi.transcribe.model import Segment
@@ -48,8 +47,6 @@ pytestmark = pytest.mark.slow
 OPS = ("ops", "ops-pw")
 UPLOADER = ("kazoo", "upload-pw")
 T0 = 1767258000  # 2026-01-01T09:00:00Z
-#: The gap the conversation leaves after each sentence.
-GAP = 0.6
 
 
 @dataclass
@@ -62,38 +59,6 @@ class Shop:
 
     def url(self, path: str = "/ui/") -> str:
         return self.server.url + path
-
-
-def said() -> list[Segment]:
-    """The conversation's sentences at their places: even ones left, odd ones right."""
-    segments, at = [], 0.0
-    for index, text in enumerate(SENTENCES):
-        length = seconds_of(sentence(index, VOICES[index % 2], 16000))
-        segments.append(Segment(round(at, 3), round(at + length, 3), text,
-                                "left" if index % 2 == 0 else "right"))
-        at += length + GAP
-    return segments
-
-
-def api(server: Server, path: str) -> object:
-    """The JSON of a UI API path, as a script asks (HTTP Basic)."""
-    request = urllib.request.Request(server.url + path, headers=basic(*OPS))
-    with urllib.request.urlopen(request, timeout=20) as reply:
-        return json.loads(reply.read())
-
-
-def analysed(server: Server, row_id: str, timeout: float = 90) -> dict[str, object]:
-    """The item once serve's background worker has analysed it."""
-    deadline = time.monotonic() + timeout
-    while True:
-        item = api(server, f"/ui/api/recordings/{row_id}")
-        assert isinstance(item, dict)
-        analysis = item.get("analysis") or {}
-        if analysis.get("state") == "done":
-            return item
-        assert analysis.get("state") == "pending", analysis
-        assert time.monotonic() < deadline, f"not analysed in {timeout}s: {analysis}"
-        time.sleep(0.3)
 
 
 @pytest.fixture(scope="module")
@@ -114,15 +79,13 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shop]:
         ]}
         ids = {}
         for call_id in uploads:
-            listing = api(server, f"/ui/api/recordings?q={call_id}")
-            assert isinstance(listing, dict)
-            [item] = listing["items"]
+            [item] = api_json(server, f"/ui/api/recordings?q={call_id}", OPS)["items"]
             ids[call_id] = item["id"]
-        segments = said()
+        segments = conversation_segments()
         catalog = DirectoryStore(root).catalog
         assert catalog is not None
         assert catalog.put_segments(ids["talk-1"], segments)
-        analysed(server, ids["talk-1"])
+        wait_analysed(server, ids["talk-1"], OPS)
         yield Shop(server, root, uploads, ids, segments)
 
 
