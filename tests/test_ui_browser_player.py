@@ -310,6 +310,24 @@ def test_export_everything_that_matches_without_the_right_to_share(
     page.context.close()  # type: ignore[attr-defined]
 
 
+def test_audio_refused_after_the_session_ended_shows_the_sign_in(
+        shop: Shop, browser: object) -> None:  # noqa: F811
+    page = open_page(browser, OPS, shop.url())
+    page.wait_for_selector("body[data-loaded=true]")  # type: ignore[attr-defined]
+    # Signed out elsewhere (another tab): this page's session is gone.
+    ended = page.evaluate("""async () => {  // noqa: E501
+        const csrf = document.querySelector('meta[name="kzr-csrf"]').content;
+        const r = await fetch("signout", {method: "POST", headers: {"X-CSRF-Token": csrf},
+                                          redirect: "manual"});
+        return r.type; }""")  # type: ignore[attr-defined]
+    assert ended == "opaqueredirect"
+    # The result's own audio element (unopened: nothing else asks the API).
+    page.evaluate(  # type: ignore[attr-defined]
+        "() => { document.querySelector('li.result audio').play().catch(() => null); }")
+    page.wait_for_selector("input[name=password]", timeout=15000)  # type: ignore[attr-defined]
+    page.context.close()  # type: ignore[attr-defined]
+
+
 @pytest.mark.parametrize("width", [1280, 375])
 def test_every_page_passes_axe_and_fits(shop: Shop, browser: object, width: int) -> None:  # noqa: F811
     page = open_page(browser, None, shop.url(), viewport={"width": width, "height": 900})

@@ -198,6 +198,12 @@ async function load() {
   document.body.dataset.loaded = "true";
 }
 
+// An audio request refused because the session ended is the page's to notice: asking
+// for the session again shows the sign-in (getJSON reloads on a 401).
+document.addEventListener("error", (event) => {
+  if (event.target instanceof HTMLAudioElement) getJSON("api/session").catch(() => {});
+}, true);
+
 // One recording plays at a time.
 document.addEventListener("play", (event) => {
   for (const audio of document.querySelectorAll("audio")) {

@@ -4,6 +4,8 @@
 
 import { el, size } from "./dom.js";
 
+const FOLD = 8 * 1024 * 1024;
+
 function csrf() {
   const meta = document.querySelector('meta[name="kzr-csrf"]');
   return meta ? meta.content : "";
@@ -33,17 +35,25 @@ async function download(body, status) {
     status.textContent = `Cannot export: ${message}`;
     return;
   }
-  const chunks = [];
-  let received = 0;
+  // What has arrived is folded into a Blob every few megabytes: the browser keeps a
+  // large Blob on disk, so a big export does not pile up in the page's memory.
+  let saved = new Blob([]);
+  let chunks = [], pending = 0, received = 0;
   const reader = response.body.getReader();
   for (;;) {
     const { done, value } = await reader.read();
     if (done) break;
     chunks.push(value);
+    pending += value.length;
     received += value.length;
+    if (pending >= FOLD) {
+      saved = new Blob([saved, ...chunks]);
+      chunks = [];
+      pending = 0;
+    }
     status.textContent = `Exporting… ${size(received)}`;
   }
-  const url = URL.createObjectURL(new Blob(chunks, { type: "application/zip" }));
+  const url = URL.createObjectURL(new Blob([saved, ...chunks], { type: "application/zip" }));
   const link = el("a", { href: url, download: fileName(response.headers.get("Content-Disposition")) });
   document.body.append(link);
   link.click();
