@@ -200,6 +200,13 @@ def share_open_and_revoke(chromium: object, shop: Shop, result: object) -> str:
         "() => document.querySelector('input.link').value !== ''")
     link = field.input_value()
     assert link.startswith(shop.url("/ui/s/")), link  # the path, completed with the origin
+    page = result.page  # type: ignore[attr-defined]
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"],
+                                   origin=shop.server.url)
+    result.locator("button.copy-link").click()  # type: ignore[attr-defined]
+    page.wait_for_function("() => document.querySelector('.made .note').textContent"
+                           " === 'Copied.'")
+    assert page.evaluate("() => navigator.clipboard.readText()") == link
     stranger = chromium.new_context()  # type: ignore[attr-defined]
     shared = stranger.new_page()
     broken = errors_of(shared)
