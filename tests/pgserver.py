@@ -85,11 +85,18 @@ def _as_postgres() -> list[str]:
 
 
 @contextlib.contextmanager
-def postgres_server(host: str = "127.0.0.1") -> Iterator[PostgresServer]:
-    """Run a throw-away PostgreSQL; yield it; stop it and remove its files on exit."""
-    base = Path(tempfile.mkdtemp(prefix="kzr-pg-"))
+def postgres_server(host: str = "127.0.0.1", *, keep: Path | None = None,
+                    settings: dict[str, str] | None = None) -> Iterator[PostgresServer]:
+    """Run a throw-away PostgreSQL; yield it; stop it and remove its files on exit.
+
+    ``keep``: a directory whose server is kept between runs (a benchmark's cached
+    data): initialised when new, reused when there, never removed. ``settings``: more
+    ``-c`` settings (e.g. ``shared_buffers``).
+    """
+    base = keep if keep is not None else Path(tempfile.mkdtemp(prefix="kzr-pg-"))
+    base.mkdir(parents=True, exist_ok=True)
     datadir, sockdir = base / "data", base / "sock"
-    sockdir.mkdir()
+    sockdir.mkdir(exist_ok=True)
     log_path = base / "postgres.log"
     log_path.touch()
     if os.geteuid() == 0:
@@ -97,12 +104,14 @@ def postgres_server(host: str = "127.0.0.1") -> Iterator[PostgresServer]:
         for path in (base, sockdir, log_path):
             os.chown(path, user.pw_uid, user.pw_gid)
     proc: subprocess.Popen[bytes] | None = None
+    extra = [a for k, v in (settings or {}).items() for a in ("-c", f"{k}={v}")]
     try:
-        subprocess.run(
-            [*_as_postgres(), str(PG_BIN / "initdb"), "-D", str(datadir), "-U", "postgres",
-             "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"],
-            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        )
+        if not (datadir / "PG_VERSION").exists():
+            subprocess.run(
+                [*_as_postgres(), str(PG_BIN / "initdb"), "-D", str(datadir), "-U", "postgres",
+                 "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"],
+                check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            )
         port = free_port()
         with open(log_path, "ab") as log:
             proc = subprocess.Popen(
@@ -110,7 +119,7 @@ def postgres_server(host: str = "127.0.0.1") -> Iterator[PostgresServer]:
                  "-h", host, "-p", str(port), "-k", str(sockdir),
                  # Tests only: nothing here must survive a crash, so skip the syncing.
                  "-c", "fsync=off", "-c", "synchronous_commit=off",
-                 "-c", "full_page_writes=off", "-c", "max_connections=200"],
+                 "-c", "full_page_writes=off", "-c", "max_connections=200", *extra],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
@@ -128,7 +137,8 @@ def postgres_server(host: str = "127.0.0.1") -> Iterator[PostgresServer]:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=10)
-        shutil.rmtree(base, ignore_errors=True)
+        if keep is None:
+            shutil.rmtree(base, ignore_errors=True)
 
 
 def _wait_ready(server: PostgresServer) -> None:

@@ -14,12 +14,13 @@ from click.testing import CliRunner
 from test_directory_store import make
 
 from kzr_wsgi.audio import AudioInfo
-from kzr_wsgi.catalog import ROOT_CATALOG
+from kzr_wsgi.catalog import ROOT_CATALOG, Query
 from kzr_wsgi.cli import main
 from kzr_wsgi.metadata import GREGORIAN_OFFSET
 from kzr_wsgi.naming import SIDECAR_SUFFIX
 from kzr_wsgi.recording import Kind
 from kzr_wsgi.stores import DirectoryStore
+from kzr_wsgi.transcribe.model import Segment
 
 DAY = datetime(2026, 1, 31, tzinfo=timezone.utc)
 
@@ -230,3 +231,36 @@ def test_a_store_from_before_the_catalog_is_catalogued_and_inspected_by_reindex(
     out = run("verify", "--root", root)
     assert sorted(line.split()[0] for line in out.splitlines()[:-1]) == ["FLAGGED"] * 3
     assert out.splitlines()[-1].endswith("0 missing, 0 changed, 3 flagged")
+
+
+def test_ls_text_combines_with_every_filter_and_shows_where(store: DirectoryStore) -> None:
+    catalog = store.catalog
+    assert catalog is not None
+    said = {"a": ["Hello, I want to cancel", "my subscription today"],
+            "b": ["cancel my subscription\x1b[2J please"], "c": ["nothing to see"],
+            "d": ["cancel it"], "kzr-check-1": ["cancel my subscription"]}
+    for row in catalog.iter_search(Query(self_test=True)):
+        texts = said.get(row.call_id or "")
+        if texts:
+            catalog.put_segments(row.id, [Segment(1.5 + 3 * i, 3.0 + 3 * i, t, "left")
+                                          for i, t in enumerate(texts)])
+    assert ls(store, "--text", "cancel") == ["d", "b", "a"]
+    assert ls(store, "--text", 'cancel "my subscription"') == ["b", "a"]
+    assert ls(store, "--text", '"cancel my subscription"') == ["b"]
+    assert ls(store, "--text", "cancel", "--account", "acc1") == ["a"]
+    assert ls(store, "--text", "cancel", "--flagged") == ["d", "b"]
+    assert ls(store, "--text", "cancel", "--since", "2026-02-01") == ["d"]
+    assert ls(store, "--text", "cancel", "--limit", "1") == ["d"]
+    assert ls(store, "--text", "cancel", "--self-test", "--call-id", "kzr-check-1") == [
+        "kzr-check-1"]
+    assert ls(store, "--text", "* - :") == ls(store)  # nothing searchable: no text filter
+    row = json.loads(run("ls", "--root", str(store.root), "--json", "--text", "subscription",
+                         "--call-id", "a"))
+    assert row["matches"] == [{"start": 4.5, "end": 6.0, "speaker": "caller",
+                               "snippet": "my subscription today", "highlights": [[3, 15]]}]
+    assert "matches" not in json.loads(run("ls", "--root", str(store.root), "--json",
+                                           "--call-id", "a"))
+    out = run("ls", "--root", str(store.root), "--text", "please")
+    # A snippet shows a control character as a space; the rest is escaped as ls does.
+    assert out.strip().endswith("@1.5s caller: cancel my subscription [2J please")
+    assert "\x1b" not in out

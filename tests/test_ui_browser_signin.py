@@ -57,7 +57,7 @@ def test_sign_in_and_out_through_the_page(site: Site, browser: object) -> None: 
 
 def test_a_share_link_plays_without_an_account_and_dies_when_revoked(
         site: Site, browser: object) -> None:  # noqa: F811
-    ops = open_page(browser, OPS, site.url("/ui/?q=acme-call-1"))
+    ops = open_page(browser, OPS, site.url("/ui/?q=acme-call-1&as=numbers"))
     ops.wait_for_selector("body[data-loaded=true]")  # type: ignore[attr-defined]
     row_id = ops.locator("li.result").first.get_attribute("data-recording-id")  # type: ignore[attr-defined]
     other_id = ops.evaluate(  # type: ignore[attr-defined]
@@ -106,7 +106,7 @@ def test_the_sign_in_page_and_a_share_link_pass_axe_and_fit(
     assert page.evaluate("() => document.activeElement.name") == "username"
     assert axe_violations(page) == []
     assert page.evaluate("() => document.documentElement.scrollWidth") <= width
-    ops = open_page(browser, OPS, site.url("/ui/?q=acme-call-2"))
+    ops = open_page(browser, OPS, site.url("/ui/?q=acme-call-2&as=numbers"))
     ops.wait_for_selector("body[data-loaded=true]")  # type: ignore[attr-defined]
     row_id = ops.locator("li.result").first.get_attribute("data-recording-id")  # type: ignore[attr-defined]
     made = make_share(ops, row_id)
@@ -115,6 +115,15 @@ def test_the_sign_in_page_and_a_share_link_pass_axe_and_fit(
     page.wait_for_selector("body[data-loaded=true]")
     assert axe_violations(page) == []
     assert page.evaluate("() => document.documentElement.scrollWidth") <= width
+    # The player's controls come first (the waveform, a labelled slider), then the
+    # audio element itself, all by keyboard.
     page.keyboard.press("Tab")
+    assert page.evaluate("() => [document.activeElement.getAttribute('role'),"
+                         " document.activeElement.getAttribute('aria-label')]") == [
+        "slider", "Position in the recording"]
+    for _ in range(12):
+        page.keyboard.press("Tab")
+        if page.evaluate("() => document.activeElement.id") == "player":
+            break
     assert page.evaluate("() => document.activeElement.id") == "player"
     context.close()

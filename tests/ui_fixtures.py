@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import base64
 import http.client
+import json
 import re
+import time
+import urllib.request
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +27,7 @@ from kzr_wsgi import DirectoryStore, KazooRecordings
 from kzr_wsgi.auth import Guard
 from kzr_wsgi.catalog import Catalog, Query
 from kzr_wsgi.cli import not_found
+from kzr_wsgi.transcribe.model import Segment
 from kzr_wsgi.ui import SearchUI, Viewer
 
 #: One second of what FreeSWITCH writes (8 kHz mono MPEG-2.5): the default body.
@@ -148,6 +152,41 @@ def upload(server: Server, call_id: str, body: bytes, *, account_id: str, start:
     return Uploaded(call_id, account_id, body)
 
 
+
+
+def api_json(server: Server, path: str, viewer: tuple[str, str]) -> Any:
+    """The JSON of a UI API path on a running ``serve``, as a script asks (HTTP Basic)."""
+    request = urllib.request.Request(server.url + path, headers=basic(*viewer))
+    with urllib.request.urlopen(request, timeout=20) as reply:
+        return json.loads(reply.read())
+
+
+def wait_analysed(server: Server, row_id: str, viewer: tuple[str, str],
+                  timeout: float = 90) -> dict[str, Any]:
+    """The item once ``serve``'s background worker has analysed it (its peaks exist)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        item = api_json(server, f"/ui/api/recordings/{row_id}", viewer)
+        analysis = item.get("analysis") or {}
+        if analysis.get("state") == "done":
+            return dict(item)
+        assert analysis.get("state") == "pending", analysis
+        assert time.monotonic() < deadline, f"not analysed in {timeout}s: {analysis}"
+        time.sleep(0.3)
+
+
+def conversation_segments(gap: float = 0.6) -> list[Segment]:
+    """The transcript of :func:`speech_samples.conversation`: each sentence at its place
+    (they follow each other ``gap`` seconds apart), even ones left, odd ones right."""
+    from speech_samples import SENTENCES, VOICES, seconds_of, sentence
+
+    segments, at = [], 0.0
+    for index, text in enumerate(SENTENCES):
+        length = seconds_of(sentence(index, VOICES[index % 2], 16000))
+        segments.append(Segment(round(at, 3), round(at + length, 3), text,
+                                "left" if index % 2 == 0 else "right"))
+        at += length + gap
+    return segments
 
 
 # -- a browser in process: its cookies, its Sec-Fetch headers ---------------------------

@@ -43,6 +43,7 @@ from .rows import Row, row_from_record, row_id
 from .schema import JOBS_TABLE, OWED, QUEUED, STATE_TABLE, TABLE, UNQUEUED
 from .search import (
     COMMON_PREFIX,
+    MAX_LIMIT,
     Page,
     Query,
     count_prefix,
@@ -50,6 +51,9 @@ from .search import (
     select_count,
     select_page,
 )
+from .text import Speakers, default_speaker, segment_json, segment_rows
+from .textindex import ScrubResult, TextIndex
+from .words import parse_query
 
 log = logging.getLogger("kzr_wsgi.catalog")
 
@@ -110,6 +114,7 @@ class Catalog:
         #: turns it off: rows are then written with none wanted).
         self.pipeline = True
         self._connections = Connections(backend)
+        self._text = TextIndex(backend)
         self._migrated = False
         #: Until when (monotonic) add_stored skips a catalog that just failed to answer.
         self._down_until = 0.0
@@ -257,12 +262,64 @@ class Catalog:
                       self.url, record.get("location") or record.get("path"), exc)
 
     def remove(self, row_id: str) -> bool:
-        """Remove a row and its jobs; ``True`` when there was one."""
-        def run(tx: Transaction) -> bool:
-            tx.execute(f"DELETE FROM {JOBS_TABLE} WHERE row_id = :id", {"id": row_id})
-            return tx.execute(f"DELETE FROM {TABLE} WHERE id = :id", {"id": row_id}) > 0
+        """Remove a row, its jobs and its transcript's segments (one transaction);
+        ``True`` when there was a row. On SQLite the removed words stay in the search
+        index's bytes until :meth:`scrub_text`."""
+        def run(conn: Any) -> bool:
+            with self.backend.transaction(conn):
+                self._text.remove(conn, row_id)
+                cur = conn.cursor()
+                try:
+                    tx = Transaction(cur, self.backend)
+                    tx.execute(f"DELETE FROM {JOBS_TABLE} WHERE row_id = :id", {"id": row_id})
+                    return tx.execute(f"DELETE FROM {TABLE} WHERE id = :id", {"id": row_id}) > 0
+                finally:
+                    cur.close()
 
-        return self.within(run)
+        return self._run(run)
+
+    # -- transcripts' segments (search by words) --------------------------------------------
+
+    def put_segments(self, row_id: str, segments: Iterable[Any]) -> bool:
+        """Replace the recording's transcript segments, atomically; idempotent.
+
+        ``segments``: :class:`kzr_wsgi.transcribe.model.Segment` (or anything with
+        ``start``, ``end`` in seconds, ``text`` as redacted, and ``channel``). Returns
+        ``False``, writing nothing, when the catalog has no row ``row_id``.
+        """
+        rows = segment_rows(segments)
+
+        def run(conn: Any) -> bool:
+            with self.backend.transaction(conn):
+                return self._text.put(conn, row_id, rows)
+
+        return self._run(run)
+
+    def remove_segments(self, row_id: str) -> int:
+        """Delete the recording's segments (its row stays); how many there were."""
+        def run(conn: Any) -> int:
+            with self.backend.transaction(conn):
+                return self._text.remove(conn, row_id)
+
+        return self._run(run)
+
+    def segments(self, row_id: str, speaker: Speakers = default_speaker
+                 ) -> list[dict[str, Any]]:
+        """The recording's segments in time order, for the transcript view:
+        ``{"start", "end", "channel", "speaker", "text"}`` (seconds; ``speaker`` from
+        ``speaker(row, channel)``). Empty without a row or a transcript."""
+        row = self.get(row_id)
+        if row is None:
+            return []
+        found = self._run(lambda conn: self._text.segments(conn, [row_id]))
+        return [segment_json(row, s, speaker) for s in found.get(row_id, ())]
+
+    def scrub_text(self, row_ids: Iterable[str] = ()) -> ScrubResult:
+        """Delete these recordings' segments (if any are left) and leave no byte of any
+        deleted segment's words in the database: see :meth:`TextIndex.scrub
+        <kzr_wsgi.catalog.textindex.TextIndex.scrub>`. One batch per erase."""
+        ids = list(row_ids)
+        return self._run(lambda conn: self._text.scrub(conn, ids))
 
     # -- reading ----------------------------------------------------------------------
 
@@ -278,11 +335,31 @@ class Catalog:
         states = self.jobs.states([row.id for row in rows])
         return [replace(row, analysis=states.get(row.id)) for row in rows]
 
-    def search(self, query: Query) -> Page:
-        """One page of rows matching ``query``, newest first (see :class:`Query`)."""
+    def search(self, query: Query, speaker: Speakers = default_speaker) -> Page:
+        """One page of rows matching ``query``, newest first (see :class:`Query`).
+
+        With ``query.text``, each row's matches too (``speaker(row, channel)`` names
+        who spoke; by default from :data:`~kzr_wsgi.catalog.text.DEFAULT_SPEAKERS`).
+        """
         snapshot = query.max_seq if query.max_seq is not None else self.max_seq()
         if snapshot is None:
             return Page([], None)
+        text = parse_query(query.text or "")
+        if text:
+            rows = self._run(lambda conn: self._text.search(conn, query, text, snapshot))
+        else:
+            rows = self._plain_page(query, snapshot)
+        page = self.with_analysis(rows[: query.limit])
+        found = {}
+        if text and page:
+            found = self._run(lambda conn: self._text.matches(conn, page, text, speaker))
+        after = None
+        if len(rows) > query.limit:
+            after = replace(query, after=(page[-1].sort_at, page[-1].id), max_seq=snapshot)
+        return Page(page, after, found)
+
+    def _plain_page(self, query: Query, snapshot: int) -> list[Row]:
+        """Up to ``limit + 1`` rows of a search without words."""
         common = False
         if query.q and query.q.strip():
             low, high = name_prefix(query.q)
@@ -290,13 +367,7 @@ class Catalog:
                                                  "k": COMMON_PREFIX})
             common = int(found[0][0]) >= COMMON_PREFIX
         sql, params = select_page(query, snapshot, common)
-        rows = [row_from_db(r) for r in self._fetch(sql, params)]
-        more = len(rows) > query.limit
-        rows = self.with_analysis(rows[: query.limit])
-        if not more:
-            return Page(rows, None)
-        last = rows[-1]
-        return Page(rows, replace(query, after=(last.sort_at, last.id), max_seq=snapshot))
+        return [row_from_db(r) for r in self._fetch(sql, params)]
 
     def iter_search(self, query: Query) -> Iterator[Row]:
         """Every row matching ``query``, page by page (``limit`` is the page size)."""
@@ -307,8 +378,14 @@ class Catalog:
             next_query = page.next
 
     def count(self, query: Query | None = None) -> int:
-        """How many rows match ``query`` (its ``after`` and ``limit`` aside)."""
-        sql, params = select_count(replace(query or Query(), after=None))
+        """How many rows match ``query`` (its ``after`` and ``limit`` aside).
+
+        With words, the rows are found page by page (a search by words has no cheap count).
+        """
+        query = replace(query or Query(), after=None)
+        if parse_query(query.text or ""):
+            return sum(1 for _ in self.iter_search(replace(query, limit=MAX_LIMIT)))
+        sql, params = select_count(query)
         return int(self._fetch(sql, params)[0][0])
 
     def max_seq(self) -> int | None:

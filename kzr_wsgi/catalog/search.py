@@ -12,15 +12,18 @@ parameter style where their drivers differ (see :mod:`kzr_wsgi.catalog.backends.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .analysis import ALL_FLAGS, DEFECT_FLAGS, bits_of
 from .analysis import FLAG_BITS as FLAG_BITS  # imported from here before it moved
 from .rows import Row, clean_text, normalise_number
 from .schema import COLUMNS, TABLE
+
+if TYPE_CHECKING:
+    from .text import Match
 
 #: The most rows one page may hold.
 MAX_LIMIT = 10_000
@@ -58,6 +61,9 @@ class Query:
     self_test: bool = False
     #: Compared with ``received_at`` (``verify --since``, retention).
     received_since: datetime | None = None
+    #: Words said in the recording (:func:`~kzr_wsgi.catalog.words.parse_query`'s
+    #: grammar: every word required, a quoted phrase within one segment).
+    text: str | None = None
     limit: int = 50
     #: Keyset: only rows strictly after this ``(sort_at, id)`` in the order.
     after: tuple[datetime, str] | None = None
@@ -75,10 +81,14 @@ class Query:
 
 @dataclass(frozen=True)
 class Page:
-    """One page of a search: its rows, and the query for the next page (``None`` at the end)."""
+    """One page of a search: its rows, and the query for the next page (``None`` at the end).
+
+    A search by words (``Query.text``) gives each row's matches, by row id.
+    """
 
     items: list[Row] = field(default_factory=list)
     next: Query | None = None
+    matches: Mapping[str, tuple[Match, ...]] = field(default_factory=dict)
 
 
 def micros(when: datetime) -> int:
@@ -117,6 +127,8 @@ def count_prefix() -> str:
 def where_clause(query: Query, snapshot: int | None,
                  common_prefix: bool = False) -> tuple[str, dict[str, Any]]:
     """The ``WHERE`` condition for ``query`` (``"1=1"`` for none) and its parameters.
+
+    Every field but ``text``, which the word index answers (:mod:`.textindex`).
 
     ``common_prefix``: ``q``'s caller-name prefix matches many rows (the caller has
     counted, :func:`count_prefix`). Then the name test is written so that no index can

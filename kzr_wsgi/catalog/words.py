@@ -30,6 +30,7 @@ Snippet(text='Hi, I want to CANCEL my subscription now.', highlights=((14, 20), 
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -65,17 +66,27 @@ def index_text(text: str) -> str:
     return " ".join(tokens(text))
 
 
+#: A token of ASCII text.
+_ASCII_TOKEN = re.compile(r"[A-Za-z0-9]+")
+#: :func:`fold` of one character, remembered (snippets fold a text a character at a time).
+_fold_char = functools.lru_cache(maxsize=8192)(fold)
+
+
 def token_spans(text: str) -> list[tuple[str, int, int]]:
     """Each token of ``text`` with the span of ``text`` it comes from.
 
     Gives the same tokens as :func:`tokens`, folding one character at a time (which
     is the same: folding has no context), so the spans point into the text as written.
+    ASCII text (most transcripts) takes a shortcut with the same result: folding an
+    ASCII character is lower-casing it.
     """
+    if text.isascii():
+        return [(m.group().lower(), m.start(), m.end()) for m in _ASCII_TOKEN.finditer(text)]
     out: list[tuple[str, int, int]] = []
     current: list[str] = []
     start = end = 0
     for i, c in enumerate(text):
-        folded = fold(c)
+        folded = _fold_char(c)
         if not folded and unicodedata.category(c).startswith("M"):
             if current:
                 end = i + 1  # a mark on the token's last letter belongs to it
@@ -186,8 +197,10 @@ def snippet(text: str, query: TextQuery, *, width: int = 160) -> Snippet:
     width = max(width, MIN_WIDTH)
     matches = _matches(text, query)
     lo, hi = _window(text, matches[0] if matches else (0, 0), width)
-    shown = "".join(" " if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") else c
-                    for c in text[lo:hi])
+    shown = text[lo:hi]
+    if not (shown.isascii() and shown.isprintable()):
+        shown = "".join(" " if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") else c
+                        for c in shown)
     before = "…" if lo > 0 else ""
     after = "…" if hi < len(text) else ""
     shift = len(before) - lo

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime
 from pathlib import Path
@@ -19,6 +19,7 @@ import click
 
 from ..catalog import Catalog, Query, Row
 from ..catalog.reindex import reindex as run_reindex
+from ..catalog.text import Match
 from ..configfile import ANALYSIS
 from ..housekeeping.verify import Finding, selected
 from ..housekeeping.verify import verify as run_verify
@@ -48,16 +49,18 @@ def ls(spec: StoreSpec, as_json: bool, filters: dict[str, Any], limit: int | Non
     """
     catalog = spec.open_catalog()
     callers = (ANALYSIS.of(spec.config) or DEFAULT_SETTINGS).callers
-    query = Query(**filters, limit=min(limit or 1000, 1000))
+    by_words = filters.get("text") is not None
+    query: Query | None = Query(**filters, limit=min(limit or 1000, 1000))
     shown = 0
     try:
-        for row in catalog.iter_search(query):
-            caller = callers.caller_for(row.account_id, row.kind)
-            click.echo(json.dumps(row.to_json(caller), ensure_ascii=True) if as_json
-                       else _line(row))
-            shown += 1
-            if limit is not None and shown >= limit:
-                break
+        while query is not None and (limit is None or shown < limit):
+            page = catalog.search(query)
+            for row in page.items[:None if limit is None else limit - shown]:
+                found = page.matches.get(row.id) if by_words else None
+                caller = callers.caller_for(row.account_id, row.kind)
+                click.echo(_json_line(row, found, caller) if as_json else _line(row, found))
+                shown += 1
+            query = page.next
     finally:
         catalog.close()
 
@@ -176,8 +179,19 @@ def _count_hint(store: CopyLister) -> int | None:
     return store.count_hint()
 
 
-def _line(row: Row) -> str:
-    """One row as a line of text; every value from an upload is shown escaped."""
+def _json_line(row: Row, found: Sequence[Match] | None, caller: str) -> str:
+    """One row as ``ls --json`` prints it (``matches`` when found by words; the
+    analysis's speakers named with ``caller``, the channel the caller is on)."""
+    data = row.to_json(caller)
+    if found is not None:
+        data["matches"] = [m.to_json() for m in found]
+    return json.dumps(data, ensure_ascii=True)
+
+
+def _line(row: Row, found: Sequence[Match] | None = None) -> str:
+    """One row as a line of text; every value from an upload (and every word of a
+    transcript) is shown escaped. A row found by words ends with its first match's
+    time and snippet."""
     when = row.sort_at.strftime("%Y-%m-%dT%H:%M:%SZ")
     secs = f"{row.duration_ms / 1000:.1f}s" if row.duration_ms is not None else "-"
     audio = "-"
@@ -192,4 +206,8 @@ def _line(row: Row) -> str:
              f"{_shown(row.from_ or '-')}->{_shown(row.to or '-')}",
              f"account={_shown(row.account_id or '-')}", secs, audio, analysis,
              _shown(row.location)]
+    if found:
+        first = found[0]
+        parts.append(f"@{first.start:.1f}s {_shown(first.speaker)}: "
+                     f"{_shown(first.snippet.text)}")
     return "  ".join(parts)

@@ -20,7 +20,8 @@ from .params import When
 F = TypeVar("F", bound=Callable[..., Any])
 
 #: Each filter option's parameter name, as :class:`~kzr_wsgi.catalog.Query` names it.
-NAMES = ("call_id", "number", "account_id", "since", "until", "flags", "flagged", "self_test")
+NAMES = ("call_id", "number", "account_id", "since", "until", "flags", "flagged", "self_test",
+         "text")
 
 _OPTIONS = [
     click.option("--call-id", default=None, metavar="ID", help="Only this call id."),
@@ -42,6 +43,9 @@ _OPTIONS = [
                       "from the analysis (not the facts dead_air and no_speech)."),
     click.option("--self-test", is_flag=True,
                  help="Include `kzr-wsgi check`'s own uploads (hidden by default)."),
+    click.option("--text", default=None, metavar="WORDS",
+                 help='Recordings whose transcript has every word; "a phrase" in double quotes '
+                      "within one segment."),
 ]
 
 

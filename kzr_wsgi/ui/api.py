@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -23,6 +23,7 @@ from urllib.parse import quote
 
 from ..catalog import Row, parse_when
 from ..catalog.analysis import ALL_FLAGS
+from ..catalog.text import Match
 from ..errors import BadRequest
 
 #: Items per page unless ``limit`` says otherwise, and the most ``limit`` may ask for.
@@ -31,8 +32,9 @@ MAX_LIMIT = 500
 #: Longest value a text parameter may have (a call id is at most ~1,000 characters).
 MAX_VALUE = 1024
 
-#: Parameters that take one text value, as the API and the catalog's Query name them.
-_TEXT = ("q", "call_id", "number", "account_id")
+#: Parameters that take one text value, as the API and the catalog's Query name them
+#: (``text``: words said, the catalog's grammar; any text is a valid query).
+_TEXT = ("q", "call_id", "number", "account_id", "text")
 _KNOWN = frozenset((*_TEXT, "since", "until", "flag", "flagged", "self_test", "limit",
                     "cursor"))
 _TRUE = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
@@ -62,6 +64,8 @@ class Filters:
     call_id: str | None = None
     number: str | None = None
     account_id: str | None = None
+    #: Words said in the recording (see the manual's catalog page).
+    text: str | None = None
     since: datetime | None = None
     until: datetime | None = None
     flags: tuple[str, ...] = ()
@@ -78,14 +82,15 @@ class Filters:
             self.q, self.call_id, self.number, self.account_id,
             self.since.isoformat() if self.since else None,
             self.until.isoformat() if self.until else None,
-            sorted(self.flags), self.flagged, self.self_test,
+            sorted(self.flags), self.flagged, self.self_test, self.text,
         ], separators=(",", ":"))
 
     def query_fields(self) -> dict[str, Any]:
         """The keyword arguments of the catalog's ``Query`` these filters give."""
         return {
             "q": self.q, "call_id": self.call_id, "number": self.number,
-            "account_id": self.account_id, "since": self.since, "until": self.until,
+            "account_id": self.account_id, "text": self.text, "since": self.since,
+            "until": self.until,
             "flags": self.flags, "flagged": self.flagged, "self_test": self.self_test,
             "limit": self.limit,
         }
@@ -144,12 +149,17 @@ def parse_filters(pairs: Iterable[tuple[str, str]]) -> Filters:
     return Filters(flags=tuple(flags), **fields)
 
 
-def item(row: Row, audio_url: str, caller: str = "left") -> dict[str, Any]:
+def item(row: Row, audio_url: str, caller: str = "left",
+         matches: Sequence[Match] | None = None) -> dict[str, Any]:
     """The API's view of a row: its keys but ``location``, plus ``audio_url``; ``caller``
-    is the side the caller is on, for its ``analysis``'s speakers."""
+    is the side the caller is on, for its ``analysis``'s speakers. A row found by words
+    has its ``matches`` (``[{"start", "end", "speaker", "snippet", "highlights"}]``,
+    snippets plain text, highlights offsets into them)."""
     data = row.to_json(caller)
     data.pop("location", None)
     data["audio_url"] = audio_url
+    if matches is not None:
+        data["matches"] = [m.to_json() for m in matches]
     return data
 
 

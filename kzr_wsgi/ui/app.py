@@ -15,7 +15,8 @@ Under the prefix (see the manual's page on the UI for each route's answers):
 * a viewer's (a session, or a script's HTTP Basic: :mod:`~kzr_wsgi.ui.gate`): ``/`` the
   page, ``/api/session``, ``/api/recordings[/{id}[/audio]]``,
   ``/api/recordings/{id}/peaks`` (the waveform once the analysis is done, ``404`` until
-  then), ``/api/shares…``,
+  then), ``/api/recordings/{id}/transcript`` (:mod:`~kzr_wsgi.ui.transcript_route`),
+  ``/api/shares…``,
   ``POST /api/export`` (:mod:`~kzr_wsgi.ui.exporting`), ``POST /signout``. Every
   ``POST``/``DELETE`` of a session carries its CSRF token (else ``403``).
 
@@ -70,6 +71,7 @@ from .sessions import Sessions
 from .share_routes import Listener, ShareRoutes, share_options
 from .tables import CatalogSessionStore, CatalogShareStore, CatalogThrottleStore
 from .throttle import Throttle
+from .transcript_route import Transcripts
 from .viewers import Viewer, Viewers, ended_users
 
 if TYPE_CHECKING:
@@ -99,7 +101,7 @@ class SearchUI:
     """
 
     __slots__ = ("catalog", "store", "prefix", "app", "gate", "signin", "shares", "exports",
-                 "listening", "searching", "trusted", "_map", "_static")
+                 "listening", "searching", "transcripts", "trusted", "_map", "_static")
 
     def __init__(
         self,
@@ -158,6 +160,8 @@ class SearchUI:
         self.shares.item_of = self.searching.item
         self.shares.parts["audio"] = self.listening.send_audio
         self.shares.parts["peaks"] = self.listening.send_peaks
+        self.transcripts = Transcripts(catalog, callers)
+        self.shares.parts["transcript"] = self.transcripts.send
         self._map = Map([
             Rule("/", endpoint="page", methods=["GET"]),
             Rule("/static/<name>", endpoint="static", methods=["GET"]),
@@ -171,6 +175,8 @@ class SearchUI:
             Rule("/api/recordings/<row_id>", endpoint="item", methods=["GET"]),
             Rule("/api/recordings/<row_id>/audio", endpoint="audio", methods=["GET"]),
             Rule("/api/recordings/<row_id>/peaks", endpoint="peaks", methods=["GET"]),
+            Rule("/api/recordings/<row_id>/transcript", endpoint="transcript",
+                 methods=["GET"]),
             Rule("/api/recordings/<row_id>/shares", endpoint="share_make", methods=["POST"]),
             Rule("/api/shares", endpoint="shares", methods=["GET"]),
             Rule("/api/shares/<share_id>", endpoint="share_revoke", methods=["DELETE"]),
@@ -338,6 +344,8 @@ class SearchUI:
         listener = Listener(caller.viewer.user, caller.address, caller.listener, caller.via)
         if endpoint == "peaks":
             return self.listening.send_peaks(row, environ, start_response, listener)
+        if endpoint == "transcript":
+            return self.transcripts.send(row, environ, start_response, listener)
         return self.listening.send_audio(row, environ, start_response, listener, "audio")
 
     def _unauthorised(self, exc: errors.KzrError, endpoint: str,

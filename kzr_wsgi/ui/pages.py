@@ -3,7 +3,7 @@ page's per-session values. Pure: text in, HTML out, every value escaped.
 
 No inline script or style anywhere (the policy forbids both): the pages load the
 package's own ``static/`` files by absolute path (``base`` is the UI's prefix as the
-browser sees it).
+browser sees it); scripts are JavaScript modules (``type="module"``, deferred).
 
 >>> "&lt;b&gt;" in signin_page("/ui", "tok", username="<b>")
 True
@@ -23,7 +23,7 @@ def _e(text: str) -> str:
 
 
 def _head(base: str, title: str, script: str | None = None) -> str:
-    script_tag = (f'<script src="{_e(base)}/static/{_e(script)}" defer></script>\n'
+    script_tag = (f'<script type="module" src="{_e(base)}/static/{_e(script)}"></script>\n'
                   if script else "")
     return (
         "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
@@ -73,14 +73,16 @@ def share_page(base: str, share_base: str) -> str:
         + f'<body class="share" data-share-api="{_e(share_base)}/api">\n'
         "<header><h1>Shared recording</h1></header>\n<main>\n"
         '  <p id="status" role="status" aria-live="polite">Loading…</p>\n'
-        '  <section id="recording" aria-labelledby="recording-title">\n'
+        '  <section id="recording" class="recording" aria-labelledby="recording-title">\n'
         '    <h2 id="recording-title">Recording</h2>\n'
-        '    <dl id="facts"></dl>\n'
-        f'    <audio id="player" controls preload="metadata" src="{_e(share_base)}/audio">'
-        "</audio>\n"
-        '    <h2 id="transcript-title">Transcript</h2>\n'
-        '    <ol id="transcript" aria-labelledby="transcript-title"></ol>\n'
-        "  </section>\n</main>\n</body>\n</html>\n"
+        '    <dl id="facts" class="facts"></dl>\n'
+        '    <div class="listen">\n      <div id="player-area" class="player-area">\n'
+        f'        <audio id="player" controls preload="metadata" src="{_e(share_base)}/audio">'
+        "</audio>\n      </div>\n"
+        '      <section class="transcript-area" aria-labelledby="transcript-title">\n'
+        '        <h3 id="transcript-title">Transcript</h3>\n'
+        '        <ol id="transcript" class="transcript"></ol>\n      </section>\n'
+        "    </div>\n  </section>\n</main>\n</body>\n</html>\n"
     )
 
 

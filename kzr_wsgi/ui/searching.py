@@ -10,7 +10,7 @@ error.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -18,6 +18,7 @@ from werkzeug.wrappers import Request, Response
 
 from .. import errors
 from ..catalog import Catalog, Query, Row
+from ..catalog.text import Match
 from ..pipeline.settings import CallerMap
 from .api import BadParameter, Filters, parse_filters
 from .api import item as api_item
@@ -41,9 +42,11 @@ class Searching:
         #: Which side of a stereo recording the caller is on (the [analysis] table's).
         self.callers = callers or CallerMap()
 
-    def item(self, row: Row, url: str) -> dict[str, Any]:
-        """The API's item for ``row`` (audio at ``url``), its analysis's speakers named."""
-        return api_item(row, url, self.callers.caller_for(row.account_id, row.kind))
+    def item(self, row: Row, url: str, matches: Sequence[Match] | None = None
+             ) -> dict[str, Any]:
+        """The API's item for ``row`` (audio at ``url``), its analysis's speakers named;
+        ``matches``: where its transcript holds the words searched for."""
+        return api_item(row, url, self.callers.caller_for(row.account_id, row.kind), matches)
 
     def listing(self, request: Request, viewer: Viewer, base: str) -> Response:
         """One page of the viewer's rows matching the request's filters."""
@@ -55,7 +58,9 @@ class Searching:
             next_cursor = self.signer.dump(
                 viewer.user, filters.canonical, page.next.after, page.next.max_seq)
         return json_response(200, {
-            "items": [self.item(row, audio_url(base, row)) for row in page.items],
+            "items": [self.item(row, audio_url(base, row),
+                                page.matches.get(row.id) if query.text else None)
+                      for row in page.items],
             "next": next_cursor,
         })
 

@@ -3,7 +3,7 @@
 Kept in the catalog because every worker and every host behind one page uses the same
 one (``--catalog postgresql://…`` on several hosts; the SQLite file under ``--root``
 on one): a sign-out, an expiry, a revoked link or a throttled address holds everywhere at
-once. The tables are the catalog's second migration (:mod:`kzr_wsgi.catalog.schema`);
+once. The tables are the catalog's third migration (:mod:`kzr_wsgi.catalog.schema`);
 no secret is kept in any of them (sessions and links by the SHA-256 of their id).
 
 Each class implements a protocol of a pure module: :class:`CatalogSessionStore`

@@ -29,8 +29,11 @@ class PostgresBackend(Backend):
     lock_rows = " FOR UPDATE SKIP LOCKED"
 
     def connect(self) -> psycopg.Connection[Any]:
+        # jit off: the catalog's statements are short, and a plan the planner costs
+        # high (a search by words testing a batch of rows) was compiled on every run,
+        # 10-50 ms each, more than the statement itself.
         return psycopg.connect(self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT,
-                               application_name="kzr_wsgi")
+                               application_name="kzr_wsgi", options="-c jit=off")
 
     def sql(self, text: str) -> str:
         return translate_named(text)

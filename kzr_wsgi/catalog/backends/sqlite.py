@@ -3,7 +3,9 @@
 Safe with several worker processes and several ``serve`` processes on one root:
 WAL (readers never block the writer), a busy timeout (writers wait for each other
 rather than fail), ``synchronous=NORMAL`` (a row is not synced on its own: the
-sidecar is the durable truth, and ``reindex`` rebuilds what a power cut loses).
+sidecar is the durable truth, and ``reindex`` rebuilds what a power cut loses),
+``secure_delete`` (what is deleted is overwritten with zeros, so an erased number or
+transcript word does not stay in the file's free space; see the manual's catalog page).
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ class SQLiteBackend(Backend):
         if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
             conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
+        # Deleted rows and freed pages are zeroed: erasing leaves no bytes behind.
+        conn.execute("PRAGMA secure_delete = ON")
         # Index pages of a large catalog stay cached (allocated only as used).
         conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
         return conn

@@ -1,117 +1,131 @@
-// The recordings page: reads the search from the page's own URL, asks the JSON API,
-// and builds the results with DOM calls. Every value from a recording goes in as
-// text (textContent, attributes), never as markup: caller names are attacker-chosen.
-"use strict";
+// The recordings page: reads the search from the page's own URL, asks the JSON API, and
+// builds the results with DOM calls. An opened result shows its facts, the player with
+// its waveform, the transcript beside it, share links and the raw metadata. Every value
+// from a recording goes in as text (textContent, attributes), never as markup.
 
-const FIELDS = ["q", "account_id", "since", "until", "flag", "flagged", "self_test", "limit",
-  "cursor"];
+import {
+  defective, duration, el, FLAG_WORDS, flagName, flagsOf, getJSON, size, user, when,
+} from "./dom.js";
+import { facts, matchList, rawDetails } from "./detail.js";
+import { exportBar } from "./exporting.js";
+import { installKeys, Player } from "./player.js";
+import { apiParams, NUMBERS, pageParams, searchedAs, WORDS } from "./search.js";
+import { shareSection } from "./sharing.js";
+import { Transcript } from "./transcript.js";
 
-function el(tag, attrs, ...children) {
-  const node = document.createElement(tag);
-  for (const [name, value] of Object.entries(attrs || {})) {
-    if (value !== null && value !== undefined) node.setAttribute(name, String(value));
-  }
-  for (const child of children) {
-    if (child === null || child === undefined) continue;
-    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
-  }
-  return node;
-}
-
-function searchParams() {
-  const given = new URLSearchParams(window.location.search);
-  const params = new URLSearchParams();
-  for (const [name, value] of given) {
-    if (FIELDS.includes(name) && value !== "") params.append(name, value);
-  }
-  return params;
-}
+let session = null;
 
 function fillForm(params) {
   const form = document.getElementById("search");
-  for (const name of ["q", "account_id", "since", "until", "flag"]) {
+  for (const name of ["q", "account_id", "since", "until", "range"]) {
     if (params.has(name)) form.elements[name].value = params.get(name);
   }
+  const flags = document.getElementById("flag");
+  flags.replaceChildren(el("option", { value: "" }, "Any"),
+    ...Object.keys(FLAG_WORDS).map((flag) => el("option", { value: flag }, flagName(flag))));
+  if (params.has("flag")) flags.value = params.get("flag");
   form.elements.flagged.checked = params.get("flagged") === "true";
+  // The kind a person chose stays while the box holds the same words.
+  const typed = params.get("q") || "";
+  const chosen = params.get("as") || "";
+  form.elements.as.value = chosen;
+  form.elements.q.addEventListener("input", () => {
+    form.elements.as.value = form.elements.q.value === typed ? chosen : "";
+  });
+  const range = form.elements.range;
+  const custom = () => {
+    const on = range.value === "custom";
+    for (const name of ["since", "until"]) {
+      form.elements[name].disabled = !on;
+      form.elements[name].closest(".field").hidden = !on;
+    }
+  };
+  range.addEventListener("change", custom);
+  custom();
 }
 
-function formatTime(iso) {
-  if (!iso) return "";
-  const when = new Date(iso);
-  if (Number.isNaN(when.getTime())) return iso;
-  return new Intl.DateTimeFormat(undefined, {
-    year: "numeric", month: "short", day: "numeric",
-    hour: "2-digit", minute: "2-digit", second: "2-digit", timeZoneName: "short",
-  }).format(when);
+// What was searched, in words, and the other kind one click away.
+function searchedNote(params) {
+  const note = document.getElementById("searched");
+  const box = (params.get("q") || "").trim();
+  if (!box) { note.hidden = true; return; }
+  const kind = searchedAs(params);
+  const other = kind === NUMBERS ? WORDS : NUMBERS;
+  const switched = new URLSearchParams(params);
+  switched.delete("cursor");
+  switched.set("as", other);
+  const button = el("button", { type: "button", id: "search-other", "data-as": other },
+    other === WORDS ? "Search what was said instead" : "Search numbers and call ids instead");
+  button.addEventListener("click", () => { window.location.search = `?${switched}`; });
+  note.replaceChildren(
+    kind === NUMBERS ? "Searched numbers and call ids for " : "Searched what was said for ",
+    el("q", {}, box), ". ", button);
+  note.dataset.as = kind;
+  note.hidden = false;
 }
 
-function formatDuration(ms) {
-  if (ms === null || ms === undefined) return "–";
-  const total = Math.round(ms / 1000);
-  const h = Math.floor(total / 3600), m = Math.floor((total % 3600) / 60), s = total % 60;
-  const mmss = `${String(m).padStart(h ? 2 : 1, "0")}:${String(s).padStart(2, "0")}`;
-  return h ? `${h}:${mmss}` : mmss;
-}
-
-function formatSize(bytes) {
-  if (bytes === null || bytes === undefined) return "";
-  const units = ["B", "KB", "MB", "GB", "TB"];
-  let value = bytes, unit = 0;
-  while (value >= 1024 && unit < units.length - 1) { value /= 1024; unit += 1; }
-  return `${value.toFixed(unit ? 1 : 0)} ${units[unit]}`;
-}
-
-// A SIP address's user part ("+15551234567@realm" -> "+15551234567"); the whole is in
-// the metadata below and in the title.
-function user(address) {
-  if (!address) return "–";
-  const at = address.indexOf("@");
-  return at > 0 ? address.slice(0, at) : address;
-}
-
-function metadataList(item) {
-  const list = el("dl", {});
-  for (const [key, value] of Object.entries(item)) {
-    let text = value;
-    if (value !== null && typeof value === "object") text = JSON.stringify(value);
-    if (value === null) text = "–";
-    list.append(el("dt", {}, key), el("dd", {}, text));
-  }
-  return list;
-}
-
-// The analysis's flags that are defects; its others (dead_air, no_speech) are facts about
-// the call, shown but not marked as flagged. Every inspection flag is a defect.
-const ANALYSIS_DEFECTS = ["one_way_audio", "silent", "clipped"];
-
-function result(item) {
-  const inspected = (item.audio && item.audio.flags) || [];
-  const analysed = (item.analysis && item.analysis.flags) || [];
-  const flags = [...inspected, ...analysed.filter((flag) => !inspected.includes(flag))];
-  const defective = inspected.length > 0 || analysed.some((f) => ANALYSIS_DEFECTS.includes(f));
+function summaryOf(item) {
   const badges = el("span", { class: "flags" });
-  for (const flag of flags) badges.append(el("span", { class: "badge" }, flag));
-  const kazoo = formatDuration(item.duration_ms);
-  const heard = formatDuration(item.audio ? item.audio.duration_ms : null);
-  const when = item.start || item.received_at;
-  const summary = el("summary", {},
-    el("span", { class: "when" }, el("time", { datetime: when }, formatTime(when))),
+  for (const flag of flagsOf(item)) badges.append(el("span", { class: "badge", "data-flag": flag }, flagName(flag)));
+  const at = item.start || item.received_at;
+  const length = item.audio && item.audio.duration_ms !== null && item.audio.duration_ms !== undefined
+    ? item.audio.duration_ms : item.duration_ms;
+  return el("summary", {},
+    el("span", { class: "when" }, el("time", { datetime: at }, when(at))),
     el("span", { class: "from", title: item.from || "" }, user(item.from || item.caller_id_number)),
     el("span", { class: "to", title: item.to || "" }, user(item.to)),
     el("span", { class: "caller", title: "caller name" }, item.caller_id_name || ""),
-    el("span", { class: "durations", title: "Kazoo's duration / the audio's" },
-      kazoo, el("span", { class: "muted" }, " / "), heard),
-    el("span", { class: "size" }, formatSize(item.size)),
+    el("span", { class: "durations", title: "length" }, duration(length)),
+    el("span", { class: "size" }, size(item.size)),
     badges);
-  const player = el("audio", { controls: "", preload: "none", src: item.audio_url });
-  const download = el("a", { class: "download", href: `${item.audio_url}?download=1` },
-    "Download");
-  const detail = el("div", { class: "detail" }, player, download, metadataList(item));
-  const details = el("details", {}, summary, detail);
-  return el("li", {
-    class: defective ? "result flagged" : "result",
-    "data-recording-id": item.id,
-  }, details);
+}
+
+// An opened result gets its player, transcript, facts, share links and raw metadata
+// once; a snippet's click opens it too, and plays from its moment.
+function opener(li, item, details, audio, area) {
+  let player = null;
+  return (start) => {
+    if (!player) {
+      const length = item.audio && item.audio.duration_ms ? item.audio.duration_ms / 1000 : null;
+      const peaks = item.analysis && item.analysis.state === "done"
+        ? `api/recordings/${encodeURIComponent(item.id)}/peaks` : null;
+      player = new Player(audio, {
+        peaksUrl: peaks, speakers: (item.analysis && item.analysis.speakers) || {}, lengthHint: length,
+      });
+      const titleId = `transcript-${li.dataset.index}`;
+      const list = el("ol", { "aria-labelledby": titleId });
+      area.after(el("section", { class: "transcript-area", "aria-labelledby": titleId },
+        el("h3", { id: titleId }, "Transcript"), list));
+      new Transcript(list, player).load(`api/recordings/${encodeURIComponent(item.id)}/transcript`);
+      const detail = details.querySelector(".detail");
+      detail.prepend(facts(item));
+      if (session && session.share) detail.append(shareSection(item));
+      detail.append(rawDetails(item));
+    }
+    if (start !== undefined) {
+      details.open = true;
+      player.playFrom(start);
+    }
+  };
+}
+
+function result(item, index) {
+  const audio = el("audio", { controls: true, preload: "none", src: item.audio_url });
+  const download = el("a", { class: "download", href: `${item.audio_url}?download=1` }, "Download");
+  const area = el("div", { class: "player-area" }, audio, download);
+  const details = el("details", { class: "recording" }, summaryOf(item),
+    el("div", { class: "detail" }, el("div", { class: "listen" }, area)));
+  const at = item.start || item.received_at;
+  const pick = el("input", { type: "checkbox", class: "pick", value: item.id,
+    "aria-label": `Select the call of ${when(at)} from ${user(item.from || item.caller_id_number)}` });
+  const li = el("li", {
+    class: defective(item) ? "result flagged" : "result",
+    "data-recording-id": item.id, "data-call-id": item.call_id || "", "data-index": String(index),
+  }, pick, details);
+  const open = opener(li, item, details, audio, area);
+  details.addEventListener("toggle", () => { if (details.open) open(); });
+  if (item.matches && item.matches.length) li.append(matchList(item, (start) => open(start)));
+  return li;
 }
 
 function showStatus(text, isError) {
@@ -135,51 +149,60 @@ function nextGeneration() {
   }
 }
 
-async function load() {
-  const params = searchParams();
-  fillForm(params);
-  let answer;
-  try {
-    const response = await fetch(`api/recordings?${params}`, {
-      credentials: "same-origin", headers: { Accept: "application/json" },
-    });
-    if (response.status === 401) {
-      // The session ended (expired, signed out elsewhere): the page itself shows the sign-in.
-      window.location.reload();
-      return;
-    }
-    answer = await response.json();
-    if (!response.ok) {
-      showStatus(`Cannot search: ${answer.error || response.status}`, true);
-      return;
-    }
-  } catch (error) {
-    showStatus(`Cannot search: ${error}`, true);
-    return;
-  }
-  const list = document.getElementById("results");
-  list.replaceChildren(...answer.items.map(result));
+function paging(params, next) {
   const paged = params.has("cursor");
-  const count = answer.items.length;
-  showStatus(count ? `${count} recording${count === 1 ? "" : "s"}${paged ? " (older page)" : ""}`
-    : "No recordings match.", false);
   const newest = document.getElementById("newest");
   const first = new URLSearchParams(params);
   first.delete("cursor");
   newest.href = `?${first}`;
   newest.hidden = !paged;
   const older = document.getElementById("older");
-  if (answer.next) {
-    const next = new URLSearchParams(params);
-    next.set("cursor", answer.next);
-    older.href = `?${next}`;
+  if (next) {
+    const more = new URLSearchParams(params);
+    more.set("cursor", next);
+    older.href = `?${more}`;
     older.hidden = false;
   } else {
     older.hidden = true;
   }
+}
+
+async function load() {
+  installKeys();
+  const params = pageParams(window.location.search);
+  fillForm(params);
+  searchedNote(params);
+  const api = apiParams(params);
+  let answer;
+  try {
+    const [listing, me] = await Promise.all([
+      getJSON(`api/recordings?${api}`), getJSON("api/session")]);
+    session = me.ok ? me.body : null;
+    answer = listing.body;
+    if (!listing.ok) {
+      showStatus(`Cannot search: ${(answer && answer.error) || listing.status}`, true);
+      return;
+    }
+  } catch (error) {
+    if (String(error.message) !== "signed out") showStatus(`Cannot search: ${error}`, true);
+    return;
+  }
+  const list = document.getElementById("results");
+  list.replaceChildren(...answer.items.map(result));
+  const count = answer.items.length;
+  showStatus(count ? `${count} recording${count === 1 ? "" : "s"}${params.has("cursor") ? " (older page)" : ""}`
+    : "No recordings match.", false);
+  paging(params, answer.next);
+  exportBar(document.getElementById("export"), list, api);
   document.body.dataset.generation = nextGeneration();
   document.body.dataset.loaded = "true";
 }
+
+// An audio request refused because the session ended is the page's to notice: asking
+// for the session again shows the sign-in (getJSON reloads on a 401).
+document.addEventListener("error", (event) => {
+  if (event.target instanceof HTMLAudioElement) getJSON("api/session").catch(() => {});
+}, true);
 
 // One recording plays at a time.
 document.addEventListener("play", (event) => {
@@ -188,4 +211,4 @@ document.addEventListener("play", (event) => {
   }
 }, true);
 
-document.addEventListener("DOMContentLoaded", load);
+load();
