@@ -165,7 +165,18 @@ def transcribe_settings(given: Mapping[str, Any], config: Config | None) -> Sett
     return settings
 
 
-def worker_env(given: Mapping[str, Any], config: Config | None) -> dict[str, str]:
+def transcribing_line(settings: Settings, workers: int) -> str:
+    """What start-up says of transcription (never the key)."""
+    where = f" at {settings.url}" if settings.url else ""
+    model = f", model {settings.model}" if settings.model else ""
+    key = ", with a key" if settings.key else ""
+    runs = (f"{workers} background worker(s)" if workers
+            else "other hosts' workers (--background-workers 0)")
+    return (f"transcription: {settings.engine}{where}{model}{key}, by {runs}; "
+            f"redacting {', '.join(settings.redact) or 'nothing'}")
+
+
+def worker_env(given: Mapping[str, Any]) -> dict[str, str]:
     """``given`` as the ``KZR_WORKER_TRANSCRIBE…`` variables of a worker process
     (``serve``'s background workers): the key file's name, never the key."""
     out: dict[str, str] = {}
@@ -184,4 +195,4 @@ def worker_env(given: Mapping[str, Any], config: Config | None) -> dict[str, str
 
 
 __all__ = ["KEY_ENV", "OPTIONS", "TableOption", "read_key", "transcribe_options",
-           "transcribe_settings", "worker_env"]
+           "transcribe_settings", "transcribing_line", "worker_env"]
