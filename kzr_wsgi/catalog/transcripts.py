@@ -18,12 +18,14 @@ the job ends (:func:`forget_pieces`).
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ..naming import TRANSCRIPT_SUFFIX
 from .analysis import ANALYSE, Origin
-from .jobs import INSERT_JOB, JobQueue, now_us
+from .jobs import INSERT_JOB, RESTORE_JOB, JobQueue, now_us
 from .schema import JOBS_TABLE, PIECES
 from .transcript_state import (
     GENERIC_ERROR,
@@ -96,6 +98,32 @@ def states(catalog: Catalog, row_ids: Sequence[str]) -> dict[str, TranscriptStat
             for row_id, s in queue.states(row_ids).items()}
 
 
+def restore(catalog: Catalog, row_id: str, sha256: str, data: bytes) -> bool:
+    """Put back a done transcription from its file beside the recording (``reindex``):
+    its job (unless done already) and its segments, without asking an engine. ``False``
+    when the file is not a transcript."""
+    from ..transcribe.model import Transcript
+
+    try:
+        doc = json.loads(data)
+        transcript = Transcript.from_json(doc)
+    except ValueError:
+        return False
+    now = now_us()
+
+    def run(tx: Transaction) -> None:
+        tx.execute(RESTORE_JOB, {
+            "row_id": row_id, "job": TRANSCRIBE, "origin": str(Origin.REINDEX),
+            "sha256": sha256, "now": now,
+            "fingerprint": fingerprint(transcript.engine, transcript.model),
+            "result": json.dumps(summary_of(doc), sort_keys=True),
+            "files": json.dumps({TRANSCRIPT_SUFFIX: hashlib.sha256(data).hexdigest()})})
+
+    catalog.within(run)
+    catalog.put_segments(row_id, transcript.segments)
+    return True
+
+
 # -- piece answers -----------------------------------------------------------------------
 
 
@@ -131,4 +159,5 @@ def forget_pieces(catalog: Catalog, sha256: str) -> int:
 
 __all__ = ["GENERIC_ERROR", "TRANSCRIBE", "TRANSCRIBING", "TranscriptState", "backfill",
            "catch_up", "fingerprint", "forget_pieces", "keep_piece", "known_piece",
-           "mark_transcribing", "queue_after", "queue_params", "states", "summary_of"]
+           "mark_transcribing", "queue_after", "queue_params", "restore", "states",
+           "summary_of"]
