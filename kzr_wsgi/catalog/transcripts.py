@@ -38,6 +38,7 @@ from .transcript_state import (
 if TYPE_CHECKING:
     from .connections import Transaction
     from .facade import Catalog
+    from .text import Speakers
 
 #: The catalog state a transcribing worker sets (microseconds): from then on, every
 #: analysis that ends queues its recording's transcription.
@@ -124,6 +125,19 @@ def restore(catalog: Catalog, row_id: str, sha256: str, data: bytes) -> bool:
     return True
 
 
+def view(catalog: Catalog, row_id: str, speaker: Speakers) -> dict[str, Any] | None:
+    """The transcript view of a recording, from the catalog alone: ``{"segments":
+    [{"start", "end", "channel", "speaker", "text"}], "engine", "model", "language",
+    "text"}``; ``None`` until its transcription is done."""
+    found = JobQueue(catalog, TRANSCRIBE).result_of(row_id)
+    if found is None:
+        return None
+    segments = catalog.segments(row_id, speaker)
+    return {"segments": segments, "engine": found.summary.get("engine"),
+            "model": found.summary.get("model"), "language": found.summary.get("language"),
+            "text": " ".join(s["text"] for s in segments if s["text"])}
+
+
 # -- piece answers -----------------------------------------------------------------------
 
 
@@ -159,5 +173,5 @@ def forget_pieces(catalog: Catalog, sha256: str) -> int:
 
 __all__ = ["GENERIC_ERROR", "TRANSCRIBE", "TRANSCRIBING", "TranscriptState", "backfill",
            "catch_up", "fingerprint", "forget_pieces", "keep_piece", "known_piece",
-           "mark_transcribing", "queue_after", "queue_params", "restore", "states",
+           "mark_transcribing", "queue_after", "queue_params", "restore", "states", "view",
            "summary_of"]
