@@ -8,7 +8,6 @@ success, a timeout, a refused connection, a 401, a redirect not followed, and a
 from __future__ import annotations
 
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 

@@ -138,6 +138,31 @@ def view(catalog: Catalog, row_id: str, speaker: Speakers) -> dict[str, Any] | N
             "text": " ".join(s["text"] for s in segments if s["text"])}
 
 
+def first_holder(catalog: Catalog, row_id: str, sha256: str, worker: str) -> bool:
+    """Whether ``worker``'s job for ``row_id`` is the first of the leased transcriptions
+    of the audio ``sha256`` (by claim time, then row id): the others wait for it, and
+    then copy its transcript, so two hosts never ask the engine for the same pieces."""
+    found = catalog.fetch(
+        f"SELECT started_us, row_id, worker FROM {JOBS_TABLE} WHERE sha256 = :sha256"
+        " AND job = :job AND state = 'pending' AND worker IS NOT NULL AND due_us > :now",
+        {"sha256": sha256, "job": TRANSCRIBE, "now": now_us()})
+    held = sorted((int(started or 0), str(rid)) for started, rid, who in found
+                  if str(rid) != row_id or who == worker)
+    return not held or held[0][1] == row_id
+
+
+def defer(catalog: Catalog, row_id: str, worker: str, seconds: float) -> bool:
+    """Give back a claimed transcription without counting the attempt, due again in
+    ``seconds``; ``False`` when it was no longer this worker's."""
+    now = now_us()
+    return bool(catalog.execute(
+        f"UPDATE {JOBS_TABLE} SET attempts = attempts - 1, worker = NULL, due_us = :due,"
+        " updated_us = :now WHERE row_id = :row_id AND job = :job AND worker = :worker"
+        " AND state = 'pending'",
+        {"due": now + int(seconds * 1_000_000), "now": now, "row_id": row_id,
+         "job": TRANSCRIBE, "worker": worker}))
+
+
 # -- piece answers -----------------------------------------------------------------------
 
 
@@ -172,6 +197,6 @@ def forget_pieces(catalog: Catalog, sha256: str) -> int:
 
 
 __all__ = ["GENERIC_ERROR", "TRANSCRIBE", "TRANSCRIBING", "TranscriptState", "backfill",
-           "catch_up", "fingerprint", "forget_pieces", "keep_piece", "known_piece",
-           "mark_transcribing", "queue_after", "queue_params", "restore", "states", "view",
-           "summary_of"]
+           "catch_up", "defer", "fingerprint", "first_holder", "forget_pieces", "keep_piece",
+           "known_piece", "mark_transcribing", "queue_after", "queue_params", "restore",
+           "states", "summary_of", "view"]

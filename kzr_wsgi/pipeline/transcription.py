@@ -41,7 +41,9 @@ from ..catalog.jobs import Claim, JobQueue
 from ..catalog.transcripts import (
     TRANSCRIBE,
     catch_up,
+    defer,
     fingerprint,
+    first_holder,
     forget_pieces,
     keep_piece,
     known_piece,
@@ -74,6 +76,8 @@ log = logging.getLogger("kzr_wsgi.pipeline")
 
 #: Analysis flags that mean there is nothing to transcribe.
 NOTHING_SAID = ("silent", "no_speech")
+#: Seconds a transcription waits while the same audio is transcribed by another worker.
+SAME_AUDIO_WAIT = 5.0
 #: How far before the catalog's mark the start-up catch-up looks (microseconds).
 CATCH_UP_MARGIN_US = 600 * 1_000_000
 
@@ -148,6 +152,11 @@ class Transcription:
             self.queue.skip(claim, reason)
             forget_pieces(self.catalog, row.sha256)
             return Outcome("skipped")
+        if not first_holder(self.catalog, row.id, row.sha256, claim.worker):
+            # The same audio is being transcribed by another worker: its transcript is
+            # copied once it is done.
+            defer(self.catalog, row.id, claim.worker, SAME_AUDIO_WAIT)
+            return Outcome("deferred")
         engine = self.engine
         mark = fingerprint(engine.name, engine.model)
         if claim.origin != Origin.REANALYZE:
