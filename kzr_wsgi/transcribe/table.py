@@ -74,7 +74,8 @@ def parse_transcribe(table: Mapping[str, Any]) -> TranscribeTable:
         checked = {k: v for k, v in values.items() if k not in ("engine", "key_file")}
         Settings(engine=values.get("engine", "check"), **checked)
     except (ValueError, TypeError) as exc:
-        name = str(exc).split(":")[0].removeprefix("transcribe ").split("/")[0].strip()
+        name = str(exc).split(":")[0].removeprefix("transcribe ").split("/")[0]
+        name = name.split("[")[0].strip()
         raise TableError((), name if name in KEYS else "engine", str(exc)) from None
     return TranscribeTable(values, plugin)
 
