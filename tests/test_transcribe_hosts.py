@@ -116,3 +116,71 @@ def _check_cards(moto: str, catalog: str) -> None:
     for word in ("5500", "0004", "four"):
         assert ls(moto, catalog, "--text", word) == {}, word
     assert ls(moto, catalog, "--text", "1112")
+
+
+@pytest.mark.slow
+def test_reredact_rewrites_transcripts_deletes_earlier_versions_or_refuses(
+        tmp_path: Path, rec: Any, moto_endpoint: str) -> None:
+    rec.put_bucket_versioning(Bucket="rec", VersioningConfiguration={"Status": "Enabled"})
+    rec.create_bucket(Bucket="locked", ObjectLockEnabledForBucket=True)
+    try:
+        _reredact(tmp_path, rec, moto_endpoint)
+    finally:
+        for bucket in ("rec", "locked"):
+            _remove_versions(rec, bucket)
+        rec.delete_bucket(Bucket="locked")
+
+
+def _reredact(tmp_path: Path, rec: Any, moto_endpoint: str) -> None:
+    catalog_url = f"sqlite:///{tmp_path / 'catalog.sqlite3'}"
+    toml = config(tmp_path, '[transcribe]\nredact-patterns = ["(?i)swordfish"]\n')
+    where = ("--s3", S3_URL, "--s3-endpoint", moto_endpoint, "--catalog", catalog_url)
+    with transcription_server("openai", key=KEY) as engine:
+        engine.say = ["the password is swordfish", "and my card is 4111 1111 1111 1111"]
+        env = {"KZR_TRANSCRIBE_KEY": KEY, "KZR_TRANSCRIBE_URL": engine.url}
+        with serve_s3(tmp_path, moto_endpoint, "--catalog", catalog_url, "--transcribe",
+                      "openai", "--transcribe-model", MODEL, env=env) as server:
+            upload(server, "monologue", ss.monologue().read())
+            catalog = open_catalog(catalog_url)
+            try:
+                transcribed(catalog, 1)
+            finally:
+                catalog.close()
+    key = _transcript_key(rec)
+    assert b"swordfish" in _versions(rec, key)[0]
+    assert ls(moto_endpoint, catalog_url, "--text", "swordfish")
+    out = kzr("worker", *where, "--config", str(toml), "--reredact", "--once", "--no-idle")
+    assert "re-redacted 1 of 1 transcript(s) (1 earlier version(s) deleted" in out, out
+    [only] = _versions(rec, key)
+    assert b"swordfish" not in only and b"[redacted]" in only and b"[card]" in only
+    assert b"4111" not in only
+    assert ls(moto_endpoint, catalog_url, "--text", "swordfish") == {}
+    assert ls(moto_endpoint, catalog_url, "--text", "password")
+    # verify reads the rewritten file against the sha256 the catalog now keeps (its exit
+    # status is 1 for a changed file).
+    assert "CHANGED" not in kzr("verify", *where)
+    # A bucket under Object Lock cannot lose its earlier versions: refused, nothing done.
+    locked = ("s3://locked/kazoo", "--s3-endpoint", moto_endpoint, "--catalog",
+              f"sqlite:///{tmp_path / 'locked.sqlite3'}")
+    out = kzr("worker", "--s3", *locked, "--config", str(toml), "--reredact", "--once",
+              "--no-idle", code=1)
+    assert "re-redaction refused" in out and "Object Lock" in out, out
+
+
+def _remove_versions(client: Any, bucket: str) -> None:
+    found = client.list_object_versions(Bucket=bucket)
+    for v in [*found.get("Versions", []), *found.get("DeleteMarkers", [])]:
+        client.delete_object(Bucket=bucket, Key=v["Key"], VersionId=v["VersionId"])
+
+
+def _transcript_key(client: Any) -> str:
+    keys = [o["Key"] for o in client.list_objects_v2(Bucket="rec").get("Contents", [])
+            if o["Key"].endswith(TRANSCRIPT_SUFFIX)]
+    assert len(keys) == 1, keys
+    return str(keys[0])
+
+
+def _versions(client: Any, key: str) -> list[bytes]:
+    found = client.list_object_versions(Bucket="rec", Prefix=key).get("Versions", [])
+    return [client.get_object(Bucket="rec", Key=key, VersionId=v["VersionId"])["Body"].read()
+            for v in found]

@@ -176,6 +176,18 @@ def transcribing_line(settings: Settings, workers: int) -> str:
             f"redacting {', '.join(settings.redact) or 'nothing'}")
 
 
+def redactor_of(given: Mapping[str, Any], config: Config | None) -> Any:
+    """The :class:`~kzr_wsgi.transcribe.Redactor` of the rules as given (the command line,
+    the environment, then the file), with or without an engine."""
+    from ..transcribe import Redactor
+
+    table = TRANSCRIBE.of(config)
+    values = dict(table.values) if table is not None else {}
+    redact = given.get("redact")
+    return Redactor(redact if redact is not None else values.get("redact", ("card",)),
+                    values.get("redact_patterns", ()))
+
+
 def worker_env(given: Mapping[str, Any]) -> dict[str, str]:
     """``given`` as the ``KZR_WORKER_TRANSCRIBE…`` variables of a worker process
     (``serve``'s background workers): the key file's name, never the key."""
@@ -194,5 +206,5 @@ def worker_env(given: Mapping[str, Any]) -> dict[str, str]:
     return out
 
 
-__all__ = ["KEY_ENV", "OPTIONS", "TableOption", "read_key", "transcribe_options",
+__all__ = ["KEY_ENV", "OPTIONS", "TableOption", "read_key", "redactor_of", "transcribe_options",
            "transcribe_settings", "transcribing_line", "worker_env"]

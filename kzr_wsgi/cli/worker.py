@@ -34,8 +34,8 @@ from ..pipeline.spool import DEFAULT_SPOOL, Spool
 from ..pipeline.supervisor import NAME_ENV, Supervisor, orphaned
 from .filters import any_filter, filter_options
 from .options import StoreSpec, store_options
-from .transcribing import transcribe_options, transcribe_settings, worker_env
-from .worker_transcribe import queue_transcriptions, transcriber
+from .transcribing import redactor_of, transcribe_options, transcribe_settings, worker_env
+from .worker_transcribe import queue_transcriptions, redact_again, transcriber
 
 if TYPE_CHECKING:
     from ..transcribe import Settings as TranscribeSettings
@@ -61,6 +61,11 @@ LOG_FORMAT = "%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s"
 @click.option("--retranscribe", is_flag=True,
               help="First queue again the done transcriptions the filters select, to be "
                    "made again by the engine (after a change of engine or model, say).")
+@click.option("--reredact", is_flag=True,
+              help="First apply the redaction rules as they are now (--transcribe-redact, "
+                   "[transcribe] redact and redact-patterns) to the stored transcripts the "
+                   "filters select: their files, earlier versions on a versioned bucket, "
+                   "and their search rows. No engine is asked.")
 @filter_options
 @click.option("--spool-dir", type=click.Path(file_okay=False), default=str(DEFAULT_SPOOL),
               show_default=True,
@@ -72,8 +77,8 @@ LOG_FORMAT = "%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s"
 @transcribe_options
 @store_options(tables=(ANALYSIS, TRANSCRIBE))
 def worker(spec: StoreSpec, processes: int, once: bool, backfill: bool, retry_failed: bool,
-           reanalyze: bool, retranscribe: bool, filters: dict[str, Any], spool_dir: str,
-           idle: bool, transcribe: dict[str, Any]) -> None:
+           reanalyze: bool, retranscribe: bool, reredact: bool, filters: dict[str, Any],
+           spool_dir: str, idle: bool, transcribe: dict[str, Any]) -> None:
     """Analyse (and transcribe) stored recordings: work through the queue kept in the
     catalog."""
     stream: Any = sys.stderr
@@ -82,9 +87,9 @@ def worker(spec: StoreSpec, processes: int, once: bool, backfill: bool, retry_fa
 
         stream = capture_stderr()  # libsndfile's and mpg123's words reach the log
     logging.basicConfig(level=logging.INFO, stream=stream, format=LOG_FORMAT)
-    if any_filter(filters) and not (retry_failed or reanalyze or retranscribe):
-        raise click.UsageError("the filters select what --retry-failed, --reanalyze or "
-                               "--retranscribe queue again: give one of them")
+    if any_filter(filters) and not (retry_failed or reanalyze or retranscribe or reredact):
+        raise click.UsageError("the filters select what --retry-failed, --reanalyze, "
+                               "--retranscribe or --reredact act on: give one of them")
     transcription = transcribe_settings(transcribe, spec.config)
     if retranscribe and transcription is None:
         raise click.UsageError("--retranscribe needs --transcribe ENGINE (or [transcribe])")
@@ -95,6 +100,9 @@ def worker(spec: StoreSpec, processes: int, once: bool, backfill: bool, retry_fa
                                "postgresql://… (the one every host shares)")
     settings = ANALYSIS.of(spec.config) or DEFAULT_SETTINGS
     _queue(catalog, backfill, retry_failed, reanalyze, Query(**filters))
+    if reredact:
+        redact_again(store, catalog, redactor_of(transcribe, spec.config), settings.callers,
+                     Query(**filters))
     queue_transcriptions(catalog, transcription is not None, backfill=backfill,
                          retry_failed=retry_failed, retranscribe=retranscribe,
                          query=Query(**filters))

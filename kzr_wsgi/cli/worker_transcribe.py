@@ -37,6 +37,20 @@ def queue_transcriptions(catalog: Catalog, on: bool, *, backfill: bool, retry_fa
                    err=True)
 
 
+def redact_again(store: Any, catalog: Catalog, redactor: Any, callers: Any,
+                 query: Query) -> None:
+    """``--reredact``: the current rules over the stored transcripts; said on a line."""
+    from ..pipeline.reredact import Refused, reredact
+
+    try:
+        done = reredact(store, catalog, redactor, callers, query)
+    except Refused as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"kzr-wsgi: re-redacted {done.changed} of {done.checked} transcript(s) "
+               f"({done.versions_deleted} earlier version(s) deleted, {done.failed} "
+               "unreadable)", err=True)
+
+
 def transcriber(settings: Settings | None, store: Any, catalog: Catalog,
                 pipeline: PipelineSettings, spool: Spool, metrics: Any
                 ) -> Transcription | None:
@@ -50,4 +64,4 @@ def transcriber(settings: Settings | None, store: Any, catalog: Catalog,
                          on_request=counted)
 
 
-__all__ = ["queue_transcriptions", "transcriber"]
+__all__ = ["queue_transcriptions", "redact_again", "transcriber"]
