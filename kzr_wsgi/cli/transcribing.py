@@ -18,16 +18,13 @@ import functools
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import click
 
-from ..configfile import TRANSCRIBE
+from ..configfile import TRANSCRIBE, Config
+from ..transcribe import Settings
 from ..transcribe.table import settings_of
-
-if TYPE_CHECKING:
-    from ..configfile import Config
-    from ..transcribe import Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
 

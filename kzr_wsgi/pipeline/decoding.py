@@ -12,9 +12,9 @@ to its own rate.
 
 from __future__ import annotations
 
+import contextlib
 import io
 from collections.abc import Sequence
-from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from ..errors import KzrError
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from .spool import Spool
 
 
-def open_recording(store: Store, spool: Spool, stack: ExitStack, row: Row) -> BinaryIO:
+def open_recording(store: Store, spool: Spool, stack: contextlib.ExitStack, row: Row) -> BinaryIO:
     """The recording's bytes, seekable: the file itself, or a spooled copy (closed with
     ``stack``)."""
     stored = store.open_stored(row.location, row.sha256)
@@ -37,7 +37,7 @@ def open_recording(store: Store, spool: Spool, stack: ExitStack, row: Row) -> Bi
     return stored.fileobj  # type: ignore[return-value]  # an open disk file
 
 
-def channels_of(store: Store, spool: Spool, stack: ExitStack, row: Row,
+def channels_of(store: Store, spool: Spool, stack: contextlib.ExitStack, row: Row,
                 names: Sequence[str]) -> tuple[dict[str, Any], int]:
     """The recording's channels called ``names`` (``left``/``right``, ``mono``,
     ``ch1``…), whole, as ``int16`` arrays, and their sample rate."""

@@ -25,6 +25,7 @@ An engine that is down, busy (5xx) or slow is retried with the queue's backoff; 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -32,7 +33,6 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any
 
 from ..catalog import Catalog, Row
@@ -163,7 +163,7 @@ class Transcription:
             copied = self._copy_done(claim, row, mark)
             if copied is not None:
                 return copied
-        with ExitStack() as stack:
+        with contextlib.ExitStack() as stack:
             lease = stack.enter_context(_Lease(self.queue, claim,
                                                self.pipeline.lease.total_seconds()))
             transcript, seconds = self._transcribe(stack, row, lease, stop)
@@ -214,7 +214,7 @@ class Transcription:
             return None
         return self._keep(claim, row, transcript, mark, 0.0)
 
-    def _transcribe(self, stack: ExitStack, row: Row, lease: _Lease,
+    def _transcribe(self, stack: contextlib.ExitStack, row: Row, lease: _Lease,
                     stop: threading.Event) -> tuple[Transcript, float]:
         """Decode the recording and transcribe each channel with speech; the merged
         transcript and the seconds of audio sent."""
