@@ -133,6 +133,12 @@ def test_failures_through_serve(tmp_path: Path) -> None:
                            ("refused", 0)):
         assert f'kzr_transcribe_requests_total{{outcome="{outcome}"}} {count}.0' in metrics
     assert 'kzr_jobs{job="transcribe",state="failed"} 2.0' in metrics
+    assert 'kzr_jobs{job="transcribe",state="done"} 2.0' in metrics
+    assert 'kzr_job_seconds_count{job="transcribe"} 2.0' in metrics
+    # Two monologues answered ok, each one piece of about 15 s: the audio transcribed.
+    [seconds] = [float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
+                 if line.startswith("kzr_transcribe_audio_seconds_total ")]
+    assert 2 * 12 < seconds < 2 * 17
 
 
 def _metrics(server: Server) -> str:
