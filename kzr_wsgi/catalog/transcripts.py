@@ -191,12 +191,20 @@ def keep_piece(catalog: Catalog, key: Mapping[str, Any], answer: Mapping[str, An
     catalog.within(run)
 
 
+def forget_orphan_pieces(catalog: Catalog) -> int:
+    """Delete the kept answers of audio no pending transcription needs (its recording was
+    removed or erased while it was transcribed); how many."""
+    return catalog.execute(
+        f"DELETE FROM {PIECES} WHERE sha256 NOT IN (SELECT sha256 FROM {JOBS_TABLE}"
+        " WHERE job = :job AND state = 'pending')", {"job": TRANSCRIBE})
+
+
 def forget_pieces(catalog: Catalog, sha256: str) -> int:
     """Delete the kept answers of an audio's pieces (its transcription ended)."""
     return catalog.execute(f"DELETE FROM {PIECES} WHERE sha256 = :sha256", {"sha256": sha256})
 
 
 __all__ = ["GENERIC_ERROR", "TRANSCRIBE", "TRANSCRIBING", "TranscriptState", "backfill",
-           "catch_up", "defer", "fingerprint", "first_holder", "forget_pieces", "keep_piece",
-           "known_piece", "mark_transcribing", "queue_after", "queue_params", "restore",
-           "states", "summary_of", "view"]
+           "catch_up", "defer", "fingerprint", "first_holder", "forget_orphan_pieces",
+           "forget_pieces", "keep_piece", "known_piece", "mark_transcribing", "queue_after",
+           "queue_params", "restore", "states", "summary_of", "view"]

@@ -85,8 +85,8 @@ def reindex(spec: StoreSpec, inspect: bool) -> None:
         catalog.close()
     click.echo(f"kzr-wsgi: catalogued {result.rows} cop{'y' if result.rows == 1 else 'ies'} "
                f"in {catalog.url}; {result.inspected} inspected, {result.analyses} "
-               f"analysis(es) and {result.transcripts} transcript(s) put back from beside "
-               f"their copies, {result.removed} stale "
+               f"analysis(es) put back from beside their copies, {result.transcripts} "
+               f"transcript(s) put back with their search rows, {result.removed} stale "
                f"row(s) removed, {result.unreadable} unreadable", err=True)
 
 

@@ -44,6 +44,7 @@ from ..catalog.transcripts import (
     defer,
     fingerprint,
     first_holder,
+    forget_orphan_pieces,
     forget_pieces,
     keep_piece,
     known_piece,
@@ -103,9 +104,12 @@ class Transcription:
         self.last: Claim | None = None
 
     def prepare(self) -> int:
-        """At start-up: mark the catalog as transcribing, and queue the transcription of
-        recordings whose analysis ended since without one; returns how many."""
+        """At start-up: mark the catalog as transcribing, delete the kept piece answers no
+        pending transcription needs (a recording removed while it was transcribed), and
+        queue the transcription of recordings whose analysis ended since without one;
+        returns how many were queued."""
         since = mark_transcribing(self.catalog)
+        forget_orphan_pieces(self.catalog)
         # A margin before the mark: analyses that ended while the mark was being read.
         return catch_up(self.catalog, since - CATCH_UP_MARGIN_US)
 
