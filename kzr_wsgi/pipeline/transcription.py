@@ -26,6 +26,7 @@ An engine that is down, busy (5xx) or slow is retried with the queue's backoff; 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -231,61 +232,56 @@ class Transcription:
         if not spoken:
             return Transcript(self.settings.language, engine.name, engine.model), 0.0
         samples, rate = channels_of(self.store, self.spool, stack, row, spoken)
-        sent = 0.0
-        parts: dict[str, Transcript] = {}
+        runs = {name: [(int(a), int(b)) for a, b in speech[name]] for name in spoken}
+        answers: dict[tuple[str, Piece], Transcript] = {}
+        missing: list[tuple[str, Piece]] = []
         for name in spoken:
+            for p in cut_pieces(runs[name], len(samples[name]) * 1000 // rate,
+                                piece=self.settings.piece):
+                kept = known_piece(self.catalog, self._key(row, name, p))
+                if kept is not None:
+                    answers[(name, p)] = Transcript.from_json(kept)
+                else:
+                    missing.append((name, p))
+
+        def ask(item: tuple[str, Piece]) -> Transcript:
             if lease.lost.is_set() or stop.is_set():
                 raise LeaseLost("the lease ended, or the worker is stopping")
-            speech_ms = [(int(a), int(b)) for a, b in speech[name]]
-            answers, seconds = self._pieces(row, name, samples[name], rate, speech_ms)
-            sent += seconds
-            parts[name] = transcribe_channel(
-                engine, samples[name], rate, speech_ms, language=self.settings.language,
-                piece=self.settings.piece, known=answers.get)
-        return merge_channels(parts, engine=engine.name, model=engine.model), sent
-
-    def _pieces(self, row: Row, channel: str, samples: Any, rate: int,
-                speech_ms: list[tuple[int, int]]) -> tuple[dict[Piece, Transcript], float]:
-        """Every piece's answer (kept ones from the catalog, the others from the engine,
-        ``concurrency`` at once), and the seconds of audio sent."""
-        engine = self.engine
-        pieces = cut_pieces(speech_ms, len(samples) * 1000 // rate, piece=self.settings.piece)
-        answers: dict[Piece, Transcript] = {}
-        missing: list[Piece] = []
-        for p in pieces:
-            kept = known_piece(self.catalog, self._key(row, channel, p))
-            if kept is not None:
-                answers[p] = Transcript.from_json(kept)
-            else:
-                missing.append(p)
-
-        def ask(p: Piece) -> Transcript:
-            started = time.monotonic()
-            error: BaseException | None = None
             try:
-                answer = p.place(engine.transcribe(p.cut(samples, rate), rate,
-                                                   self.settings.language))
-            except BaseException as exc:
-                error = exc
-                raise
+                return self._ask(row, item[0], item[1], samples[item[0]], rate)
             finally:
-                self._count(outcome_of(error), p.duration if error is None else 0.0)
-                log.debug("piece %s %s-%s: %s in %.1fs", channel, p.start, p.end,
-                          outcome_of(error), time.monotonic() - started)
-            # Kept redacted as far as one piece can be; the whole is redacted again.
-            answer = self.redactor(answer)
-            keep_piece(self.catalog, self._key(row, channel, p), answer.to_json({}))
-            return answer
+                self.catalog.release()  # this thread's connection: the pool's threads end
 
         if missing:
+            # Every channel's missing pieces in one pool: up to ``concurrency`` at once.
             with ThreadPoolExecutor(max_workers=self.settings.concurrency,
                                     thread_name_prefix="kzr-transcribe") as pool:
-                try:
-                    for p, answer in zip(missing, pool.map(ask, missing), strict=True):
-                        answers[p] = answer
-                finally:
-                    self.catalog.release()
-        return answers, sum(p.duration for p in missing)
+                answers.update(zip(missing, pool.map(ask, missing), strict=True))
+        parts = {name: transcribe_channel(
+            engine, samples[name], rate, runs[name], language=self.settings.language,
+            piece=self.settings.piece, known=functools.partial(_answer, answers, name))
+            for name in spoken}
+        sent = sum(p.duration for _, p in missing)
+        return merge_channels(parts, engine=engine.name, model=engine.model), sent
+
+    def _ask(self, row: Row, channel: str, p: Piece, samples: Any, rate: int) -> Transcript:
+        """One piece from the engine, counted, redacted as far as one piece can be (the
+        whole is redacted again), and kept in the catalog at once."""
+        started = time.monotonic()
+        error: BaseException | None = None
+        try:
+            answer = p.place(self.engine.transcribe(p.cut(samples, rate), rate,
+                                                    self.settings.language))
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            self._count(outcome_of(error), p.duration if error is None else 0.0)
+            log.debug("piece %s %s-%s: %s in %.1fs", channel, p.start, p.end,
+                      outcome_of(error), time.monotonic() - started)
+        answer = self.redactor(answer)
+        keep_piece(self.catalog, self._key(row, channel, p), answer.to_json({}))
+        return answer
 
     def _key(self, row: Row, channel: str, p: Piece) -> dict[str, Any]:
         engine = self.engine
@@ -334,6 +330,11 @@ class Transcription:
         if state == "failed":
             forget_pieces(self.catalog, claim.sha256)
         return Outcome(state or "lost")
+
+
+def _answer(answers: Mapping[tuple[str, Piece], Transcript], channel: str,
+            piece: Piece) -> Transcript | None:
+    return answers.get((channel, piece))
 
 
 def speakers_for(names: list[str], caller: str) -> dict[str, str]:
