@@ -229,7 +229,10 @@ class Worker:
         if outcome.state in ("done", "skipped", "failed") and self._transcribing_on():
             from ..catalog.transcripts import queue_after
 
-            queue_after(self.catalog, claim.row_id, claim.sha256, claim.origin)
+            # A new upload's, or else a backfill's (a re-analysis is no reason to ask an
+            # engine again rather than copy a transcript of the same audio).
+            queue_after(self.catalog, claim.row_id, claim.sha256,
+                        claim.origin if claim.origin == Origin.UPLOAD else Origin.BACKFILL)
         return True
 
     def _finished(self, claim: Claim, outcome: Outcome, started: float) -> None:
