@@ -154,3 +154,23 @@ def test_srt_and_txt_keep_each_segment_on_one_line() -> None:
     assert len(lines) == 2 and lines[1].startswith("[01:01:01.001 callee] a --> b 99 ")
     with pytest.raises(ValueError):
         render("html", SEGMENTS)
+
+
+def test_the_command_line_then_the_environment_then_the_file(tmp_path: Path) -> None:
+    """Each layer is told apart by a value the engine refuses at start-up (plain http to
+    a host that is not loopback) against one it takes."""
+    refused, taken = "http://10.0.0.7/v1", "https://gpu1.example/v1"
+    path = tmp_path / "kzr.toml"
+    root = str(tmp_path / "rec")
+
+    def worker(url_in_file: str, env: dict[str, str], *args: str) -> int:
+        path.write_text(f'[transcribe]\nengine = "openai"\nmodel = "m"\nurl = "{url_in_file}"\n')
+        return run("worker", "--root", root, "--config", str(path), "--once", "--no-idle",
+                   *args, env=env).returncode
+
+    assert worker(refused, {}) == 2
+    assert worker(taken, {}) == 0
+    assert worker(refused, {"KZR_TRANSCRIBE_URL": taken}) == 0  # the environment wins
+    assert worker(taken, {"KZR_TRANSCRIBE_URL": refused}) == 2
+    assert worker(taken, {"KZR_TRANSCRIBE_URL": refused},
+                  "--transcribe-url", taken) == 0  # the command line wins
