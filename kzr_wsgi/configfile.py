@@ -25,6 +25,7 @@ from .configtable import TableError
 from .errors import KzrError
 from .housekeeping.policy import RetentionPolicy, parse_retention
 from .pipeline.settings import PipelineSettings, parse_analysis
+from .transcribe.table import TranscribeTable, parse_transcribe
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -105,6 +106,11 @@ ANALYSIS: Table[PipelineSettings] = TABLES.register(
     "analysis", parse_analysis,
     about="the analysis: every threshold, which side the caller is on (by kind and by "
           "account), and the queue's lease, attempts and backoff")
+#: ``[transcribe]``: the transcription engine, which recordings it transcribes, redaction.
+TRANSCRIBE: Table[TranscribeTable] = TABLES.register(
+    "transcribe", parse_transcribe,
+    about="transcription: the engine (openai, pocketsphinx or a plug-in), where it is, "
+          "which recordings it transcribes, and what is redacted from transcripts")
 
 
 @dataclass(frozen=True)

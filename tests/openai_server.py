@@ -95,6 +95,8 @@ class TranscriptionServer:
     problems: list[str] = field(default_factory=list)
     followed_redirects: int = 0
     script: collections.deque[str] = field(default_factory=collections.deque)
+    #: What each run of sound says, in turn (empty: ``hello world``).
+    say: list[str] = field(default_factory=list)
     release: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -136,7 +138,8 @@ class TranscriptionServer:
 
     def _act(self, action: str, seen: Seen) -> Response:
         if action == "ok":
-            return _json(answer(self.shape, seen.audio, seen.form.get("language", [None])[0]))
+            return _json(answer(self.shape, seen.audio, seen.form.get("language", [None])[0],
+                                self.say))
         if action == "hang":
             self.release.wait(60)
             return _error(503, "too late")
@@ -213,18 +216,22 @@ def sound_runs(audio: bytes) -> list[tuple[float, float]]:
     return [(round(a, 3), round(b, 3)) for a, b in runs]
 
 
-def answer(shape: str, audio: bytes, language: str | None) -> dict[str, Any]:
-    """The ``verbose_json`` a server of ``shape`` would send for ``audio``."""
+def answer(shape: str, audio: bytes, language: str | None,
+           say: list[str] | None = None) -> dict[str, Any]:
+    """The ``verbose_json`` a server of ``shape`` would send for ``audio``; each run of
+    sound says ``say``'s sentences in turn (``hello world`` without them)."""
     with wave.open(io.BytesIO(audio)) as w:
         duration = w.getnframes() / w.getframerate()
     runs = sound_runs(audio)
-    text = "".join(" hello world" for _ in runs)
-    segments = [{"id": i, "seek": 0, "start": a, "end": b, "text": " hello world",
+    said = [(say[i % len(say)] if say else "hello world").split() for i in range(len(runs))]
+    text = "".join(" " + " ".join(s) for s in said)
+    segments = [{"id": i, "seek": 0, "start": a, "end": b, "text": " " + " ".join(said[i]),
                  "tokens": [50364, 2425, 1002], "temperature": 0.0, "avg_logprob": -0.2,
                  "compression_ratio": 0.9, "no_speech_prob": 0.01}
                 for i, (a, b) in enumerate(runs)]
-    words = [{"word": w, "start": s, "end": e} for a, b in runs
-             for w, s, e in (("hello", a, (a + b) / 2), ("world", (a + b) / 2, b))]
+    words = [{"word": w, "start": a + (b - a) * j / len(said[i]),
+              "end": a + (b - a) * (j + 1) / len(said[i])}
+             for i, (a, b) in enumerate(runs) for j, w in enumerate(said[i])]
     if shape == "openai":
         return {"task": "transcribe", "language": "english", "duration": duration,
                 "text": text.strip(), "segments": segments, "words": words}

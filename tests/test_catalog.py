@@ -99,7 +99,8 @@ def test_a_row_holds_the_sidecar_fields_and_round_trips(catalog: Catalog) -> Non
     assert list(doc) == ["id", "kind", "call_id", "recording_id", "account_id", "owner_id",
                          "from", "to", "caller_id_name", "caller_id_number", "start",
                          "duration_ms", "received_at", "size", "sha256", "content_type",
-                         "location", "segments", "filename", "audio", "self_test", "analysis"]
+                         "location", "segments", "filename", "audio", "self_test", "analysis",
+                         "transcript"]
     assert doc["start"] == "2026-01-31T12:00:00+00:00"
     assert doc["duration_ms"] == 5000 and doc["account_id"] == "acc1"
     assert doc["audio"]["flags"] == ["truncated"]

@@ -26,7 +26,7 @@ from kzr_wsgi.cli.config import (
 from kzr_wsgi.cli.environment import name_variables
 from kzr_wsgi.cli.options import StoreSpec, store_options
 from kzr_wsgi.cli.params import Age, CommandLineOnly
-from kzr_wsgi.configfile import ANALYSIS, RETENTION, Config, Tables
+from kzr_wsgi.configfile import ANALYSIS, RETENTION, TRANSCRIBE, Config, Tables
 from kzr_wsgi.configtable import TableError
 from kzr_wsgi.housekeeping.policy import parse_retention
 
@@ -291,7 +291,7 @@ def test_each_command_declares_what_it_reads() -> None:
     read = {found.command: found for found in readings(cli.main)}
     assert set(read) == {"serve", "ls", "reindex", "verify", "prune", "sweep", "audit",
                          "hold add", "hold rm", "hold ls", "worker", "export", "viewer add",
-                         "viewer rm", "viewer passwd"}  # check takes no file
+                         "viewer rm", "viewer passwd", "transcript"}  # check takes no file
     assert set(read["serve"].keys) == set(option_keys(cli.serve))
     # The viewer file's editor reads the file and the upload credentials as serve does.
     viewer_keys = {"viewer add": ("viewer-file", "basic-auth", "basic-auth-file"),
@@ -303,7 +303,9 @@ def test_each_command_declares_what_it_reads() -> None:
     assert {name for name, found in read.items() if RETENTION in found.tables} == {
         "serve", "prune"}
     assert {name for name, found in read.items() if ANALYSIS in found.tables} == {
-        "serve", "ls", "worker"}
+        "serve", "ls", "worker", "transcript"}
+    assert {name for name, found in read.items() if TRANSCRIBE in found.tables} == {
+        "serve", "worker"}
 
 
 def test_one_file_is_checked_whole_for_every_command(tmp_path: Path) -> None:

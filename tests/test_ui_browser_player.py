@@ -38,7 +38,14 @@ from servers import Server, serve
 from speech_samples import conversation
 from test_ui_browser import browser, open_page  # noqa: F401 - browser is a fixture
 from test_ui_browser_signin import axe_violations
-from ui_fixtures import Uploaded, api_json, conversation_segments, upload, wait_analysed
+from ui_fixtures import (
+    Uploaded,
+    api_json,
+    conversation_segments,
+    transcribed,
+    upload,
+    wait_analysed,
+)
 
 from kzr_wsgi import DirectoryStore
 from kzr_wsgi.transcribe.model import Segment
@@ -87,7 +94,7 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shop]:
         segments = conversation_segments()
         catalog = DirectoryStore(root).catalog
         assert catalog is not None
-        assert catalog.put_segments(ids["talk-1"], segments)
+        transcribed(catalog, ids["talk-1"], segments)
         wait_analysed(server, ids["talk-1"], OPS)
         yield Shop(server, root, uploads, ids, segments)
 

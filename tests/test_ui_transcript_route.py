@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 import pytest
 from test_ui_shares import SHARER, make, signed_in, token_of
-from ui_fixtures import ACME, OPS, UIWorld
+from ui_fixtures import ACME, OPS, UIWorld, transcribed
 
 from kzr_wsgi.catalog.analysis import ALL_FLAGS
 from kzr_wsgi.transcribe.model import Segment
@@ -35,7 +35,7 @@ def world(tmp_path: Path) -> UIWorld:
 
 def said(world: UIWorld, call_id: str, account_id: str) -> str:
     row = world.upload(call_id, account_id=account_id, start=T0)
-    assert world.catalog.put_segments(row["id"], [
+    transcribed(world.catalog, row["id"], [
         Segment(4.0, 5.5, "and <b>the second</b>", "right"),
         Segment(0.5, 2.0, "hello first", "left")])
     return str(row["id"])
@@ -48,11 +48,12 @@ def test_a_viewer_gets_the_segments_in_order_scoped_like_the_audio(world: UIWorl
     reply = world.get(f"/api/recordings/{quote(acme)}/transcript")
     assert reply.status_code == 200
     assert reply.headers["Content-Security-Policy"] == CSP
-    assert reply.json == {"segments": [
+    assert reply.json["engine"] == "pocketsphinx" and reply.json["language"] == "en"
+    assert reply.json["segments"] == [
         {"start": 0.5, "end": 2.0, "channel": "left", "speaker": "caller",
          "text": "hello first"},
         {"start": 4.0, "end": 5.5, "channel": "right", "speaker": "callee",
-         "text": "and <b>the second</b>"}]}
+         "text": "and <b>the second</b>"}]
     assert world.get(f"/api/recordings/{quote(silent)}/transcript").status_code == 404
     assert world.get(f"/api/recordings/{quote(acme)}/transcript", ACME).status_code == 200
     for row in (beta, "no-such-id"):

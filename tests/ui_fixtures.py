@@ -26,8 +26,9 @@ from werkzeug.test import Client, TestResponse
 from kzr_wsgi import DirectoryStore, KazooRecordings
 from kzr_wsgi.auth import Guard
 from kzr_wsgi.catalog import Catalog, Query
+from kzr_wsgi.catalog.transcripts import restore
 from kzr_wsgi.cli import not_found
-from kzr_wsgi.transcribe.model import Segment
+from kzr_wsgi.transcribe.model import Segment, Transcript
 from kzr_wsgi.ui import SearchUI, Viewer
 
 #: One second of what FreeSWITCH writes (8 kHz mono MPEG-2.5): the default body.
@@ -173,6 +174,16 @@ def wait_analysed(server: Server, row_id: str, viewer: tuple[str, str],
         assert analysis.get("state") == "pending", analysis
         assert time.monotonic() < deadline, f"not analysed in {timeout}s: {analysis}"
         time.sleep(0.3)
+
+
+def transcribed(catalog: Catalog, row_id: str, segments: Iterable[Segment]) -> None:
+    """Give a catalogued recording a done transcription of ``segments``, as ``reindex``
+    puts one back from its file (the job done, the segments indexed: no engine)."""
+    row = catalog.get(row_id)
+    assert row is not None and row.sha256
+    doc = Transcript("en", "pocketsphinx", "en-us", tuple(segments)).to_json(
+        {"left": "caller", "right": "callee", "mono": "all"})
+    assert restore(catalog, row_id, row.sha256, json.dumps(doc).encode())
 
 
 def conversation_segments(gap: float = 0.6) -> list[Segment]:

@@ -53,6 +53,7 @@ from .search import (
 )
 from .text import Speakers, default_speaker, segment_json, segment_rows
 from .textindex import ScrubResult, TextIndex
+from .transcripts import states as transcript_states
 from .words import parse_query
 
 log = logging.getLogger("kzr_wsgi.catalog")
@@ -329,11 +330,14 @@ class Catalog:
         return self.with_analysis([row_from_db(found[0])])[0] if found else None
 
     def with_analysis(self, rows: list[Row]) -> list[Row]:
-        """``rows`` with their analysis (their ``analyse`` job's state) attached."""
+        """``rows`` with their analysis and transcription (their jobs' states) attached."""
         if not rows:
             return rows
-        states = self.jobs.states([row.id for row in rows])
-        return [replace(row, analysis=states.get(row.id)) for row in rows]
+        ids = [row.id for row in rows]
+        states = self.jobs.states(ids)
+        transcripts = transcript_states(self, ids)
+        return [replace(row, analysis=states.get(row.id), transcript=transcripts.get(row.id))
+                for row in rows]
 
     def search(self, query: Query, speaker: Speakers = default_speaker) -> Page:
         """One page of rows matching ``query``, newest first (see :class:`Query`).

@@ -11,6 +11,8 @@ it (``<name>.kzr.analysis.json``, and the waveform's ``.kzr.peaks.json``) gets i
 job back, its summary, its flags and the files' sha256s (what ``verify`` checks them
 against). A copy without one is queued (as a backfill: its flags are not counted as a
 new upload's), unless it has a job already; a skipped one is skipped again at once.
+A transcript beside a copy (``<name>.kzr.transcript.json``) gives back its done
+transcription and its search rows, without asking any engine.
 """
 
 from __future__ import annotations
@@ -23,12 +25,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import KzrError, NotFound
-from ..naming import ANALYSIS_SUFFIX, PEAKS_SUFFIX
+from ..naming import ANALYSIS_SUFFIX, PEAKS_SUFFIX, TRANSCRIPT_SUFFIX
 from ..stores.base import CopyStore
 from ..stores.readback import scan
 from .analysis import Origin, Restored, summary_of
 from .facade import Catalog
 from .rows import Row, row_from_record
+from .transcripts import restore as restore_transcript
 
 log = logging.getLogger("kzr_wsgi.catalog")
 
@@ -58,6 +61,8 @@ class ReindexResult:
     unreadable: int = 0
     #: Analyses put back from the files beside their copies.
     analyses: int = 0
+    #: Transcripts put back (their jobs and search rows) from the files beside their copies.
+    transcripts: int = 0
 
 
 def reindex(
@@ -79,6 +84,7 @@ def reindex(
     seen: set[str] = set()
     batch: list[Row] = []
     restored: dict[str, Restored] = {}
+    transcripts: dict[str, tuple[str, bytes]] = {}
     for record in store.records():
         if inspect and "audio" not in record:
             _inspect(store, record, result)
@@ -93,11 +99,16 @@ def reindex(
         found = _analysis_beside(store, record)
         if found is not None:
             restored[row.id] = found
+        said = _transcript_beside(store, record)
+        if said is not None:
+            transcripts[row.id] = (row.sha256, said)
         if len(batch) >= BATCH:
             result.rows += _write(catalog, batch, restored, result)
+            _restore_transcripts(catalog, transcripts, result)
         if progress is not None:
             progress(record)
     result.rows += _write(catalog, batch, restored, result)
+    _restore_transcripts(catalog, transcripts, result)
     if owns is not None:
         for row_id, location in catalog.locations().items():
             if row_id not in seen and owns(location):
@@ -114,6 +125,28 @@ def _write(catalog: Catalog, batch: list[Row], restored: dict[str, Restored],
     batch.clear()
     restored.clear()
     return written
+
+
+def _transcript_beside(store: IndexedStore, record: dict[str, Any]) -> bytes | None:
+    """The transcript file beside a copy, or ``None`` when it has none."""
+    try:
+        return store.get_companion(record, TRANSCRIPT_SUFFIX)
+    except NotFound:
+        return None
+    except KzrError as exc:
+        log.warning("%s: its transcript cannot be read back (%s)", record.get("location"), exc)
+        return None
+
+
+def _restore_transcripts(catalog: Catalog, transcripts: dict[str, tuple[str, bytes]],
+                         result: ReindexResult) -> None:
+    """Put back the transcripts of rows just written (jobs and search rows); empties it."""
+    for row_id, (sha256, data) in transcripts.items():
+        if restore_transcript(catalog, row_id, sha256, data):
+            result.transcripts += 1
+        else:
+            log.warning("row %s: its transcript file is not a transcript; left alone", row_id)
+    transcripts.clear()
 
 
 def _analysis_beside(store: IndexedStore, record: dict[str, Any]) -> Restored | None:

@@ -26,6 +26,7 @@ from ..audio import AudioInfo
 from ..metadata import metadata_from_json
 from ..recording import SELF_TEST_PREFIX, Kind, Name
 from .analysis import ALL_FLAGS, DEFECT_FLAGS, AnalysisState
+from .transcript_state import TranscriptState
 
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
@@ -66,6 +67,8 @@ class Row:
     #: Its analysis (its ``analyse`` job); ``None`` when it has none (a row from before
     #: the analysis, or stored with the pipeline off).
     analysis: AnalysisState | None = None
+    #: Its transcription (its ``transcribe`` job); ``None`` when it has none.
+    transcript: TranscriptState | None = None
 
     @property
     def sort_at(self) -> datetime:
@@ -130,6 +133,8 @@ class Row:
             "audio": self.audio.to_json() if self.audio is not None else None,
             "self_test": self.self_test,
             "analysis": self.analysis.to_json(caller) if self.analysis is not None else None,
+            "transcript": (self.transcript.to_json() if self.transcript is not None
+                           else None),
         }
 
 

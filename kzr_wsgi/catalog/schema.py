@@ -235,8 +235,30 @@ _V4 = [
 ]
 
 
+#: Engine answers of pieces of recordings whose transcription is not finished yet.
+PIECES = "kzr_pieces"
+
+_V5 = [
+    # One engine answer per piece of a recording's channel, by the audio's sha256, the
+    # piece's bounds, the engine and the model (redacted as far as one piece can be):
+    # a retry or another host asks the engine only for the pieces still missing. The
+    # rows of a recording go when its transcription ends (done or failed).
+    f"""CREATE TABLE {PIECES} (
+        sha256 VARCHAR(64) NOT NULL,
+        channel VARCHAR(16) NOT NULL,
+        start_ms BIGINT NOT NULL,
+        end_ms BIGINT NOT NULL,
+        engine VARCHAR(64) NOT NULL,
+        model VARCHAR(200) NOT NULL,
+        answer TEXT NOT NULL,
+        created_us BIGINT NOT NULL,
+        PRIMARY KEY (sha256, channel, start_ms, end_ms, engine, model)
+    )""",
+]
+
+
 #: Each migration: the statements that take the schema from version N to N+1.
-MIGRATIONS: list[list[str]] = [_V1, _V2, _V3, _V4]
+MIGRATIONS: list[list[str]] = [_V1, _V2, _V3, _V4, _V5]
 
 
 def statements(migration: list[str], dialect: str) -> list[str]:

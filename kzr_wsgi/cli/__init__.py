@@ -5,7 +5,8 @@ One module per command or group: :mod:`~kzr_wsgi.cli.serve` (with
 :mod:`~kzr_wsgi.cli.catalog` (``ls``, ``reindex``, ``verify``),
 :mod:`~kzr_wsgi.cli.retention` (``prune``, ``hold``, ``audit``),
 :mod:`~kzr_wsgi.cli.export`, :mod:`~kzr_wsgi.cli.viewer` (``viewer add|rm|passwd``),
-:mod:`~kzr_wsgi.cli.sweep`, :mod:`~kzr_wsgi.cli.worker` and :mod:`~kzr_wsgi.cli.check`;
+:mod:`~kzr_wsgi.cli.sweep`, :mod:`~kzr_wsgi.cli.worker`, :mod:`~kzr_wsgi.cli.transcript`
+and :mod:`~kzr_wsgi.cli.check`;
 what they share is in
 :mod:`~kzr_wsgi.cli.options` (the store's options), :mod:`~kzr_wsgi.cli.params` (value
 types), :mod:`~kzr_wsgi.cli.config` (the config file) and
@@ -29,6 +30,7 @@ from .retention import audit, hold, prune
 from .serve import serve
 from .serving import not_found
 from .sweep import sweep_command
+from .transcript import transcript
 from .viewer import viewer
 from .worker import worker
 
@@ -53,5 +55,6 @@ main.add_command(audit)
 main.add_command(worker)
 main.add_command(export)
 main.add_command(viewer)
+main.add_command(transcript)
 # Once every command is in: each option's KZR_… names (kzr_wsgi.cli.environment).
 name_variables(main)

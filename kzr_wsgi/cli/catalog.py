@@ -85,7 +85,8 @@ def reindex(spec: StoreSpec, inspect: bool) -> None:
         catalog.close()
     click.echo(f"kzr-wsgi: catalogued {result.rows} cop{'y' if result.rows == 1 else 'ies'} "
                f"in {catalog.url}; {result.inspected} inspected, {result.analyses} "
-               f"analysis(es) put back from beside their copies, {result.removed} stale "
+               f"analysis(es) put back from beside their copies, {result.transcripts} "
+               f"transcript(s) put back with their search rows, {result.removed} stale "
                f"row(s) removed, {result.unreadable} unreadable", err=True)
 
 
@@ -205,6 +206,7 @@ def _line(row: Row, found: Sequence[Match] | None = None) -> str:
     parts = [when, row.kind, _shown(row.call_id or "-"),
              f"{_shown(row.from_ or '-')}->{_shown(row.to or '-')}",
              f"account={_shown(row.account_id or '-')}", secs, audio, analysis,
+             *([row.transcript.line()] if row.transcript is not None else []),
              _shown(row.location)]
     if found:
         first = found[0]

@@ -80,8 +80,9 @@ def option_keys(command: click.Command) -> dict[str, click.Parameter]:
     """
     keys: dict[str, click.Parameter] = {}
     for param in command.params:
+        # A table's option (``--transcribe-url``) is spelled in its table, never at the top.
         if isinstance(param, click.Option) and not isinstance(
-                param, ConfigOption | CommandLineOnly):
+                param, ConfigOption | CommandLineOnly) and not getattr(param, "table", None):
             key = config_key(param)
             if key is not None and param.expose_value:
                 keys[key] = param

@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from ..body import DEFAULT_MAX_SIZE
-from ..configfile import ANALYSIS, RETENTION
+from ..configfile import ANALYSIS, RETENTION, TRANSCRIBE
 from ..forms import url_prefix
 from ..metrics import DEFAULT_PATH as METRICS_PATH
 from ..pipeline.spool import DEFAULT_SPOOL
@@ -31,6 +31,7 @@ from .announce import announce
 from .options import StoreSpec, store_options
 from .params import Age, Size
 from .serving import ServeOptions, build_app, metrics_dir, start_housekeeping, start_workers
+from .transcribing import transcribe_options, transcribe_settings, transcribing_line
 
 
 def check_options(options: ServeOptions) -> None:
@@ -65,7 +66,7 @@ def check_options(options: ServeOptions) -> None:
 
 
 @click.command()
-@store_options(serving=True, tables=(RETENTION, ANALYSIS))
+@store_options(serving=True, tables=(RETENTION, ANALYSIS, TRANSCRIBE))
 @click.option("--host", default="127.0.0.1", show_default=True, metavar="ADDRESS",
               help="Address to listen on. Kazoo will not upload to 127.0.0.1: use a routable one.")
 @click.option("--port", type=int, default=8080, show_default=True,
@@ -168,6 +169,7 @@ def check_options(options: ServeOptions) -> None:
               show_default=True,
               help="Where the background workers copy a recording from a bucket while they "
                    "decode it (one file per worker, mode 0600, removed after).")
+@transcribe_options
 def serve(spec: StoreSpec, **given: Any) -> None:
     """Run the receiver: store every Kazoo upload under ROOT (or in S3 with --s3)."""
     logging.basicConfig(
@@ -178,10 +180,17 @@ def serve(spec: StoreSpec, **given: Any) -> None:
         handler.addFilter(MaskShareTokens())
     options = ServeOptions(**given)
     check_options(options)
+    transcription = transcribe_settings(options.transcribe, spec.config)
+    if transcription is not None and not options.analyze:
+        raise click.UsageError("--transcribe needs the analysis (its speech and silences): "
+                               "drop --no-analyze")
     # Made before prometheus_client is first imported: its multiprocess mode is chosen then.
     metrics = metrics_dir(spec.root) if options.metrics_on else None
     served = build_app(options, spec)
     announce(options, served, metrics)
+    if transcription is not None:
+        logging.getLogger("kzr_wsgi.serve").info("%s", transcribing_line(
+            transcription, options.background_workers))
     settings = gunicorn_options(options.host, options.port, workers=options.workers,
                                 threads=options.threads, certfile=options.certfile,
                                 keyfile=options.keyfile, access_log=options.access_log)

@@ -9,7 +9,8 @@ option.
 from __future__ import annotations
 
 import atexit
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -86,6 +87,9 @@ class ServeOptions:
     background_workers: int = 1
     analyze: bool = True
     spool_dir: str | None = None
+    #: The transcription options as given (field -> value; see
+    #: :mod:`~kzr_wsgi.cli.transcribing`).
+    transcribe: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def ui(self) -> UIOptions:
@@ -206,9 +210,11 @@ def start_workers(settings: dict[str, Any], store: Store, spec: StoreSpec,
         return
     from ..pipeline.spool import DEFAULT_SPOOL
     from ..pipeline.supervisor import Supervisor
+    from .transcribing import worker_env
     from .worker import child_env
 
     env = child_env(spec, options.spool_dir or DEFAULT_SPOOL, idle=True)
+    env.update(worker_env(options.transcribe))
     supervisor = Supervisor(options.background_workers, env, released=catalog.jobs.release)
     for hook, action in (("when_ready", supervisor.start), ("on_exit", supervisor.stop)):
         settings[hook] = _then(settings.get(hook), action)

@@ -21,19 +21,24 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from ..building import catalog_of
 from ..catalog import Catalog, Query
 from ..catalog.analysis import JobState, Origin
-from ..configfile import ANALYSIS
+from ..configfile import ANALYSIS, TRANSCRIBE
 from ..pipeline.settings import DEFAULT_SETTINGS, PipelineSettings
 from ..pipeline.spool import DEFAULT_SPOOL, Spool
 from ..pipeline.supervisor import NAME_ENV, Supervisor, orphaned
 from .filters import any_filter, filter_options
 from .options import StoreSpec, store_options
+from .transcribing import redactor_of, transcribe_options, transcribe_settings, worker_env
+from .worker_transcribe import queue_transcriptions, redact_again, transcriber
+
+if TYPE_CHECKING:
+    from ..transcribe import Settings as TranscribeSettings
 
 #: How ``serve`` and this command log (one format for the receiver and its workers).
 LOG_FORMAT = "%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s"
@@ -53,6 +58,14 @@ LOG_FORMAT = "%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s"
 @click.option("--reanalyze", is_flag=True,
               help="First queue again the done analyses the filters select, to be decoded "
                    "again (after a change of the [analysis] thresholds, say).")
+@click.option("--retranscribe", is_flag=True,
+              help="First queue again the done transcriptions the filters select, to be "
+                   "made again by the engine (after a change of engine or model, say).")
+@click.option("--reredact", is_flag=True,
+              help="First apply the redaction rules as they are now (--transcribe-redact, "
+                   "[transcribe] redact and redact-patterns) to the stored transcripts the "
+                   "filters select: their files, earlier versions on a versioned bucket, "
+                   "and their search rows. No engine is asked.")
 @filter_options
 @click.option("--spool-dir", type=click.Path(file_okay=False), default=str(DEFAULT_SPOOL),
               show_default=True,
@@ -61,19 +74,25 @@ LOG_FORMAT = "%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s"
 @click.option("--idle/--no-idle", default=True, show_default=True,
               help="Run at the lowest CPU priority (SCHED_IDLE, else nice 19) and in the "
                    "idle I/O class, so anything else on the host comes first.")
-@store_options(tables=(ANALYSIS,))
+@transcribe_options
+@store_options(tables=(ANALYSIS, TRANSCRIBE))
 def worker(spec: StoreSpec, processes: int, once: bool, backfill: bool, retry_failed: bool,
-           reanalyze: bool, filters: dict[str, Any], spool_dir: str, idle: bool) -> None:
-    """Analyse stored recordings: work through the queue kept in the catalog."""
+           reanalyze: bool, retranscribe: bool, reredact: bool, filters: dict[str, Any],
+           spool_dir: str, idle: bool, transcribe: dict[str, Any]) -> None:
+    """Analyse (and transcribe) stored recordings: work through the queue kept in the
+    catalog."""
     stream: Any = sys.stderr
     if processes == 1:
         from ..pipeline.process import capture_stderr
 
         stream = capture_stderr()  # libsndfile's and mpg123's words reach the log
     logging.basicConfig(level=logging.INFO, stream=stream, format=LOG_FORMAT)
-    if any_filter(filters) and not (retry_failed or reanalyze):
-        raise click.UsageError("the filters select what --retry-failed or --reanalyze "
-                               "queue again: give one of them")
+    if any_filter(filters) and not (retry_failed or reanalyze or retranscribe or reredact):
+        raise click.UsageError("the filters select what --retry-failed, --reanalyze, "
+                               "--retranscribe or --reredact act on: give one of them")
+    transcription = transcribe_settings(transcribe, spec.config)
+    if retranscribe and transcription is None:
+        raise click.UsageError("--retranscribe needs --transcribe ENGINE (or [transcribe])")
     store, where = spec.open_store()
     catalog = catalog_of(store)
     if catalog is None:
@@ -81,12 +100,20 @@ def worker(spec: StoreSpec, processes: int, once: bool, backfill: bool, retry_fa
                                "postgresql://… (the one every host shares)")
     settings = ANALYSIS.of(spec.config) or DEFAULT_SETTINGS
     _queue(catalog, backfill, retry_failed, reanalyze, Query(**filters))
+    if reredact:
+        redact_again(store, catalog, redactor_of(transcribe, spec.config), settings.callers,
+                     Query(**filters))
+    queue_transcriptions(catalog, transcription is not None, backfill=backfill,
+                         retry_failed=retry_failed, retranscribe=retranscribe,
+                         query=Query(**filters))
     if processes > 1:
         env = child_env(spec, spool_dir, idle, once=once)
+        env.update(worker_env(transcribe))
         _supervise(Supervisor(processes, env, restart=not once,
                               released=catalog.jobs.release), once)
         return
-    _work(store, catalog, settings, Spool(spool_dir), once=once, idle=idle, where=where)
+    _work(store, catalog, settings, Spool(spool_dir), once=once, idle=idle, where=where,
+          transcription=transcription)
 
 
 def _queue(catalog: Catalog, backfill: bool, retry_failed: bool, reanalyze: bool,
@@ -105,7 +132,8 @@ def _queue(catalog: Catalog, backfill: bool, retry_failed: bool, reanalyze: bool
 
 
 def _work(store: Any, catalog: Catalog, settings: PipelineSettings, spool: Spool, *,
-          once: bool, idle: bool, where: str) -> None:
+          once: bool, idle: bool, where: str, transcription: TranscribeSettings | None
+          ) -> None:
     """One worker in this process, until stopped (or, with ``once``, the queue is empty)."""
     from ..pipeline.worker import Worker
 
@@ -114,8 +142,11 @@ def _work(store: Any, catalog: Catalog, settings: PipelineSettings, spool: Spool
         from ..pipeline.process import lower_priority
 
         log.info("priority: %s", "; ".join(lower_priority()))
+    metrics = _metrics()
     work = Worker(store, catalog, settings=settings, spool=spool,
-                  name=os.environ.get(NAME_ENV), metrics=_metrics())
+                  name=os.environ.get(NAME_ENV), metrics=metrics,
+                  transcription=transcriber(transcription, store, catalog, settings, spool,
+                                            metrics))
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: work.stop.set())
     threading.Thread(target=_watch_parent, args=(work.stop,), daemon=True,
@@ -131,6 +162,8 @@ def _work(store: Any, catalog: Catalog, settings: PipelineSettings, spool: Spool
         except Exception:
             log.warning("the leases of %s could not be ended: they end by themselves",
                         work.name)
+        if work.transcription is not None:
+            work.transcription.close()
         catalog.close()
     log.info("worker %s: %d job(s) worked on", work.name, done)
 

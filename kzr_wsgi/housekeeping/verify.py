@@ -93,28 +93,34 @@ def selected(store: CopyLister, since: datetime | None = None) -> Iterator[dict[
 
 def verify_analysis(store: CompanionKeeper, catalog: Catalog, record: dict[str, Any]
                     ) -> tuple[int, list[Finding]]:
-    """Check the files of a copy's done analysis against the sha256s the catalog kept;
-    the files checked, and what is wrong with them."""
-    try:
-        done = catalog.jobs.result_of(row_id(record))
-    except (KeyError, ValueError, TypeError):
-        return 0, []  # not a usable sidecar: the copy's own check says so
-    if done is None:
-        return 0, []
-    findings = []
+    """Check the files of a copy's done analysis and transcription against the sha256s
+    the catalog kept; the files checked, and what is wrong with them."""
+    from ..catalog.jobs import JobQueue
+    from ..catalog.transcript_state import TRANSCRIBE
+
+    checked, findings = 0, []
     location, call_id = str(record.get("location")), record.get("call_id")
-    for suffix, digest in sorted(done.files.items()):
+    for queue, what in ((catalog.jobs, "analysis"), (JobQueue(catalog, TRANSCRIBE),
+                                                     "transcription")):
         try:
-            data = store.get_companion(record, suffix)
-        except KzrError as exc:
-            findings.append(Finding(Status.MISSING, location + suffix,
-                                    f"the done analysis's file is gone: {exc}", call_id))
+            done = queue.result_of(row_id(record))
+        except (KeyError, ValueError, TypeError):
+            return 0, []  # not a usable sidecar: the copy's own check says so
+        if done is None:
             continue
-        found = hashlib.sha256(data).hexdigest()
-        if found != digest:
-            findings.append(Finding(Status.CHANGED, location + suffix,
-                                    f"written with sha256 {digest}, now {found}", call_id))
-    return len(done.files), findings
+        checked += len(done.files)
+        for suffix, digest in sorted(done.files.items()):
+            try:
+                data = store.get_companion(record, suffix)
+            except KzrError as exc:
+                findings.append(Finding(Status.MISSING, location + suffix,
+                                        f"the done {what}'s file is gone: {exc}", call_id))
+                continue
+            found = hashlib.sha256(data).hexdigest()
+            if found != digest:
+                findings.append(Finding(Status.CHANGED, location + suffix,
+                                        f"written with sha256 {digest}, now {found}", call_id))
+    return checked, findings
 
 
 def verify_record(store: CopyReader, record: dict[str, Any]) -> tuple[int, list[Finding]]:

@@ -7,6 +7,9 @@
   never ``sum`` (the manual's metrics page).
 * ``kzr_job_seconds{job}`` (a histogram): how long each finished job took, decoding
   included; ``kzr_audio_seconds_processed_total{job}``: seconds of audio decoded.
+* ``kzr_transcribe_requests_total{outcome}``: each request to the transcription engine
+  (``ok``, ``error``, ``timeout``, ``refused``, ``unauthorized``), and
+  ``kzr_transcribe_audio_seconds_total``: the seconds of audio it transcribed.
 * ``kzr_analysis_flags_total{flag}``: the analysis's flags of newly uploaded recordings
   (not self-tests, not backfills, reindexes or re-analyses, so a backfill does not fire
   the flagged-audio alert). ``silent`` is counted only where the upload's inspection did
@@ -26,6 +29,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..analysis.channels import FLAGS
 from ..catalog.analysis import ANALYSE
+from ..catalog.transcript_state import TRANSCRIBE
+from ..transcribe.errors import OUTCOMES
 
 if TYPE_CHECKING:
     from ..catalog import Catalog
@@ -33,7 +38,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("kzr_wsgi.pipeline")
 
 #: The job kinds, pre-created at zero.
-JOBS = (ANALYSE,)
+JOBS = (ANALYSE, TRANSCRIBE)
 #: The states ``kzr_jobs`` reports, each pre-created at zero.
 STATES = ("pending", "running", "done", "failed", "skipped")
 #: Jobs run from a short call (well under a second) to a six-hour recording (a minute).
@@ -57,6 +62,14 @@ class WorkerMetrics:
         self.flags = Counter("kzr_analysis_flags",
                              "Analysis flags of newly uploaded recordings.", ["flag"],
                              registry=registry)
+        self.requests = Counter("kzr_transcribe_requests",
+                                "Requests to the transcription engine, by outcome.",
+                                ["outcome"], registry=registry)
+        self.transcribed = Counter("kzr_transcribe_audio_seconds",
+                                   "Seconds of audio the engine transcribed (answered ok).",
+                                   registry=registry)
+        for outcome in OUTCOMES:
+            self.requests.labels(outcome)
         for job in JOBS:
             self.job_seconds.labels(job)
             self.audio_seconds.labels(job)
@@ -68,6 +81,13 @@ class WorkerMetrics:
         self.job_seconds.labels(job).observe(seconds)
         if audio_seconds:
             self.audio_seconds.labels(job).inc(audio_seconds)
+
+    def transcribe_request(self, outcome: str, audio_seconds: float) -> None:
+        """Count one request to the engine (``outcome``: one of
+        :data:`~kzr_wsgi.transcribe.errors.OUTCOMES`) and the audio it transcribed."""
+        self.requests.labels(outcome).inc()
+        if audio_seconds:
+            self.transcribed.inc(audio_seconds)
 
     def upload_flags(self, flags: Iterable[str], inspected: Iterable[str]) -> None:
         """Count a new upload's analysis flags (``inspected``: its inspection's flags)."""

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from ..analysis.channels import CALLER_SIDES
+from ..analysis.channels import CALLER_SIDES, speakers
 from ..analysis.settings import DEFAULTS, KEYS, AnalysisSettings, SettingsError
 from ..configtable import TableError, sub_table, table_age
 
@@ -62,6 +62,20 @@ class CallerMap:
         if account_id is not None and account_id in self.accounts:
             return self.accounts[account_id]
         return self.kinds.get(kind, self.default)
+
+    def speaker(self, row: Any, channel: str) -> str:
+        """Who speaks on ``channel`` of ``row``'s recording (``caller``/``callee``; mono:
+        ``all``; another channel: its name): what a transcript's segments are shown with.
+
+        >>> from types import SimpleNamespace as R
+        >>> CallerMap(accounts={"a": "right"}).speaker(R(account_id="a", kind="call"), "left")
+        'callee'
+        """
+        if channel == "mono":
+            return "all"
+        if channel in ("left", "right"):
+            return speakers(("left", "right"), self.caller_for(row.account_id, row.kind))[channel]
+        return channel
 
 
 @dataclass(frozen=True)

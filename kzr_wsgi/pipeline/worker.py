@@ -25,7 +25,6 @@ its attempts are spent.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
 import os
@@ -52,6 +51,7 @@ if TYPE_CHECKING:
     from ..analysis import Block, StreamInfo
     from ..stores.base import Store
     from .metrics import WorkerMetrics
+    from .transcription import Transcription
 
 log = logging.getLogger("kzr_wsgi.pipeline")
 
@@ -144,7 +144,8 @@ class Worker:
 
     def __init__(self, store: Store, catalog: Catalog, *,
                  settings: PipelineSettings = DEFAULT_SETTINGS, spool: Spool | None = None,
-                 name: str | None = None, metrics: WorkerMetrics | None = None) -> None:
+                 name: str | None = None, metrics: WorkerMetrics | None = None,
+                 transcription: Transcription | None = None) -> None:
         self.store = store
         self.catalog = catalog
         self.settings = settings
@@ -155,6 +156,11 @@ class Worker:
         self.queue = catalog.jobs
         #: Set to end :meth:`run` (and abandon a decoding at its next block).
         self.stop = threading.Event()
+        #: The transcription step, when this worker transcribes (claimed when no
+        #: analysis is due).
+        self.transcription = transcription
+        #: Until when (monotonic) :meth:`_transcribing` trusts what it last read.
+        self._transcribing: tuple[float, bool] = (0.0, False)
 
     def prepare(self) -> tuple[int, int]:
         """At start-up: load the decoder, sweep the spool of dead workers' files and write
@@ -171,6 +177,11 @@ class Worker:
         except Exception as exc:  # the catalog out of reach: the run waits for it
             log.error("the queue cannot be read: %s", exc)
             owed = 0
+        if self.transcription is not None:
+            try:
+                owed += self.transcription.prepare()
+            except Exception as exc:  # the catalog out of reach: the run waits for it
+                log.error("the queue cannot be read: %s", exc)
         if swept:
             log.warning("removed %d spool file(s) left by workers that died", swept)
         if owed:
@@ -204,7 +215,7 @@ class Worker:
         claim = self.queue.claim(self.name, lease=settings.lease.total_seconds(),
                                  max_attempts=settings.attempts)
         if claim is None:
-            return False
+            return self._transcribe_one()
         crash_point("worker.claimed")
         started = time.monotonic()
         try:
@@ -214,11 +225,55 @@ class Worker:
             return True
         except Exception as exc:
             outcome = self._failed(claim, exc)
+        self._finished(claim, outcome, started)
+        if outcome.state in ("done", "skipped", "failed") and self._transcribing_on():
+            from ..catalog.transcripts import queue_after
+
+            # A new upload's, or else a backfill's (a re-analysis is no reason to ask an
+            # engine again rather than copy a transcript of the same audio).
+            queue_after(self.catalog, claim.row_id, claim.sha256,
+                        claim.origin if claim.origin == Origin.UPLOAD else Origin.BACKFILL)
+        return True
+
+    def _finished(self, claim: Claim, outcome: Outcome, started: float) -> None:
         log.info("job %s %s: %s after attempt %d in %.1fs", claim.job, claim.row_id,
                  outcome.state, claim.attempts, time.monotonic() - started)
         if self.metrics is not None and outcome.state == "done":
             self.metrics.finished(claim.job, time.monotonic() - started, outcome.audio_seconds)
+
+    def _transcribe_one(self) -> bool:
+        """Claim and work on one due transcription (when this worker transcribes)."""
+        if self.transcription is None:
+            return False
+        started = time.monotonic()
+        try:
+            outcome = self.transcription.step(self.name, self.stop)
+        except LeaseLost as exc:
+            log.warning("a transcription was abandoned: %s", exc)
+            return True
+        if outcome is None:
+            return False
+        claim = self.transcription.last
+        if claim is not None:
+            self._finished(claim, outcome, started)
         return True
+
+    def _transcribing_on(self) -> bool:
+        """Whether an ended analysis queues its transcription: this worker transcribes,
+        or the catalog says a worker somewhere does (read once a minute)."""
+        if self.transcription is not None:
+            return True
+        until, on = self._transcribing
+        if time.monotonic() < until:
+            return on
+        from ..catalog.transcripts import TRANSCRIBING
+
+        try:
+            on = self.catalog.get_state(TRANSCRIBING) is not None
+        except Exception as exc:  # the catalog out of reach: the start-up catch-up covers it
+            log.warning("the catalog cannot be read: %s", exc)
+        self._transcribing = (time.monotonic() + 60.0, on)
+        return on
 
     def work(self, claim: Claim) -> Outcome:
         """Do ``claim``'s job; what became of it (raises what fails the attempt)."""
@@ -288,13 +343,9 @@ class Worker:
 
     def _open(self, stack: ExitStack, row: Row) -> BinaryIO:
         """The recording's bytes, seekable: the file itself, or a spooled copy."""
-        stored = self.store.open_stored(row.location, row.sha256)
-        stack.callback(stored.close)
-        try:
-            stored.fileobj.fileno()
-        except (OSError, io.UnsupportedOperation, AttributeError):
-            return stack.enter_context(self.spool.copy_of(stored.fileobj, row.size, row.sha256))
-        return stored.fileobj  # type: ignore[return-value]  # an open disk file
+        from .decoding import open_recording
+
+        return open_recording(self.store, self.spool, stack, row)
 
     def _failed(self, claim: Claim, exc: Exception) -> Outcome:
         """Record a failed attempt: retried after the backoff, or failed for good."""

@@ -14,8 +14,10 @@ Under the prefix (see the manual's page on the UI for each route's answers):
   ``/s/{token}…`` (:mod:`~kzr_wsgi.ui.share_routes`);
 * a viewer's (a session, or a script's HTTP Basic: :mod:`~kzr_wsgi.ui.gate`): ``/`` the
   page, ``/api/session``, ``/api/recordings[/{id}[/audio]]``,
+  ``/api/recordings/{id}/transcript`` (JSON, ``?format=vtt|srt|txt``; ``404`` until
+  the transcription is done: :mod:`~kzr_wsgi.ui.transcripts`);
   ``/api/recordings/{id}/peaks`` (the waveform once the analysis is done, ``404`` until
-  then), ``/api/recordings/{id}/transcript`` (:mod:`~kzr_wsgi.ui.transcript_route`),
+  then),
   ``/api/shares…``,
   ``POST /api/export`` (:mod:`~kzr_wsgi.ui.exporting`), ``POST /signout``. Every
   ``POST``/``DELETE`` of a session carries its CSRF token (else ``403``).
@@ -71,7 +73,7 @@ from .sessions import Sessions
 from .share_routes import Listener, ShareRoutes, share_options
 from .tables import CatalogSessionStore, CatalogShareStore, CatalogThrottleStore
 from .throttle import Throttle
-from .transcript_route import Transcripts
+from .transcripts import Transcripts
 from .viewers import Viewer, Viewers, ended_users
 
 if TYPE_CHECKING:
@@ -153,14 +155,14 @@ class SearchUI:
         self.shares = ShareRoutes(CatalogShareStore(catalog), catalog, self.gate,
                                   base_of=self._base, access=log_to,
                                   public_url=public_url.rstrip("/") if public_url else None)
-        self.exports = Exports(catalog, store, export_max=export_max, transcripts=transcripts,
-                               access=log_to)
+        self.transcripts = Transcripts(catalog, callers)
+        self.exports = Exports(catalog, store, export_max=export_max,
+                               transcripts=transcripts or self.transcripts.vtt, access=log_to)
         self.listening = Listening(catalog, store, access=log_to)
         self.searching = Searching(catalog, CursorSigner(secret), callers)
         self.shares.item_of = self.searching.item
         self.shares.parts["audio"] = self.listening.send_audio
         self.shares.parts["peaks"] = self.listening.send_peaks
-        self.transcripts = Transcripts(catalog, callers)
         self.shares.parts["transcript"] = self.transcripts.send
         self._map = Map([
             Rule("/", endpoint="page", methods=["GET"]),
@@ -336,7 +338,8 @@ class SearchUI:
             return self.exports.post(caller, request)(environ, start_response)
         row = self.searching.visible(caller.viewer, args["row_id"])
         if endpoint == "item":
-            return json_response(200, self.searching.item(row, audio_url(base, row)))(
+            return json_response(200, self.searching.item(
+                row, audio_url(base, row), scoped=caller.viewer.accounts is not None))(
                 environ, start_response)
         if endpoint == "share_make":
             return self.shares.make(caller, row, share_options(request), environ)(

@@ -42,11 +42,15 @@ class Searching:
         #: Which side of a stereo recording the caller is on (the [analysis] table's).
         self.callers = callers or CallerMap()
 
-    def item(self, row: Row, url: str, matches: Sequence[Match] | None = None
-             ) -> dict[str, Any]:
+    def item(self, row: Row, url: str, matches: Sequence[Match] | None = None, *,
+             scoped: bool = True) -> dict[str, Any]:
         """The API's item for ``row`` (audio at ``url``), its analysis's speakers named;
-        ``matches``: where its transcript holds the words searched for."""
-        return api_item(row, url, self.callers.caller_for(row.account_id, row.kind), matches)
+        ``matches``: where its transcript holds the words searched for. A ``scoped``
+        viewer (or a share link) sees a generic transcription error, not the engine's."""
+        data = api_item(row, url, self.callers.caller_for(row.account_id, row.kind), matches)
+        if scoped and row.transcript is not None:
+            data["transcript"] = row.transcript.to_json(scoped=True)
+        return data
 
     def listing(self, request: Request, viewer: Viewer, base: str) -> Response:
         """One page of the viewer's rows matching the request's filters."""
@@ -59,7 +63,8 @@ class Searching:
                 viewer.user, filters.canonical, page.next.after, page.next.max_seq)
         return json_response(200, {
             "items": [self.item(row, audio_url(base, row),
-                                page.matches.get(row.id) if query.text else None)
+                                page.matches.get(row.id) if query.text else None,
+                                scoped=viewer.accounts is not None)
                       for row in page.items],
             "next": next_cursor,
         })
