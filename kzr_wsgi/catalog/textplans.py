@@ -31,6 +31,7 @@ from .search import MAX_LIMIT, Query, micros, select_page, where_clause
 from .text import (
     SECOND_SHIFT,
     fts_own,
+    fts_span,
     fts_walk,
     key_window,
     last_key,
@@ -38,6 +39,7 @@ from .text import (
     pg_collect,
     pg_estimate,
     pg_holding,
+    recordings_of,
     rows_in,
     second_of,
     segment_key,
@@ -48,6 +50,9 @@ from .words import TextQuery, fts5_terms, pg_terms
 MAX_HITS_PER_STEP = 64
 #: Rows read per step of the plan in the listing's order.
 ROWS_PER_STEP = 32
+#: The most index matches of a step's span of keys read to check its rows at once
+#: (per row in the step); past it the rows are checked one at a time.
+SPAN_HITS_PER_ROW = 4
 #: Matches of the most common term at which the count that chooses the lead term stops.
 PROBE = 2000
 #: PostgreSQL: relative cost of testing a row for a word, against reading a match from
@@ -145,7 +150,7 @@ class SQLitePlans(Statements):
                 batch = [(int(u), str(i)) for u, i in cur.fetchmany(ROWS_PER_STEP)]
                 if not batch:
                     break
-                kept += self._check(conn, batch, terms, known)[:want - len(kept)]
+                kept += self._check_span(conn, batch, terms, known)[:want - len(kept)]
                 yield
         finally:
             cur.close()
@@ -159,6 +164,27 @@ class SQLitePlans(Statements):
         mine = dict(params)
         return [(int(u), str(i)) for u, i in self._all(
             conn, rows_in(ids, where, mine, "sort_us, id"), mine)]
+
+    def _check_span(self, conn: Any, keys: list[Key], terms: list[str], known: set[str]
+                    ) -> list[Key]:
+        """:meth:`_check` of a step's rows (newest first), the first term checked for
+        all of them by one index read over the keys from the oldest row's second to the
+        newest's: when the rows are most of what that span holds (few other filters),
+        it has few matches, and only the matching segments' rows are read. A span with
+        more matches than :data:`SPAN_HITS_PER_ROW` per row (rows spread thin by other
+        filters) or across two tables is checked one row at a time."""
+        if not terms or len(keys) < 2:
+            return self._check(conn, keys, terms, known)
+        lo, hi = segment_key(keys[-1][0]), last_key(keys[0][0])
+        name = part_name(lo)
+        cap = SPAN_HITS_PER_ROW * len(keys)
+        if name != part_name(hi) or name not in known:
+            return self._check(conn, keys, terms, known)
+        hits = [int(r[0]) for r in self._all(conn, fts_span(name), (terms[0], lo, hi, cap))]
+        if len(hits) >= cap:
+            return self._check(conn, keys, terms, known)
+        holding = {str(r[0]) for r in self._all(conn, recordings_of(hits))} if hits else set()
+        return self._check(conn, [k for k in keys if k[1] in holding], terms[1:], known)
 
     def _check(self, conn: Any, keys: list[Key], terms: list[str], known: set[str]
                ) -> list[Key]:
