@@ -143,6 +143,7 @@ class SQLitePlans(Statements):
         want = query.limit + 1
         known = {p[0] for p in self._parts(conn)}
         terms = fts5_terms(text)
+        dense = True
         cur = self._exec(conn, f"SELECT sort_us, id FROM {TABLE} WHERE {where}"
                          " ORDER BY sort_us DESC, id DESC", params)
         try:
@@ -150,7 +151,12 @@ class SQLitePlans(Statements):
                 batch = [(int(u), str(i)) for u, i in cur.fetchmany(ROWS_PER_STEP)]
                 if not batch:
                     break
-                kept += self._check_span(conn, batch, terms, known)[:want - len(kept)]
+                found = self._check_span(conn, batch, terms, known) if dense else None
+                if found is None:
+                    # Rows spread thin stay thin: no span is read again for this page.
+                    dense = False
+                    found = self._check(conn, batch, terms, known)
+                kept += found[:want - len(kept)]
                 yield
         finally:
             cur.close()
@@ -166,13 +172,14 @@ class SQLitePlans(Statements):
             conn, rows_in(ids, where, mine, "sort_us, id"), mine)]
 
     def _check_span(self, conn: Any, keys: list[Key], terms: list[str], known: set[str]
-                    ) -> list[Key]:
+                    ) -> list[Key] | None:
         """:meth:`_check` of a step's rows (newest first), the first term checked for
         all of them by one index read over the keys from the oldest row's second to the
         newest's: when the rows are most of what that span holds (few other filters),
-        it has few matches, and only the matching segments' rows are read. A span with
-        more matches than :data:`SPAN_HITS_PER_ROW` per row (rows spread thin by other
-        filters) or across two tables is checked one row at a time."""
+        it has few matches, and only the matching segments' rows are read. ``None``
+        when the span has more matches than :data:`SPAN_HITS_PER_ROW` per row (rows
+        spread thin by other filters: check them one at a time). A span across two
+        tables is checked one row at a time."""
         if not terms or len(keys) < 2:
             return self._check(conn, keys, terms, known)
         lo, hi = segment_key(keys[-1][0]), last_key(keys[0][0])
@@ -182,7 +189,7 @@ class SQLitePlans(Statements):
             return self._check(conn, keys, terms, known)
         hits = [int(r[0]) for r in self._all(conn, fts_span(name), (terms[0], lo, hi, cap))]
         if len(hits) >= cap:
-            return self._check(conn, keys, terms, known)
+            return None
         holding = {str(r[0]) for r in self._all(conn, recordings_of(hits))} if hits else set()
         return self._check(conn, [k for k in keys if k[1] in holding], terms[1:], known)
 
