@@ -319,6 +319,15 @@ def pg_holding(ids: Sequence[str], term: str, params: dict[str, Any]) -> str:
             " AND (tsv @@ to_tsquery('simple', :term)) IS TRUE")
 
 
+def pg_segments_holding(ids: Sequence[str], query: TextQuery, params: dict[str, Any]) -> str:
+    """PostgreSQL: the segments of the recordings ``ids`` that hold a term of ``query``
+    (read through their own segments, not the GIN index), in time order."""
+    params.update(ids=list(ids), any=" | ".join(pg_terms(query)))
+    return (f"SELECT {SEGMENT_COLUMNS} FROM {SEGMENTS} WHERE recording = ANY(:ids)"
+            " AND (tsv @@ to_tsquery('simple', :any)) IS TRUE"
+            " ORDER BY recording, start_ms, seq")
+
+
 def pg_estimate(term: str) -> tuple[str, dict[str, Any]]:
     """A statement whose plan's row estimate is how many segments hold ``term``
     (PostgreSQL's statistics of the ``tsvector`` column: no row is read)."""

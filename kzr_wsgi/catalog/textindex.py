@@ -28,6 +28,7 @@ from .text import (
     last_key,
     matches,
     part_name,
+    pg_segments_holding,
     segment_key,
     segments_at,
     segments_of,
@@ -158,8 +159,20 @@ class TextIndex(Statements):
                 speaker: Speakers) -> dict[str, tuple[Match, ...]]:
         """Each row's matches (up to three segments, time order, with snippets)."""
         found = (self._matching(conn, rows, query) if self.sqlite
-                 else self.segments(conn, [r.id for r in rows]))
+                 else self._pg_matching(conn, [r.id for r in rows], query))
         return {r.id: matches(r, found.get(r.id, ()), query, speaker) for r in rows}
+
+    def _pg_matching(self, conn: Any, ids: Sequence[str], query: TextQuery
+                     ) -> dict[str, list[SegmentRow]]:
+        """PostgreSQL: the segments of ``ids`` that hold a term, in time order (only
+        those leave the server)."""
+        out: dict[str, list[SegmentRow]] = defaultdict(list)
+        for start in range(0, len(ids), 500):
+            params: dict[str, Any] = {}
+            sql = pg_segments_holding(ids[start:start + 500], query, params)
+            for rec, start_ms, end_ms, channel, text, words in self._all(conn, sql, params):
+                out[rec].append(SegmentRow(int(start_ms), int(end_ms), channel, text, words))
+        return out
 
     def _matching(self, conn: Any, rows: Sequence[Row], query: TextQuery
                   ) -> dict[str, list[SegmentRow]]:
