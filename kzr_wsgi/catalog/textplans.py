@@ -46,6 +46,11 @@ from .text import (
 )
 from .words import TextQuery, fts5_terms, pg_terms
 
+#: The index matches read by the first step of the plan by the words (each later step
+#: reads twice as many, up to :data:`MAX_HITS_PER_STEP`): few, because each costs a
+#: segment's and a recording's row, and when the walk in order wins (one account's
+#: month) this step is what it waited for.
+FIRST_HITS = 16
 #: The most index matches read per step of the plan by the words.
 MAX_HITS_PER_STEP = 64
 #: Rows read per step of the plan in the listing's order.
@@ -102,8 +107,8 @@ class SQLitePlans(Statements):
     def by_words(self, conn: Any, query: Query, text: TextQuery, snapshot: int | None) -> Step:
         """SQLite: the lead term's index matches, newest first (see the module docstring).
 
-        Reads more matches per step as it goes: a page of a common word is in the
-        first few, a rare word's matches are all read anyway."""
+        Reads more matches per step as it goes (:data:`FIRST_HITS` first): a page of a
+        common word is in the first few, a rare word's matches are all read anyway."""
         where, params = where_clause(query, snapshot)
         want = query.limit + 1
         window = key_window(_us(query.since), _us(query.until),
@@ -115,7 +120,7 @@ class SQLitePlans(Statements):
         known = {p[0] for p in parts}
         kept: list[Key] = []
         seen: set[str] = set()
-        step = want + 8
+        step = FIRST_HITS
         for name, lo, hi in reversed(parts):
             cur = self._exec(conn, fts_walk(name), {"match": terms[lead],
                                                     "lo": max(lo, window[0]),
