@@ -32,7 +32,16 @@ from catalog_bench import generate_rows  # noqa: E402
 
 from kzr_wsgi.catalog import open_catalog  # noqa: E402
 from kzr_wsgi.catalog.codec import UPSERT, write_params  # noqa: E402
-from kzr_wsgi.catalog.schema import MIGRATIONS, SEGMENTS, TABLE, WRITTEN, statements  # noqa: E402
+from kzr_wsgi.catalog.schema import (  # noqa: E402
+    JOBS_TABLE,
+    MIGRATIONS,
+    QUEUED,
+    SEGMENTS,
+    TABLE,
+    VERSION_TABLE,
+    WRITTEN,
+    statements,
+)
 from kzr_wsgi.catalog.text import create_part, fts_insert, part_name, segment_key  # noqa: E402
 from kzr_wsgi.catalog.words import index_text  # noqa: E402
 
@@ -265,3 +274,44 @@ def load_postgres(url: str, n: int) -> dict[str, float]:
         conn.execute("VACUUM ANALYZE")
         times["vacuum analyze"] = time.perf_counter() - began
     return times
+
+
+#: A cache loaded when the word index was the catalog's second migration: its schema
+#: version is 2 with the segments in it, and neither the job queue nor the search page's
+#: tables (the migrations that are now second and third).
+OLD_TEXT_VERSION = 2
+
+
+def renumber(db: Any, dialect: str) -> bool:
+    """Bring a cache made at the old numbering (:data:`OLD_TEXT_VERSION`) to the
+    catalog's version: the job queue's and the search page's migrations (now 2 and 3)
+    applied, the rows' new columns as a load today writes them (``queued`` 1, ``noted``
+    from the flags, before the indexes on them are built), the version set to the
+    migrations' count; PostgreSQL: the rows' table rewritten, as a load leaves it.
+    ``db``: an sqlite3 or psycopg connection in autocommit mode. False when the cache
+    is not at the old numbering (nothing done)."""
+    def one(sql: str) -> Any:
+        found = db.execute(sql).fetchone()
+        return found[0] if found else None
+
+    listed = ("SELECT count(*) FROM sqlite_master WHERE name = '{}'" if dialect == "sqlite"
+              else "SELECT count(*) FROM pg_tables WHERE tablename = '{}'")
+    if (one(f"SELECT version FROM {VERSION_TABLE}") != OLD_TEXT_VERSION
+            or not one(listed.format(SEGMENTS)) or one(listed.format(JOBS_TABLE))):
+        return False
+    todo = [s for m in MIGRATIONS[1:3] for s in statements(m, dialect)]
+    on_rows = [s for s in todo if s.startswith("CREATE INDEX") and f" ON {TABLE} " in s]
+    db.execute("BEGIN")
+    for statement in todo:
+        if statement not in on_rows:
+            db.execute(statement)
+    db.execute(f"UPDATE {TABLE} SET queued = {QUEUED},"
+               " noted = CASE WHEN flag_bits <> 0 THEN 1 ELSE 0 END")
+    for statement in on_rows:
+        db.execute(statement)
+    db.execute(f"UPDATE {VERSION_TABLE} SET version = {len(MIGRATIONS)}")
+    db.execute("COMMIT")
+    if dialect == "postgresql":
+        # The update left a dead version of every row: rewritten compact, as loaded.
+        db.execute(f"VACUUM (FULL, ANALYZE) {TABLE}")
+    return True

@@ -48,7 +48,7 @@ from servers import Server, free_port, kzr_argv  # noqa: E402
 
 # isort: split
 from catalog_bench import END, SPAN, account, generate_rows  # noqa: E402
-from text_corpus import PLANTED, load_postgres, load_sqlite  # noqa: E402
+from text_corpus import PLANTED, load_postgres, load_sqlite, renumber  # noqa: E402
 from ui_bench import SCOPED, VIEWER, Client, stats  # noqa: E402
 
 from kzr_wsgi.catalog import Catalog, open_catalog  # noqa: E402
@@ -260,6 +260,13 @@ def run_sqlite(data: Path, rows: int, rounds: int, load_only: bool = False,
         Path(path).unlink(missing_ok=True)
         print(f"sqlite: loading {rows:,} transcribed recordings…", file=sys.stderr)
         mark(data, "sqlite", rows, load_sqlite(Path(path), rows))
+    else:
+        db = sqlite3.connect(path, isolation_level=None)
+        try:
+            if renumber(db, "sqlite"):
+                print("sqlite: cache brought to the current schema version", file=sys.stderr)
+        finally:
+            db.close()
     if load_only:
         return {"catalog": "sqlite", "load_s": load_times(data, "sqlite")}
     out = {"catalog": "sqlite", "load_s": load_times(data, "sqlite"),
@@ -286,6 +293,13 @@ def run_postgres(data: Path, rows: int, rounds: int, load_only: bool = False
             server.create_database("bench")
             print(f"postgresql: loading {rows:,} transcribed recordings…", file=sys.stderr)
             mark(data, "postgres", rows, load_postgres(url, rows))
+        else:
+            import psycopg
+
+            with psycopg.connect(url, autocommit=True) as conn:
+                if renumber(conn, "postgresql"):
+                    print("postgresql: cache brought to the current schema version",
+                          file=sys.stderr)
         if load_only:
             return {"catalog": "postgresql", "load_s": load_times(data, "postgres")}
         root = data / "pg-root"

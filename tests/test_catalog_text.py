@@ -18,7 +18,15 @@ from test_catalog import T0, sidecar
 from test_catalog_words import CORPUS, QUERIES, python_matches
 
 from kzr_wsgi.catalog import Catalog, Query, open_catalog
-from kzr_wsgi.catalog.text import DEFAULT_SPEAKERS, part_name, recording_matches, segment_key
+from kzr_wsgi.catalog.search import micros
+from kzr_wsgi.catalog.text import (
+    DEFAULT_SPEAKERS,
+    default_speaker,
+    matches,
+    part_name,
+    recording_matches,
+    segment_key,
+)
 from kzr_wsgi.catalog.textplans import SQLitePlans, run_plan
 from kzr_wsgi.catalog.words import index_text, parse_query
 from kzr_wsgi.transcribe.model import Segment
@@ -175,6 +183,33 @@ def test_matches_carry_times_speakers_and_highlighted_snippets(catalog: Catalog)
                                         "speaker": DEFAULT_SPEAKERS["left"],
                                         "text": "hello there"}
     assert catalog.search(Query(call_id="m")).matches == {}  # no words, no matches
+
+
+@pytest.mark.parametrize("typed", QUERIES)
+def test_an_items_matches_are_its_segments_holding_a_term(corpus: Catalog, typed: str) -> None:
+    """The matches are read through the index (SQLite) or the segments' own words
+    (PostgreSQL): the same as testing every segment of each recording on the page, with
+    two recordings in the same second (their segments share a second's keys)."""
+    twin = add(corpus, "twin", ["cancel my subscription", "hello there"], days=0)
+    other = add(corpus, "twin-other", ["subscription", "cancel"], days=0)
+    def key(call_id: str) -> int:
+        return segment_key(micros(corpus.search(Query(call_id=call_id)).items[0].sort_at))
+
+    assert key("twin") == key("twin-other")
+    text = parse_query(typed)
+    query: Query | None = Query(text=typed, limit=4)
+    seen = 0
+    while query is not None:
+        page = corpus.search(query)
+        every = corpus._text.segments(corpus._connection(), [r.id for r in page.items])
+        for row in page.items:
+            assert page.matches[row.id] == matches(row, every[row.id], text, default_speaker)
+            assert page.matches[row.id]  # a recording found has a segment to show
+            seen += row.id in (twin, other)
+        query = page.next
+    assert seen == sum(recording_matches(w, text) for w in (
+        [index_text("cancel my subscription"), index_text("hello there")],
+        [index_text("subscription"), index_text("cancel")]))
 
 
 def test_a_scoped_search_never_finds_another_accounts_recording(corpus: Catalog) -> None:

@@ -208,6 +208,25 @@ def fts_own(name: str) -> str:
             f" WHERE f.{name} MATCH ? AND f.rowid BETWEEN ? AND ? AND s.recording = ? LIMIT 1")
 
 
+def fts_span(name: str) -> str:
+    """A table's segments matching ``?`` with keys from ``?`` to ``?``, at most ``?``
+    of them (the index alone: no segment row is read)."""
+    return (f"SELECT rowid FROM {name} WHERE {name} MATCH ? AND rowid BETWEEN ? AND ?"
+            " LIMIT ?")
+
+
+def recordings_of(seqs: Sequence[int]) -> str:
+    """The recordings of the segments ``seqs`` (integers, written into the statement)."""
+    return (f"SELECT DISTINCT recording FROM {SEGMENTS}"
+            f" WHERE seq IN ({', '.join(str(int(q)) for q in seqs)})")
+
+
+def fts_any(name: str) -> str:
+    """A table's segments matching ``?`` (a query's terms joined by OR) with keys from
+    ``?`` to ``?`` (the index alone)."""
+    return f"SELECT rowid FROM {name} WHERE {name} MATCH ? AND rowid BETWEEN ? AND ?"
+
+
 def key_window(query_since: int | None, query_until: int | None,
                after_us: int | None) -> tuple[int, int]:
     """The keys a search may find segments at, from its time bounds and keyset."""
@@ -232,6 +251,14 @@ def segments_of(ids: Sequence[str], params: dict[str, Any]) -> str:
         params[f"r{i}"] = value
         names.append(f":r{i}")
     return (f"SELECT {SEGMENT_COLUMNS} FROM {SEGMENTS} WHERE recording IN ({', '.join(names)})"
+            " ORDER BY recording, start_ms, seq")
+
+
+def segments_at(seqs: Sequence[int]) -> str:
+    """The segments ``seqs`` (integers, written into the statement), with their recording,
+    in time order."""
+    return (f"SELECT {SEGMENT_COLUMNS} FROM {SEGMENTS}"
+            f" WHERE seq IN ({', '.join(str(int(q)) for q in seqs)})"
             " ORDER BY recording, start_ms, seq")
 
 
@@ -290,6 +317,15 @@ def pg_holding(ids: Sequence[str], term: str, params: dict[str, Any]) -> str:
     params.update(ids=list(ids), term=term)
     return (f"SELECT DISTINCT recording FROM {SEGMENTS} WHERE recording = ANY(:ids)"
             " AND (tsv @@ to_tsquery('simple', :term)) IS TRUE")
+
+
+def pg_segments_holding(ids: Sequence[str], query: TextQuery, params: dict[str, Any]) -> str:
+    """PostgreSQL: the segments of the recordings ``ids`` that hold a term of ``query``
+    (read through their own segments, not the GIN index), in time order."""
+    params.update(ids=list(ids), any=" | ".join(pg_terms(query)))
+    return (f"SELECT {SEGMENT_COLUMNS} FROM {SEGMENTS} WHERE recording = ANY(:ids)"
+            " AND (tsv @@ to_tsquery('simple', :any)) IS TRUE"
+            " ORDER BY recording, start_ms, seq")
 
 
 def pg_estimate(term: str) -> tuple[str, dict[str, Any]]:

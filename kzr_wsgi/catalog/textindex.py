@@ -16,22 +16,25 @@ from typing import Any
 from .backends.base import Backend
 from .rows import Row
 from .schema import SEGMENTS, TABLE, TEXT_PARTS
-from .search import Query
+from .search import Query, micros
 from .text import (
     Match,
     SegmentRow,
     Speakers,
     create_part,
+    fts_any,
     fts_delete,
     fts_insert,
     last_key,
     matches,
     part_name,
+    pg_segments_holding,
     segment_key,
+    segments_at,
     segments_of,
 )
 from .textplans import PostgresPlans, SQLitePlans, Statements
-from .words import TextQuery
+from .words import TextQuery, fts5_terms
 
 
 @dataclass
@@ -155,8 +158,45 @@ class TextIndex(Statements):
     def matches(self, conn: Any, rows: Sequence[Row], query: TextQuery,
                 speaker: Speakers) -> dict[str, tuple[Match, ...]]:
         """Each row's matches (up to three segments, time order, with snippets)."""
-        found = self.segments(conn, [r.id for r in rows])
+        found = (self._matching(conn, rows, query) if self.sqlite
+                 else self._pg_matching(conn, [r.id for r in rows], query))
         return {r.id: matches(r, found.get(r.id, ()), query, speaker) for r in rows}
+
+    def _pg_matching(self, conn: Any, ids: Sequence[str], query: TextQuery
+                     ) -> dict[str, list[SegmentRow]]:
+        """PostgreSQL: the segments of ``ids`` that hold a term, in time order (only
+        those leave the server)."""
+        out: dict[str, list[SegmentRow]] = defaultdict(list)
+        for start in range(0, len(ids), 500):
+            params: dict[str, Any] = {}
+            sql = pg_segments_holding(ids[start:start + 500], query, params)
+            for rec, start_ms, end_ms, channel, text, words in self._all(conn, sql, params):
+                out[rec].append(SegmentRow(int(start_ms), int(end_ms), channel, text, words))
+        return out
+
+    def _matching(self, conn: Any, rows: Sequence[Row], query: TextQuery
+                  ) -> dict[str, list[SegmentRow]]:
+        """SQLite: the rows' segments that the index says hold a term, in time order
+        (what :func:`~.text.matches` then confirms and makes snippets of): one index
+        read over each row's second, and only those segments' rows read, not every
+        segment of every row on the page."""
+        known = {str(r[0]) for r in self._all(conn, f"SELECT name FROM {TEXT_PARTS}")}
+        match = " OR ".join(fts5_terms(query))
+        seqs: list[int] = []
+        for row in rows:
+            sort_us = micros(row.sort_at)
+            lo, hi = segment_key(sort_us), last_key(sort_us)
+            if part_name(lo) in known:
+                seqs += [int(r[0]) for r in self._all(conn, fts_any(part_name(lo)),
+                                                       (match, lo, hi))]
+        ids = {r.id for r in rows}
+        out: dict[str, list[SegmentRow]] = defaultdict(list)
+        for start in range(0, len(seqs), 500):
+            for rec, start_ms, end_ms, channel, text, words in self._all(
+                    conn, segments_at(seqs[start:start + 500])):
+                if rec in ids:
+                    out[rec].append(SegmentRow(int(start_ms), int(end_ms), channel, text, words))
+        return out
 
     def search(self, conn: Any, query: Query, text: TextQuery, snapshot: int | None) -> list[Row]:
         """Up to ``query.limit + 1`` rows matching ``query`` and ``text``, in the order."""

@@ -31,6 +31,7 @@ from .search import MAX_LIMIT, Query, micros, select_page, where_clause
 from .text import (
     SECOND_SHIFT,
     fts_own,
+    fts_span,
     fts_walk,
     key_window,
     last_key,
@@ -38,16 +39,25 @@ from .text import (
     pg_collect,
     pg_estimate,
     pg_holding,
+    recordings_of,
     rows_in,
     second_of,
     segment_key,
 )
 from .words import TextQuery, fts5_terms, pg_terms
 
+#: The index matches read by the first step of the plan by the words (each later step
+#: reads twice as many, up to :data:`MAX_HITS_PER_STEP`): few, because each costs a
+#: segment's and a recording's row, and when the walk in order wins (one account's
+#: month) this step is what it waited for.
+FIRST_HITS = 16
 #: The most index matches read per step of the plan by the words.
 MAX_HITS_PER_STEP = 64
 #: Rows read per step of the plan in the listing's order.
 ROWS_PER_STEP = 32
+#: The most index matches of a step's span of keys read to check its rows at once
+#: (per row in the step); past it the rows are checked one at a time.
+SPAN_HITS_PER_ROW = 4
 #: Matches of the most common term at which the count that chooses the lead term stops.
 PROBE = 2000
 #: PostgreSQL: relative cost of testing a row for a word, against reading a match from
@@ -97,8 +107,8 @@ class SQLitePlans(Statements):
     def by_words(self, conn: Any, query: Query, text: TextQuery, snapshot: int | None) -> Step:
         """SQLite: the lead term's index matches, newest first (see the module docstring).
 
-        Reads more matches per step as it goes: a page of a common word is in the
-        first few, a rare word's matches are all read anyway."""
+        Reads more matches per step as it goes (:data:`FIRST_HITS` first): a page of a
+        common word is in the first few, a rare word's matches are all read anyway."""
         where, params = where_clause(query, snapshot)
         want = query.limit + 1
         window = key_window(_us(query.since), _us(query.until),
@@ -110,7 +120,7 @@ class SQLitePlans(Statements):
         known = {p[0] for p in parts}
         kept: list[Key] = []
         seen: set[str] = set()
-        step = want + 8
+        step = FIRST_HITS
         for name, lo, hi in reversed(parts):
             cur = self._exec(conn, fts_walk(name), {"match": terms[lead],
                                                     "lo": max(lo, window[0]),
@@ -138,6 +148,7 @@ class SQLitePlans(Statements):
         want = query.limit + 1
         known = {p[0] for p in self._parts(conn)}
         terms = fts5_terms(text)
+        dense = True
         cur = self._exec(conn, f"SELECT sort_us, id FROM {TABLE} WHERE {where}"
                          " ORDER BY sort_us DESC, id DESC", params)
         try:
@@ -145,7 +156,12 @@ class SQLitePlans(Statements):
                 batch = [(int(u), str(i)) for u, i in cur.fetchmany(ROWS_PER_STEP)]
                 if not batch:
                     break
-                kept += self._check(conn, batch, terms, known)[:want - len(kept)]
+                found = self._check_span(conn, batch, terms, known) if dense else None
+                if found is None:
+                    # Rows spread thin stay thin: no span is read again for this page.
+                    dense = False
+                    found = self._check(conn, batch, terms, known)
+                kept += found[:want - len(kept)]
                 yield
         finally:
             cur.close()
@@ -159,6 +175,28 @@ class SQLitePlans(Statements):
         mine = dict(params)
         return [(int(u), str(i)) for u, i in self._all(
             conn, rows_in(ids, where, mine, "sort_us, id"), mine)]
+
+    def _check_span(self, conn: Any, keys: list[Key], terms: list[str], known: set[str]
+                    ) -> list[Key] | None:
+        """:meth:`_check` of a step's rows (newest first), the first term checked for
+        all of them by one index read over the keys from the oldest row's second to the
+        newest's: when the rows are most of what that span holds (few other filters),
+        it has few matches, and only the matching segments' rows are read. ``None``
+        when the span has more matches than :data:`SPAN_HITS_PER_ROW` per row (rows
+        spread thin by other filters: check them one at a time). A span across two
+        tables is checked one row at a time."""
+        if not terms or len(keys) < 2:
+            return self._check(conn, keys, terms, known)
+        lo, hi = segment_key(keys[-1][0]), last_key(keys[0][0])
+        name = part_name(lo)
+        cap = SPAN_HITS_PER_ROW * len(keys)
+        if name != part_name(hi) or name not in known:
+            return self._check(conn, keys, terms, known)
+        hits = [int(r[0]) for r in self._all(conn, fts_span(name), (terms[0], lo, hi, cap))]
+        if len(hits) >= cap:
+            return None
+        holding = {str(r[0]) for r in self._all(conn, recordings_of(hits))} if hits else set()
+        return self._check(conn, [k for k in keys if k[1] in holding], terms[1:], known)
 
     def _check(self, conn: Any, keys: list[Key], terms: list[str], known: set[str]
                ) -> list[Key]:
