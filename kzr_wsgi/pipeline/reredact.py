@@ -5,10 +5,10 @@ For each done transcription the filters select, the file beside the recording is
 redacted with the current rules (``redact``, ``redact-patterns``) and, when that changes
 it, written again in every store that holds it, its search rows replaced and its job's
 summary and sha256 updated; then the search index is scrubbed of the replaced words
-(:meth:`Catalog.scrub_text <kzr_wsgi.catalog.Catalog.scrub_text>`). No engine is asked. On a bucket that keeps versions, every
-earlier version of the rewritten transcript is deleted (they hold what the new rules
-redact); where that is impossible (Object Lock), nothing is changed and the command says
-why.
+(:meth:`Catalog.scrub_text <kzr_wsgi.catalog.Catalog.scrub_text>`). No engine is
+asked. On a bucket that keeps versions, every earlier version of the rewritten
+transcript is deleted (they hold what the new rules redact); where that is impossible
+(Object Lock), nothing is changed and the command says why.
 """
 
 from __future__ import annotations
