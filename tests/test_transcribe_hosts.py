@@ -155,6 +155,9 @@ def _reredact(tmp_path: Path, rec: Any, moto_endpoint: str) -> None:
     assert b"swordfish" not in only and b"[redacted]" in only and b"[card]" in only
     assert b"4111" not in only
     assert ls(moto_endpoint, catalog_url, "--text", "swordfish") == {}
+    # Nor is it anywhere in the catalog's files (the index was scrubbed).
+    for path in tmp_path.glob("catalog.sqlite3*"):
+        assert b"swordfish" not in path.read_bytes(), path
     assert ls(moto_endpoint, catalog_url, "--text", "password")
     # verify reads the rewritten file against the sha256 the catalog now keeps (its exit
     # status is 1 for a changed file).

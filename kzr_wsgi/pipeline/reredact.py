@@ -4,10 +4,11 @@ transcripts already stored, their files and their search rows.
 For each done transcription the filters select, the file beside the recording is read,
 redacted with the current rules (``redact``, ``redact-patterns``) and, when that changes
 it, written again in every store that holds it, its search rows replaced and its job's
-summary and sha256 updated. No engine is asked. On a bucket that keeps versions, every
-earlier version of the rewritten transcript is deleted (they hold what the new rules
-redact); where that is impossible (Object Lock), nothing is changed and the command says
-why.
+summary and sha256 updated; then the search index is scrubbed of the replaced words
+(:meth:`Catalog.scrub_text <kzr_wsgi.catalog.Catalog.scrub_text>`). No engine is
+asked. On a bucket that keeps versions, every earlier version of the rewritten
+transcript is deleted (they hold what the new rules redact); where that is impossible
+(Object Lock), nothing is changed and the command says why.
 """
 
 from __future__ import annotations
@@ -96,6 +97,10 @@ def reredact(store: Store, catalog: Catalog, redactor: Redactor, callers: Caller
         catalog.put_segments(row.id, after.segments)
         _update(queue, row.id, summary_of(doc), hashlib.sha256(data).hexdigest())
         done.changed += 1
+    if done.changed:
+        # The replaced segments' words out of the index's bytes too (SQLite's FTS5 keeps
+        # them until a merge; PostgreSQL's until a vacuum).
+        catalog.scrub_text(())
     return done
 
 
