@@ -258,7 +258,13 @@ def export_checked(page: object, shop: Shop, tmp_path: Path) -> None:
     with zipfile.ZipFile(saved) as archive:
         names = archive.namelist()
         audio_names = sorted(n for n in names if n.endswith(".mp3"))
-        assert sorted(names) == sorted([*audio_names, "manifest.csv", "manifest.json"])
+        # The one transcribed recording's transcript comes as WebVTT beside the audio.
+        [vtt] = [n for n in names if n.startswith("transcripts/")]
+        assert vtt.endswith("_talk-1.vtt")
+        assert sorted(names) == sorted([*audio_names, vtt, "manifest.csv", "manifest.json"])
+        text = archive.read(vtt).decode()
+        assert text.startswith("WEBVTT")
+        assert all(segment.text in text for segment in shop.segments)
         by_call = {r["call_id"]: r for r in json.loads(archive.read("manifest.json"))}
         assert set(by_call) == set(shop.uploads)
         for call_id, sent in shop.uploads.items():
@@ -318,7 +324,8 @@ def test_export_everything_that_matches_without_the_right_to_share(
     with zipfile.ZipFile(saved) as archive:
         names = archive.namelist()
         [audio] = [n for n in names if n.endswith(".mp3")]
-        assert sorted(names) == sorted([audio, "manifest.csv", "manifest.json"])
+        vtt = "transcripts/" + audio.rsplit("/", 1)[-1].replace(".mp3", ".vtt")
+        assert sorted(names) == sorted([audio, vtt, "manifest.csv", "manifest.json"])
         assert archive.read(audio) == shop.uploads["talk-1"].body
     assert "Exported" in page.locator("#export .note").inner_text()  # type: ignore[attr-defined]
     page.context.close()  # type: ignore[attr-defined]
