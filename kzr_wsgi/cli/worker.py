@@ -61,7 +61,7 @@ LOG_FORMAT = "%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s"
 @click.option("--idle/--no-idle", default=True, show_default=True,
               help="Run at the lowest CPU priority (SCHED_IDLE, else nice 19) and in the "
                    "idle I/O class, so anything else on the host comes first.")
-@store_options(tables=(ANALYSIS,))
+@store_options(tables=(ANALYSIS,), keys=("country",))
 def worker(spec: StoreSpec, processes: int, once: bool, backfill: bool, retry_failed: bool,
            reanalyze: bool, filters: dict[str, Any], spool_dir: str, idle: bool) -> None:
     """Analyse stored recordings: work through the queue kept in the catalog."""
