@@ -15,8 +15,8 @@ import json
 from typing import Any
 
 from ..audio import AudioInfo
-from .analysis import DEFECT_MASK, bits_of
 from ..numbers import number_key
+from .analysis import DEFECT_MASK, bits_of
 from .rows import Row, clean_text
 from .schema import COLUMNS, QUEUED, TABLE, WRITTEN
 from .search import from_micros, micros

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
+from ..numbers import match_keys
 from .analysis import ALL_FLAGS, DEFECT_FLAGS, bits_of
 from .analysis import FLAG_BITS as FLAG_BITS  # imported from here before it moved
-from ..numbers import match_keys
 from .rows import Row, clean_text
 from .schema import COLUMNS, TABLE
 

@@ -72,7 +72,7 @@ class When(click.ParamType):  # type: ignore[type-arg]
             self.fail(str(exc), param, ctx)
 
 
-class CountryCode(click.ParamType):
+class CountryCode(click.ParamType):  # type: ignore[type-arg]
     """An ISO 3166 alpha-2 country code the number rule knows (``US``, ``gb``), upper-cased."""
 
     name = "country"
