@@ -42,6 +42,8 @@ from .uploadlog import log_upload
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
+    from .housekeeping.tombstones import RetryGuard
+
 
 log = logging.getLogger("kzr_wsgi")
 
@@ -68,6 +70,7 @@ class KazooRecordings:
         "attachments_base64",
         "metrics",
         "inspect",
+        "retries",
         "_front",
         "__weakref__",
     )
@@ -81,6 +84,8 @@ class KazooRecordings:
     attachments_base64: bool
     metrics: Metrics | None
     inspect: bool
+    #: The tombstones of erased recordings, or ``None`` (a handler that keeps no state).
+    retries: RetryGuard | None
     _front: WSGIApplication | None
 
     def __init__(
@@ -115,6 +120,9 @@ class KazooRecordings:
         answer_scrapes: bool = True,
         # Inspect MP3/WAV bodies as they stream by (recording.audio); off: audio is None.
         inspect: bool = True,
+        # Answer a retry of a recording erased on request 200 without storing it, by the
+        # store's tombstones (kzr_wsgi.housekeeping.tombstones); off when False.
+        tombstones: bool = True,
     ) -> None:
         inner: Any = app
         if isinstance(inner, KazooRecordings) and inner.router.prefix == _norm(prefix):
@@ -153,6 +161,7 @@ class KazooRecordings:
             if answer_scrapes:
                 self._front = MetricsApp(_routing_of(self), metrics)
         self.inspect = inspect
+        self.retries = _retry_guard(handler) if tombstones else None
 
     def __call__(
         self, environ: WSGIEnvironment, start_response: StartResponse
@@ -246,6 +255,10 @@ class KazooRecordings:
                 received_at=utcnow(),
             )
             upload = self._prepare(recording)
+            erased = self.retries.check(recording) if self.retries is not None else None
+            if erased is not None:
+                return self._erased(target, recording, body, started, label, erased,
+                                    environ, start_response)
             inspected = self._inspecting(recording)
             result = self.handler(recording)
             if upload is not None and not upload.complete:
@@ -289,6 +302,16 @@ class KazooRecordings:
         if created:
             return send_text(environ, start_response, 201, "stored\n", headers)
         return send_text(environ, start_response, 200, "already stored\n", headers)
+
+    def _erased(self, target: Target, recording: Recording, body: Body, started: float,
+                label: str, reference: str, environ: WSGIEnvironment,
+                start_response: StartResponse) -> Iterable[bytes]:
+        """Answer an erased recording's retry: ``200``, nothing stored, logged, counted."""
+        log_upload(label, body, started, f"erased on request {reference!r}: not stored")
+        if self.metrics is not None:
+            self.metrics.upload(target.name.kind.value, UploadOutcome.ERASED,
+                                self_test=recording.self_test)
+        return send_text(environ, start_response, 200, "erased on request: not stored\n")
 
     def _prepare(self, recording: Recording) -> MultipartUpload | None:
         """Decode a multipart storage-plan body: the handler gets the file part only.
@@ -339,6 +362,19 @@ class KazooRecordings:
         if self.metrics is not None:
             self.metrics.read(ReadOutcome.OK)
         return send_stored(environ, start_response, stored)
+
+
+def _retry_guard(handler: Handler) -> RetryGuard | None:
+    """The tombstones of a store that keeps state (``None`` for a handler that keeps none)."""
+    from .housekeeping.tombstones import RetryGuard
+    from .stores.base import StateKeeper
+
+    if not isinstance(handler, StateKeeper):
+        return None
+    try:
+        return RetryGuard(handler.state())
+    except errors.KzrError:
+        return None
 
 
 def _routing_of(mount: KazooRecordings) -> WSGIApplication:

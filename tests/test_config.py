@@ -291,12 +291,16 @@ def test_each_command_declares_what_it_reads() -> None:
     read = {found.command: found for found in readings(cli.main)}
     assert set(read) == {"serve", "ls", "reindex", "verify", "prune", "sweep", "audit",
                          "hold add", "hold rm", "hold ls", "worker", "export", "viewer add",
-                         "viewer rm", "viewer passwd"}  # check takes no file
+                         "viewer rm", "viewer passwd", "erase"}  # check takes no file
     assert set(read["serve"].keys) == set(option_keys(cli.serve))
     # The viewer file's editor reads the file and the upload credentials as serve does.
     viewer_keys = {"viewer add": ("viewer-file", "basic-auth", "basic-auth-file"),
                    "viewer passwd": ("viewer-file", "basic-auth", "basic-auth-file"),
-                   "viewer rm": ("viewer-file",)}
+                   "viewer rm": ("viewer-file",),
+                   # The one number rule reads national forms in the file's country.
+                   "ls": (*STORE_KEYS, "country"), "worker": (*STORE_KEYS, "country"),
+                   "export": (*STORE_KEYS, "country"),
+                   "erase": (*STORE_KEYS, "country", "tombstone", "wait", "spool-dir")}
     for name, found in read.items():
         if name != "serve":
             assert tuple(found.keys) == viewer_keys.get(name, STORE_KEYS), name
