@@ -197,18 +197,31 @@ def deliver_outbox(state: DiskState | S3State, urls: Sequence[str], timeout: flo
     return sent
 
 
-def erasure_job(store: Store, catalog: Catalog | None, urls: Sequence[str],
-                tombstone: timedelta | None) -> Any:
-    """The per-host job ``serve`` runs: apply the catalog's erasures, deliver events,
-    drop expired tombstones."""
+class EveryHost:
+    """The lease of work every host does for itself: always held."""
+
+    def acquire(self) -> bool:
+        """Always True."""
+        return True
+
+    def release(self) -> None:
+        """Nothing to give up."""
+
+
+def erasure_jobs(store: Store, catalog: Catalog | None, urls: Sequence[str],
+                 tombstone: timedelta | None) -> list[Any]:
+    """The jobs ``serve`` runs on every host (outside the one-housekeeper lease): apply the
+    catalog's erasures to this host's disks and deliver the queued ``erased`` events
+    (every :data:`EVERY`), and drop expired tombstones (hourly)."""
     from .housekeeper import Job
     from .tombstones import Tombstones
 
     def run() -> str:
         erased = apply_pending(store, catalog, tombstone) if catalog is not None else 0
         sent = deliver_outbox(store.state(), urls)
-        purged = Tombstones(store.state()).purge()
-        return (f"{erased} cop(ies) erased on request here; {sent} erased event(s) sent; "
-                f"{purged} expired tombstone(s) removed")
+        return f"{erased} cop(ies) erased on request here; {sent} erased event(s) sent"
 
-    return Job("erasures", EVERY, run)
+    def purge() -> str:
+        return f"{Tombstones(store.state()).purge()} expired tombstone(s) removed"
+
+    return [Job("erasures", EVERY, run), Job("tombstones", timedelta(hours=1), purge)]
