@@ -96,8 +96,8 @@ def put(client: Client, spec: Spec, body: bytes, recording_id: str | None = None
                       environ_overrides={"CONTENT_LENGTH": str(len(body))})
 
 
-def fill(store: Any, catalog: Catalog, receiver: KazooRecordings | None = None
-         ) -> dict[str, str]:
+def fill(store: Any, catalog: Catalog, receiver: KazooRecordings | None = None,
+         shares: bool = True) -> dict[str, str]:
     """Upload every spec through the receiver, then give each its analysis files, its
     transcript and (the first of each kind) a share link; call id -> catalog id."""
     client = Client(receiver or KazooRecordings(not_found, store))
@@ -112,10 +112,10 @@ def fill(store: Any, catalog: Catalog, receiver: KazooRecordings | None = None
                  TRANSCRIPT_SUFFIX: json.dumps({"text": spec.words}).encode()}
         assert store.put_companions(row.copy_record(), files)
         assert catalog.put_segments(row.id, [Segment(0.0, 1.0, spec.words, "caller")])
-    shares = CatalogShareStore(catalog)
+    links = CatalogShareStore(catalog)
     now = datetime.now(timezone.utc)
-    for call_id in ("t-spaced", "o-london"):
-        shares.create(Share(new_share_id(), token_hash(call_id), ids[call_id], "ops", now,
+    for call_id in ("t-spaced", "o-london") if shares else ():
+        links.create(Share(new_share_id(), token_hash(call_id), ids[call_id], "ops", now,
                             now + timedelta(days=1)))
     return ids
 
