@@ -4,7 +4,7 @@ Where several hosts keep their own disk copies beside one shared catalog, an era
 on one host cannot reach the others' disks. It records the erasure in the catalog
 (``kzr_erasures``: the request's reference and, per recording, its catalog id and
 sha256 only), and every ``serve`` applies it to its own disk stores within a minute
-(:func:`erasure_job`, run by each host on its own, outside the one-housekeeper lease),
+(:func:`erasure_jobs`, run by each host on its own, outside the one-housekeeper lease),
 then records that it has (``kzr_erasure_hosts``). A host says it is there by a row of
 its own under the reference ``*``, renewed at each run; a host seen within
 :data:`ALIVE` that has not applied an erasure is *pending* for it
