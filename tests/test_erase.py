@@ -144,6 +144,68 @@ def test_erase_removes_exactly_that_numbers_recordings_everywhere(world: Any) ->
     assert not list((store.root / ".kzr" / "erasing").glob("*.json"))
 
 
+def test_the_pages_api_shows_them_before_and_not_after(world: Any) -> None:
+    from ui_fixtures import OPS, basic
+
+    from kzr_wsgi.ui import SearchUI
+
+    store, ids, where = world
+    assert store.catalog is not None
+    client = Client(SearchUI(store.catalog, store, viewers=(OPS,), prefix="/ui"))
+
+    def found(**params: str) -> set[str]:
+        reply = client.get("/ui/api/recordings", query_string=params,
+                           headers=basic(OPS.user, OPS.password))
+        assert reply.status_code == 200, reply.get_data()
+        return {i["call_id"] for i in reply.json["items"]}
+
+    assert found(number="sip:+1-415-555-0123@x") == TARGETS - {"t-national"}
+    assert found(q="+1 415 555 0123") == TARGETS - {"t-national"}
+    assert kzr(*ERASE, *where).returncode == 0
+    assert found(number="+14155550123") == set() and found(q="+14155550123") == set()
+    assert found() == OTHERS
+    gone = client.get(f"/ui/api/recordings/{ids['t-sip']}",
+                      headers=basic(OPS.user, OPS.password))
+    assert gone.status_code == 404
+
+
+def test_the_erased_event_is_queued_durably_and_delivered(world: Any) -> None:
+    import http.server
+    import threading
+
+    from kzr_wsgi.housekeeping.erasures import deliver_outbox
+
+    store, ids, where = world
+    assert kzr(*ERASE, *where).returncode == 0
+    [queued] = (store.root / ".kzr" / "outbox").glob("*.json")
+    doc = json.loads(queued.read_bytes())
+    assert doc["event"] == "recording.erased" and doc["reference"] == "GDPR-7"
+    assert {r["id"] for r in doc["recordings"]} == {ids[c] for c in TARGETS}
+    never_in(queued.read_bytes(), "4155550123", SECRET_NAME, where="the event")
+    got: list[bytes] = []
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            got.append(self.rfile.read(int(self.headers["Content-Length"])))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Hook)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+        assert deliver_outbox(store.state(), [url]) == 1
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert [json.loads(b)["id"] for b in got] == [doc["id"]]
+    assert not list((store.root / ".kzr" / "outbox").glob("*.json"))
+
+
 def test_nothing_lingers_in_the_sqlite_files(world: Any) -> None:
     store, ids, where = world
     assert store.catalog is not None
