@@ -161,6 +161,9 @@ def test_the_pages_api_shows_them_before_and_not_after(world: Any) -> None:
 
     assert found(number="sip:+1-415-555-0123@x") == TARGETS - {"t-national"}
     assert found(q="+1 415 555 0123") == TARGETS - {"t-national"}
+    store.catalog.country = "US"  # serve --country US
+    assert found(number="(415) 555-0123") == TARGETS
+    assert found(q="415 555 0123") == TARGETS
     assert kzr(*ERASE, *where).returncode == 0
     assert found(number="+14155550123") == set() and found(q="+14155550123") == set()
     assert found() == OTHERS

@@ -86,6 +86,8 @@ class ServeOptions:
     background_workers: int = 1
     analyze: bool = True
     spool_dir: str | None = None
+    #: Where national forms of searched numbers are read (the one number rule).
+    country: str | None = None
 
     @property
     def ui(self) -> UIOptions:
@@ -139,6 +141,9 @@ def build_app(options: ServeOptions, spec: StoreSpec) -> Served:
             viewers, viewer_warnings = read_viewers(options.ui, guard)
         store, where = spec.open_store()
         warnings = _fail_fast(store)
+        searched = catalog_of(store)
+        if searched is not None:
+            searched.country = options.country
         metrics = (_metrics(options.metrics_allow, options.trust_proxy)
                    if options.metrics_on else None)
         receiver = KazooRecordings(
@@ -302,7 +307,6 @@ def _every_host(settings: dict[str, Any], store: Store, spec: StoreSpec,
     """Start, on this host whatever the lease, applying erasures recorded in the catalog
     to its own disks and delivering the ``erased`` events (see
     :mod:`kzr_wsgi.housekeeping.erasures`)."""
-    from ..building import catalog_of
     from ..housekeeping.erasures import EVERY, EveryHost, erasure_jobs
     from ..housekeeping.housekeeper import Housekeeper
     from ..housekeeping.tombstones import DEFAULT_TOMBSTONE
