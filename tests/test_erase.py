@@ -178,8 +178,18 @@ def test_the_erased_event_is_queued_durably_and_delivered(world: Any) -> None:
 
     from kzr_wsgi.housekeeping.erasures import deliver_outbox
 
+    from kzr_wsgi.stores.tempfiles import NAMED_SUFFIX
+
     store, ids, where = world
-    assert kzr(*ERASE, *where).returncode == 0
+    # A worker's spooled copies: one of an erased recording, one of another.
+    spool = store.root.parent / "spool"
+    spool.mkdir()
+    (spool / f"a{NAMED_SUFFIX}").write_bytes(body_of(spec_of("t-sip")))
+    (spool / f"b{NAMED_SUFFIX}").write_bytes(body_of(spec_of("o-near")))
+    done = kzr(*ERASE, *where, "--spool-dir", str(spool))
+    assert done.returncode == 0, done.stderr
+    assert "1 spooled cop(ies) removed" in done.stderr
+    assert [p.name for p in spool.iterdir()] == [f"b{NAMED_SUFFIX}"]
     [queued] = (store.root / ".kzr" / "outbox").glob("*.json")
     doc = json.loads(queued.read_bytes())
     assert doc["event"] == "recording.erased" and doc["reference"] == "GDPR-7"
@@ -257,6 +267,18 @@ def test_account_alone_needs_entire_account_and_short_numbers_an_account(world: 
     assert no_request.returncode == 2
     nothing = kzr("erase", *where, "--number", "+33 1 23 45 67 89", "--request", "R3")
     assert nothing.returncode == 0 and "nothing matched" in nothing.stderr
+
+
+def test_no_tombstone_for_bodies_that_recur_across_calls() -> None:
+    from kzr_wsgi.housekeeping.tombstones import wanted
+
+    audio = {"format": "mp3", "flags": []}
+    assert wanted({"size": 9, "call_id": "c1", "audio": audio})
+    assert not wanted({"size": 0, "call_id": "c1", "audio": audio})
+    assert not wanted({"size": 9, "call_id": "c1", "audio": {"flags": ["not_audio"]}})
+    assert not wanted({"size": 9, "call_id": "c1", "audio": {"flags": ["empty"]}})
+    assert not wanted({"size": 9, "call_id": "kzr-check-1", "audio": audio})
+    assert not wanted({"size": 9, "call_id": "c1", "self_test": True, "audio": audio})
 
 
 #: The steps of an erase, as crash points.
