@@ -177,7 +177,6 @@ def test_the_erased_event_is_queued_durably_and_delivered(world: Any) -> None:
     import threading
 
     from kzr_wsgi.housekeeping.erasures import deliver_outbox
-
     from kzr_wsgi.stores.tempfiles import NAMED_SUFFIX
 
     store, ids, where = world
