@@ -22,7 +22,6 @@ from ..catalog import Catalog, Query, Row, row_from_record
 from ..catalog.search import MAX_LIMIT
 from ..errors import KzrError
 from ..stores.base import CopyStore, Store
-from ..stores.state import S3State
 from .eraser import Eraser, Request, forget_row, store_label
 from .erasing import Selectors
 from .holds import Hold, Holds
@@ -159,8 +158,7 @@ def erase(store: Store, found: Plan, request: Request, catalog: Catalog | None, 
     said = refusals(store)
     if said:
         raise EraseRefused("; ".join(said))
-    state = store.state()
-    eraser = Eraser(state, request)
+    eraser = Eraser(store.state(), request)
     outcome = Outcome(kept=found.held)
     targets = store.parts()
     outcome.finished += eraser.finish_pending(targets, catalog)
@@ -179,8 +177,6 @@ def erase(store: Store, found: Plan, request: Request, catalog: Catalog | None, 
         outcome.scrub = catalog.scrub_text(ids)
         vacuum(catalog)
     outcome.spooled = remove_spooled(spool_dirs, {i.row.sha256 for i in outcome.erased})
-    if isinstance(state, S3State):
-        log.info("erase %s: state kept in %s", request.reference, state.where)
     return outcome
 
 

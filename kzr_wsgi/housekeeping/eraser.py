@@ -75,11 +75,24 @@ def store_label(target: CopyStore) -> str:
 def copy_keys(target: CopyStore, record: Mapping[str, Any]) -> list[str]:
     """A bucket's keys of a copy whose versions go too: the object (its sidecar and
     companions extend it) and its index entry. Empty for a disk store."""
-    if store_label(target) != "s3" or "key" not in record:
+    bucket = _bucket_of(target)
+    if bucket is None or "key" not in record:
         return []
     from ..stores.s3.entries import record_index_key
 
-    return [str(record["key"]), record_index_key(target._bucket(), record)]  # type: ignore[attr-defined]
+    return [str(record["key"]), record_index_key(bucket, record)]
+
+
+def _bucket_of(target: CopyStore) -> Any:
+    """The :class:`~kzr_wsgi.stores.s3.client.Bucket` of an S3 store, else ``None``."""
+    if store_label(target) != "s3":
+        return None
+    from ..stores.s3 import S3Store
+    from ..stores.s3.client import Bucket
+
+    if not isinstance(target, S3Store):
+        return None
+    return Bucket(target.client, target.bucket, target.prefix)
 
 
 class Eraser:
@@ -166,13 +179,15 @@ class Eraser:
         crash_point("erase.versions")
 
     def _versions(self, target: CopyStore, record: Mapping[str, Any]) -> None:
+        """Every version of the copy's keys (a bucket's), and unfinished uploads to them."""
         keys = copy_keys(target, record)
-        if keys:
+        bucket = _bucket_of(target)
+        if keys and bucket is not None:
             from ..stores.s3.versions import delete_versions
             from ..stores.state import s3_errors
 
             with s3_errors():
-                delete_versions(target.client, target.bucket, keys)  # type: ignore[attr-defined]
+                delete_versions(bucket.client, bucket.name, keys)
 
 
 def forget_row(catalog: Catalog, row_id: str) -> None:
