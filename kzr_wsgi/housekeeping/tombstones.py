@@ -159,9 +159,10 @@ class RetryGuard:
     """Tells an erased recording's retry from a new upload, before anything is stored.
 
     :meth:`check` costs one or two reads of the state per upload (a file, or a ``GET``
-    on a bucket: the erase key until one exists, then the tombstone's); only when a tombstone names the upload's name and recording id is the body
-    read ahead and hashed (held in memory, or in a temporary file past 8 MiB), then
-    handed on to the store unchanged when it is not the erased one.
+    on a bucket: the erase key until one exists, then the tombstone's); only when a
+    tombstone names the upload's name and recording id is the body read ahead and hashed
+    (held in memory, or in a temporary file past 8 MiB), then handed on to the store
+    unchanged when it is not the erased one.
     """
 
     def __init__(self, state: DiskState | S3State) -> None:
