@@ -25,7 +25,7 @@ from kzr_wsgi.cli.config import (
 )
 from kzr_wsgi.cli.environment import name_variables
 from kzr_wsgi.cli.options import StoreSpec, store_options
-from kzr_wsgi.cli.params import Age, CommandLineOnly
+from kzr_wsgi.cli.params import Age, CommandLineOnly, CountryCode
 from kzr_wsgi.configfile import ANALYSIS, RETENTION, Config, Tables
 from kzr_wsgi.configtable import TableError
 from kzr_wsgi.housekeeping.policy import parse_retention
@@ -119,6 +119,8 @@ def _sample(param: click.Option, tmp_path: Path) -> tuple[Any, Any]:
         return "10M", 10 << 20
     if isinstance(kind, Age):
         return "45m", timedelta(minutes=45)
+    if isinstance(kind, CountryCode):
+        return "gb", "GB"
     if isinstance(kind, click.Choice):
         return kind.choices[-1], kind.choices[-1]
     if isinstance(kind, click.IntRange):
