@@ -24,7 +24,7 @@ import click
 from ..building import catalog_of
 from ..catalog import Catalog, open_catalog
 from ..errors import KzrError
-from ..housekeeping.erase import EraseRefused, Item, Outcome, Plan, erase, plan
+from ..housekeeping.erase import EraseRefused, Item, Outcome, Plan, erase, plan, refusals
 from ..housekeeping.eraser import Request
 from ..housekeeping.erasing import SelectorError, Selectors
 from ..housekeeping.erasures import (
@@ -111,6 +111,11 @@ def erase_command(spec: StoreSpec, numbers: tuple[str, ...], call_ids: tuple[str
         code = _decide(found, dry_run, except_held, reference, receipt, whole)
         if code is not None:
             raise SystemExit(code)
+        said = refusals(store)
+        if said:  # before anything is written, the erase key included
+            click.echo(f"erase {reference}: refused: {'; '.join(said)}", err=True)
+            _receipt(receipt, reference, [], found.held, [])
+            raise SystemExit(FAILED)
         key = erase_key(store.state())
         request = Request(reference, selectors.fingerprint(key),
                           tombstone if tombstone > timedelta(0) else None)
