@@ -30,6 +30,7 @@ from .auth import TOKEN_PARAM, Guard
 from .body import DEFAULT_MAX_SIZE, Body
 from .errors import STATUS as STATUS  # documented here before errors.py held it
 from .forms import DEFAULT_EXTENSIONS, DEFAULT_MAX_NAME_BYTES, Action, Router, Target
+from .housekeeping.tombstones import RetryGuard
 from .inspecting import InspectedStream
 from .metadata import parse_metadata
 from .metrics import UNKNOWN_KIND, Metrics, MetricsApp, ReadOutcome, UploadOutcome
@@ -41,8 +42,6 @@ from .uploadlog import log_upload
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
-
-    from .housekeeping.tombstones import RetryGuard
 
 
 log = logging.getLogger("kzr_wsgi")
@@ -161,7 +160,7 @@ class KazooRecordings:
             if answer_scrapes:
                 self._front = MetricsApp(_routing_of(self), metrics)
         self.inspect = inspect
-        self.retries = _retry_guard(handler) if tombstones else None
+        self.retries = RetryGuard.of(handler) if tombstones else None
 
     def __call__(
         self, environ: WSGIEnvironment, start_response: StartResponse
@@ -362,19 +361,6 @@ class KazooRecordings:
         if self.metrics is not None:
             self.metrics.read(ReadOutcome.OK)
         return send_stored(environ, start_response, stored)
-
-
-def _retry_guard(handler: Handler) -> RetryGuard | None:
-    """The tombstones of a store that keeps state (``None`` for a handler that keeps none)."""
-    from .housekeeping.tombstones import RetryGuard
-    from .stores.base import StateKeeper
-
-    if not isinstance(handler, StateKeeper):
-        return None
-    try:
-        return RetryGuard(handler.state())
-    except errors.KzrError:
-        return None
 
 
 def _routing_of(mount: KazooRecordings) -> WSGIApplication:

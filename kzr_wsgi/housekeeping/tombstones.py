@@ -169,6 +169,18 @@ class RetryGuard:
         #: The store's tombstones.
         self.tombstones = Tombstones(state)
 
+    @classmethod
+    def of(cls, handler: object) -> RetryGuard | None:
+        """The guard of a store that keeps state (``None`` for a handler that keeps none)."""
+        from ..stores.base import StateKeeper
+
+        if not isinstance(handler, StateKeeper):
+            return None
+        try:
+            return cls(handler.state())
+        except KzrError:
+            return None
+
     def check(self, recording: Recording) -> str | None:
         """The request's reference when ``recording`` is an erased one's retry, else
         ``None`` (then ``recording.stream`` still gives every byte of the body)."""
