@@ -41,6 +41,21 @@ The points, in the order each job reaches them:
     The catalog row is gone; the file is still there.
 ``prune.file``
     The file and its sidecar are gone; the journal marker is not yet removed.
+``erase.journal``
+    :mod:`kzr_wsgi.housekeeping.eraser`: the erasure's journal marker (ids and hashes)
+    is written; nothing else yet.
+``erase.tombstone``
+    The tombstone is written; no audit line yet.
+``erase.audit``
+    The ``erase`` audit line is written; the copy is still indexed.
+``erase.index``
+    The index entry is gone; the catalog row and the files are still there.
+``erase.catalog``
+    The catalog row (jobs, segments, share links) is gone; the files are still there.
+``erase.file``
+    The file, its companions and its sidecar are gone; a bucket's versions are not yet.
+``erase.versions``
+    Every version is gone; the journal marker is not yet removed.
 ``worker.claimed``
     :class:`~kzr_wsgi.pipeline.worker.Worker`: a job is claimed (its lease held); nothing
     of it is done yet.

@@ -81,6 +81,9 @@ class UploadOutcome(TextEnum):
     REFUSED = "refused"
     #: Answered ``5xx``: nothing was kept.
     FAILED = "failed"
+    #: A retry of a recording erased on request (a tombstone matched): answered ``200``,
+    #: not stored.
+    ERASED = "erased"
 
 
 class ReadOutcome(TextEnum):

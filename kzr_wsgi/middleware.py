@@ -30,6 +30,7 @@ from .auth import TOKEN_PARAM, Guard
 from .body import DEFAULT_MAX_SIZE, Body
 from .errors import STATUS as STATUS  # documented here before errors.py held it
 from .forms import DEFAULT_EXTENSIONS, DEFAULT_MAX_NAME_BYTES, Action, Router, Target
+from .housekeeping.tombstones import RetryGuard
 from .inspecting import InspectedStream
 from .metadata import parse_metadata
 from .metrics import UNKNOWN_KIND, Metrics, MetricsApp, ReadOutcome, UploadOutcome
@@ -68,6 +69,7 @@ class KazooRecordings:
         "attachments_base64",
         "metrics",
         "inspect",
+        "retries",
         "_front",
         "__weakref__",
     )
@@ -81,6 +83,8 @@ class KazooRecordings:
     attachments_base64: bool
     metrics: Metrics | None
     inspect: bool
+    #: The tombstones of erased recordings, or ``None`` (a handler that keeps no state).
+    retries: RetryGuard | None
     _front: WSGIApplication | None
 
     def __init__(
@@ -115,6 +119,9 @@ class KazooRecordings:
         answer_scrapes: bool = True,
         # Inspect MP3/WAV bodies as they stream by (recording.audio); off: audio is None.
         inspect: bool = True,
+        # Answer a retry of a recording erased on request 200 without storing it, by the
+        # store's tombstones (kzr_wsgi.housekeeping.tombstones); off when False.
+        tombstones: bool = True,
     ) -> None:
         inner: Any = app
         if isinstance(inner, KazooRecordings) and inner.router.prefix == _norm(prefix):
@@ -153,6 +160,7 @@ class KazooRecordings:
             if answer_scrapes:
                 self._front = MetricsApp(_routing_of(self), metrics)
         self.inspect = inspect
+        self.retries = RetryGuard.of(handler) if tombstones else None
 
     def __call__(
         self, environ: WSGIEnvironment, start_response: StartResponse
@@ -246,6 +254,10 @@ class KazooRecordings:
                 received_at=utcnow(),
             )
             upload = self._prepare(recording)
+            erased = self.retries.check(recording) if self.retries is not None else None
+            if erased is not None:
+                return self._erased(target, recording, body, started, label, erased,
+                                    environ, start_response)
             inspected = self._inspecting(recording)
             result = self.handler(recording)
             if upload is not None and not upload.complete:
@@ -289,6 +301,16 @@ class KazooRecordings:
         if created:
             return send_text(environ, start_response, 201, "stored\n", headers)
         return send_text(environ, start_response, 200, "already stored\n", headers)
+
+    def _erased(self, target: Target, recording: Recording, body: Body, started: float,
+                label: str, reference: str, environ: WSGIEnvironment,
+                start_response: StartResponse) -> Iterable[bytes]:
+        """Answer an erased recording's retry: ``200``, nothing stored, logged, counted."""
+        log_upload(label, body, started, f"erased on request {reference!r}: not stored")
+        if self.metrics is not None:
+            self.metrics.upload(target.name.kind.value, UploadOutcome.ERASED,
+                                self_test=recording.self_test)
+        return send_text(environ, start_response, 200, "erased on request: not stored\n")
 
     def _prepare(self, recording: Recording) -> MultipartUpload | None:
         """Decode a multipart storage-plan body: the handler gets the file part only.

@@ -12,6 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from kzr_wsgi import DirectoryStore, FanOut, KazooRecordings, cli
+from kzr_wsgi.cli.params import CommandLineOnly
 from kzr_wsgi.errors import ReadNotSupported
 from kzr_wsgi.recording import Recording
 
@@ -149,9 +150,23 @@ def every_option() -> list[tuple[str, click.Command, click.Option, str]]:
             pending += [(f"{name} {sub}".strip(), c) for sub, c in command.commands.items()]
         for param in command.params:
             longs = [o for o in getattr(param, "opts", ()) if o.startswith("--")]
-            if isinstance(param, click.Option) and param.expose_value and longs:
+            if isinstance(param, click.Option) and param.expose_value and longs \
+                    and not isinstance(param, CommandLineOnly):
                 found.append((name, command, param, longs[0]))
     return found
+
+
+def test_command_line_only_options_read_no_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    erase = cli.main.commands["erase"]
+    only = {p.opts[0] for p in erase.params if isinstance(p, CommandLineOnly)}
+    assert only == {"--number", "--call-id", "--account", "--id", "--request", "--dry-run",
+                    "--receipt", "--except-held", "--entire-account", "--status"}
+    for param in erase.params:
+        if isinstance(param, CommandLineOnly):
+            for variable in (_env_name("erase", param.opts[0][2:]), _env_name(param.opts[0][2:])):
+                monkeypatch.setenv(variable, "from the environment")
+            ctx = click.Context(erase, info_name="erase")
+            assert param.resolve_envvar_value(ctx) is None, param.opts
 
 
 def _env_name(*parts: str) -> str:

@@ -25,7 +25,7 @@ from kzr_wsgi.cli.config import (
 )
 from kzr_wsgi.cli.environment import name_variables
 from kzr_wsgi.cli.options import StoreSpec, store_options
-from kzr_wsgi.cli.params import Age, CommandLineOnly
+from kzr_wsgi.cli.params import Age, CommandLineOnly, CountryCode
 from kzr_wsgi.configfile import ANALYSIS, RETENTION, TRANSCRIBE, Config, Tables
 from kzr_wsgi.configtable import TableError
 from kzr_wsgi.housekeeping.policy import parse_retention
@@ -119,6 +119,8 @@ def _sample(param: click.Option, tmp_path: Path) -> tuple[Any, Any]:
         return "10M", 10 << 20
     if isinstance(kind, Age):
         return "45m", timedelta(minutes=45)
+    if isinstance(kind, CountryCode):
+        return "gb", "GB"
     if isinstance(kind, click.Choice):
         return kind.choices[-1], kind.choices[-1]
     if isinstance(kind, click.IntRange):
@@ -291,12 +293,16 @@ def test_each_command_declares_what_it_reads() -> None:
     read = {found.command: found for found in readings(cli.main)}
     assert set(read) == {"serve", "ls", "reindex", "verify", "prune", "sweep", "audit",
                          "hold add", "hold rm", "hold ls", "worker", "export", "viewer add",
-                         "viewer rm", "viewer passwd", "transcript"}  # check takes no file
+                         "viewer rm", "viewer passwd", "transcript", "erase"}  # check takes no file
     assert set(read["serve"].keys) == set(option_keys(cli.serve))
     # The viewer file's editor reads the file and the upload credentials as serve does.
     viewer_keys = {"viewer add": ("viewer-file", "basic-auth", "basic-auth-file"),
                    "viewer passwd": ("viewer-file", "basic-auth", "basic-auth-file"),
-                   "viewer rm": ("viewer-file",)}
+                   "viewer rm": ("viewer-file",),
+                   # The one number rule reads national forms in the file's country.
+                   "ls": (*STORE_KEYS, "country"), "worker": (*STORE_KEYS, "country"),
+                   "export": (*STORE_KEYS, "country"),
+                   "erase": (*STORE_KEYS, "country", "tombstone", "wait", "spool-dir")}
     for name, found in read.items():
         if name != "serve":
             assert tuple(found.keys) == viewer_keys.get(name, STORE_KEYS), name

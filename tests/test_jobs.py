@@ -227,7 +227,7 @@ def test_backfill_queues_rows_from_before_the_analysis(tmp_path: Path) -> None:
     for record in (sidecar("t", sha="e" * 64, flags=("truncated",)),
                    sidecar("a", sha="a" * 64), sidecar("b", sha="b" * 64)):
         params = {k: v for k, v in write_params(row_from_record(record)).items()
-                  if k not in ("noted", "queued")}
+                  if k not in ("noted", "queued", "cname_norm")}
         conn.execute(f"INSERT INTO {TABLE} ({', '.join(params)}) VALUES "
                      f"({', '.join(':' + k for k in params)})", params)
     conn.commit()

@@ -139,7 +139,7 @@ def test_uploads_refused_before_their_kind_is_known_count_as_unknown(tmp_path: P
 
 
 def test_upload_outcomes_are_their_label_text() -> None:
-    assert UPLOAD_OUTCOMES == ("stored", "duplicate", "refused", "failed")
+    assert UPLOAD_OUTCOMES == ("stored", "duplicate", "refused", "failed", "erased")
     assert [f"{o}" for o in UploadOutcome] == list(UPLOAD_OUTCOMES)
     with pytest.raises(ValueError, match="unknown upload outcome"):
         Metrics().upload("call", "lost")

@@ -15,8 +15,9 @@ import json
 from typing import Any
 
 from ..audio import AudioInfo
+from ..numbers import number_key
 from .analysis import DEFECT_MASK, bits_of
-from .rows import Row, normalise_number
+from .rows import Row, clean_text
 from .schema import COLUMNS, QUEUED, TABLE, WRITTEN
 from .search import from_micros, micros
 
@@ -102,11 +103,19 @@ def write_params(row: Row, queued: int = QUEUED) -> dict[str, Any]:
         "sort_us": micros(row.sort_at),
         "flagged": int(bool(bits)),
         "flag_bits": bits,
-        "from_norm": None if row.from_ is None else normalise_number(row.from_),
-        "to_norm": None if row.to is None else normalise_number(row.to),
-        "cid_norm": None if row.caller_id_number is None
-        else normalise_number(row.caller_id_number),
+        # The one number rule: every spelling of a number is stored as its key, read
+        # without a country (a search asks for every key it may have; kzr_wsgi.numbers).
+        "from_norm": _key(row.from_),
+        "to_norm": _key(row.to),
+        "cid_norm": _key(row.caller_id_number),
+        "cname_norm": _key(row.caller_id_name),
         "cid_name_lower": None if row.caller_id_name is None else row.caller_id_name.lower(),
         "noted": int(bool(bits)),
         "queued": queued,
     }
+
+
+def _key(text: str | None) -> str | None:
+    """The number key stored for a from, to or caller id field (``None``: not a number)."""
+    key = number_key(text)
+    return None if key is None else clean_text(key)

@@ -114,6 +114,9 @@ class Catalog:
         #: Whether each new row's analysis job is written with it (``serve --no-analyze``
         #: turns it off: rows are then written with none wanted).
         self.pipeline = True
+        #: The country national forms of a searched number are read in, when the query
+        #: names none (``serve --country``: the page's and the API's searches).
+        self.country: str | None = None
         self._connections = Connections(backend)
         self._text = TextIndex(backend)
         self._migrated = False
@@ -345,6 +348,8 @@ class Catalog:
         With ``query.text``, each row's matches too (``speaker(row, channel)`` names
         who spoke; by default from :data:`~kzr_wsgi.catalog.text.DEFAULT_SPEAKERS`).
         """
+        if query.country is None and self.country is not None:
+            query = replace(query, country=self.country)
         snapshot = query.max_seq if query.max_seq is not None else self.max_seq()
         if snapshot is None:
             return Page([], None)
@@ -387,6 +392,8 @@ class Catalog:
         With words, the rows are found page by page (a search by words has no cheap count).
         """
         query = replace(query or Query(), after=None)
+        if query.country is None and self.country is not None:
+            query = replace(query, country=self.country)
         if parse_query(query.text or ""):
             return sum(1 for _ in self.iter_search(replace(query, limit=MAX_LIMIT)))
         sql, params = select_count(query)

@@ -39,7 +39,7 @@ COLUMNS: tuple[str, ...] = (
 WRITTEN: tuple[str, ...] = (
     *COLUMNS[1:],
     "sort_us", "flagged", "flag_bits", "from_norm", "to_norm", "cid_norm", "cid_name_lower",
-    "noted", "queued",
+    "noted", "queued", "cname_norm",
 )
 
 #: One row per transcript segment: the word-search index (see :mod:`.text`).
@@ -257,8 +257,38 @@ _V5 = [
 ]
 
 
+#: Erasures (``kzr-wsgi erase``): one row per request, naming what went by catalog id
+#: and sha256 only, and one row per host that has applied it to its own stores.
+ERASURES = "kzr_erasures"
+ERASURE_HOSTS = "kzr_erasure_hosts"
+
+_V6 = [
+    # The one number rule (kzr_wsgi.numbers): a caller name that is itself a number is
+    # searched as one. The other *_norm columns keep their names; reindex rewrites them
+    # all as number keys (hence the state below for a catalog that holds rows).
+    f"ALTER TABLE {TABLE} ADD COLUMN cname_norm TEXT",
+    f"CREATE INDEX kzr_rec_cname_norm ON {TABLE} (cname_norm, sort_us, id)",
+    f"INSERT INTO {STATE_TABLE} (name, value) SELECT 'needs_reindex', '1'"
+    f" WHERE EXISTS (SELECT 1 FROM {TABLE})"
+    f" AND NOT EXISTS (SELECT 1 FROM {STATE_TABLE} WHERE name = 'needs_reindex')",
+    f"""CREATE TABLE {ERASURES} (
+        reference VARCHAR(200) {{BYTEWISE}} PRIMARY KEY,
+        created_us BIGINT NOT NULL,
+        items TEXT NOT NULL,
+        expires_us BIGINT NOT NULL
+    )""",
+    f"""CREATE TABLE {ERASURE_HOSTS} (
+        reference VARCHAR(200) {{BYTEWISE}} NOT NULL,
+        host VARCHAR(200) NOT NULL,
+        done_us BIGINT NOT NULL,
+        erased INTEGER NOT NULL,
+        PRIMARY KEY (reference, host)
+    )""",
+]
+
+
 #: Each migration: the statements that take the schema from version N to N+1.
-MIGRATIONS: list[list[str]] = [_V1, _V2, _V3, _V4, _V5]
+MIGRATIONS: list[list[str]] = [_V1, _V2, _V3, _V4, _V5, _V6]
 
 
 def statements(migration: list[str], dialect: str) -> list[str]:

@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
+from ..numbers import match_keys
 from .analysis import ALL_FLAGS, DEFECT_FLAGS, bits_of
 from .analysis import FLAG_BITS as FLAG_BITS  # imported from here before it moved
-from .rows import Row, clean_text, normalise_number
+from .rows import Row, clean_text
 from .schema import COLUMNS, TABLE
 
 if TYPE_CHECKING:
@@ -46,8 +47,11 @@ class Query:
     #: Call id or number matched exactly, or a case-insensitive prefix of caller_id_name.
     q: str | None = None
     call_id: str | None = None
-    #: Matches from, to and caller_id_number once an ``@realm`` is dropped on both sides.
+    #: Matches from, to, caller_id_number and a caller_id_name that is itself a number,
+    #: by the one number rule (:mod:`kzr_wsgi.numbers`).
     number: str | None = None
+    #: The ISO 3166 country national forms of ``number`` and ``q`` are read in.
+    country: str | None = None
     account_id: str | None = None
     #: The accounts a viewer may see; ``None`` is unscoped (rows without an account too).
     scope: tuple[str, ...] | None = None
@@ -141,16 +145,15 @@ def where_clause(query: Query, snapshot: int | None,
     if query.q:
         text = clean_text(query.q.strip())
         low, high = name_prefix(text)
-        params.update(q=text, qn=normalise_number(text), qlo=low, qhi=high)
+        params.update(q=text, qlo=low, qhi=high)
         name = "(cid_name_lower || '')" if common_prefix else "cid_name_lower"
-        terms.append("(call_id = :q OR from_norm = :qn OR to_norm = :qn OR cid_norm = :qn"
-                     f" OR ({name} >= :qlo AND {name} < :qhi))")
+        numbers = number_terms(query.q, query.country, "qn", params)
+        terms.append(f"(call_id = :q OR {numbers} OR ({name} >= :qlo AND {name} < :qhi))")
     if query.call_id is not None:
         params["call_id"] = clean_text(query.call_id)
         terms.append("call_id = :call_id")
     if query.number is not None:
-        params["number"] = normalise_number(query.number)
-        terms.append("(from_norm = :number OR to_norm = :number OR cid_norm = :number)")
+        terms.append(number_terms(query.number, query.country, "number", params))
     if query.account_id is not None:
         params["account_id"] = clean_text(query.account_id)
         terms.append("account_id = :account_id")
@@ -186,6 +189,24 @@ def where_clause(query: Query, snapshot: int | None,
         params["max_seq"] = snapshot
         terms.append("seq <= :max_seq")
     return (" AND ".join(terms) or "1 = 1"), params
+
+
+#: The columns a number is searched in (each holds :func:`~kzr_wsgi.numbers.number_key`).
+NUMBER_COLUMNS = ("from_norm", "to_norm", "cid_norm", "cname_norm")
+
+
+def number_terms(text: str, country: str | None, name: str, params: dict[str, Any]) -> str:
+    """The condition "one of the number columns is ``text``", by the one number rule.
+
+    Every key the number may be stored under (:func:`~kzr_wsgi.numbers.match_keys`) in
+    every number column; ``1 = 0`` for text that is not a number.
+    """
+    keys = sorted(match_keys(text, country))
+    if not keys:
+        return "1 = 0"
+    terms = [_one_of(column, f"{name}{i}_", keys, params)
+             for i, column in enumerate(NUMBER_COLUMNS)]
+    return "(" + " OR ".join(terms) + ")"
 
 
 def _one_of(column: str, name: str, values: Iterable[str], params: dict[str, Any]) -> str:

@@ -3,7 +3,7 @@
 One module per command or group: :mod:`~kzr_wsgi.cli.serve` (with
 :mod:`~kzr_wsgi.cli.serving` and :mod:`~kzr_wsgi.cli.announce`),
 :mod:`~kzr_wsgi.cli.catalog` (``ls``, ``reindex``, ``verify``),
-:mod:`~kzr_wsgi.cli.retention` (``prune``, ``hold``, ``audit``),
+:mod:`~kzr_wsgi.cli.retention` (``prune``, ``hold``, ``audit``), :mod:`~kzr_wsgi.cli.erase`,
 :mod:`~kzr_wsgi.cli.export`, :mod:`~kzr_wsgi.cli.viewer` (``viewer add|rm|passwd``),
 :mod:`~kzr_wsgi.cli.sweep`, :mod:`~kzr_wsgi.cli.worker`, :mod:`~kzr_wsgi.cli.transcript`
 and :mod:`~kzr_wsgi.cli.check`;
@@ -24,6 +24,7 @@ import click
 from . import catalog as catalog_commands
 from .check import check as check_command
 from .environment import name_variables
+from .erase import erase_command
 from .export import export
 from .params import Size
 from .retention import audit, hold, prune
@@ -52,6 +53,7 @@ main.add_command(sweep_command)
 main.add_command(prune)
 main.add_command(hold)
 main.add_command(audit)
+main.add_command(erase_command)
 main.add_command(worker)
 main.add_command(export)
 main.add_command(viewer)

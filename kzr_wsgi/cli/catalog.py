@@ -39,7 +39,7 @@ from .params import When
 @filter_options
 @click.option("--limit", type=click.IntRange(min=1), default=None, metavar="N",
               help="At most N rows (default: all).")
-@store_options(tables=(ANALYSIS,))
+@store_options(tables=(ANALYSIS,), keys=("country",))
 def ls(spec: StoreSpec, as_json: bool, filters: dict[str, Any], limit: int | None) -> None:
     """List stored recordings, newest first (by Kazoo's start, else time received).
 

@@ -155,7 +155,8 @@ def _unknown(key: str, program: click.Command, read: dict[str, Table[Any]]) -> s
     if having and all(isinstance(param, CommandLineOnly) for _, param in having):
         return "given on the command line only, never in a file or the environment"
     if having:
-        named = ", ".join(sorted({name for name, _ in having}))
+        named = ", ".join(sorted({name for name, param in having
+                                  if not isinstance(param, CommandLineOnly)}))
         return (f"an option of {named}, not read from a file: give it on the command "
                 "line or in the environment")
     return "unknown: not an option kzr-wsgi knows (see `kzr-wsgi serve --help`)"

@@ -32,7 +32,7 @@ from .options import StoreSpec, store_options
 @filter_options
 @click.option("--export-max", type=click.IntRange(1, 1_000_000), default=DEFAULT_EXPORT_MAX,
               show_default=True, help="Refuse to export more recordings than this.")
-@store_options
+@store_options(keys=("country",))
 def export(spec: StoreSpec, out: str, ids: tuple[str, ...], export_max: int,
            filters: dict[str, Any]) -> None:
     """Write the recordings the filters match (or --id's) to one ZIP with manifests."""

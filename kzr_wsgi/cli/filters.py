@@ -15,18 +15,20 @@ import click
 
 from ..analysis.channels import DEFECTS
 from ..catalog.analysis import ALL_FLAGS
-from .params import When
+from .params import CountryCode, When
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 #: Each filter option's parameter name, as :class:`~kzr_wsgi.catalog.Query` names it.
 NAMES = ("call_id", "number", "account_id", "since", "until", "flags", "flagged", "self_test",
-         "text")
+         "text", "country")
 
 _OPTIONS = [
     click.option("--call-id", default=None, metavar="ID", help="Only this call id."),
     click.option("--number", default=None, metavar="N",
-                 help="from, to or caller_id_number is N (an @realm is ignored on both sides)."),
+                 help="from, to, caller_id_number or a caller_id_name that is a number is N, "
+                      "however written (the one number rule: E.164, scheme, @realm and "
+                      "separators ignored; see --country)."),
     click.option("--account", "account_id", default=None, metavar="ID",
                  help="Only this account (as Kazoo sent it)."),
     click.option("--since", type=When(), default=None,
@@ -43,6 +45,10 @@ _OPTIONS = [
                       "from the analysis (not the facts dead_air and no_speech)."),
     click.option("--self-test", is_flag=True,
                  help="Include `kzr-wsgi check`'s own uploads (hidden by default)."),
+    click.option("--country", default=None, metavar="CC", type=CountryCode(),
+                 help="Read national forms of --number in this country (ISO 3166, e.g. US, "
+                      "GB; also `country` in the config file). Without it, national forms "
+                      "are compared by their digits."),
     click.option("--text", default=None, metavar="WORDS",
                  help='Recordings whose transcript has every word; "a phrase" in double quotes '
                       "within one segment."),
@@ -64,4 +70,4 @@ def filter_options(func: F) -> F:
 
 def any_filter(filters: dict[str, Any]) -> bool:
     """True when one of the filters narrows the search."""
-    return any(value for name, value in filters.items() if name != "self_test")
+    return any(value for name, value in filters.items() if name not in ("self_test", "country"))

@@ -131,10 +131,11 @@ _HELP = {
 }
 
 
-def _declare(serving: bool, tables: tuple[Table[Any], ...]) -> list[Callable[[F], F]]:
+def _declare(serving: bool, tables: tuple[Table[Any], ...],
+             keys: tuple[str, ...] = ()) -> list[Callable[[F], F]]:
     """The five store options, as decorators, with ``serve``'s help or the commands'."""
     said = {key: texts[1 if serving else 0] for key, texts in _HELP.items()}
-    config = config_option(keys=None if serving else STORE_KEYS, tables=tables)
+    config = config_option(keys=None if serving else (*STORE_KEYS, *keys), tables=tables)
     store = [
         click.option("--root", type=click.Path(file_okay=False), default=DEFAULT_ROOT,
                      show_default=True, help=said["root"]),
@@ -153,26 +154,30 @@ def _declare(serving: bool, tables: tuple[Table[Any], ...]) -> list[Callable[[F]
 @overload
 def store_options(func: F) -> F: ...
 @overload
-def store_options(*, serving: bool = False, tables: Iterable[Table[Any]] = ()
-                  ) -> Callable[[F], F]: ...
+def store_options(*, serving: bool = False, tables: Iterable[Table[Any]] = (),
+                  keys: Iterable[str] = ()) -> Callable[[F], F]: ...
 
 
 def store_options(func: F | None = None, *, serving: bool = False,
-                  tables: Iterable[Table[Any]] = ()) -> F | Callable[[F], F]:
+                  tables: Iterable[Table[Any]] = (), keys: Iterable[str] = ()
+                  ) -> F | Callable[[F], F]:
     """Add ``--root``, ``--s3``, ``--s3-endpoint``, ``--catalog`` and ``--config``.
 
     The command receives ``spec: StoreSpec``. With ``--config FILE`` (or ``KZR_CONFIG``)
     the store's keys (``root``, ``s3``, ``s3-endpoint``, ``catalog``) come from the file
     unless the command line or the environment gives them. ``@store_options(tables=…)``
-    declares the tables the command reads too; ``serving`` is ``serve``'s: its help, and
-    every option of the command read from the file.
+    declares the tables the command reads too, ``keys`` the config keys of its own
+    options it reads besides the store's (``country``); ``serving`` is ``serve``'s: its
+    help, and every option of the command read from the file.
     """
     if func is None:
-        return functools.partial(_wrap, serving=serving, tables=tuple(tables))
-    return _wrap(func, serving=serving, tables=tuple(tables))
+        return functools.partial(_wrap, serving=serving, tables=tuple(tables),
+                                 keys=tuple(keys))
+    return _wrap(func, serving=serving, tables=tuple(tables), keys=tuple(keys))
 
 
-def _wrap(func: F, *, serving: bool, tables: tuple[Table[Any], ...]) -> F:
+def _wrap(func: F, *, serving: bool, tables: tuple[Table[Any], ...],
+          keys: tuple[str, ...] = ()) -> F:
     def wrapper(root: str, s3_url: str | None, s3_endpoint: str | None,
                 catalog_url: str | None, config: Config | None, **kwargs: Any) -> Any:
         source = click.get_current_context().get_parameter_source("root")
@@ -186,7 +191,7 @@ def _wrap(func: F, *, serving: bool, tables: tuple[Table[Any], ...]) -> F:
         )
         return func(spec=spec, **kwargs)
 
-    for declare in reversed(_declare(serving, tables)):
+    for declare in reversed(_declare(serving, tables, keys)):
         wrapper = declare(wrapper)
     # update_wrapper copies func's __dict__, and with it the options decorated onto
     # func before this (when store_options is not the innermost decorator): keep both.

@@ -72,6 +72,22 @@ class When(click.ParamType):  # type: ignore[type-arg]
             self.fail(str(exc), param, ctx)
 
 
+class CountryCode(click.ParamType):  # type: ignore[type-arg]
+    """An ISO 3166 alpha-2 country code the number rule knows (``US``, ``gb``), upper-cased."""
+
+    name = "country"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> str:
+        import phonenumbers
+
+        code = str(value).strip().upper()
+        if code not in phonenumbers.SUPPORTED_REGIONS:
+            self.fail(f"{value!r} is not an ISO 3166 country code phone numbers are read in "
+                      "(e.g. US, GB, DE)", param, ctx)
+        return code
+
+
 class CommandLineOnly(click.Option):
     """An option read from the command line alone: never the environment, never the file.
 

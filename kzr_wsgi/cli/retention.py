@@ -146,6 +146,8 @@ def hold_ls(spec: StoreSpec, as_json: bool) -> None:
               help="Only events at or before WHEN: a date (the whole day, UTC) or an ISO "
                    "8601 time.")
 @click.option("--call-id", default=None, metavar="ID", help="Only events of this call id.")
+@click.option("--request", default=None, metavar="REF",
+              help="Only the erase lines of this request (`kzr-wsgi erase --request REF`).")
 @click.option("--access", is_flag=True,
               help="The search page's access log instead: sign-ins, plays, downloads, "
                    "exports and share links.")
@@ -156,15 +158,16 @@ def hold_ls(spec: StoreSpec, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="The events as JSON lines, as stored.")
 @store_options
 def audit(spec: StoreSpec, since: datetime | None, until: datetime | None,
-          call_id: str | None, access: bool, viewer: str | None, recording: str | None,
-          as_json: bool) -> None:
+          call_id: str | None, request: str | None, access: bool, viewer: str | None,
+          recording: str | None, as_json: bool) -> None:
     """Print the audit trail: deletions and holds added or removed, oldest first.
 
     With --access, the search page's access log: who signed in, listened, downloaded,
     exported and shared what, and when.
     """
-    if access and call_id is not None:
-        raise click.UsageError("--call-id is the audit trail's: with --access, use --id")
+    if access and (call_id is not None or request is not None):
+        raise click.UsageError("--call-id and --request are the audit trail's: with --access, "
+                               "use --id")
     if not access and (viewer is not None or recording is not None):
         raise click.UsageError("--viewer and --id go with --access")
     try:
@@ -177,7 +180,7 @@ def audit(spec: StoreSpec, since: datetime | None, until: datetime | None,
                 click.echo(json.dumps(event, ensure_ascii=True) if as_json
                            else access_line(event))
             return
-        for event in AuditTrail(_state(spec)).read(since, until, call_id):
+        for event in AuditTrail(_state(spec)).read(since, until, call_id, request):
             if as_json:
                 click.echo(json.dumps(event, ensure_ascii=True))
                 continue

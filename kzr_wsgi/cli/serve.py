@@ -29,7 +29,7 @@ from ..server.gunicorn import (
 from ..ui.exporting import DEFAULT_EXPORT_MAX
 from .announce import announce
 from .options import StoreSpec, store_options
-from .params import Age, Size
+from .params import Age, CountryCode, Size
 from .serving import ServeOptions, build_app, metrics_dir, start_housekeeping, start_workers
 from .transcribing import transcribe_options, transcribe_settings, transcribing_line
 
@@ -170,6 +170,10 @@ def check_options(options: ServeOptions) -> None:
               help="Where the background workers copy a recording from a bucket while they "
                    "decode it (one file per worker, mode 0600, removed after).")
 @transcribe_options
+@click.option("--country", type=CountryCode(), default=None, metavar="CC",
+              help="Read national forms of the numbers searched on the page and its API in "
+                   "this country (ISO 3166: US, GB); without it they are compared by their "
+                   "digits (the one number rule, see the erasure page).")
 def serve(spec: StoreSpec, **given: Any) -> None:
     """Run the receiver: store every Kazoo upload under ROOT (or in S3 with --s3)."""
     logging.basicConfig(

@@ -90,6 +90,8 @@ class ServeOptions:
     #: The transcription options as given (field -> value; see
     #: :mod:`~kzr_wsgi.cli.transcribing`).
     transcribe: Mapping[str, Any] = field(default_factory=dict)
+    #: Where national forms of searched numbers are read (the one number rule).
+    country: str | None = None
 
     @property
     def ui(self) -> UIOptions:
@@ -143,6 +145,9 @@ def build_app(options: ServeOptions, spec: StoreSpec) -> Served:
             viewers, viewer_warnings = read_viewers(options.ui, guard)
         store, where = spec.open_store()
         warnings = _fail_fast(store)
+        searched = catalog_of(store)
+        if searched is not None:
+            searched.country = options.country
         metrics = (_metrics(options.metrics_allow, options.trust_proxy)
                    if options.metrics_on else None)
         receiver = KazooRecordings(
@@ -281,6 +286,7 @@ def start_housekeeping(settings: dict[str, Any], store: Store, spec: StoreSpec, 
             # Each worker writes what it has queued as it leaves (its atexit does too).
             settings["worker_exit"] = _worker_then(settings.get("worker_exit"),
                                                    ui.access.close)
+    _every_host(settings, store, spec, options)
     retention = options.access_retention if options is not None else timedelta(days=365)
     jobs = jobs_for(store, spec.config, ui=ui, access_retention=retention)
     if not jobs:
@@ -298,6 +304,26 @@ def start_housekeeping(settings: dict[str, Any], store: Store, spec: StoreSpec, 
         click.echo("kzr-wsgi: the bucket's leftovers (unfinished uploads, unindexed objects) "
                    "are swept daily by one housekeeper per store", err=True)
     # In the master, once the workers run (threads do not survive their fork).
+    for hook, action in (("when_ready", keeper.start), ("on_exit", keeper.stop)):
+        settings[hook] = _then(settings.get(hook), action)
+
+
+def _every_host(settings: dict[str, Any], store: Store, spec: StoreSpec,
+                options: ServeOptions | None) -> None:
+    """Start, on this host whatever the lease, applying erasures recorded in the catalog
+    to its own disks and delivering the ``erased`` events (see
+    :mod:`kzr_wsgi.housekeeping.erasures`)."""
+    from ..housekeeping.erasures import EVERY, EveryHost, erasure_jobs
+    from ..housekeeping.housekeeper import Housekeeper
+    from ..housekeeping.tombstones import DEFAULT_TOMBSTONE
+
+    try:
+        store.state()
+    except KzrError:
+        return  # a store that keeps no state has nothing to apply
+    urls = options.notify_urls if options is not None else ()
+    keeper = Housekeeper(erasure_jobs(store, catalog_of(store), urls, DEFAULT_TOMBSTONE),
+                         EveryHost(), tick=EVERY.total_seconds())
     for hook, action in (("when_ready", keeper.start), ("on_exit", keeper.stop)):
         settings[hook] = _then(settings.get(hook), action)
 

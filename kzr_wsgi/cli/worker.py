@@ -75,7 +75,7 @@ LOG_FORMAT = "%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s"
               help="Run at the lowest CPU priority (SCHED_IDLE, else nice 19) and in the "
                    "idle I/O class, so anything else on the host comes first.")
 @transcribe_options
-@store_options(tables=(ANALYSIS, TRANSCRIBE))
+@store_options(tables=(ANALYSIS, TRANSCRIBE), keys=("country",))
 def worker(spec: StoreSpec, processes: int, once: bool, backfill: bool, retry_failed: bool,
            reanalyze: bool, retranscribe: bool, reredact: bool, filters: dict[str, Any],
            spool_dir: str, idle: bool, transcribe: dict[str, Any]) -> None:

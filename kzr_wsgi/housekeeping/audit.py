@@ -6,6 +6,13 @@ Each event has the keys ``at``, ``action`` (``delete``, ``hold_add``, ``hold_rm`
 reason), plus ``id`` (the event's own id: for a deletion, derived from the copy it
 removed, so the same deletion is never recorded twice) and ``hold_id``.
 
+An erasure (``erase``, by ``kzr-wsgi erase``) is recorded without the person: its
+``call_id``, ``recording_id``, ``account_id`` and ``location`` are ``null``; it names the
+copy by ``row_id`` (the catalog id) and ``sha256``, with ``size``, the ``stores`` it was
+removed from, the ``request`` reference and the ``selector`` as a keyed hash (see
+:mod:`kzr_wsgi.housekeeping.tombstones`). Lines written before these keys existed lack
+them (they are read as ``null``).
+
 * disk: ``ROOT/.kzr/audit.jsonl``, appended under an exclusive ``flock``; each line is
   ``fsync``-ed before :meth:`AuditTrail.append` returns, i.e. before the file it
   records is removed;
@@ -33,7 +40,8 @@ from ..textenum import TextEnum
 
 #: The keys of every event, in the order they are written.
 KEYS = ("at", "action", "user", "call_id", "recording_id", "account_id", "location", "size",
-        "sha256", "received_at", "reason", "id", "hold_id")
+        "sha256", "received_at", "reason", "id", "hold_id", "row_id", "request", "selector",
+        "stores")
 
 
 class Action(TextEnum):
@@ -45,6 +53,8 @@ class Action(TextEnum):
     HOLD_ADD = "hold_add"
     #: A hold lifted.
     HOLD_RM = "hold_rm"
+    #: A copy erased on request (``kzr-wsgi erase``): recorded without the person.
+    ERASE = "erase"
 
 
 #: The actions by their older names (:class:`Action`'s members).
@@ -132,8 +142,10 @@ class AuditTrail:
         return True
 
     def read(self, since: datetime | None = None, until: datetime | None = None,
-             call_id: str | None = None) -> Iterator[dict[str, Any]]:
-        """The events in time order; ``since``/``until`` (inclusive) compare ``at``."""
+             call_id: str | None = None, request: str | None = None
+             ) -> Iterator[dict[str, Any]]:
+        """The events in time order; ``since``/``until`` (inclusive) compare ``at``;
+        ``request``: only an erase request's events."""
 
         def wanted(event: Mapping[str, Any]) -> bool:
             try:
@@ -141,7 +153,8 @@ class AuditTrail:
             except (KeyError, ValueError):
                 return False
             return ((since is None or at >= since) and (until is None or at <= until)
-                    and (call_id is None or event.get("call_id") == call_id))
+                    and (call_id is None or event.get("call_id") == call_id)
+                    and (request is None or event.get("request") == request))
 
         if isinstance(self.state, DiskState):
             try:
@@ -178,7 +191,12 @@ def event_line(event: Mapping[str, Any]) -> str:
     as ``kzr-wsgi ls`` does), so nothing in them can move the cursor or forge a line.
     """
     facts = [f"{key}={shown(str(event[key]))}"
-             for key in ("call_id", "recording_id", "account_id") if event.get(key)]
+             for key in ("request", "row_id", "call_id", "recording_id", "account_id")
+             if event.get(key)]
+    if event.get("stores"):
+        facts.append("stores=" + ",".join(shown(str(s)) for s in event["stores"]))
+    if event.get("selector"):
+        facts.append(f"selector={shown(str(event['selector']))[:SHA256_SHOWN]}")
     if event.get("sha256"):
         facts.append(f"sha256={shown(str(event['sha256'])[:SHA256_SHOWN])}")
     if event.get("location"):

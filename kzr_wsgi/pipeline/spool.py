@@ -62,6 +62,23 @@ class Spool:
         """Remove the files of workers that died (nobody holds their lock); how many."""
         return reap_named(self.directory, _MIN_AGE)
 
+    def remove_copies(self, sha256s: set[str]) -> int:
+        """Remove the spooled copies whose bytes have one of these sha256s (erased
+        recordings); how many. A worker reading one keeps its open file until it ends."""
+        gone = 0
+        for path in sorted(self.directory.glob(f"*{NAMED_SUFFIX}")):
+            digest = hashlib.sha256()
+            try:
+                with open(path, "rb") as fh:
+                    while chunk := fh.read(CHUNK):
+                        digest.update(chunk)
+            except FileNotFoundError:
+                continue
+            if digest.hexdigest() in sha256s:
+                path.unlink(missing_ok=True)
+                gone += 1
+        return gone
+
     @contextmanager
     def copy_of(self, stream: Stream, size: int, sha256: str) -> Iterator[BinaryIO]:
         """``stream`` (``size`` bytes whose sha256 must be ``sha256``) as a local file,
