@@ -158,3 +158,33 @@ def test_no_function_is_longer_than_a_hundred_lines(path: Path) -> None:
     long = [f"{where} ({length} lines)" for where, length in _functions(path)
             if length > MAX_FUNCTION_LINES]
     assert not long, "\n".join(long)
+
+
+def untyped_stores(package: Path = PACKAGE) -> list[str]:
+    """Where a store is annotated ``Any`` or asked ``hasattr``/``getattr``: the store
+    contract (kzr_wsgi.stores.base) says what a store can do."""
+    found = []
+    for path in sorted(package.rglob("*.py")):
+        for tree_node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(tree_node, ast.arg) and "store" in tree_node.arg:
+                note = tree_node.annotation
+                if isinstance(note, ast.Name) and note.id == "Any":
+                    found.append(f"{path.relative_to(package)}:{tree_node.lineno} "
+                                 f"{tree_node.arg}: Any")
+            if (isinstance(tree_node, ast.Call) and isinstance(tree_node.func, ast.Name)
+                    and tree_node.func.id in ("hasattr", "getattr") and tree_node.args
+                    and isinstance(tree_node.args[0], ast.Name)
+                    and "store" in tree_node.args[0].id):
+                found.append(f"{path.relative_to(package)}:{tree_node.lineno} "
+                             f"{tree_node.func.id}({tree_node.args[0].id}, …)")
+    return found
+
+
+def test_no_store_is_annotated_any_or_asked_hasattr() -> None:
+    assert untyped_stores() == []
+
+
+def test_the_store_check_finds_an_untyped_store(tmp_path: Path) -> None:
+    (tmp_path / "m.py").write_text(
+        "from typing import Any\n\ndef f(store: Any) -> None:\n    hasattr(store, 'x')\n")
+    assert untyped_stores(tmp_path) == ["m.py:3 store: Any", "m.py:4 hasattr(store, …)"]

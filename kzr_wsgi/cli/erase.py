@@ -17,7 +17,6 @@ import json
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -40,6 +39,7 @@ from ..housekeeping.erasures import (
 from ..housekeeping.tombstones import DEFAULT_TOMBSTONE, erase_key
 from ..naming import shown
 from ..pipeline.spool import DEFAULT_SPOOL
+from ..stores.base import Store
 from .options import StoreSpec, store_options
 from .params import Age, CommandLineOnly, CountryCode
 
@@ -128,7 +128,7 @@ def erase_command(spec: StoreSpec, numbers: tuple[str, ...], call_ids: tuple[str
             catalog.close()
 
 
-def _catalog(spec: StoreSpec, store: Any) -> Catalog | None:
+def _catalog(spec: StoreSpec, store: Store) -> Catalog | None:
     if spec.catalog_url is not None:
         return open_catalog(spec.catalog_url)
     return catalog_of(store)
@@ -186,7 +186,7 @@ def _decide(found: Plan, dry_run: bool, except_held: bool, reference: str,
     return None
 
 
-def _run(store: Any, catalog: Catalog | None, found: Plan, request: Request,
+def _run(store: Store, catalog: Catalog | None, found: Plan, request: Request,
          receipt: str | None, wait: timedelta, spools: list[Path], where: str) -> int:
     pairs = [(i.row.id, i.row.sha256) for i in found.free]
     if catalog is not None:

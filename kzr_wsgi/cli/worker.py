@@ -32,6 +32,7 @@ from ..configfile import ANALYSIS, TRANSCRIBE
 from ..pipeline.settings import DEFAULT_SETTINGS, PipelineSettings
 from ..pipeline.spool import DEFAULT_SPOOL, Spool
 from ..pipeline.supervisor import NAME_ENV, Supervisor, orphaned
+from ..stores.base import Store
 from .filters import any_filter, filter_options
 from .options import StoreSpec, store_options
 from .transcribing import redactor_of, transcribe_options, transcribe_settings, worker_env
@@ -131,7 +132,7 @@ def _queue(catalog: Catalog, backfill: bool, retry_failed: bool, reanalyze: bool
         click.echo(f"kzr-wsgi: queued {count} done analysis(es) to be made again", err=True)
 
 
-def _work(store: Any, catalog: Catalog, settings: PipelineSettings, spool: Spool, *,
+def _work(store: Store, catalog: Catalog, settings: PipelineSettings, spool: Spool, *,
           once: bool, idle: bool, where: str, transcription: TranscribeSettings | None
           ) -> None:
     """One worker in this process, until stopped (or, with ``once``, the queue is empty)."""

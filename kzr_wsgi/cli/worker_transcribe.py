@@ -11,6 +11,7 @@ from ..catalog.analysis import JobState, Origin
 from ..catalog.jobs import JobQueue
 from ..catalog.transcripts import TRANSCRIBE
 from ..catalog.transcripts import backfill as backfill_all
+from ..stores.base import Store
 
 if TYPE_CHECKING:
     from ..catalog import Catalog, Query
@@ -37,7 +38,7 @@ def queue_transcriptions(catalog: Catalog, on: bool, *, backfill: bool, retry_fa
                    err=True)
 
 
-def redact_again(store: Any, catalog: Catalog, redactor: Any, callers: Any,
+def redact_again(store: Store, catalog: Catalog, redactor: Any, callers: Any,
                  query: Query) -> None:
     """``--reredact``: the current rules over the stored transcripts; said on a line."""
     from ..pipeline.reredact import Refused, reredact
@@ -51,7 +52,7 @@ def redact_again(store: Any, catalog: Catalog, redactor: Any, callers: Any,
                "unreadable)", err=True)
 
 
-def transcriber(settings: Settings | None, store: Any, catalog: Catalog,
+def transcriber(settings: Settings | None, store: Store, catalog: Catalog,
                 pipeline: PipelineSettings, spool: Spool, metrics: Any
                 ) -> Transcription | None:
     """The transcription step of a worker (``None`` when it does not transcribe)."""

@@ -41,6 +41,7 @@ from typing import Any
 
 from ..errors import KzrError
 from ..naming import shown
+from ..stores.base import StateKeeper
 from ..stores.directory.files import fsync_dir
 from ..stores.state import DiskState, S3State
 from ..textenum import TextEnum
@@ -114,11 +115,10 @@ class AccessLog:
     @classmethod
     def for_store(cls, store: object) -> AccessLog | None:
         """The access log in ``store``'s state place (``store.state()``), when it keeps one."""
-        state = getattr(store, "state", None)
-        if state is None:
+        if not isinstance(store, StateKeeper):
             return None
         try:
-            return cls(state())
+            return cls(store.state())
         except KzrError:
             return None
 
