@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from ..analysis.channels import DEFECTS as ANALYSIS_DEFECTS
 from ..analysis.channels import FLAGS as ANALYSIS_FLAGS
@@ -100,24 +100,32 @@ def summary_of(document: Mapping[str, Any]) -> dict[str, Any]:
     return {key: document[key] for key in SUMMARY_KEYS if key in document}
 
 
+_J = TypeVar("_J", bound="JobView")
+
+
 @dataclass(frozen=True)
-class AnalysisState:
-    """A row's analysis: its job's state and, once done, the summary of its result."""
+class JobView:
+    """A row's job of one kind (its analysis, its transcription): the job's state and,
+    once done, the summary of its result."""
 
     state: str
     attempts: int = 0
     reason: str | None = None
     error: str | None = None
-    #: The done result's summary (:func:`summary_of`); ``None`` until done.
+    #: The done result's summary (e.g. :func:`summary_of`); ``None`` until done.
     summary: Mapping[str, Any] | None = field(default=None, compare=False)
 
     @classmethod
-    def from_db(cls, state: str, attempts: int | None, reason: str | None,
-                error: str | None, result: str | None) -> AnalysisState:
+    def from_db(cls: type[_J], state: str, attempts: int | None, reason: str | None,
+                error: str | None, result: str | None) -> _J:
         """From a job row's columns (``result`` is JSON text)."""
         summary = json.loads(result) if result else None
         return cls(str(state), int(attempts or 0), reason, error,
                    summary if isinstance(summary, dict) else None)
+
+
+class AnalysisState(JobView):
+    """A row's analysis: its job's state and, once done, the summary of its result."""
 
     @property
     def done(self) -> bool:

@@ -9,10 +9,10 @@ The queueing, and the answers kept per piece, are in :mod:`kzr_wsgi.catalog.tran
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
+
+from .analysis import JobView
 
 #: The job that transcribes a recording.
 TRANSCRIBE = "transcribe"
@@ -35,23 +35,8 @@ def summary_of(document: Mapping[str, Any]) -> dict[str, Any]:
             "words": len(document.get("words") or ())}
 
 
-@dataclass(frozen=True)
-class TranscriptState:
+class TranscriptState(JobView):
     """A row's transcription: its job's state, and once done the summary of its result."""
-
-    state: str
-    attempts: int = 0
-    reason: str | None = None
-    error: str | None = None
-    summary: Mapping[str, Any] | None = field(default=None, compare=False)
-
-    @classmethod
-    def from_db(cls, state: str, attempts: int | None, reason: str | None,
-                error: str | None, result: str | None) -> TranscriptState:
-        """From a job row's columns (``result`` is JSON text)."""
-        summary = json.loads(result) if result else None
-        return cls(str(state), int(attempts or 0), reason, error,
-                   summary if isinstance(summary, dict) else None)
 
     def to_json(self, *, scoped: bool = False) -> dict[str, Any]:
         """The ``transcript`` object of ``ls --json`` and the API: ``{"state",

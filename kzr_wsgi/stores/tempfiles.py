@@ -71,6 +71,13 @@ def supports_unnamed(directory: Path) -> bool:
     return True
 
 
+
+def write_all(fd: int, data: bytes | memoryview) -> None:
+    """Write all of ``data`` to ``fd`` (``os.write`` may write less than it is given)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
 class TempFile:
     """A temporary file open for writing; :meth:`link` gives it a name in the store."""
 
@@ -84,9 +91,7 @@ class TempFile:
 
     def write(self, data: bytes) -> None:
         """Write all of ``data``."""
-        view = memoryview(data)
-        while view:
-            view = view[os.write(self.fd, view):]
+        write_all(self.fd, data)
 
     def sync(self) -> None:
         """``fsync`` the file's bytes (and, once linked, its names on a journaling fs)."""

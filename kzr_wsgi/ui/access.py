@@ -44,6 +44,7 @@ from ..naming import shown
 from ..stores.base import StateKeeper
 from ..stores.directory.files import fsync_dir
 from ..stores.state import DiskState, S3State
+from ..stores.tempfiles import write_all
 from ..textenum import TextEnum
 
 log = logging.getLogger("kzr_wsgi.ui.access")
@@ -204,9 +205,7 @@ class AccessLog:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             new = os.fstat(fd).st_size == 0
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
+            write_all(fd, data)
             os.fsync(fd)
         finally:
             os.close(fd)

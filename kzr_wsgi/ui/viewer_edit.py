@@ -27,6 +27,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..stores.directory.files import fsync_dir
+from ..stores.tempfiles import write_all
 from .passwords import SecretKind, hash_password
 from .viewers import (
     EVERY_ACCOUNT,
@@ -174,9 +175,7 @@ def write_viewer_file(path: str | os.PathLike[str], text: str) -> None:
                 with contextlib.suppress(PermissionError):
                     os.fchown(fd, before.st_uid, before.st_gid)
             data = text.encode("utf-8")
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
+            write_all(fd, data)
             os.fsync(fd)
         finally:
             os.close(fd)

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from ...body import BLOCK_SIZE, readinto_of
+from ..tempfiles import write_all
 
 
 def copy_to_disk(stream: Any, fd: int, length: int | None = None) -> tuple[int, str]:
@@ -40,7 +41,7 @@ def copy_to_disk(stream: Any, fd: int, length: int | None = None) -> tuple[int, 
             view = memoryview(buffer)
             while n := readinto(buffer):
                 sha.update(view[:n])
-                _write_all(fd, view[:n])
+                write_all(fd, view[:n])
                 size += n
         return size, sha.hexdigest()
     return _Pipeline(fd).run(readinto)
@@ -164,15 +165,9 @@ class _Pipeline:
         return self.size, self.sha.hexdigest()
 
     def _write(self, block: memoryview) -> None:
-        _write_all(self.fd, block)
+        write_all(self.fd, block)
         self.size += len(block)
         if self.size - self.synced >= _WRITEBACK_EVERY:
             os.posix_fadvise(self.fd, self.synced, self.size - self.synced, os.POSIX_FADV_DONTNEED)
             self.synced = self.size
 
-
-def _write_all(fd: int, block: bytes | memoryview) -> None:
-    view = memoryview(block)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
