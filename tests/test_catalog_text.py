@@ -5,7 +5,6 @@ the SQLite files' bytes after an erase."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -15,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_catalog import T0, sidecar
+from test_catalog import catalog as catalog  # the fixture: an empty catalog of each kind
 from test_catalog_words import CORPUS, QUERIES, python_matches
 
 from kzr_wsgi.catalog import Catalog, Query, open_catalog
@@ -34,20 +34,6 @@ from kzr_wsgi.transcribe.model import Segment
 pytest_plugins = ["pgserver"]
 
 ACCOUNTS = ("acct-a", "acct-b", "acct-c")
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)])
-def catalog(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Catalog]:
-    """An empty catalog of each kind."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'c.sqlite3'}"
-    else:
-        url = request.getfixturevalue("pg_url")
-    cat = open_catalog(url)
-    try:
-        yield cat
-    finally:
-        cat.close()
 
 
 def segs(*texts: str, channel: str = "left") -> list[Segment]:
