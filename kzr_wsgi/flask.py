@@ -22,9 +22,12 @@ loopback). A ready :class:`~kzr_wsgi.metrics.Metrics` can be passed as ``metrics
 The search-and-listen page (``kzr_wsgi.ui.SearchUI``) is mounted in front of the
 receiver when viewers are configured: ``KZR_UI_VIEWERS`` (``"user:pass"`` strings or
 ``kzr_wsgi.ui.Viewer`` objects) and/or ``KZR_UI_VIEWER_FILE``, with
-``KZR_UI_PREFIX`` (default ``/ui``), ``KZR_UI_SECRET`` and ``KZR_CATALOG`` (a catalog
-URL; default the catalog the store writes, SQLite under ``KZR_ROOT``). Its URLs never reach the
-receiver nor Flask.
+``KZR_UI_PREFIX`` (default ``/ui``), ``KZR_UI_SECRET``, ``KZR_UI_TRUSTED_PROXIES`` (CIDRs
+whose ``X-Forwarded-For``/``-Proto`` the page believes: the sign-in throttle's address, secure
+cookies), ``KZR_UI_PUBLIC_URL`` (where share links point), ``KZR_UI_EXPORT_MAX`` (the most
+recordings one export holds) and ``KZR_CATALOG`` (a catalog URL; default the catalog the
+store writes, SQLite under ``KZR_ROOT``): ``serve``'s ``--trust-proxy``, ``--public-url`` and
+``--export-max``. Its URLs never reach the receiver nor Flask.
 
 After each newly stored recording the :data:`recording_stored` signal is sent inside
 the app's context, with ``recording=`` and ``result=``.
@@ -130,6 +133,7 @@ def _search_ui(app: Flask, handler: Handler, middleware: KazooRecordings) -> Any
     if not listed and not viewer_file:
         return None
     from .ui import SearchUI, read_viewer_file
+    from .ui.exporting import DEFAULT_EXPORT_MAX
 
     if viewer_file:
         listed += read_viewer_file(viewer_file)
@@ -152,4 +156,7 @@ def _search_ui(app: Flask, handler: Handler, middleware: KazooRecordings) -> Any
         catalog = found
     return SearchUI(catalog, store, viewers=listed,
                     prefix=app.config.get("KZR_UI_PREFIX", "/ui"),
-                    secret=app.config.get("KZR_UI_SECRET"), app=middleware)
+                    secret=app.config.get("KZR_UI_SECRET"), app=middleware,
+                    trusted_proxies=app.config.get("KZR_UI_TRUSTED_PROXIES", ()),
+                    public_url=app.config.get("KZR_UI_PUBLIC_URL"),
+                    export_max=app.config.get("KZR_UI_EXPORT_MAX", DEFAULT_EXPORT_MAX))

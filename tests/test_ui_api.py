@@ -498,6 +498,61 @@ def test_flask_extension_mounts_the_ui_in_front(tmp_path: Path) -> None:
     assert app.extensions["kzr_wsgi"].ui.prefix == "/search"
 
 
+def test_flask_extension_takes_serve_s_page_settings(tmp_path: Path) -> None:
+    """KZR_UI_TRUSTED_PROXIES, KZR_UI_PUBLIC_URL and KZR_UI_EXPORT_MAX: what serve's
+    --trust-proxy, --public-url and --export-max set, each seen working."""
+    from flask import Flask
+
+    from kzr_wsgi.flask import KazooFlask
+
+    app = Flask("t")
+    app.config.update(KZR_ROOT=str(tmp_path / "rec"), KZR_UI_VIEWERS=[
+        Viewer("ops", "ops-pw", None, share=True)], KZR_UI_TRUSTED_PROXIES=["10.0.0.0/8"],
+        KZR_UI_PUBLIC_URL="https://rec.example.net/", KZR_UI_EXPORT_MAX=1)
+    KazooFlask(app)
+    client = app.test_client()
+    for call in ("f1", "f2"):
+        assert client.put(f"/call_recording_{call}.mp3?account_id=a1", data=b"\xff\xfb" * 50,
+                          headers={"Content-Length": "100"}).status_code == 201
+    auth = basic("ops", "ops-pw")
+    items = client.get("/ui/api/recordings", headers=auth).json["items"]
+    # Exports: at most one recording.
+    too_many = client.post("/ui/api/export", headers=auth, json={"filters": {}})
+    assert too_many.status_code == 400 and "more than 1 recordings match" in \
+        too_many.json["error"]
+    one = client.post("/ui/api/export", headers=auth, json={"ids": [items[0]["id"]]})
+    assert one.status_code == 200 and one.mimetype == "application/zip"
+    # Share links point at the public URL, whatever Host says.
+    shared = client.post(f"/ui/api/recordings/{items[0]['id']}/shares", json={},
+                         headers={**auth, "Host": "evil.example"})
+    assert shared.status_code == 201
+    assert shared.json["url"].startswith("https://rec.example.net/ui/s/")
+    # Behind the trusted proxy the client is the forwarded address; elsewhere it is not.
+    gate = app.extensions["kzr_wsgi"].ui.gate
+    forwarded = {"HTTP_X_FORWARDED_FOR": "192.0.2.44"}
+    assert gate.address({"REMOTE_ADDR": "10.1.2.3", **forwarded}) == "192.0.2.44"
+    assert gate.address({"REMOTE_ADDR": "192.0.2.80", **forwarded}) == "192.0.2.80"
+
+
+@pytest.mark.parametrize("key, value, said", [
+    ("KZR_UI_PUBLIC_URL", "rec.example.net", "not a URL"),
+    ("KZR_UI_EXPORT_MAX", 0, "export_max"),
+    ("KZR_UI_EXPORT_MAX", "10", "export_max"),
+    ("KZR_UI_TRUSTED_PROXIES", ["10.0.0.0/33"], "10.0.0.0/33"),
+])
+def test_flask_extension_refuses_bad_page_settings_at_start(
+        tmp_path: Path, key: str, value: object, said: str) -> None:
+    from flask import Flask
+
+    from kzr_wsgi.flask import KazooFlask
+
+    app = Flask("t")
+    app.config.update({"KZR_ROOT": str(tmp_path / "rec"), "KZR_UI_VIEWERS": ["ops:ops-pw"],
+                       key: value})
+    with pytest.raises(ValueError, match=said):
+        KazooFlask(app)
+
+
 def test_s3_open_stored_serves_data_objects_of_its_prefix_only(
         s3_bucket: tuple[object, str], moto_endpoint: str) -> None:  # noqa: F811
     from test_s3_store import make_recording, store_for

@@ -71,6 +71,7 @@ from .responses import (
 from .searching import Searching, audio_url
 from .sessions import Sessions
 from .share_routes import Listener, ShareRoutes, share_options
+from .shares import check_public_url
 from .tables import CatalogSessionStore, CatalogShareStore, CatalogThrottleStore
 from .throttle import Throttle
 from .transcripts import Transcripts
@@ -143,6 +144,9 @@ class SearchUI:
         if self.prefix == "/":
             raise ValueError("the UI needs a prefix of its own, such as /ui")
         self.app = app
+        if isinstance(export_max, bool) or not isinstance(export_max, int) or export_max < 1:
+            raise ValueError(f"export_max must be a whole number of at least 1, not "
+                             f"{export_max!r}")
         self.trusted = trusted_networks(trusted_proxies)
         log_to = AccessLog.for_store(store) if access == FROM_STORE else access
         assert log_to is None or isinstance(log_to, AccessLog)
@@ -154,7 +158,8 @@ class SearchUI:
         self.signin = SignIn(self.gate, self.prefix, trusted=self.trusted)
         self.shares = ShareRoutes(CatalogShareStore(catalog), catalog, self.gate,
                                   base_of=self._base, access=log_to,
-                                  public_url=public_url.rstrip("/") if public_url else None)
+                                  public_url=check_public_url(public_url) if public_url
+                                  else None)
         self.transcripts = Transcripts(catalog, callers)
         self.exports = Exports(catalog, store, export_max=export_max,
                                transcripts=transcripts or self.transcripts.vtt, access=log_to)
