@@ -9,6 +9,7 @@ import fcntl
 import hashlib
 import io
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -317,3 +318,30 @@ def test_the_page_api_shows_the_analysis_and_its_peaks_scoped_like_the_audio(
     auth = {"Authorization": world.get("/", OPS).request.headers["Authorization"]}
     got = Client(turned).get(f"/ui/api/recordings/{mine['id']}", headers=auth).json
     assert got["analysis"]["speakers"] == {"left": "callee", "right": "caller"}
+
+
+@pytest.mark.parametrize("status, level, said", [
+    (0, logging.INFO, "stopped when told to; starting it again unless the server is stopping"),
+    (1, logging.WARNING, "ended with status 1; starting it again"),
+    (-9, logging.WARNING, "ended with status -9; starting it again"),
+    (None, logging.WARNING, "ended reaped by the server; starting it again"),
+])
+def test_the_supervisor_warns_of_a_worker_that_failed_not_of_one_told_to_stop(
+        caplog: pytest.LogCaptureFixture, status: int | None, level: int, said: str) -> None:
+    """A worker ends well only when told to (the service being stopped signals it before
+    the server stops the supervisor): said at INFO. A failure, or an end whose status
+    gunicorn's master took first, is a warning."""
+    from kzr_wsgi.pipeline.supervisor import FIRST_PAUSE, Supervisor, _Child
+
+    released: list[str] = []
+    supervisor = Supervisor(1, {}, released=released.append)
+    child = _Child(0, name="host:abc", started=time.monotonic())
+    with caplog.at_level(logging.INFO, "kzr_wsgi.pipeline"):
+        supervisor._ended(child, status)
+    [record] = [r for r in caplog.records if r.name == "kzr_wsgi.pipeline"]
+    assert record.levelno == level and record.getMessage() == (
+        f"background worker 0 (host:abc) {said}")
+    assert supervisor.statuses == [-1 if status is None else status]
+    assert released == ["host:abc"]  # its leases end at once either way
+    assert child.not_before >= time.monotonic() + FIRST_PAUSE / 2  # started again later
+

@@ -157,7 +157,15 @@ class Supervisor:
         self.statuses.append(-1 if status is None else status)
         with self._lock:
             child.proc = None
-        if status != 0 or self.restart:
+        if status == 0 and self.restart:
+            # A worker ends well only when told to: a signal from outside, most often the
+            # one the whole service gets when it is stopped (systemd, or a signal to the
+            # process group), which reaches the workers before the server stops this
+            # supervisor. No failure, so no warning; it is started again after the pause
+            # unless the server stops first.
+            log.info("background worker %d (%s) stopped when told to; starting it again "
+                     "unless the server is stopping", child.index, child.name)
+        elif status != 0 or self.restart:
             said = "reaped by the server" if status is None else f"with status {status}"
             log.warning("background worker %d (%s) ended %s%s", child.index, child.name,
                         said, "; starting it again" if self.restart else "")
