@@ -99,16 +99,17 @@ class Client:
     def get(self, params: dict[str, str], path: str = "/ui/api/recordings"
             ) -> tuple[float, dict[str, Any]]:
         query = "?" + urlencode(params) if params else ""
-        try:
+        for attempt in (1, 2):
             started = time.perf_counter()
-            self.conn.request("GET", path + query, headers=self.headers)
-            reply = self.conn.getresponse()
-        except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
-            self.conn.close()  # the next request opens a new connection
-            self.reopened += 1
-            started = time.perf_counter()
-            self.conn.request("GET", path + query, headers=self.headers)
-            reply = self.conn.getresponse()
+            try:
+                self.conn.request("GET", path + query, headers=self.headers)
+                reply = self.conn.getresponse()
+                break
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                if attempt == 2:
+                    raise
+                self.conn.close()  # the next request opens a new connection
+                self.reopened += 1
         body = reply.read()
         took = time.perf_counter() - started
         if reply.status != 200:

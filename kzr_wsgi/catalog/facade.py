@@ -348,8 +348,7 @@ class Catalog:
         With ``query.text``, each row's matches too (``speaker(row, channel)`` names
         who spoke; by default from :data:`~kzr_wsgi.catalog.text.DEFAULT_SPEAKERS`).
         """
-        if query.country is None and self.country is not None:
-            query = replace(query, country=self.country)
+        query = self._in_country(query)
         snapshot = query.max_seq if query.max_seq is not None else self.max_seq()
         if snapshot is None:
             return Page([], None)
@@ -366,6 +365,12 @@ class Catalog:
         if len(rows) > query.limit:
             after = replace(query, after=(page[-1].sort_at, page[-1].id), max_seq=snapshot)
         return Page(page, after, found)
+
+    def _in_country(self, query: Query) -> Query:
+        """``query``, reading numbers in :attr:`country` when it names no country."""
+        if query.country is None and self.country is not None:
+            return replace(query, country=self.country)
+        return query
 
     def _plain_page(self, query: Query, snapshot: int) -> list[Row]:
         """Up to ``limit + 1`` rows of a search without words."""
@@ -391,9 +396,7 @@ class Catalog:
 
         With words, the rows are found page by page (a search by words has no cheap count).
         """
-        query = replace(query or Query(), after=None)
-        if query.country is None and self.country is not None:
-            query = replace(query, country=self.country)
+        query = self._in_country(replace(query or Query(), after=None))
         if parse_query(query.text or ""):
             return sum(1 for _ in self.iter_search(replace(query, limit=MAX_LIMIT)))
         sql, params = select_count(query)

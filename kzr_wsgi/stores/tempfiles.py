@@ -71,12 +71,12 @@ def supports_unnamed(directory: Path) -> bool:
     return True
 
 
-
 def write_all(fd: int, data: bytes | memoryview) -> None:
     """Write all of ``data`` to ``fd`` (``os.write`` may write less than it is given)."""
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view):]
+
 
 class TempFile:
     """A temporary file open for writing; :meth:`link` gives it a name in the store."""
